@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# vhost-pci top-level build.  The two commands the README names:
+#   make demo    boot VM2 with the backend and show the interface
+#   make check   every test: unit tests, then selftests inside QEMU guests
+#
+# Everything is built under build/.  KVER selects the guest kernel (default:
+# the one Debian's linux-image-amd64 depends on); KDIR overrides its headers.
+
+SHELL      := /bin/bash
+REPO       := $(CURDIR)
+BUILD      := $(REPO)/build
+KVER       ?= $(shell $(REPO)/scripts/guest-kver.sh 2>/dev/null)
+KDIR       ?= /usr/src/linux-headers-$(KVER)
+KBUILD_OUT := $(BUILD)/kernel/$(KVER)
+KO         := $(KBUILD_OUT)/vhost_pci_net.ko
+US_BUILD   := $(BUILD)/userspace
+JOBS       ?= $(shell nproc)
+SELFTESTS  ?= vm2/basic.sh vm2/ctrl_area.sh
+
+export VPCI_BUILD := $(BUILD)
+
+.PHONY: all deps module userspace unit selftests check demo style clean help
+
+all: module userspace
+
+help:
+	@echo "make demo       boot VM2 with the backend, show the interface"
+	@echo "make check      install deps, build, unit tests, in-guest selftests"
+	@echo "make deps       install the Debian packages (scripts/debian-packages.txt)"
+	@echo "make module     build vhost_pci_net.ko for KVER=$(KVER) (W=1, warnings fail)"
+	@echo "make userspace  build the C++ backend, tools and tests"
+	@echo "make unit       run the userspace unit tests (ctest)"
+	@echo "make selftests  run SELFTESTS inside QEMU guests"
+	@echo "make style      checkpatch on the kernel sources"
+
+# Idempotent, fast when nothing is missing.
+deps:
+	@$(REPO)/scripts/deps.sh
+
+# Out of tree, in a per-kernel copy so 6.1 and 6.12 builds do not collide.
+# W=1 must be warning-free: any "warning:" fails the build.
+module: deps
+	@test -n "$(KVER)" || { echo "no guest kernel found (make deps)"; exit 1; }
+	@mkdir -p $(KBUILD_OUT)
+	@cp -u $(REPO)/kernel/*.c $(REPO)/kernel/*.h $(REPO)/kernel/Kbuild $(KBUILD_OUT)/
+	@set -o pipefail; $(MAKE) -C $(KDIR) M=$(KBUILD_OUT) VPCI_UAPI=$(REPO)/uapi W=1 modules 2>&1 \
+		| tee $(KBUILD_OUT)/build.log
+	@! grep -E 'warning:|error:' $(KBUILD_OUT)/build.log
+
+userspace: deps
+	@cmake -S $(REPO)/userspace -B $(US_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(US_BUILD) -j$(JOBS)
+
+unit: userspace
+	@ctest --test-dir $(US_BUILD) --output-on-failure -j$(JOBS)
+
+selftests: module userspace
+	@$(REPO)/selftests/run_selftests.sh $(SELFTESTS)
+
+check: deps
+	@$(MAKE) --no-print-directory module
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory selftests
+
+demo: module userspace
+	@$(REPO)/selftests/vm/run.py --topology vm2 $(REPO)/selftests/demo/vm2.sh
+
+style: deps
+	@$(REPO)/scripts/checkpatch.sh
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vhost_pci_net: the control area at the end of BAR2.
+ *
+ * The backend (host) writes the header and its state section; this driver
+ * writes only its own sections.  Everything read from the control area is
+ * peer-controlled: read once, validated, then used from a private copy.
+ */
+#include <linux/io.h>
+#include <linux/mm.h>
+#include "vpci.h"
+
+/**
+ * vpci_ctrl_check_hdr() - validate a private copy of the control area header
+ * @hdr: header copied out of shared memory
+ * @bar_len: size of BAR2 in bytes
+ * @why: set to a short reason when the header is rejected
+ *
+ * The control area must sit exactly at the end of the BAR, behind the peer
+ * memory it describes, with the geometry this driver was built for.
+ *
+ * Return: 0 if @hdr describes a usable v1 control area, -ENODEV otherwise.
+ */
+int vpci_ctrl_check_hdr(const struct vpci_ctrl_hdr *hdr, u64 bar_len,
+			const char **why)
+{
+	u64 total = le64_to_cpu(hdr->total_size);
+	u64 peer = le64_to_cpu(hdr->peer_mem_size);
+	u64 off = le64_to_cpu(hdr->ctrl_offset);
+	u16 qp = le16_to_cpu(hdr->max_queue_pairs);
+
+	if (le32_to_cpu(hdr->magic) != VPCI_CTRL_MAGIC) {
+		*why = "no control area (bad magic)";
+		return -ENODEV;
+	}
+	if (le32_to_cpu(hdr->abi_version) != VPCI_ABI_VERSION) {
+		*why = "unsupported control area ABI version";
+		return -ENODEV;
+	}
+	if (total != VPCI_CTRL_SIZE || bar_len < total ||
+	    off != bar_len - total) {
+		*why = "control area size or offset does not match the BAR";
+		return -ENODEV;
+	}
+	if (!peer || !PAGE_ALIGNED(peer) || peer > off) {
+		*why = "peer memory size overlaps the control area or the BAR end";
+		return -ENODEV;
+	}
+	if (!qp || qp > VPCI_MAX_QUEUE_PAIRS ||
+	    le16_to_cpu(hdr->num_vectors) != VPCI_NUM_VECTORS(qp)) {
+		*why = "queue pair or vector count out of range";
+		return -ENODEV;
+	}
+	if (le16_to_cpu(hdr->msg_ring_size) != VPCI_MSG_RING_SIZE) {
+		*why = "unsupported message ring size";
+		return -ENODEV;
+	}
+	return 0;
+}
+
+/**
+ * vpci_ctrl_set_driver_status() - update VPCI_DS_* bits seen by the backend
+ * @vdev: the device
+ * @set: bits to set
+ * @clear: bits to clear
+ *
+ * Does not notify; callers ring the backend once they are done.
+ */
+void vpci_ctrl_set_driver_status(struct vpci_dev *vdev, u32 set, u32 clear)
+{
+	u32 status;
+
+	mutex_lock(&vdev->state_lock);
+	/* Only this driver writes the driver section: our own value is safe. */
+	status = le32_to_cpu(READ_ONCE(vdev->ctrl->driver.status));
+	status = (status & ~clear) | set;
+	WRITE_ONCE(vdev->ctrl->driver.status, cpu_to_le32(status));
+	mutex_unlock(&vdev->state_lock);
+}
+
+/**
+ * vpci_ctrl_set_mtu() - publish the interface MTU to the backend
+ * @vdev: the device
+ * @mtu: new MTU, already bounded by the netdev core
+ */
+void vpci_ctrl_set_mtu(struct vpci_dev *vdev, unsigned int mtu)
+{
+	mutex_lock(&vdev->state_lock);
+	WRITE_ONCE(vdev->ctrl->driver.mtu, cpu_to_le16(mtu));
+	mutex_unlock(&vdev->state_lock);
+}
+
+/**
+ * vpci_ring_backend() - ring the backend's doorbell
+ * @vdev: the device
+ * @vector: VPCI_VEC_CONFIG, or VPCI_VEC_QUEUE(q) to interrupt VM1
+ *
+ * writel() orders all earlier stores to the control area (normal memory)
+ * before the doorbell MMIO write, so the backend sees them once woken.
+ */
+void vpci_ring_backend(struct vpci_dev *vdev, unsigned int vector)
+{
+	u32 peer = le16_to_cpu(vdev->hdr.backend_peer_id);
+
+	writel(peer << 16 | (vector & 0xffff), vdev->regs + IVSHMEM_REG_DOORBELL);
+}
+
+/**
+ * vpci_config_work() - apply the backend state after a config interrupt
+ * @work: &vpci_dev.config_work
+ *
+ * Reads the generation first and the fields after it; acknowledges the
+ * generation it applied through driver.generation_seen.
+ */
+void vpci_config_work(struct work_struct *work)
+{
+	struct vpci_dev *vdev = container_of(work, struct vpci_dev, config_work);
+	struct vpci_backend_state *bs = &vdev->ctrl->backend;
+	u32 gen;
+	u16 link;
+
+	gen = le32_to_cpu(READ_ONCE(bs->generation));
+	/*
+	 * Pairs with the backend's release store of generation after it
+	 * updated the fields: fields read below are at least that new.
+	 */
+	smp_rmb();
+	link = le16_to_cpu(READ_ONCE(bs->link));
+
+	vpci_netdev_apply_link(vdev, link & VPCI_LINK_UP);
+
+	mutex_lock(&vdev->state_lock);
+	if (gen != vdev->generation) {
+		vdev->generation = gen;
+		WRITE_ONCE(vdev->ctrl->driver.generation_seen, cpu_to_le32(gen));
+	}
+	mutex_unlock(&vdev->state_lock);
+}

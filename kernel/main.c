@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vhost_pci_net: PCI probe and removal.
+ *
+ * The vhost-pci function is emulated by QEMU's ivshmem-doorbell device
+ * (1af4:1110): BAR0 holds the ivshmem registers, BAR1 the MSI-X table and
+ * BAR2 the peer's memory followed by the control area.  The same IDs are
+ * used by every other ivshmem user, so the device is claimed only when BAR2
+ * ends in a valid control area.
+ */
+#include <linux/interrupt.h>
+#include <linux/io.h>
+#include <linux/module.h>
+#include <linux/pci.h>
+#include "vpci.h"
+
+#define PCI_DEVICE_ID_IVSHMEM	0x1110
+
+static irqreturn_t vpci_config_irq(int irq, void *data)
+{
+	struct vpci_dev *vdev = data;
+
+	schedule_work(&vdev->config_work);
+	return IRQ_HANDLED;
+}
+
+/* Map the control area, copy its header out once and validate the copy. */
+static int vpci_map_ctrl(struct vpci_dev *vdev)
+{
+	struct pci_dev *pdev = vdev->pdev;
+	resource_size_t start = pci_resource_start(pdev, 2);
+	const char *why;
+	int err;
+
+	if (!(pci_resource_flags(pdev, 2) & IORESOURCE_MEM) ||
+	    vdev->bar_len < VPCI_CTRL_SIZE) {
+		dev_info(&pdev->dev, "BAR2 too small for a control area, not a vhost-pci device\n");
+		return -ENODEV;
+	}
+	if (!devm_request_mem_region(&pdev->dev, start, vdev->bar_len,
+				     VPCI_DRV_NAME))
+		return -EBUSY;
+
+	vdev->ctrl = devm_memremap(&pdev->dev,
+				   start + vdev->bar_len - VPCI_CTRL_SIZE,
+				   VPCI_CTRL_SIZE, MEMREMAP_WB);
+	if (IS_ERR(vdev->ctrl))
+		return PTR_ERR(vdev->ctrl);
+
+	memcpy(&vdev->hdr, &vdev->ctrl->hdr, sizeof(vdev->hdr));
+	err = vpci_ctrl_check_hdr(&vdev->hdr, vdev->bar_len, &why);
+	if (err) {
+		if (le32_to_cpu(vdev->hdr.magic) == VPCI_CTRL_MAGIC)
+			dev_err(&pdev->dev, "rejecting control area: %s\n", why);
+		else
+			dev_info(&pdev->dev, "%s, not a vhost-pci device\n", why);
+		return err;
+	}
+
+	vdev->peer = devm_memremap(&pdev->dev, start,
+				   le64_to_cpu(vdev->hdr.peer_mem_size),
+				   MEMREMAP_WB);
+	if (IS_ERR(vdev->peer))
+		return PTR_ERR(vdev->peer);
+	return 0;
+}
+
+static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
+{
+	struct vpci_dev *vdev;
+	int nvec, err;
+
+	vdev = devm_kzalloc(&pdev->dev, sizeof(*vdev), GFP_KERNEL);
+	if (!vdev)
+		return -ENOMEM;
+	vdev->pdev = pdev;
+	mutex_init(&vdev->state_lock);
+	INIT_WORK(&vdev->config_work, vpci_config_work);
+
+	err = pcim_enable_device(pdev);
+	if (err)
+		return err;
+	err = pcim_iomap_regions(pdev, BIT(0), VPCI_DRV_NAME);
+	if (err)
+		return err;
+	vdev->regs = pcim_iomap_table(pdev)[0];
+	vdev->bar_len = pci_resource_len(pdev, 2);
+
+	err = vpci_map_ctrl(vdev);
+	if (err)
+		return err;
+
+	vdev->own_id = readl(vdev->regs + IVSHMEM_REG_IVPOSITION) & 0xffff;
+	vdev->nvec = le16_to_cpu(vdev->hdr.num_vectors);
+	nvec = pci_msix_vec_count(pdev);
+	if (nvec < 0 || (unsigned int)nvec < vdev->nvec) {
+		dev_err(&pdev->dev, "device has %d MSI-X vectors, control area needs %u\n",
+			nvec, vdev->nvec);
+		return -ENODEV;
+	}
+
+	vdev->netdev = vpci_netdev_alloc(vdev);
+	if (!vdev->netdev)
+		return -ENOMEM;
+
+	/* QEMU drops MSI-X messages of a device that is not bus master. */
+	pci_set_master(pdev);
+	nvec = pci_alloc_irq_vectors(pdev, vdev->nvec, vdev->nvec, PCI_IRQ_MSIX);
+	if (nvec < 0) {
+		err = nvec;
+		goto err_clear_master;
+	}
+	err = request_irq(pci_irq_vector(pdev, VPCI_VEC_CONFIG), vpci_config_irq,
+			  0, VPCI_DRV_NAME "-config", vdev);
+	if (err)
+		goto err_free_vectors;
+
+	pci_set_drvdata(pdev, vdev);
+
+	/* Tell the backend what device we are before VM1 can negotiate. */
+	WRITE_ONCE(vdev->ctrl->driver.device_features, cpu_to_le64(0));
+	vpci_ctrl_set_mtu(vdev, vdev->netdev->mtu);
+	vpci_ctrl_set_driver_status(vdev, VPCI_DS_BOUND, VPCI_DS_UP);
+
+	err = register_netdev(vdev->netdev);
+	if (err)
+		goto err_clear_status;
+
+	/* Apply the current link state; later changes arrive as interrupts. */
+	schedule_work(&vdev->config_work);
+	vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
+
+	netdev_info(vdev->netdev,
+		    "vhost-pci peer: %llu MiB, %u queue pair(s), ivshmem id %u, backend id %u\n",
+		    le64_to_cpu(vdev->hdr.peer_mem_size) >> 20,
+		    le16_to_cpu(vdev->hdr.max_queue_pairs), vdev->own_id,
+		    le16_to_cpu(vdev->hdr.backend_peer_id));
+	return 0;
+
+err_clear_status:
+	vpci_ctrl_set_driver_status(vdev, 0, VPCI_DS_BOUND | VPCI_DS_UP);
+	free_irq(pci_irq_vector(pdev, VPCI_VEC_CONFIG), vdev);
+	cancel_work_sync(&vdev->config_work);
+err_free_vectors:
+	pci_free_irq_vectors(pdev);
+err_clear_master:
+	pci_clear_master(pdev);
+	free_netdev(vdev->netdev);
+	return err;
+}
+
+static void vpci_remove(struct pci_dev *pdev)
+{
+	struct vpci_dev *vdev = pci_get_drvdata(pdev);
+
+	/* Stop config interrupts, then wait for a work item they queued. */
+	free_irq(pci_irq_vector(pdev, VPCI_VEC_CONFIG), vdev);
+	cancel_work_sync(&vdev->config_work);
+
+	unregister_netdev(vdev->netdev);
+
+	vpci_ctrl_set_driver_status(vdev, 0, VPCI_DS_BOUND | VPCI_DS_UP);
+	vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
+
+	pci_free_irq_vectors(pdev);
+	pci_clear_master(pdev);
+	free_netdev(vdev->netdev);
+	/* BAR mappings, regions and the device enable are devres-managed. */
+}
+
+static const struct pci_device_id vpci_ids[] = {
+	{ PCI_VDEVICE(REDHAT_QUMRANET, PCI_DEVICE_ID_IVSHMEM) },
+	{ }
+};
+MODULE_DEVICE_TABLE(pci, vpci_ids);
+
+static struct pci_driver vpci_driver = {
+	.name		= VPCI_DRV_NAME,
+	.id_table	= vpci_ids,
+	.probe		= vpci_probe,
+	.remove		= vpci_remove,
+};
+module_pci_driver(vpci_driver);
+
+MODULE_DESCRIPTION("vhost-pci: device side of a peer VM's virtio-net");
+MODULE_AUTHOR("The vhost-pci authors");
+MODULE_LICENSE("GPL");
+MODULE_VERSION(VPCI_DRV_VERSION);

@@ -1,0 +1,135 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# Shared helpers for the guest-side selftests (sourced), in the style of
+# tools/testing/selftests/net/lib.sh.  Output is TAP 13; exit status follows
+# kselftest: 0 pass, 1 fail, 4 skip.
+
+KSFT_PASS=0
+KSFT_FAIL=1
+KSFT_SKIP=4
+
+VPCI_KO=${VPCI_KO:-$VPCI_BUILD/kernel/$VPCI_KVER/vhost_pci_net.ko}
+VPCI_DRV=/sys/bus/pci/drivers/vhost_pci_net
+
+__ntests=0
+__nfail=0
+__nskip=0
+
+tap_begin()
+{
+	echo "TAP version 13"
+	echo "1..$1"
+}
+
+# log_test <rc> <description>: rc 0 pass, 4 skip, anything else fail.
+log_test()
+{
+	local rc=$1
+	shift
+	__ntests=$((__ntests + 1))
+	if [ "$rc" -eq 0 ]; then
+		echo "ok $__ntests $*"
+	elif [ "$rc" -eq "$KSFT_SKIP" ]; then
+		__nskip=$((__nskip + 1))
+		echo "ok $__ntests $* # SKIP"
+	else
+		__nfail=$((__nfail + 1))
+		echo "not ok $__ntests $*"
+	fi
+}
+
+# Print a diagnostic line.
+diag()
+{
+	echo "# $*"
+}
+
+# check <description> <command...>: run the command, log the result.
+check()
+{
+	local desc=$1
+	shift
+	"$@"
+	log_test $? "$desc"
+}
+
+# check_fail <description> <command...>: the command must fail.
+check_fail()
+{
+	local desc=$1
+	shift
+	if "$@"; then
+		log_test 1 "$desc"
+	else
+		log_test 0 "$desc"
+	fi
+}
+
+tap_end()
+{
+	diag "$((__ntests - __nfail - __nskip)) passed, $__nfail failed, $__nskip skipped"
+	if [ $__nfail -ne 0 ]; then
+		exit $KSFT_FAIL
+	fi
+	if [ $__nskip -ne 0 ] && [ $__nskip -eq $__ntests ]; then
+		exit $KSFT_SKIP
+	fi
+	exit $KSFT_PASS
+}
+
+# host <vpci-ctl args...>: run a command on the host (through the runner).
+# Sets HOST_OUT to its output; returns its exit status.
+host()
+{
+	local tag rc b64
+	echo "@host $*" >&3
+	read -r tag rc b64 <&3 || return 125
+	[ "$tag" = "@reply" ] || return 125
+	HOST_OUT=$(echo "$b64" | base64 -d)
+	return "$rc"
+}
+
+# wait_until <seconds> <command...>: poll until the command succeeds.
+wait_until()
+{
+	local t=$1 i
+	shift
+	for ((i = 0; i < t * 10; i++)); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# Kernel log lines that mean the test must fail whatever it printed.
+dmesg_clean()
+{
+	! dmesg | grep -E 'BUG:|WARNING:|Oops|Call Trace:|general protection'
+}
+
+# ivshmem functions (1af4:1110), one PCI address a line.
+ivshmem_devices()
+{
+	local d
+	for d in /sys/bus/pci/devices/*; do
+		[ "$(cat "$d/vendor")" = 0x1af4 ] && [ "$(cat "$d/device")" = 0x1110 ] &&
+			basename "$d"
+	done
+}
+
+# The doorbell variant has an MSI-X BAR1; ivshmem-plain has none.
+ivshmem_has_msix()
+{
+	[ -n "$(sed -n 2p "/sys/bus/pci/devices/$1/resource" | awk '$1 != "0x0000000000000000"')" ]
+}
+
+bound_driver()
+{
+	local l=/sys/bus/pci/devices/$1/driver
+	[ -L "$l" ] && basename "$(readlink "$l")"
+}
+
+netdev_of()
+{
+	ls "/sys/bus/pci/devices/$1/net" 2>/dev/null | head -n1
+}

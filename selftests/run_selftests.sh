@@ -1,0 +1,27 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# Run guest selftests, each in fresh guests through vm/run.py, as one TAP 13
+# stream in the style of kselftest's runner: each test's own TAP is indented
+# as "# " diagnostics, then "ok N selftests: vpci: <test>".  Exit 1 if any
+# test failed; a skipped test (exit 4) is reported "# SKIP", not as a pass.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+tests=("$@")
+[ ${#tests[@]} -gt 0 ] || { echo "usage: $0 TEST..." >&2; exit 2; }
+
+echo "TAP version 13"
+echo "1..${#tests[@]}"
+n=0 pass=0 fail=0 skip=0
+for t in "${tests[@]}"; do
+	n=$((n + 1))
+	echo "# selftests: vpci: $t"
+	"$here/vm/run.py" "$here/$t" 2>&1 | sed -u 's/^/# /'
+	rc=${PIPESTATUS[0]}
+	case $rc in
+	0) pass=$((pass + 1)); echo "ok $n selftests: vpci: $t" ;;
+	4) skip=$((skip + 1)); echo "ok $n selftests: vpci: $t # SKIP" ;;
+	*) fail=$((fail + 1)); echo "not ok $n selftests: vpci: $t # exit=$rc" ;;
+	esac
+done
+echo "selftests: $pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]

@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Run a guest-side script inside QEMU guests built from a topology.
+
+A topology (selftests/topologies/*.json) lists host services (started
+before QEMU, stopped after), files to create, and VMs with their devices.
+The guest's root is the host's root over read-only virtio-9p (tmpfs on /tmp
+and /run), so guests run every host tool and the freshly built module.
+
+Each VM gets two serial ports: ttyS0 is the kernel console, written to
+<run>/<vm>-console.log; ttyS1 carries the script's output (TAP) to this
+runner and "@host <cmd>" requests back, answered "@reply <rc> <base64>".
+The script's exit status arrives as "@exit <rc>".
+
+Every process is started in its own session under a deadline and killed by
+its own process group on every path.  Exit status: the script's (0 pass,
+1 fail, 4 skip), 1 on timeout, on a kernel splat, or on a runner error.
+"""
+
+import argparse
+import base64
+import json
+import os
+import re
+import selectors
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("VPCI_BUILD", os.path.join(REPO, "build"))
+SPLAT = re.compile(r"\b(BUG:|WARNING:|Oops|Call Trace:|general protection fault|"
+                   r"Kernel panic|UBSAN:|KASAN:)")
+# Programs a guest may run on the host, and where they live.
+HOST_PROGRAMS = {
+    "vpci-ctl": os.path.join(BUILD, "userspace", "vpci-ctl"),
+}
+
+
+class RunnerError(Exception):
+    pass
+
+
+def log(msg):
+    print(f"# [runner] {msg}", flush=True)
+
+
+def guest_kver(which):
+    out = subprocess.run([os.path.join(REPO, "scripts", "guest-kver.sh")] +
+                         ([which] if which else []),
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def build_initramfs(kver):
+    """Busybox + the modules needed to mount the host root over virtio-9p."""
+    out = os.path.join(BUILD, "vm", f"initramfs-{kver}.cpio.gz")
+    init_src = os.path.join(REPO, "selftests", "vm", "initramfs-init")
+    if os.path.exists(out) and os.path.getmtime(out) > os.path.getmtime(init_src):
+        return out
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="vpci-initramfs-") as root:
+        for d in ("bin", "proc", "sys", "dev", "newroot", "mod"):
+            os.makedirs(os.path.join(root, d))
+        shutil.copy("/bin/busybox", os.path.join(root, "bin", "busybox"))
+        shutil.copy(init_src, os.path.join(root, "init"))
+        os.chmod(os.path.join(root, "init"), 0o755)
+        deps = subprocess.run(
+            ["modprobe", "--show-depends", "-S", kver, "-a",
+             "virtio_pci", "9pnet_virtio", "9p"],
+            check=True, capture_output=True, text=True).stdout
+        order = []
+        for line in deps.splitlines():
+            parts = line.split()
+            if len(parts) < 2 or parts[0] != "insmod":
+                continue
+            src = parts[1]
+            name = os.path.basename(src)
+            dst = name
+            for ext, tool in ((".xz", ["xz", "-dc"]), (".zst", ["zstd", "-dcq"])):
+                if name.endswith(ext):
+                    dst = name[:-len(ext)]
+                    with open(os.path.join(root, "mod", dst), "wb") as f:
+                        subprocess.run(tool + [src], check=True, stdout=f)
+                    break
+            else:
+                shutil.copy(src, os.path.join(root, "mod", dst))
+            if dst not in order:
+                order.append(dst)
+        with open(os.path.join(root, "mod", "order"), "w") as f:
+            f.write("\n".join(order) + "\n")
+        files = subprocess.run(["find", "."], cwd=root, check=True,
+                               capture_output=True).stdout
+        tmp = out + ".tmp"
+        with open(tmp, "wb") as f:
+            cpio = subprocess.Popen(["cpio", "-o", "-H", "newc", "--quiet"],
+                                    cwd=root, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE)
+            gz = subprocess.Popen(["gzip", "-1"], stdin=cpio.stdout, stdout=f)
+            cpio.stdout.close()
+            cpio.communicate(files)
+            if gz.wait() or cpio.returncode:
+                raise RunnerError("building the initramfs failed")
+        os.rename(tmp, out)
+    return out
+
+
+class Proc:
+    """A child in its own session, killed by process group on close()."""
+
+    def __init__(self, name, argv, log_path, deadline):
+        self.name = name
+        remaining = max(1, int(deadline - time.monotonic()))
+        # timeout(1) is a second line of defence should this runner die.
+        full = ["timeout", "-s", "TERM", "-k", "5", str(remaining)] + argv
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.p = subprocess.Popen(full, stdin=subprocess.DEVNULL,
+                                  stdout=self.log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def close(self, grace=5.0):
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.p.wait()
+        self.log.close()
+        return self.p.returncode
+
+
+def expand(obj, env):
+    if isinstance(obj, str):
+        return obj.format(**env)
+    if isinstance(obj, list):
+        return [expand(o, env) for o in obj]
+    if isinstance(obj, dict):
+        return {k: expand(v, env) for k, v in obj.items()}
+    return obj
+
+
+def parse_size(s):
+    m = re.fullmatch(r"(\d+)([KMG]?)", str(s))
+    if not m:
+        raise RunnerError(f"bad size {s!r}")
+    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2)]
+
+
+class Guest:
+    """One VM: its QEMU process and its script channel."""
+
+    def __init__(self, spec, env, kver, initramfs, deadline, script):
+        self.name = spec["name"]
+        self.run = env["run"]
+        self.sock_path = os.path.join(self.run, f"{self.name}-tty.sock")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.sock_path)
+        self.listener.listen(1)
+        self.conn = None
+        self.buf = b""
+        self.exit_code = None
+        self.output = []
+        genv = os.path.join(self.run, f"{self.name}.env")
+        with open(genv, "w") as f:
+            f.write(f"VPCI_REPO={shlex.quote(REPO)}\n")
+            f.write(f"VPCI_BUILD={shlex.quote(BUILD)}\n")
+            f.write(f"VPCI_RUN={shlex.quote(self.run)}\n")
+            f.write(f"VPCI_VM={shlex.quote(self.name)}\n")
+            f.write(f"VPCI_KVER={shlex.quote(kver)}\n")
+            f.write(f"VPCI_SCRIPT={shlex.quote(script)}\n")
+            for k, v in spec.get("env", {}).items():
+                f.write(f"{k}={shlex.quote(str(v))}\n")
+        self.console = os.path.join(self.run, f"{self.name}-console.log")
+        cmdline = ("console=ttyS0 panic=-1 loglevel=6 quiet_splash=0 "
+                   "8250.nr_uarts=2 " + spec.get("cmdline", "") +
+                   f" vpci_env={genv}")
+        argv = ["qemu-system-x86_64", "-accel", "tcg", "-nodefaults",
+                "-display", "none", "-no-reboot",
+                "-machine", spec.get("machine", "q35"),
+                "-cpu", spec.get("cpu", "max"),
+                "-smp", str(spec.get("smp", 1)),
+                "-m", spec.get("memory", "256M"),
+                "-kernel", f"/boot/vmlinuz-{kver}", "-initrd", initramfs,
+                "-append", cmdline,
+                "-chardev", f"file,id=con,path={self.console}",
+                "-serial", "chardev:con",
+                "-chardev", f"socket,id=tty,path={self.sock_path}",
+                "-serial", "chardev:tty",
+                "-fsdev", "local,id=root,path=/,security_model=none,readonly=on",
+                "-device", "virtio-9p-pci,fsdev=root,mount_tag=hostroot"]
+        for dev in spec.get("devices", []):
+            argv += dev
+        with open(os.path.join(self.run, f"{self.name}.cmdline"), "w") as f:
+            f.write(shlex.join(argv) + "\n")
+        self.proc = Proc(self.name, argv,
+                         os.path.join(self.run, f"{self.name}-qemu.log"), deadline)
+
+    def fileno(self):
+        return self.conn.fileno() if self.conn else self.listener.fileno()
+
+    def on_readable(self, handle_host):
+        if self.conn is None:
+            self.conn, _ = self.listener.accept()
+            return
+        data = self.conn.recv(65536)
+        if not data:
+            raise RunnerError(f"{self.name}: script channel closed without @exit")
+        self.buf += data
+        while b"\n" in self.buf:
+            raw, self.buf = self.buf.split(b"\n", 1)
+            line = raw.decode(errors="replace").rstrip("\r")
+            if line.startswith("@host "):
+                rc, out = handle_host(self.name, line[6:])
+                reply = base64.b64encode(out).decode()
+                self.conn.sendall(f"@reply {rc} {reply}\n".encode())
+            elif line.startswith("@exit "):
+                self.exit_code = int(line.split()[1])
+            else:
+                self.output.append(line)
+                print(line, flush=True)
+
+    def splats(self):
+        try:
+            with open(self.console, errors="replace") as f:
+                return [l.rstrip() for l in f if SPLAT.search(l)]
+        except FileNotFoundError:
+            return []
+
+    def close(self):
+        rc = self.proc.close()
+        for s in (self.conn, self.listener):
+            if s:
+                s.close()
+        return rc
+
+
+def wait_for(path, proc, deadline, what):
+    while not os.path.exists(path):
+        if not proc.alive():
+            raise RunnerError(f"{what} exited early; see {proc.log_path}")
+        if time.monotonic() > deadline:
+            raise RunnerError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("script", help="guest-side script to run")
+    ap.add_argument("--topology", help="topology name or JSON path "
+                    "(default: the script's '# vpci-topology:' line, else vm2)")
+    ap.add_argument("--kernel", default=os.environ.get("VPCI_GUEST_KERNEL", ""),
+                    help="guest kernel: '' (Debian 6.1), '6.12', or a version")
+    ap.add_argument("--timeout", type=int, default=int(os.environ.get("VPCI_VM_TIMEOUT", 300)),
+                    help="seconds for the whole run (default 300)")
+    ap.add_argument("--keep", action="store_true", help="keep the run directory")
+    args = ap.parse_args()
+
+    deadline = time.monotonic() + args.timeout
+    script = os.path.realpath(args.script)
+    topo = args.topology
+    if not topo:
+        with open(script) as f:
+            m = re.search(r"^# vpci-topology:\s*(\S+)", f.read(), re.M)
+        topo = m.group(1) if m else "vm2"
+    if not topo.endswith(".json"):
+        topo = os.path.join(REPO, "selftests", "topologies", topo + ".json")
+    with open(topo) as f:
+        topology = json.load(f)
+
+    kver = args.kernel if re.match(r"^\d+\.\d+\.\d+-", args.kernel) else guest_kver(args.kernel)
+    os.makedirs(os.path.join(BUILD, "vm"), exist_ok=True)
+    run = tempfile.mkdtemp(prefix="run-", dir=os.path.join(BUILD, "vm"))
+    env = {"run": run, "build": BUILD, "repo": REPO}
+    for k, v in topology.get("vars", {}).items():
+        env[k] = expand(v, env)
+    log(f"topology {os.path.basename(topo)}, kernel {kver}, run dir {run}")
+
+    services, guests = [], []
+    status = 1
+    try:
+        initramfs = build_initramfs(kver)
+        for fspec in expand(topology.get("files", []), env):
+            with open(fspec["path"], "wb") as f:
+                f.truncate(parse_size(fspec["size"]))
+        for sspec in expand(topology.get("services", []), env):
+            p = Proc(sspec["name"], sspec["argv"],
+                     os.path.join(run, sspec["name"] + ".log"), deadline)
+            services.append(p)
+            if "ready_file" in sspec:
+                wait_for(sspec["ready_file"], p, deadline, sspec["name"])
+
+        def handle_host(vm, cmd):
+            argv = shlex.split(cmd)
+            if not argv or argv[0] not in HOST_PROGRAMS:
+                return 127, f"host command not allowed: {cmd}\n".encode()
+            argv = [HOST_PROGRAMS[argv[0]]] + expand(argv[1:], env)
+            try:
+                r = subprocess.run(argv, capture_output=True, timeout=30,
+                                   stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                return 124, b"host command timed out\n"
+            with open(os.path.join(run, "host-commands.log"), "a") as f:
+                f.write(f"[{vm}] {shlex.join(argv)} -> {r.returncode}\n")
+            return r.returncode, r.stdout + r.stderr
+
+        for vspec in expand(topology["vms"], env):
+            gscript = script if vspec.get("test", True) else vspec.get("script", "")
+            guests.append(Guest(vspec, env, kver, initramfs, deadline, gscript))
+        tested = [g for g in guests if g.exit_code is None]
+
+        sel = selectors.DefaultSelector()
+        for g in guests:
+            sel.register(g.listener, selectors.EVENT_READ, g)
+        while any(g.exit_code is None for g in tested):
+            if time.monotonic() > deadline:
+                raise RunnerError(f"timed out after {args.timeout}s")
+            for g in guests:
+                if not g.proc.alive() and g.exit_code is None:
+                    raise RunnerError(f"{g.name}: QEMU exited (rc {g.proc.p.returncode}) "
+                                      f"before the script finished; see {g.proc.log_path} "
+                                      f"and {g.console}")
+            for s in services:
+                if not s.alive():
+                    raise RunnerError(f"service {s.name} died; see {s.log_path}")
+            for key, _ in sel.select(timeout=0.5):
+                g = key.data
+                was_listening = g.conn is None
+                g.on_readable(handle_host)
+                if was_listening and g.conn is not None:
+                    sel.unregister(g.listener)
+                    sel.register(g.conn, selectors.EVENT_READ, g)
+        status = max(g.exit_code for g in tested)
+        # Let the guests power off so their consoles are complete.
+        end = min(deadline, time.monotonic() + 30)
+        while any(g.proc.alive() for g in guests) and time.monotonic() < end:
+            time.sleep(0.1)
+    except (RunnerError, OSError, subprocess.CalledProcessError) as e:
+        print(f"not ok runner # {e}", flush=True)
+        status = 1
+    finally:
+        for g in guests:
+            g.close()
+        for s in reversed(services):
+            s.close()
+    for g in guests:
+        bad = g.splats()
+        if bad:
+            print(f"# {g.name}: kernel splat on the console:", flush=True)
+            for l in bad[:20]:
+                print(f"#   {l}", flush=True)
+            status = 1
+    if status not in (0, 4) or args.keep:
+        log(f"logs kept in {run}")
+    else:
+        shutil.rmtree(run, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

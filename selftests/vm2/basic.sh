@@ -1,0 +1,75 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# vpci-topology: vm2
+#
+# The driver binds the emulated vhost-pci function and presents a netdev:
+# up/down, MTU bounded by the control area, carrier following the backend's
+# link state, driver state reported to the backend, clean unload while up.
+source "$(dirname "$0")/../lib.sh"
+
+tap_begin 14
+
+dev=
+for d in $(ivshmem_devices); do
+	ivshmem_has_msix "$d" && dev=$d
+done
+[ -n "$dev" ]
+log_test $? "ivshmem-doorbell function present ($dev)"
+
+check "insmod vhost_pci_net" insmod "$VPCI_KO"
+
+[ "$(bound_driver "$dev")" = vhost_pci_net ]
+log_test $? "driver bound to $dev"
+
+ifname=$(netdev_of "$dev")
+[ -n "$ifname" ] && ip link show dev "$ifname" >/dev/null
+log_test $? "interface $ifname appears"
+
+ip link set dev "$ifname" up &&
+	ip -o link show dev "$ifname" | grep -q '<.*,UP[,>]'
+log_test $? "ip link set up"
+
+host vpci-ctl --control-socket "$VPCI_CTL" status &&
+	echo "$HOST_OUT" | grep -q '"up": *true' &&
+	echo "$HOST_OUT" | grep -q '"bound": *true'
+log_test $? "backend sees the driver bound and up"
+diag "backend status: $(echo "$HOST_OUT" | tr -d '\n' | cut -c1-300)"
+
+carrier() { [ "$(cat "/sys/class/net/$ifname/carrier" 2>/dev/null)" = "$1" ]; }
+check "carrier up (backend link up)" wait_until 5 carrier 1
+
+host vpci-ctl --control-socket "$VPCI_CTL" link down &&
+	wait_until 10 carrier 0
+log_test $? "carrier follows backend link down"
+host vpci-ctl --control-socket "$VPCI_CTL" link up &&
+	wait_until 10 carrier 1
+log_test $? "carrier follows backend link up"
+
+max=$(ip -d link show dev "$ifname" | sed -n 's/.*maxmtu \([0-9]*\).*/\1/p')
+ip link set dev "$ifname" mtu 1000 && ip link set dev "$ifname" mtu "$max" &&
+	[ "$(cat "/sys/class/net/$ifname/mtu")" = "$max" ] &&
+	host vpci-ctl --control-socket "$VPCI_CTL" status &&
+	echo "$HOST_OUT" | grep -q "\"mtu\": *$max"
+log_test $? "mtu 1000 and $max accepted, backend sees $max"
+
+! ip link set dev "$ifname" mtu $((max + 1)) 2>/dev/null &&
+	! ip link set dev "$ifname" mtu 67 2>/dev/null &&
+	[ "$(cat "/sys/class/net/$ifname/mtu")" = "$max" ]
+log_test $? "mtu $((max + 1)) and 67 rejected, mtu unchanged"
+
+ip -d link show dev "$ifname" | grep -q "minmtu 68 maxmtu $max"
+log_test $? "ip -d link show reports minmtu 68 maxmtu $max"
+
+ip link set dev "$ifname" down &&
+	! ip -o link show dev "$ifname" | grep -q '<.*,UP[,>]' &&
+	ip link set dev "$ifname" up
+log_test $? "ip link set down and up again"
+
+rmmod vhost_pci_net && [ ! -e "/sys/class/net/$ifname" ] &&
+	host vpci-ctl --control-socket "$VPCI_CTL" status &&
+	echo "$HOST_OUT" | grep -q '"bound": *false'
+log_test $? "rmmod with the interface up; backend sees the driver gone"
+
+check "no BUG/WARNING/Oops in dmesg" dmesg_clean
+
+tap_end
