@@ -60,6 +60,7 @@ selftests: module userspace
 
 check: deps
 	@$(MAKE) --no-print-directory module
+	@$(MAKE) --no-print-directory style
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory selftests
 

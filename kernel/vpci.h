@@ -9,7 +9,7 @@
 #include <linux/pci.h>
 #include <linux/types.h>
 #include <linux/workqueue.h>
-#include <linux/vhost_pci_net.h>
+#include "vpci_core.h"
 
 #define VPCI_DRV_NAME		"vhost_pci_net"
 #define VPCI_DRV_VERSION	"0.1"
@@ -52,13 +52,12 @@ struct vpci_dev {
 	u16 own_id;
 	unsigned int nvec;
 	struct work_struct config_work;
+	/* protects the driver section of @ctrl and @generation */
 	struct mutex state_lock;
 	u32 generation;
 };
 
 /* ctrl.c */
-int vpci_ctrl_check_hdr(const struct vpci_ctrl_hdr *hdr, u64 bar_len,
-			const char **why);
 void vpci_ctrl_set_driver_status(struct vpci_dev *vdev, u32 set, u32 clear);
 void vpci_ctrl_set_mtu(struct vpci_dev *vdev, unsigned int mtu);
 void vpci_ring_backend(struct vpci_dev *vdev, unsigned int vector);

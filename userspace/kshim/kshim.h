@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Userspace stand-ins for the few kernel definitions the driver core
+ * (kernel/core_*.c) uses, so the same sources build into unit tests,
+ * fuzzers and benchmarks.  Host byte order is little-endian (x86-64).
+ */
+#ifndef _VPCI_KSHIM_H
+#define _VPCI_KSHIM_H
+
+#include <endian.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/types.h>
+
+typedef uint8_t u8;
+typedef uint16_t u16;
+typedef uint32_t u32;
+typedef uint64_t u64;
+
+#define le16_to_cpu(x)	le16toh((__u16)(x))
+#define le32_to_cpu(x)	le32toh((__u32)(x))
+#define le64_to_cpu(x)	le64toh((__u64)(x))
+#define cpu_to_le16(x)	((__le16)htole16(x))
+#define cpu_to_le32(x)	((__le32)htole32(x))
+#define cpu_to_le64(x)	((__le64)htole64(x))
+
+#define PAGE_SIZE		4096UL
+#define PAGE_ALIGNED(x)		(((x) & (PAGE_SIZE - 1)) == 0)
+
+#define READ_ONCE(x)		(*(const volatile __typeof__(x) *)&(x))
+#define WRITE_ONCE(x, v)	(*(volatile __typeof__(x) *)&(x) = (v))
+
+#endif /* _VPCI_KSHIM_H */
