@@ -15,8 +15,11 @@ __ntests=0
 __nfail=0
 __nskip=0
 
+__nplan=0
+
 tap_begin()
 {
+	__nplan=$1
 	echo "TAP version 13"
 	echo "1..$1"
 }
@@ -68,6 +71,10 @@ check_fail()
 tap_end()
 {
 	diag "$((__ntests - __nfail - __nskip)) passed, $__nfail failed, $__nskip skipped"
+	if [ "$__ntests" -ne "$__nplan" ]; then
+		diag "planned $__nplan tests, ran $__ntests"
+		exit $KSFT_FAIL
+	fi
 	if [ $__nfail -ne 0 ]; then
 		exit $KSFT_FAIL
 	fi

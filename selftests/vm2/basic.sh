@@ -7,7 +7,7 @@
 # link state, driver state reported to the backend, clean unload while up.
 source "$(dirname "$0")/../lib.sh"
 
-tap_begin 14
+tap_begin 15
 
 dev=
 for d in $(ivshmem_devices); do

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+/**
+ * @file backend.hpp
+ * The vhost-pci backend daemon's state and epoll loop, kept in the library
+ * so tests can drive it in-process with run_once().
+ *
+ * Control socket: newline-delimited JSON, one reply line per request line.
+ *   {"cmd":"status"}
+ *     -> {"ok":true,"vm2_connected":B,"client_id":N,"link":"up"|"down",
+ *         "generation":N,"driver":{"status":N,"bound":B,"up":B,
+ *         "features":N,"mtu":N},"mem_file":S,"file_size":N,
+ *         "peer_mem_size":N}
+ *   {"cmd":"link","state":"up"|"down"}  -> {"ok":true}
+ *   anything else -> {"ok":false,"error":"..."}; the connection stays open.
+ */
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "control_area.hpp"
+#include "fd.hpp"
+#include "ivshmem_server.hpp"
+#include "shm_file.hpp"
+
+namespace vpci {
+
+struct backend_config {
+	std::string ivshmem_socket;
+	std::string mem_file;
+	std::uint64_t ram_size = 128ULL << 20;
+	ctrl_params ctrl;
+	/** Empty: no control socket. */
+	std::string control_socket;
+};
+
+class backend {
+public:
+	/**
+	 * Create/check the memory file, initialise the control area and start
+	 * listening on the ivshmem (and control) sockets.  Throws on failure.
+	 */
+	explicit backend(const backend_config &cfg);
+
+	/** Block SIGTERM/SIGINT and handle them through a signalfd: stop. */
+	void handle_signals();
+	/** Wait up to @p timeout_ms (-1: forever) and handle ready events. */
+	void run_once(int timeout_ms);
+	/** run_once() until stop() or a signal. */
+	void run();
+	void stop() noexcept { stopping_ = true; }
+	bool stopping() const noexcept { return stopping_; }
+
+	/** Handle one control request line, return the reply (no newline). */
+	std::string handle_control_line(const std::string &line);
+	nlohmann::json status() const;
+	/** Set the link, bump the generation and raise VM2's config vector. */
+	void set_link(bool up);
+
+	control_area &control() noexcept { return ctrl_; }
+	ivshmem_server &ivshmem() noexcept { return ivs_; }
+	const shm_file &memory() const noexcept { return shm_; }
+
+private:
+	enum class tag : std::uint32_t {
+		ivs_listen,
+		ivs_client,
+		doorbell_config,
+		ctl_listen,
+		ctl_client,
+		signal,
+	};
+	struct ctl_client {
+		unique_fd fd;
+		std::string in;
+	};
+
+	void watch(int fd, tag t);
+	void dispatch(tag t, int fd);
+	void on_config_doorbell();
+	void on_ctl_client(int fd);
+	bool ctl_reply(ctl_client &c, const std::string &line);
+
+	shm_file shm_;
+	control_area ctrl_;
+	ivshmem_server ivs_;
+	std::optional<unix_listener> ctl_listener_;
+	std::map<int, ctl_client> ctl_clients_;
+	unique_fd epoll_;
+	unique_fd sigfd_;
+	driver_state last_driver_;
+	bool stopping_ = false;
+};
+
+} // namespace vpci

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+#include "ivshmem_server.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+
+#include <endian.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+namespace vpci {
+
+ivshmem_server::ivshmem_server(const std::string &socket_path, int shm_fd, unsigned num_vectors)
+	: num_vectors_(num_vectors)
+{
+	if (num_vectors == 0 || num_vectors > 65535)
+		throw std::invalid_argument("ivshmem: bad number of vectors " +
+					    std::to_string(num_vectors));
+	shm_fd_.reset(::fcntl(shm_fd, F_DUPFD_CLOEXEC, 0));
+	if (!shm_fd_)
+		throw_errno("fcntl(F_DUPFD_CLOEXEC, shm fd)");
+	for (unsigned v = 0; v < num_vectors; v++)
+		doorbells_.push_back(make_eventfd());
+	// Listen last: a client may connect as soon as the path exists.
+	listener_ = unix_listener(socket_path);
+	spdlog::info("ivshmem: listening on {} ({} vectors)", socket_path, num_vectors);
+}
+
+void ivshmem_server::send_msg(int sock, std::int64_t value, int fd)
+{
+	std::uint64_t le = htole64(static_cast<std::uint64_t>(value));
+	iovec iov{&le, sizeof(le)};
+	alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+	msghdr msg{};
+
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	if (fd >= 0) {
+		msg.msg_control = cbuf;
+		msg.msg_controllen = sizeof(cbuf);
+		cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+	if (n != static_cast<ssize_t>(sizeof(le))) {
+		if (n >= 0)
+			errno = EAGAIN; // short write on a stream socket: buffer full
+		throw_errno("sendmsg(ivshmem client, " + std::to_string(value) + ")");
+	}
+}
+
+void ivshmem_server::setup_client(unique_fd sock)
+{
+	client c{std::move(sock), next_id_, {}};
+	next_id_ = next_id_ == 65535 ? 1 : next_id_ + 1;
+
+	for (unsigned v = 0; v < num_vectors_; v++)
+		c.vectors.push_back(make_eventfd());
+
+	const int s = c.sock.get();
+	send_msg(s, 0, -1); // protocol version
+	send_msg(s, c.id, -1);
+	send_msg(s, -1, shm_fd_.get());
+	for (unsigned v = 0; v < num_vectors_; v++) // peer 0: the backend
+		send_msg(s, 0, doorbells_[v].get());
+	for (unsigned v = 0; v < num_vectors_; v++) // the client's own vectors
+		send_msg(s, c.id, c.vectors[v].get());
+	spdlog::info("ivshmem: client {} connected", c.id);
+	client_ = std::move(c);
+}
+
+bool ivshmem_server::handle_listen()
+{
+	bool added = false;
+
+	while (auto sock = listener_.accept()) {
+		if (client_) {
+			spdlog::warn("ivshmem: rejecting a second client while client {} is connected",
+				     client_->id);
+			continue; // closed by unique_fd
+		}
+		try {
+			setup_client(std::move(*sock));
+			added = true;
+		} catch (const std::system_error &e) {
+			spdlog::warn("ivshmem: client setup failed: {}", e.what());
+		}
+	}
+	return added;
+}
+
+void ivshmem_server::handle_client()
+{
+	char buf[256];
+
+	if (!client_)
+		return;
+	for (;;) {
+		ssize_t n = ::recv(client_->sock.get(), buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0) {
+			spdlog::debug("ivshmem: ignoring {} unexpected bytes from client {}", n,
+				      client_->id);
+			continue;
+		}
+		if (n == 0)
+			return drop_client("disconnected");
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		return drop_client(std::strerror(errno));
+	}
+}
+
+void ivshmem_server::drop_client(const char *why)
+{
+	spdlog::info("ivshmem: client {} {}", client_->id, why);
+	client_.reset();
+}
+
+void ivshmem_server::notify_vm2(unsigned vector)
+{
+	if (!client_) {
+		spdlog::debug("ivshmem: no client, vector {} not raised", vector);
+		return;
+	}
+	if (vector >= num_vectors_)
+		throw std::out_of_range("ivshmem: vector " + std::to_string(vector) +
+					" >= " + std::to_string(num_vectors_));
+	eventfd_signal(client_->vectors[vector].get());
+}
+
+} // namespace vpci

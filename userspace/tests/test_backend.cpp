@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+// The backend's control-socket protocol and event loop, driven in-process.
+#include <string>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "backend.hpp"
+#include "test_util.hpp"
+
+using namespace vpci;
+using namespace vpci::test;
+using json = nlohmann::json;
+using ::testing::HasSubstr;
+
+namespace {
+
+class BackendTest : public ::testing::Test {
+protected:
+	static backend_config config(const temp_dir &d)
+	{
+		backend_config c;
+		c.ivshmem_socket = d.path("ivs.sock");
+		c.mem_file = d.path("mem");
+		c.ram_size = 4 << 20;
+		c.control_socket = d.path("ctl.sock");
+		c.ctrl.max_queue_pairs = 2;
+		return c;
+	}
+
+	json call(const std::string &line) { return json::parse(be_.handle_control_line(line)); }
+
+	/** Send @p req over a control connection, pump the loop, read one line. */
+	std::string roundtrip(int sock, const std::string &req)
+	{
+		EXPECT_EQ(::send(sock, req.data(), req.size(), MSG_NOSIGNAL),
+			  static_cast<ssize_t>(req.size()));
+		std::string in;
+		for (int i = 0; i < 50 && in.find('\n') == std::string::npos; i++) {
+			be_.run_once(20);
+			char buf[4096];
+			ssize_t n = ::recv(sock, buf, sizeof(buf), MSG_DONTWAIT);
+			if (n > 0)
+				in.append(buf, static_cast<std::size_t>(n));
+		}
+		EXPECT_NE(in.find('\n'), std::string::npos) << "no reply to " << req;
+		return in.substr(0, in.find('\n'));
+	}
+
+	temp_dir dir_;
+	backend be_{config(dir_)};
+};
+
+TEST_F(BackendTest, StatusFields)
+{
+	json r = call(R"({"cmd":"status"})");
+	EXPECT_EQ(r["ok"], true);
+	EXPECT_EQ(r["vm2_connected"], false);
+	EXPECT_EQ(r["client_id"], 0);
+	EXPECT_EQ(r["link"], "up");
+	EXPECT_EQ(r["generation"], 1);
+	EXPECT_EQ(r["driver"]["status"], 0);
+	EXPECT_EQ(r["driver"]["bound"], false);
+	EXPECT_EQ(r["driver"]["up"], false);
+	EXPECT_EQ(r["driver"]["features"], 0);
+	EXPECT_EQ(r["driver"]["mtu"], 0);
+	EXPECT_EQ(r["mem_file"], dir_.path("mem"));
+	EXPECT_EQ(r["file_size"], 8 << 20);
+	EXPECT_EQ(r["peer_mem_size"], 4 << 20);
+}
+
+TEST_F(BackendTest, BadRequests)
+{
+	for (const char *bad : {"{not json", "[1,2]", R"({"nocmd":1})", R"({"cmd":5})",
+				R"({"cmd":"reboot"})", R"({"cmd":"link"})",
+				R"({"cmd":"link","state":"sideways"})", R"({"cmd":"link","state":1})"}) {
+		json r = call(bad);
+		EXPECT_EQ(r["ok"], false) << bad;
+		EXPECT_TRUE(r["error"].is_string()) << bad;
+	}
+	EXPECT_THAT(call("{oops").at("error").get<std::string>(), HasSubstr("malformed"));
+	EXPECT_THAT(call(R"({"cmd":"reboot"})").at("error").get<std::string>(),
+		    HasSubstr("unknown command"));
+	EXPECT_EQ(be_.control().generation(), 1u) << "a failed request changed state";
+}
+
+TEST_F(BackendTest, LinkDownClearsBitAndBumpsGeneration)
+{
+	EXPECT_EQ(call(R"({"cmd":"link","state":"down"})"), json({{"ok", true}}));
+	EXPECT_EQ(le_load(be_.control().raw().backend.link) & VPCI_LINK_UP, 0);
+	EXPECT_EQ(be_.control().generation(), 2u);
+	EXPECT_EQ(call(R"({"cmd":"status"})")["link"], "down");
+	EXPECT_EQ(call(R"({"cmd":"link","state":"up"})")["ok"], true);
+	EXPECT_TRUE(be_.control().link_up());
+	EXPECT_EQ(be_.control().generation(), 3u);
+}
+
+TEST_F(BackendTest, ControlSocketEndToEnd)
+{
+	unique_fd s = unix_connect(dir_.path("ctl.sock"));
+	EXPECT_EQ(json::parse(roundtrip(s.get(), "garbage\n"))["ok"], false);
+	// The connection stays usable after an error.
+	EXPECT_EQ(json::parse(roundtrip(s.get(), "{\"cmd\":\"link\",\"state\":\"down\"}\n"))["ok"],
+		  true);
+	json st = json::parse(roundtrip(s.get(), "{\"cmd\":\"status\"}\r\n"));
+	EXPECT_EQ(st["link"], "down");
+
+	// Two requests in one write get two replies.
+	unique_fd s2 = unix_connect(dir_.path("ctl.sock"));
+	std::string both = roundtrip(s2.get(), "{\"cmd\":\"status\"}\n{\"cmd\":\"nope\"}\n");
+	EXPECT_EQ(json::parse(both)["ok"], true);
+	s2.reset();
+	s.reset();
+	for (int i = 0; i < 3; i++)
+		be_.run_once(10); // disconnects are handled quietly
+	unique_fd s3 = unix_connect(dir_.path("ctl.sock"));
+	EXPECT_EQ(json::parse(roundtrip(s3.get(), "{\"cmd\":\"status\"}\n"))["ok"], true);
+}
+
+TEST_F(BackendTest, LinkChangeRaisesVm2ConfigVector)
+{
+	unique_fd c = unix_connect(dir_.path("ivs.sock"));
+	be_.run_once(100);
+	ASSERT_TRUE(be_.ivshmem().client_connected());
+	// Skip version, id, shm and the backend's 5 doorbells, keep own vector 0.
+	for (int i = 0; i < 3 + 5; i++)
+		ASSERT_TRUE(recv_ivshmem_msg(c.get()));
+	auto v0 = recv_ivshmem_msg(c.get());
+	ASSERT_TRUE(v0 && v0->fd);
+	EXPECT_FALSE(readable(v0->fd.get()));
+	be_.set_link(false);
+	EXPECT_TRUE(readable(v0->fd.get()));
+	EXPECT_EQ(call(R"({"cmd":"status"})")["vm2_connected"], true);
+	EXPECT_EQ(call(R"({"cmd":"status"})")["client_id"], 1);
+
+	c.reset();
+	be_.run_once(100);
+	EXPECT_FALSE(be_.ivshmem().client_connected());
+}
+
+TEST_F(BackendTest, ConfigDoorbellReadsDriverState)
+{
+	auto &d = be_.control().raw().driver;
+	le_store(d.mtu, 1500);
+	le_store(d.status, VPCI_DS_BOUND);
+	eventfd_signal(be_.ivshmem().doorbell_fd(VPCI_VEC_CONFIG));
+	be_.run_once(100);
+	EXPECT_FALSE(readable(be_.ivshmem().doorbell_fd(VPCI_VEC_CONFIG))) << "doorbell not consumed";
+	json r = call(R"({"cmd":"status"})");
+	EXPECT_EQ(r["driver"]["bound"], true);
+	EXPECT_EQ(r["driver"]["mtu"], 1500);
+}
+
+TEST(BackendSetup, SocketsRemovedOnDestruction)
+{
+	temp_dir d;
+	backend_config c;
+	c.ivshmem_socket = d.path("ivs.sock");
+	c.mem_file = d.path("mem");
+	c.ram_size = 1 << 20;
+	c.control_socket = d.path("ctl.sock");
+	{
+		backend be(c);
+		EXPECT_EQ(::access(c.ivshmem_socket.c_str(), F_OK), 0);
+		EXPECT_EQ(::access(c.control_socket.c_str(), F_OK), 0);
+		// A second backend on the same sockets is refused.
+		c.mem_file = d.path("mem2");
+		EXPECT_THROW(backend be2(c), std::system_error);
+	}
+	EXPECT_NE(::access(c.ivshmem_socket.c_str(), F_OK), 0);
+	EXPECT_NE(::access(c.control_socket.c_str(), F_OK), 0);
+}
+
+} // namespace

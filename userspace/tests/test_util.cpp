@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+#include "test_util.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+
+#include <endian.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+namespace vpci::test {
+
+temp_dir::temp_dir()
+{
+	const char *base = std::getenv("TMPDIR");
+	std::string tmpl = std::string(base && *base ? base : "/tmp") + "/vpci-test.XXXXXX";
+	if (!::mkdtemp(tmpl.data()))
+		throw_errno("mkdtemp(" + tmpl + ")");
+	dir_ = tmpl;
+}
+
+temp_dir::~temp_dir()
+{
+	std::error_code ec;
+	std::filesystem::remove_all(dir_, ec);
+}
+
+std::optional<ivshmem_msg> recv_ivshmem_msg(int sock)
+{
+	std::uint64_t le = 0;
+	iovec iov{&le, sizeof(le)};
+	alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+	msghdr msg{};
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cbuf;
+	msg.msg_controllen = sizeof(cbuf);
+
+	ssize_t n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		throw_errno("recvmsg(test client)");
+	if (n == 0)
+		return std::nullopt;
+	if (n != sizeof(le))
+		throw std::runtime_error("short ivshmem message");
+	ivshmem_msg m{static_cast<std::int64_t>(le64toh(le)), unique_fd()};
+	for (cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			int fd;
+			std::memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+			m.fd.reset(fd);
+		}
+	}
+	return m;
+}
+
+bool readable(int fd)
+{
+	pollfd p{fd, POLLIN, 0};
+	return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+} // namespace vpci::test

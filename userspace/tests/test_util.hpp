@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+// Helpers shared by the unit tests.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "fd.hpp"
+
+namespace vpci::test {
+
+/** A fresh directory under $TMPDIR (or /tmp), removed with its contents. */
+class temp_dir {
+public:
+	temp_dir();
+	~temp_dir();
+	temp_dir(const temp_dir &) = delete;
+	temp_dir &operator=(const temp_dir &) = delete;
+	std::string path(const std::string &name) const { return dir_ + "/" + name; }
+
+private:
+	std::string dir_;
+};
+
+/** One ivshmem protocol message as a client sees it. */
+struct ivshmem_msg {
+	std::int64_t value;
+	unique_fd fd; // empty if none was attached
+};
+
+/** Receive one message (int64 LE + optional fd); nullopt on EOF. */
+std::optional<ivshmem_msg> recv_ivshmem_msg(int sock);
+
+/** True if @p fd is readable right now. */
+bool readable(int fd);
+
+} // namespace vpci::test
