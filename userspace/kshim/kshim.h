@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <linux/types.h>
 
 typedef uint8_t u8;
@@ -31,5 +33,13 @@ typedef uint64_t u64;
 
 #define READ_ONCE(x)		(*(const volatile __typeof__(x) *)&(x))
 #define WRITE_ONCE(x, v)	(*(volatile __typeof__(x) *)&(x) = (v))
+
+/* x86-64 is TSO: acquire/release need only stop the compiler reordering. */
+#define smp_load_acquire(p)	__atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define smp_store_release(p, v)	__atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+#define GFP_KERNEL		0
+#define kvmalloc_array(n, size, gfp)	calloc((n), (size))
+#define kvfree(p)		free(p)
 
 #endif /* _VPCI_KSHIM_H */

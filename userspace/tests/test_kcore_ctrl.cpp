@@ -108,4 +108,4 @@ INSTANTIATE_TEST_SUITE_P(
 			   kBar, "queue"},
 		Corruption{"vectors", [](auto &h) { h.num_vectors = htole16(7); }, kBar, "vector"},
 		Corruption{"ring_size", [](auto &h) { h.msg_ring_size = htole16(256); }, kBar, "ring"}),
-	[](const auto &info) { return std::string(info.param.name); });
+	[](const auto &tpi) { return std::string(tpi.param.name); });
