@@ -67,6 +67,7 @@ void vpci_config_work(struct work_struct *work)
 {
 	struct vpci_dev *vdev = container_of(work, struct vpci_dev, config_work);
 	struct vpci_backend_state *bs = &vdev->ctrl->backend;
+	bool ring;
 	u32 gen;
 	u16 link;
 
@@ -80,10 +81,16 @@ void vpci_config_work(struct work_struct *work)
 
 	vpci_netdev_apply_link(vdev, link & VPCI_LINK_UP);
 
+	ring = vpci_iotlb_process(vdev);
+
 	mutex_lock(&vdev->state_lock);
 	if (gen != vdev->generation) {
 		vdev->generation = gen;
 		WRITE_ONCE(vdev->ctrl->driver.generation_seen, cpu_to_le32(gen));
+		ring = true;
 	}
 	mutex_unlock(&vdev->state_lock);
+
+	if (ring)
+		vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
 }

@@ -75,6 +75,8 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		return -ENOMEM;
 	vdev->pdev = pdev;
 	mutex_init(&vdev->state_lock);
+	mutex_init(&vdev->iotlb_lock);
+	spin_lock_init(&vdev->msg_lock);
 	INIT_WORK(&vdev->config_work, vpci_config_work);
 
 	err = pcim_enable_device(pdev);
@@ -89,6 +91,12 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	err = vpci_map_ctrl(vdev);
 	if (err)
 		return err;
+
+	vpci_iotlb_init(&vdev->iotlb, VPCI_IOTLB_MAX,
+			le64_to_cpu(vdev->hdr.peer_mem_size));
+	/* Start where the backend's rings are (a previous driver consumed). */
+	vdev->b2d_cons = le32_to_cpu(READ_ONCE(vdev->ctrl->b2d.cons));
+	vdev->d2b_prod = le32_to_cpu(READ_ONCE(vdev->ctrl->d2b.prod));
 
 	vdev->own_id = readl(vdev->regs + IVSHMEM_REG_IVPOSITION) & 0xffff;
 	vdev->nvec = le16_to_cpu(vdev->hdr.num_vectors);
@@ -118,7 +126,8 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	pci_set_drvdata(pdev, vdev);
 
 	/* Tell the backend what device we are before VM1 can negotiate. */
-	WRITE_ONCE(vdev->ctrl->driver.device_features, cpu_to_le64(0));
+	WRITE_ONCE(vdev->ctrl->driver.device_features,
+		   cpu_to_le64(VPCI_DEVICE_FEATURES));
 	vpci_ctrl_set_mtu(vdev, vdev->netdev->mtu);
 	vpci_ctrl_set_driver_status(vdev, VPCI_DS_BOUND, VPCI_DS_UP);
 
@@ -146,6 +155,7 @@ err_free_vectors:
 err_clear_master:
 	pci_clear_master(pdev);
 	free_netdev(vdev->netdev);
+	vpci_iotlb_destroy(&vdev->iotlb);
 	return err;
 }
 
@@ -165,6 +175,7 @@ static void vpci_remove(struct pci_dev *pdev)
 	pci_free_irq_vectors(pdev);
 	pci_clear_master(pdev);
 	free_netdev(vdev->netdev);
+	vpci_iotlb_destroy(&vdev->iotlb);
 	/* BAR mappings, regions and the device enable are devres-managed. */
 }
 

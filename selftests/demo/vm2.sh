@@ -10,7 +10,7 @@ step() { echo; echo "==> $*"; }
 
 step "insmod vhost_pci_net.ko"
 insmod "$VPCI_KO" || exit 1
-dmesg | grep -E 'vhost_pci_net|vpci' | sed 's/^/    /'
+dmesg | grep 'vhost_pci_net' | sed 's/^/    /'
 
 dev=$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")
 ifname=$(netdev_of "$dev")

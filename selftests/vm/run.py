@@ -299,6 +299,7 @@ def main():
             with open(fspec["path"], "wb") as f:
                 f.truncate(parse_size(fspec["size"]))
         for sspec in expand(topology.get("services", []), env):
+            log(f"starting {sspec['name']}")
             p = Proc(sspec["name"], sspec["argv"],
                      os.path.join(run, sspec["name"] + ".log"), deadline)
             services.append(p)
@@ -321,6 +322,7 @@ def main():
 
         for vspec in expand(topology["vms"], env):
             gscript = script if vspec.get("test", True) else vspec.get("script", "")
+            log(f"booting {vspec['name']} (QEMU TCG, about 10 s)")
             guests.append(Guest(vspec, env, kver, initramfs, deadline, gscript))
         tested = [g for g in guests if g.exit_code is None]
 

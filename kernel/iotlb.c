@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vhost_pci_net: IOTLB messages from the backend, misses and acks to it.
+ *
+ * Runs from the config work (process context).  The b2d ring is consumed
+ * here only; the d2b ring is produced under @msg_lock because the datapath
+ * will post misses too.
+ */
+#include <linux/ratelimit.h>
+#include "vpci.h"
+
+static int vpci_post(struct vpci_dev *vdev, u8 type, u8 perm, u16 queue,
+		     u32 seq, u64 iova, u64 size)
+{
+	struct vpci_msg m = {
+		.type = type,
+		.perm = perm,
+		.queue = cpu_to_le16(queue),
+		.seq = cpu_to_le32(seq),
+		.iova = cpu_to_le64(iova),
+		.size = cpu_to_le64(size),
+	};
+	int err;
+
+	spin_lock_bh(&vdev->msg_lock);
+	err = vpci_msg_push(&vdev->ctrl->d2b, &vdev->d2b_prod, &m);
+	spin_unlock_bh(&vdev->msg_lock);
+	if (err)
+		dev_warn_ratelimited(&vdev->pdev->dev, "d2b ring: %s\n",
+				     err == -ENOSPC ? "full" : "corrupt consumer count");
+	return err;
+}
+
+/*
+ * Apply one validated-by-copy message.  Returns true if the backend must be
+ * rung (an ack was posted).
+ */
+static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
+{
+	u64 iova = le64_to_cpu(m->iova);
+	u64 size = le64_to_cpu(m->size);
+	u32 seq = le32_to_cpu(m->seq);
+	int err;
+
+	switch (m->type) {
+	case VPCI_MSG_IOTLB_UPDATE:
+		mutex_lock(&vdev->iotlb_lock);
+		err = vpci_iotlb_add(&vdev->iotlb, iova, size,
+				     le64_to_cpu(m->bar_offset), m->perm);
+		mutex_unlock(&vdev->iotlb_lock);
+		if (err) {
+			vdev->stats.iotlb_bad_msgs++;
+			dev_warn_ratelimited(&vdev->pdev->dev,
+					     "IOTLB update iova %#llx size %#llx -> %#llx perm %u refused: %d\n",
+					     iova, size, le64_to_cpu(m->bar_offset),
+					     m->perm, err);
+			return false;
+		}
+		vdev->stats.iotlb_updates++;
+		return false;
+	case VPCI_MSG_IOTLB_INVALIDATE:
+		mutex_lock(&vdev->iotlb_lock);
+		err = vpci_iotlb_del(&vdev->iotlb, iova, size);
+		mutex_unlock(&vdev->iotlb_lock);
+		if (err) {
+			/* Never ack what was not removed: the backend times out. */
+			vdev->stats.iotlb_bad_msgs++;
+			dev_warn_ratelimited(&vdev->pdev->dev,
+					     "IOTLB invalidate iova %#llx size %#llx failed: %d, not acked\n",
+					     iova, size, err);
+			return false;
+		}
+		vdev->stats.iotlb_invalidations++;
+		/*
+		 * Nothing on the datapath holds a translation yet (no queue
+		 * runs): once queues do, they are quiesced here before the ack.
+		 */
+		if (vpci_post(vdev, VPCI_MSG_IOTLB_INV_ACK, 0, 0xffff, seq, iova,
+			      size))
+			return false;
+		return true;
+	default:
+		vdev->stats.iotlb_bad_msgs++;
+		dev_warn_ratelimited(&vdev->pdev->dev, "unknown b2d message type %u\n",
+				     m->type);
+		return false;
+	}
+}
+
+/* Bytes of each part of a split virtqueue of @num entries, event idx included. */
+static u64 vpci_ring_bytes(unsigned int part, u16 num)
+{
+	switch (part) {
+	case 0:
+		return 16ULL * num;		/* descriptor table */
+	case 1:
+		return 6ULL + 2ULL * num;	/* avail: flags, idx, ring, used_event */
+	default:
+		return 6ULL + 8ULL * num;	/* used: flags, idx, ring, avail_event */
+	}
+}
+
+/*
+ * For every enabled queue, find the first untranslated byte of its rings
+ * and post one miss for it; the update answering it raises another config
+ * interrupt, which brings us back here for the next gap.
+ */
+static bool vpci_map_rings(struct vpci_dev *vdev)
+{
+	unsigned int q, part, nq = 2 * le16_to_cpu(vdev->hdr.max_queue_pairs);
+	bool rung = false;
+
+	for (q = 0; q < nq; q++) {
+		struct vpci_vq_config *vc = &vdev->ctrl->vq_config[q];
+		u64 addr[3], iova, left, off, contig;
+		bool mapped = true;
+		u16 num;
+
+		num = le16_to_cpu(READ_ONCE(vc->num));
+		if (!READ_ONCE(vc->enabled) || !num || num > 32768 ||
+		    (num & (num - 1))) {
+			vdev->rings_mapped &= ~BIT(q);
+			continue;
+		}
+		addr[0] = le64_to_cpu(READ_ONCE(vc->desc));
+		addr[1] = le64_to_cpu(READ_ONCE(vc->avail));
+		addr[2] = le64_to_cpu(READ_ONCE(vc->used));
+
+		for (part = 0; part < 3 && mapped; part++) {
+			u32 perm = part == 2 ? VPCI_PERM_WO : VPCI_PERM_RO;
+			int err = 0;
+
+			iova = addr[part];
+			left = vpci_ring_bytes(part, num);
+			mutex_lock(&vdev->iotlb_lock);
+			while (left) {
+				err = vpci_iotlb_translate(&vdev->iotlb, iova, left,
+							   perm, &off, &contig);
+				if (err)
+					break;
+				iova += contig;
+				left -= contig;
+			}
+			mutex_unlock(&vdev->iotlb_lock);
+			if (!err)
+				continue;
+			mapped = false;
+			if (err == -ENOENT &&
+			    !vpci_post(vdev, VPCI_MSG_IOTLB_MISS, perm, q, 0, iova, 1)) {
+				vdev->stats.iotlb_misses++;
+				rung = true;
+			} else if (err != -ENOENT) {
+				dev_warn_ratelimited(&vdev->pdev->dev,
+						     "queue %u ring part %u at %#llx unusable: %d\n",
+						     q, part, addr[part], err);
+			}
+		}
+		if (mapped && !(vdev->rings_mapped & BIT(q)))
+			netdev_info(vdev->netdev,
+				    "queue %u: rings mapped (num %u, desc %#llx avail %#llx used %#llx)\n",
+				    q, num, addr[0], addr[1], addr[2]);
+		if (mapped)
+			vdev->rings_mapped |= BIT(q);
+		else
+			vdev->rings_mapped &= ~BIT(q);
+	}
+	return rung;
+}
+
+/**
+ * vpci_iotlb_process() - drain b2d, then ask for untranslated ring pages
+ * @vdev: the device
+ *
+ * Return: true if messages were posted on d2b and the backend must be rung.
+ */
+bool vpci_iotlb_process(struct vpci_dev *vdev)
+{
+	struct vpci_msg m;
+	bool ring = false;
+	int n, budget = VPCI_MSG_RING_SIZE;
+
+	while (budget-- > 0) {
+		n = vpci_msg_pop(&vdev->ctrl->b2d, &vdev->b2d_cons, &m);
+		if (n < 0) {
+			dev_err_ratelimited(&vdev->pdev->dev, "b2d ring: corrupt producer count\n");
+			break;
+		}
+		if (!n)
+			break;
+		ring |= vpci_iotlb_apply(vdev, &m);
+	}
+	if (budget < 0)		/* more pending: come back */
+		schedule_work(&vdev->config_work);
+	ring |= vpci_map_rings(vdev);
+	return ring;
+}
