@@ -75,6 +75,13 @@ int main(int argc, char **argv)
 		->check(CLI::IsMember({"up", "down"}));
 	app.add_option("--control-socket", cfg.control_socket,
 		       "UNIX socket for vpci-ctl (newline-delimited JSON)");
+	app.add_option("--vhost-user-socket", cfg.vhost_user_socket,
+		       "UNIX socket VM1's QEMU (-chardev socket,path=...) connects to as the "
+		       "vhost-user front-end; without it no front-end is served");
+	app.add_option("--inval-timeout-ms", cfg.inval_timeout_ms,
+		       "how long an IOTLB invalidation waits for VM2's driver to ack before the "
+		       "device is marked broken and VM1 gets a failure")
+		->check(CLI::Range(1, 600000));
 	app.add_option("--log-level", log_level, "stderr log level")
 		->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
 	app.add_flag("--foreground", foreground,

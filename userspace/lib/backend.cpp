@@ -7,6 +7,8 @@
 
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,7 +35,96 @@ backend::backend(const backend_config &cfg)
 	watch(ivs_.doorbell_fd(VPCI_VEC_CONFIG), tag::doorbell_config);
 	if (ctl_listener_)
 		watch(ctl_listener_->fd(), tag::ctl_listen);
+	for (unsigned v = 1; v < ivs_.num_vectors(); v++)
+		watch(ivs_.doorbell_fd(v), tag::doorbell_queue);
 	last_driver_ = ctrl_.read_driver();
+	if (!cfg.vhost_user_socket.empty()) {
+		struct stat st;
+		if (::fstat(shm_.fd(), &st) < 0)
+			throw_errno("fstat(" + shm_.path() + ")");
+		frontend_config fc;
+		fc.peer_mem_size = shm_.ram_size();
+		fc.mem_dev = st.st_dev;
+		fc.mem_ino = st.st_ino;
+		fc.max_queue_pairs = cfg.ctrl.max_queue_pairs;
+		fc.inval_timeout_ms = cfg.inval_timeout_ms;
+		fc.vring_base_timeout_ms = cfg.vring_base_timeout_ms;
+		fe_ = std::make_unique<frontend>(ctrl_, static_cast<frontend_events &>(*this), fc);
+		vu_listener_.emplace(cfg.vhost_user_socket);
+		watch(vu_listener_->fd(), tag::vu_listen);
+		spdlog::info("vhost-user: listening on {}", cfg.vhost_user_socket);
+	}
+}
+
+void backend::notify_driver()
+{
+	ivs_.notify_vm2(VPCI_VEC_CONFIG);
+}
+
+void backend::queue_fds_changed(unsigned q)
+{
+	// Notification wiring: relay mode.  A kick from VM1 is read here and
+	// raised as VM2's vector VPCI_VEC_QUEUE(q); VM2 ringing the backend's
+	// doorbell vector VPCI_VEC_QUEUE(q) is written to VM1's call eventfd.
+	if (relay_kick_[q]) {
+		epoll_del(epoll_.get(), relay_kick_[q].get());
+		relay_kick_[q].reset();
+	}
+	const vring &v = fe_->queue(q);
+	if (v.kick) {
+		relay_kick_[q].reset(::fcntl(v.kick.get(), F_DUPFD_CLOEXEC, 0));
+		if (!relay_kick_[q])
+			throw_errno("fcntl(F_DUPFD_CLOEXEC, kick fd)");
+		watch(relay_kick_[q].get(), tag::kick);
+	}
+	fe_->set_notify_mode(q, (v.kick || v.call) ? VPCI_NOTIFY_RELAY : VPCI_NOTIFY_NONE);
+}
+
+void backend::on_kick(int fd)
+{
+	for (unsigned q = 0; q < VPCI_MAX_QUEUES; q++) {
+		if (relay_kick_[q].get() != fd)
+			continue;
+		if (eventfd_consume(fd)) {
+			fe_->queue(q).kicks_relayed++;
+			if (VPCI_VEC_QUEUE(q) < ivs_.num_vectors())
+				ivs_.notify_vm2(VPCI_VEC_QUEUE(q));
+		}
+		return;
+	}
+}
+
+void backend::on_queue_doorbell(int fd)
+{
+	for (unsigned v = 1; v < ivs_.num_vectors(); v++) {
+		if (ivs_.doorbell_fd(v) != fd)
+			continue;
+		if (eventfd_consume(fd) && fe_ && v - 1 < fe_->num_queues() && fe_->queue(v - 1).call)
+			eventfd_signal(fe_->queue(v - 1).call.get());
+		return;
+	}
+}
+
+void backend::sync_frontend_watch()
+{
+	if (!fe_)
+		return;
+	const int fd = fe_->fd();
+	if (fd != vu_watched_fd_) {
+		vu_watched_fd_ = fd;
+		vu_paused_ = false;
+		if (fd >= 0)
+			watch(fd, tag::vu_client);
+	}
+	if (fd >= 0 && fe_->busy() != vu_paused_) {
+		vu_paused_ = fe_->busy();
+		epoll_event ev{};
+		ev.events = vu_paused_ ? 0u : static_cast<std::uint32_t>(EPOLLIN);
+		ev.data.u64 = (static_cast<std::uint64_t>(tag::vu_client) << 32) |
+			      static_cast<std::uint32_t>(fd);
+		if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) < 0)
+			throw_errno("epoll_ctl(MOD, vhost-user)");
+	}
 }
 
 void backend::watch(int fd, tag t)
@@ -65,6 +156,17 @@ void backend::run()
 void backend::run_once(int timeout_ms)
 {
 	epoll_event evs[16];
+	if (fe_) {
+		if (auto dl = fe_->deadline()) {
+			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+					    *dl - std::chrono::steady_clock::now())
+					    .count() + 1;
+			if (left < 0)
+				left = 0;
+			if (timeout_ms < 0 || left < timeout_ms)
+				timeout_ms = static_cast<int>(left);
+		}
+	}
 	int n = ::epoll_wait(epoll_.get(), evs, 16, timeout_ms);
 	if (n < 0) {
 		if (errno == EINTR)
@@ -74,6 +176,10 @@ void backend::run_once(int timeout_ms)
 	for (int i = 0; i < n && !stopping_; i++)
 		dispatch(static_cast<tag>(evs[i].data.u64 >> 32),
 			 static_cast<int>(evs[i].data.u64 & 0xffffffffu));
+	if (fe_) {
+		fe_->check_timeout();
+		sync_frontend_watch();
+	}
 }
 
 void backend::dispatch(tag t, int fd)
@@ -102,6 +208,26 @@ void backend::dispatch(tag t, int fd)
 		break;
 	case tag::ctl_client:
 		on_ctl_client(fd);
+		break;
+	case tag::vu_listen:
+		while (auto s = vu_listener_->accept()) {
+			// Blocking mode off: recv() waits for payloads with poll().
+			if (!fe_->attach(std::move(*s)))
+				continue; // closed
+		}
+		sync_frontend_watch();
+		break;
+	case tag::vu_client:
+		if (fd == fe_->fd()) {
+			fe_->handle_readable();
+			sync_frontend_watch();
+		}
+		break;
+	case tag::kick:
+		on_kick(fd);
+		break;
+	case tag::doorbell_queue:
+		on_queue_doorbell(fd);
 		break;
 	case tag::signal: {
 		signalfd_siginfo si;
@@ -142,6 +268,10 @@ void backend::on_config_doorbell()
 		spdlog::debug("driver: generation seen {} (backend at {})", d.generation_seen,
 			      ctrl_.generation());
 	last_driver_ = d;
+	if (fe_) {
+		fe_->on_driver_doorbell();
+		sync_frontend_watch();
+	}
 }
 
 void backend::set_link(bool up)
@@ -154,7 +284,7 @@ void backend::set_link(bool up)
 nlohmann::json backend::status() const
 {
 	const driver_state d = ctrl_.read_driver();
-	return {
+	nlohmann::json r = {
 		{"ok", true},
 		{"vm2_connected", ivs_.client_connected()},
 		{"client_id", ivs_.client_id()},
@@ -170,6 +300,15 @@ nlohmann::json backend::status() const
 		{"file_size", shm_.file_size()},
 		{"peer_mem_size", shm_.ram_size()},
 	};
+	if (fe_) {
+		r["frontend"] = fe_->status();
+		const iotlb_counters &c = fe_->counters();
+		r["iotlb"] = {{"updates", c.updates},	     {"invalidations", c.invalidations},
+			      {"acks", c.acks},		     {"misses_sent", c.misses_sent},
+			      {"timeouts", c.timeouts},	     {"rejected", c.rejected},
+			      {"shadow_entries", fe_->shadow().size()}};
+	}
+	return r;
 }
 
 static std::string error_reply(const std::string &msg)

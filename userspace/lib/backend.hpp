@@ -16,7 +16,9 @@
 #pragma once
 
 #include <cstdint>
+#include <array>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -24,6 +26,7 @@
 
 #include "control_area.hpp"
 #include "fd.hpp"
+#include "frontend.hpp"
 #include "ivshmem_server.hpp"
 #include "shm_file.hpp"
 
@@ -36,9 +39,15 @@ struct backend_config {
 	ctrl_params ctrl;
 	/** Empty: no control socket. */
 	std::string control_socket;
+	/** Empty: no vhost-user front-end (VM1) socket. */
+	std::string vhost_user_socket;
+	/** How long an IOTLB invalidation may wait for the driver's ack. */
+	int inval_timeout_ms = 2000;
+	/** How long GET_VRING_BASE waits for the driver to see the stop. */
+	int vring_base_timeout_ms = 1000;
 };
 
-class backend {
+class backend : private frontend_events {
 public:
 	/**
 	 * Create/check the memory file, initialise the control area and start
@@ -64,6 +73,8 @@ public:
 	control_area &control() noexcept { return ctrl_; }
 	ivshmem_server &ivshmem() noexcept { return ivs_; }
 	const shm_file &memory() const noexcept { return shm_; }
+	/** The vhost-user session; null without --vhost-user-socket. */
+	frontend *vhost_user() noexcept { return fe_.get(); }
 
 private:
 	enum class tag : std::uint32_t {
@@ -73,6 +84,10 @@ private:
 		ctl_listen,
 		ctl_client,
 		signal,
+		vu_listen,
+		vu_client,
+		kick,
+		doorbell_queue,
 	};
 	struct ctl_client {
 		unique_fd fd;
@@ -84,6 +99,12 @@ private:
 	void on_config_doorbell();
 	void on_ctl_client(int fd);
 	bool ctl_reply(ctl_client &c, const std::string &line);
+	// frontend_events
+	void notify_driver() override;
+	void queue_fds_changed(unsigned q) override;
+	void sync_frontend_watch();
+	void on_kick(int fd);
+	void on_queue_doorbell(int fd);
 
 	shm_file shm_;
 	control_area ctrl_;
@@ -93,6 +114,12 @@ private:
 	unique_fd epoll_;
 	unique_fd sigfd_;
 	driver_state last_driver_;
+	std::optional<unix_listener> vu_listener_;
+	std::unique_ptr<frontend> fe_;
+	int vu_watched_fd_ = -1;
+	bool vu_paused_ = false;
+	/** Our dup of each queue's kick fd, registered for the relay. */
+	std::array<unique_fd, VPCI_MAX_QUEUES> relay_kick_;
 	bool stopping_ = false;
 };
 

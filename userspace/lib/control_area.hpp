@@ -79,10 +79,11 @@ public:
 	std::uint32_t generation() const noexcept;
 	/** Snapshot of the driver's section (status read with acquire). */
 	driver_state read_driver() const noexcept;
+	/** Increment backend.generation with release (after other stores). */
+	void bump_generation() noexcept;
 
 private:
 	explicit control_area(mmap_area m) : map_(std::move(m)) {}
-	void bump_generation() noexcept;
 
 	mmap_area map_;
 };

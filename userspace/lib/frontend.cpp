@@ -1,0 +1,725 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+#include "frontend.hpp"
+
+#include <cstring>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace vpci {
+
+using clock = std::chrono::steady_clock;
+
+frontend::frontend(control_area &ctrl, frontend_events &ev, const frontend_config &cfg)
+	: ctrl_(ctrl), ev_(ev), cfg_(cfg), b2d_(ctrl.raw().b2d), d2b_(ctrl.raw().d2b)
+{
+	was_bound_ = driver_bound();
+}
+
+bool frontend::attach(unique_fd sock)
+{
+	if (conn_) {
+		spdlog::warn("vhost-user: rejecting a second front-end connection");
+		return false;
+	}
+	conn_.emplace(std::move(sock));
+	reset_session();
+	set_status(VPCI_BS_FRONTEND, VPCI_BS_BROKEN | VPCI_BS_RUNNING);
+	spdlog::info("vhost-user: front-end connected");
+	return true;
+}
+
+void frontend::disconnect(const std::string &why)
+{
+	if (!conn_)
+		return;
+	spdlog::info("vhost-user: front-end disconnected: {}", why);
+	// A pending reply has nobody to go to; the translations it concerned
+	// are dropped below with everything else.
+	pending_.reset();
+	conn_.reset();
+	reset_session();
+	set_status(0, VPCI_BS_FRONTEND | VPCI_BS_RUNNING | VPCI_BS_IOMMU);
+}
+
+void frontend::reset_session()
+{
+	// Everything the driver may still hold is invalidated: one message
+	// for the whole IOVA space (the driver drops all its translations).
+	// No ack is waited for: VM1 is gone or restarting, its memory map is
+	// not changing under us, and the vq configs below are disabled.
+	if (shadow_.size() && driver_bound()) {
+		vpci_msg m{};
+		m.type = VPCI_MSG_IOTLB_INVALIDATE;
+		m.queue = 0xffff;
+		m.seq = next_seq_++;
+		m.iova = 0;
+		m.size = ~0ULL; // iova + size - 1 == ~0: no wrap
+		post(m);
+	}
+	shadow_.clear();
+	slave_.reset();
+	features_ = 0;
+	features_set_ = false;
+	protocol_features_ = 0;
+	owner_ = false;
+	regions_.clear();
+	for (unsigned q = 0; q < VPCI_MAX_QUEUES; q++) {
+		bool had_fds = vrings_[q].kick || vrings_[q].call;
+		vrings_[q] = vring{};
+		if (q < num_queues()) {
+			publish_vq(q);
+			if (had_fds)
+				ev_.queue_fds_changed(q);
+		}
+	}
+	auto &b = ctrl_.raw().backend;
+	le_store(b.features, 0);
+	le_store(b.num_queue_pairs, 0);
+}
+
+void frontend::set_status(std::uint32_t set, std::uint32_t clear)
+{
+	auto &st = ctrl_.raw().backend.status;
+	le_store(st, (le_load(st) & ~clear) | set);
+	changed();
+}
+
+void frontend::changed()
+{
+	ctrl_.bump_generation();
+	ev_.notify_driver();
+}
+
+void frontend::publish_vq(unsigned q)
+{
+	auto &c = ctrl_.raw().vq_config[q];
+	const vring &v = vrings_[q];
+	le_store(c.desc, v.desc);
+	le_store(c.avail, v.avail);
+	le_store(c.used, v.used);
+	le_store(c.num, v.num);
+	le_store(c.base, v.base);
+	le_store(c.enabled, static_cast<std::uint16_t>(v.enabled));
+	le_store(c.notify, v.notify);
+}
+
+void frontend::set_notify_mode(unsigned q, std::uint16_t mode)
+{
+	if (vrings_.at(q).notify == mode)
+		return;
+	vrings_[q].notify = mode;
+	publish_vq(q);
+	changed();
+}
+
+void frontend::update_running()
+{
+	unsigned pairs = 0;
+	bool any = false;
+	for (unsigned q = 0; q < num_queues(); q++)
+		if (vrings_[q].enabled) {
+			any = true;
+			pairs = q / 2 + 1;
+		}
+	le_store(ctrl_.raw().backend.num_queue_pairs, static_cast<std::uint16_t>(pairs));
+	const bool broken = le_load(ctrl_.raw().backend.status) & VPCI_BS_BROKEN;
+	if (any && !broken)
+		set_status(VPCI_BS_RUNNING, 0);
+	else
+		set_status(0, VPCI_BS_RUNNING);
+}
+
+void frontend::send_reply_u64(std::uint32_t req, std::uint64_t v)
+{
+	try {
+		conn_->reply_u64(req, v);
+	} catch (const std::system_error &e) {
+		spdlog::warn("vhost-user: reply to {} failed: {}", vu::request_name(req), e.what());
+	}
+}
+
+void frontend::handle_readable()
+{
+	if (!conn_ || pending_)
+		return;
+	auto r = conn_->recv();
+	if (std::holds_alternative<vu::connection::eof>(r))
+		return disconnect("EOF");
+	if (auto *e = std::get_if<vu::parse_error>(&r)) {
+		if (e->request == 0 && e->reason == "spurious wakeup")
+			return;
+		spdlog::warn("vhost-user: rejected {} (flags {:#x}): {}",
+			     vu::request_name(e->request), e->flags, e->reason);
+		if (e->fatal)
+			return disconnect("framing error: " + e->reason);
+		// NAK only when asked and when the version was right.
+		if (e->flags & vu::flag_need_reply && !(e->flags & vu::flag_reply))
+			send_reply_u64(e->request, 1);
+		return;
+	}
+	vu::message &m = std::get<vu::message>(r);
+	spdlog::debug("vhost-user: {}", m.to_string());
+	std::uint64_t value = 0;
+	bool replied = false;
+	bool ok = handle(m, value, replied);
+	if (!conn_)
+		return;
+	if (!ok)
+		spdlog::warn("vhost-user: rejected {}", m.to_string());
+	if (!replied && m.need_reply())
+		send_reply_u64(static_cast<std::uint32_t>(m.req()), ok ? 0 : 1);
+}
+
+bool frontend::check_queue(std::uint32_t idx, const char *what) const
+{
+	if (idx >= num_queues()) {
+		spdlog::warn("vhost-user: {}: queue {} out of range (have {})", what, idx,
+			     num_queues());
+		return false;
+	}
+	return true;
+}
+
+bool frontend::handle(vu::message &m, std::uint64_t &, bool &replied)
+{
+	using namespace vu;
+	const auto req = static_cast<std::uint32_t>(m.req());
+	auto reply = [&](std::uint64_t v) {
+		send_reply_u64(req, v);
+		replied = true;
+		return true;
+	};
+
+	if (auto *x = std::get_if<get_features>(&m.body)) {
+		(void)x;
+		const driver_state d = ctrl_.read_driver();
+		return reply(f_protocol_features |
+			     (d.bound() ? d.device_features : default_device_features));
+	}
+	if (auto *x = std::get_if<set_features>(&m.body))
+		return on_set_features(x->p.u64);
+	if (std::holds_alternative<get_protocol_features>(m.body))
+		return reply(offered_protocol_features);
+	if (auto *x = std::get_if<set_protocol_features>(&m.body)) {
+		if (x->p.u64 & ~offered_protocol_features) {
+			spdlog::warn("vhost-user: protocol features {:#x} not offered ({:#x})",
+				     x->p.u64, offered_protocol_features);
+			return false;
+		}
+		protocol_features_ = x->p.u64;
+		return true;
+	}
+	if (std::holds_alternative<set_owner>(m.body)) {
+		owner_ = true;
+		return true;
+	}
+	if (std::holds_alternative<reset_owner>(m.body)) {
+		reset_session();
+		set_status(0, VPCI_BS_RUNNING | VPCI_BS_IOMMU);
+		return true;
+	}
+	if (std::holds_alternative<get_queue_num>(m.body))
+		return reply(cfg_.max_queue_pairs);
+	if (std::holds_alternative<set_mem_table>(m.body))
+		return on_mem_table(m);
+	if (std::holds_alternative<set_log_base>(m.body) || std::holds_alternative<set_log_fd>(m.body)) {
+		spdlog::warn("vhost-user: dirty logging not supported (LOG_ALL not offered)");
+		return false;
+	}
+	if (auto *x = std::get_if<set_vring_num>(&m.body)) {
+		if (!check_queue(x->p.index, "SET_VRING_NUM"))
+			return false;
+		const std::uint32_t n = x->p.num;
+		if (n == 0 || n > 32768 || (n & (n - 1))) {
+			spdlog::warn("vhost-user: ring size {} is not a power of two in 1..32768", n);
+			return false;
+		}
+		vrings_[x->p.index].num = static_cast<std::uint16_t>(n);
+		publish_vq(x->p.index);
+		changed();
+		return true;
+	}
+	if (auto *x = std::get_if<set_vring_addr>(&m.body))
+		return on_vring_addr(x->p);
+	if (auto *x = std::get_if<set_vring_base>(&m.body)) {
+		if (!check_queue(x->p.index, "SET_VRING_BASE"))
+			return false;
+		if (x->p.num > 0xffff) {
+			spdlog::warn("vhost-user: vring base {} does not fit 16 bits", x->p.num);
+			return false;
+		}
+		vrings_[x->p.index].base = static_cast<std::uint16_t>(x->p.num);
+		publish_vq(x->p.index);
+		changed();
+		return true;
+	}
+	if (auto *x = std::get_if<get_vring_base>(&m.body)) {
+		if (!check_queue(x->p.index, "GET_VRING_BASE"))
+			return false;
+		bool deferred = false;
+		on_get_vring_base(m, x->p.index, deferred);
+		replied = true;
+		return true;
+	}
+	auto vring_fd = [&](std::uint64_t u, unique_fd vring::*which, const char *what) {
+		const std::uint64_t idx = u & vring_idx_mask;
+		if (u & ~(vring_idx_mask | vring_nofd_mask)) {
+			spdlog::warn("vhost-user: {}: unknown bits in {:#x}", what, u);
+			return false;
+		}
+		if (!check_queue(static_cast<std::uint32_t>(idx), what))
+			return false;
+		vrings_[idx].*which = m.fds.empty() ? unique_fd() : std::move(m.fds[0]);
+		return true;
+	};
+	if (auto *x = std::get_if<set_vring_kick>(&m.body)) {
+		if (!vring_fd(x->p.u64, &vring::kick, "SET_VRING_KICK"))
+			return false;
+		ev_.queue_fds_changed(static_cast<unsigned>(x->p.u64 & vring_idx_mask));
+		return true;
+	}
+	if (auto *x = std::get_if<set_vring_call>(&m.body)) {
+		if (!vring_fd(x->p.u64, &vring::call, "SET_VRING_CALL"))
+			return false;
+		ev_.queue_fds_changed(static_cast<unsigned>(x->p.u64 & vring_idx_mask));
+		return true;
+	}
+	if (auto *x = std::get_if<set_vring_err>(&m.body))
+		return vring_fd(x->p.u64, &vring::err, "SET_VRING_ERR");
+	if (auto *x = std::get_if<set_vring_enable>(&m.body)) {
+		if (!check_queue(x->p.index, "SET_VRING_ENABLE") || x->p.num > 1)
+			return false;
+		vring &v = vrings_[x->p.index];
+		if (x->p.num && (!v.num || !v.addr_set)) {
+			spdlog::warn("vhost-user: enabling queue {} before its size and address",
+				     x->p.index);
+			return false;
+		}
+		v.enabled = x->p.num;
+		publish_vq(x->p.index);
+		update_running();
+		return true;
+	}
+	if (std::holds_alternative<set_slave_req_fd>(m.body)) {
+		int fl = ::fcntl(m.fds[0].get(), F_GETFL);
+		if (fl >= 0)
+			::fcntl(m.fds[0].get(), F_SETFL, fl | O_NONBLOCK);
+		slave_.emplace(std::move(m.fds[0]));
+		spdlog::info("vhost-user: backend (slave) channel set up");
+		return true;
+	}
+	if (auto *x = std::get_if<iotlb>(&m.body)) {
+		bool deferred = false;
+		bool ok = on_iotlb(m, x->p, deferred);
+		if (deferred)
+			replied = true;
+		return ok;
+	}
+	spdlog::warn("vhost-user: {} not handled", m.to_string());
+	return false;
+}
+
+bool frontend::on_set_features(std::uint64_t f)
+{
+	const driver_state d = ctrl_.read_driver();
+	const std::uint64_t offered =
+		vu::f_protocol_features | (d.bound() ? d.device_features : default_device_features);
+	if (f & ~offered) {
+		spdlog::warn("vhost-user: SET_FEATURES {:#x} acks bits not offered ({:#x})", f,
+			     offered);
+		return false;
+	}
+	features_ = f & ~vu::f_protocol_features;
+	features_set_ = true;
+	le_store(ctrl_.raw().backend.features, features_);
+	spdlog::info("vhost-user: features {:#x}{}", features_,
+		     iommu() ? " (ACCESS_PLATFORM: addresses are IOVAs)" : " (addresses are GPAs)");
+	if (iommu())
+		set_status(VPCI_BS_IOMMU, 0);
+	else
+		set_status(0, VPCI_BS_IOMMU);
+	return true;
+}
+
+bool frontend::on_mem_table(vu::message &m)
+{
+	const auto &mem = std::get<vu::set_mem_table>(m.body).p;
+	std::vector<region> regs;
+	for (std::uint32_t i = 0; i < mem.nregions; i++) {
+		const vu::mem_region &r = mem.regions[i];
+		struct stat st;
+		if (::fstat(m.fds[i].get(), &st) < 0 ||
+		    static_cast<std::uint64_t>(st.st_dev) != cfg_.mem_dev ||
+		    static_cast<std::uint64_t>(st.st_ino) != cfg_.mem_ino) {
+			spdlog::warn("vhost-user: SET_MEM_TABLE region {}: region fd is not the "
+				     "shared memory file",
+				     i);
+			return false;
+		}
+		std::uint64_t end;
+		if (r.memory_size == 0 || __builtin_add_overflow(r.mmap_offset, r.memory_size, &end) ||
+		    end > cfg_.peer_mem_size || r.userspace_addr + (r.memory_size - 1) < r.userspace_addr ||
+		    r.guest_phys_addr + (r.memory_size - 1) < r.guest_phys_addr) {
+			spdlog::warn("vhost-user: SET_MEM_TABLE region {} (offset {:#x} size {:#x}) "
+				     "overflows or reaches past peer_mem_size {:#x}",
+				     i, r.mmap_offset, r.memory_size, cfg_.peer_mem_size);
+			return false;
+		}
+		regs.push_back(region{r.guest_phys_addr, r.memory_size, r.userspace_addr,
+				      r.mmap_offset});
+	}
+	// Without ACCESS_PLATFORM the driver's table is GPA -> BAR, one entry
+	// per region.  Old entries are dropped first (a new table replaces).
+	if (!iommu()) {
+		for (const region &r : regions_) {
+			shadow_.remove(r.gpa, r.size);
+			if (driver_bound()) {
+				vpci_msg inv{};
+				inv.type = VPCI_MSG_IOTLB_INVALIDATE;
+				inv.queue = 0xffff;
+				inv.seq = next_seq_++;
+				inv.iova = r.gpa;
+				inv.size = r.size;
+				post(inv);
+			}
+		}
+	}
+	regions_ = std::move(regs);
+	if (!iommu()) {
+		for (const region &r : regions_) {
+			shadow_.insert(r.gpa, r.size, r.uaddr, r.bar_offset, VPCI_PERM_RW);
+			if (driver_bound()) {
+				vpci_msg up{};
+				up.type = VPCI_MSG_IOTLB_UPDATE;
+				up.perm = VPCI_PERM_RW;
+				up.queue = 0xffff;
+				up.iova = r.gpa;
+				up.size = r.size;
+				up.bar_offset = r.bar_offset;
+				post(up);
+			}
+		}
+		ev_.notify_driver();
+	}
+	spdlog::info("vhost-user: memory table with {} region(s)", regions_.size());
+	return true;
+}
+
+std::optional<std::uint64_t> frontend::uaddr_to_bar(std::uint64_t uaddr, std::uint64_t size) const
+{
+	for (const region &r : regions_)
+		if (uaddr >= r.uaddr && uaddr - r.uaddr < r.size && size <= r.size - (uaddr - r.uaddr))
+			return r.bar_offset + (uaddr - r.uaddr);
+	return std::nullopt;
+}
+
+std::optional<std::uint64_t> frontend::uaddr_to_gpa(std::uint64_t uaddr) const
+{
+	for (const region &r : regions_)
+		if (uaddr >= r.uaddr && uaddr - r.uaddr < r.size)
+			return r.gpa + (uaddr - r.uaddr);
+	return std::nullopt;
+}
+
+bool frontend::on_vring_addr(const vu::vring_addr &a)
+{
+	if (!check_queue(a.index, "SET_VRING_ADDR"))
+		return false;
+	std::uint64_t desc = a.desc_user_addr, avail = a.avail_user_addr, used = a.used_user_addr;
+	if (!iommu()) {
+		auto d = uaddr_to_gpa(desc), av = uaddr_to_gpa(avail), u = uaddr_to_gpa(used);
+		if (!d || !av || !u) {
+			spdlog::warn("vhost-user: SET_VRING_ADDR queue {}: ring address does not "
+				     "translate through the memory table",
+				     a.index);
+			return false;
+		}
+		desc = *d;
+		avail = *av;
+		used = *u;
+	}
+	vring &v = vrings_[a.index];
+	v.desc = desc;
+	v.avail = avail;
+	v.used = used;
+	v.addr_set = true;
+	publish_vq(a.index);
+	changed();
+	return true;
+}
+
+bool frontend::post(const vpci_msg &m)
+{
+	switch (b2d_.push(m)) {
+	case msg_producer::result::ok:
+		return true;
+	case msg_producer::result::full:
+		spdlog::warn("iotlb: b2d ring full: the driver does not consume");
+		return false;
+	case msg_producer::result::corrupt:
+		spdlog::error("iotlb: b2d consumer index is corrupt");
+		return false;
+	}
+	return false;
+}
+
+bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &deferred)
+{
+	auto reject = [&](const std::string &why) {
+		stats_.rejected++;
+		spdlog::warn("iotlb: rejected {}: {}", m.to_string(), why);
+		return false;
+	};
+	if (t.type != vu::iotlb_update && t.type != vu::iotlb_invalidate)
+		return reject("type is neither UPDATE nor INVALIDATE");
+	if (t.size == 0)
+		return reject("size 0");
+	if (t.iova + (t.size - 1) < t.iova)
+		return reject("IOVA range wraps");
+
+	if (t.type == vu::iotlb_update) {
+		if (t.perm < VPCI_PERM_RO || t.perm > VPCI_PERM_RW)
+			return reject("bad permission");
+		if (t.uaddr + (t.size - 1) < t.uaddr)
+			return reject("user address range wraps");
+		auto bar = uaddr_to_bar(t.uaddr, t.size);
+		if (!bar)
+			return reject("user address range is not inside one memory region");
+		shadow_.insert(t.iova, t.size, t.uaddr, *bar, t.perm);
+		stats_.updates++;
+		if (driver_bound()) {
+			vpci_msg u{};
+			u.type = VPCI_MSG_IOTLB_UPDATE;
+			u.perm = t.perm;
+			u.queue = 0xffff;
+			u.seq = next_seq_++;
+			u.iova = t.iova;
+			u.size = t.size;
+			u.bar_offset = *bar;
+			if (!post(u))
+				return false;
+			ev_.notify_driver();
+		}
+		return true;
+	}
+
+	// INVALIDATE: the shadow forgets now; VM1 learns it is done only
+	// once the driver acked (or no driver exists to hold it).
+	shadow_.remove(t.iova, t.size);
+	stats_.invalidations++;
+	if (!driver_bound())
+		return true;
+	vpci_msg inv{};
+	inv.type = VPCI_MSG_IOTLB_INVALIDATE;
+	inv.queue = 0xffff;
+	inv.seq = next_seq_++;
+	inv.iova = t.iova;
+	inv.size = t.size;
+	pending_ = pending_op{pending_op::kind::invalidate, static_cast<std::uint32_t>(m.req()),
+			      m.need_reply(), inv.seq, 0, 0,
+			      clock::now() + std::chrono::milliseconds(cfg_.inval_timeout_ms)};
+	deferred = true;
+	if (!post(inv)) {
+		go_broken("cannot post an invalidation");
+		complete_pending(false, 1);
+		return false;
+	}
+	ev_.notify_driver();
+	spdlog::debug("iotlb: invalidate iova {:#x} size {:#x} seq {} waits for the driver",
+		      t.iova, t.size, inv.seq);
+	return true;
+}
+
+bool frontend::on_get_vring_base(const vu::message &m, unsigned q, bool &deferred)
+{
+	vring &v = vrings_[q];
+	v.enabled = false;
+	publish_vq(q);
+	update_running(); // bumps the generation and notifies
+	if (!driver_bound()) {
+		// Nobody consumed the ring: VM1 resumes where it told us to.
+		vu::vring_state s{q, v.base};
+		try {
+			conn_->send_reply(static_cast<std::uint32_t>(m.req()), &s, sizeof(s));
+		} catch (const std::system_error &e) {
+			spdlog::warn("vhost-user: GET_VRING_BASE reply failed: {}", e.what());
+		}
+		return true;
+	}
+	pending_ = pending_op{pending_op::kind::vring_base, static_cast<std::uint32_t>(m.req()),
+			      true, 0, q, ctrl_.generation(),
+			      clock::now() + std::chrono::milliseconds(cfg_.vring_base_timeout_ms)};
+	deferred = true;
+	return true;
+}
+
+void frontend::complete_pending(bool ok, std::uint64_t value)
+{
+	if (!pending_)
+		return;
+	pending_op p = *pending_;
+	pending_.reset();
+	if (!conn_)
+		return;
+	if (p.k == pending_op::kind::vring_base) {
+		vu::vring_state s{p.queue, static_cast<std::uint32_t>(value & 0xffff)};
+		try {
+			conn_->send_reply(p.req, &s, sizeof(s));
+		} catch (const std::system_error &e) {
+			spdlog::warn("vhost-user: GET_VRING_BASE reply failed: {}", e.what());
+		}
+		return;
+	}
+	if (p.need_reply)
+		send_reply_u64(p.req, ok ? 0 : 1);
+}
+
+void frontend::on_driver_doorbell()
+{
+	const driver_state d = ctrl_.read_driver();
+	if (d.bound() && !was_bound_) {
+		was_bound_ = true;
+		spdlog::info("iotlb: driver bound: replaying {} shadow entries", shadow_.size());
+		replay_shadow();
+	} else if (!d.bound() && was_bound_) {
+		was_bound_ = false;
+		// Rule (docs/backend.md): the driver clears BOUND only after it
+		// stopped every access, so nothing remains to wait for.
+		if (pending_ && pending_->k == pending_op::kind::invalidate) {
+			spdlog::info("iotlb: driver unbound: invalidation seq {} complete",
+				     pending_->seq);
+			complete_pending(true, 0);
+		}
+	}
+
+	bool corrupt = false;
+	while (auto m = d2b_.pop(corrupt)) {
+		switch (m->type) {
+		case VPCI_MSG_IOTLB_INV_ACK:
+			if (pending_ && pending_->k == pending_op::kind::invalidate &&
+			    m->seq == pending_->seq) {
+				stats_.acks++;
+				complete_pending(true, 0);
+			} else {
+				spdlog::warn("iotlb: stale or unexpected INV_ACK seq {}", m->seq);
+			}
+			break;
+		case VPCI_MSG_IOTLB_MISS: {
+			if (m->perm < VPCI_PERM_RO || m->perm > VPCI_PERM_RW) {
+				spdlog::warn("iotlb: driver miss with bad perm {}", m->perm);
+				break;
+			}
+			if (!slave_) {
+				spdlog::warn("iotlb: miss for {:#x} but no backend channel", m->iova);
+				break;
+			}
+			vu::iotlb_msg t{};
+			t.iova = m->iova;
+			t.size = m->size;
+			t.perm = m->perm;
+			t.type = vu::iotlb_miss;
+			try {
+				slave_->send_request(
+					static_cast<std::uint32_t>(vu::slave_request::iotlb_msg),
+					vu::version, &t, sizeof(t));
+				stats_.misses_sent++;
+			} catch (const std::system_error &e) {
+				spdlog::warn("iotlb: sending miss failed: {}", e.what());
+			}
+			break;
+		}
+		default:
+			spdlog::warn("iotlb: unknown d2b message type {}", m->type);
+		}
+	}
+	if (corrupt)
+		spdlog::error("iotlb: d2b producer index is corrupt; skipped");
+
+	if (pending_ && pending_->k == pending_op::kind::vring_base &&
+	    static_cast<std::int32_t>(d.generation_seen - pending_->gen) >= 0)
+		complete_pending(true,
+				 le_load(ctrl_.raw().vq_state[pending_->queue].last_avail_idx));
+}
+
+void frontend::replay_shadow()
+{
+	bool any = false;
+	shadow_.for_each([&](std::uint64_t iova, const shadow_iotlb::entry &e) {
+		vpci_msg u{};
+		u.type = VPCI_MSG_IOTLB_UPDATE;
+		u.perm = e.perm;
+		u.queue = 0xffff;
+		u.seq = next_seq_++;
+		u.iova = iova;
+		u.size = e.last - iova + 1;
+		u.bar_offset = e.bar_offset;
+		any |= post(u);
+	});
+	if (any)
+		ev_.notify_driver();
+}
+
+std::optional<clock::time_point> frontend::deadline() const
+{
+	if (!pending_)
+		return std::nullopt;
+	return pending_->deadline;
+}
+
+void frontend::check_timeout()
+{
+	if (!pending_ || clock::now() < pending_->deadline)
+		return;
+	if (pending_->k == pending_op::kind::vring_base) {
+		const unsigned q = pending_->queue;
+		spdlog::warn("vhost-user: GET_VRING_BASE queue {}: driver did not confirm "
+			     "generation {} in time; replying with its last published index",
+			     q, pending_->gen);
+		complete_pending(true, le_load(ctrl_.raw().vq_state[q].last_avail_idx));
+		return;
+	}
+	stats_.timeouts++;
+	go_broken(fmt::format("driver did not ack invalidation seq {} within {} ms", pending_->seq,
+			      cfg_.inval_timeout_ms));
+	complete_pending(false, 1);
+}
+
+void frontend::go_broken(const std::string &why)
+{
+	spdlog::error("BROKEN: {}; all queues stopped, VM1 gets a failure", why);
+	for (unsigned q = 0; q < num_queues(); q++) {
+		vrings_[q].enabled = false;
+		publish_vq(q);
+		if (vrings_[q].err)
+			eventfd_signal(vrings_[q].err.get());
+	}
+	le_store(ctrl_.raw().backend.num_queue_pairs, 0);
+	set_status(VPCI_BS_BROKEN, VPCI_BS_RUNNING);
+}
+
+nlohmann::json frontend::status() const
+{
+	nlohmann::json queues = nlohmann::json::array();
+	static const char *modes[] = {"none", "direct", "relay"};
+	for (unsigned q = 0; q < num_queues(); q++) {
+		const vring &v = vrings_[q];
+		queues.push_back({{"num", v.num},
+				  {"desc", v.desc},
+				  {"avail", v.avail},
+				  {"used", v.used},
+				  {"enabled", v.enabled},
+				  {"notify", modes[v.notify <= 2 ? v.notify : 0]},
+				  {"kicks_relayed", v.kicks_relayed}});
+	}
+	return {{"connected", connected()},
+		{"features", features_},
+		{"protocol_features", protocol_features_},
+		{"mem_regions", regions_.size()},
+		{"queues", queues}};
+}
+
+} // namespace vpci

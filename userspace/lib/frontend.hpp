@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+/**
+ * @file frontend.hpp
+ * The vhost-user session with VM1's QEMU (the front-end): feature
+ * negotiation, memory table, vring setup, and the IOTLB bridge between
+ * QEMU and VM2's driver through the control area.  See docs/backend.md.
+ *
+ * The session never maps VM1's memory and never touches packets.  It is
+ * single-threaded: the backend's epoll loop calls it.
+ */
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "control_area.hpp"
+#include "msg_ring.hpp"
+#include "vhost_user.hpp"
+
+namespace vpci {
+
+/**
+ * Virtio features offered while no driver is bound in VM2:
+ * VERSION_1 | ACCESS_PLATFORM | MRG_RXBUF | EVENT_IDX | NET_F_STATUS.
+ * With a bound driver exactly driver.device_features is offered.
+ */
+constexpr std::uint64_t default_device_features =
+	(1ULL << 32) | (1ULL << 33) | (1ULL << 15) | (1ULL << 29) | (1ULL << 16);
+constexpr unsigned virtio_f_access_platform = 33;
+
+/** Protocol features offered: MQ | REPLY_ACK | SLAVE_REQ (BACKEND_REQ). */
+constexpr std::uint64_t offered_protocol_features =
+	(1ULL << vu::pf::mq) | (1ULL << vu::pf::reply_ack) | (1ULL << vu::pf::slave_req);
+
+/** Callbacks into the owner (the backend). */
+class frontend_events {
+public:
+	virtual ~frontend_events() = default;
+	/** Raise VM2's config vector (VPCI_VEC_CONFIG). */
+	virtual void notify_driver() = 0;
+	/** Queue @p q's kick or call eventfd changed: rewire notifications. */
+	virtual void queue_fds_changed(unsigned q) = 0;
+};
+
+struct frontend_config {
+	std::uint64_t peer_mem_size = 0;
+	/** Identity of the memory file: region fds must be this file. */
+	std::uint64_t mem_dev = 0, mem_ino = 0;
+	std::uint16_t max_queue_pairs = 1;
+	int inval_timeout_ms = 2000;
+	int vring_base_timeout_ms = 1000;
+};
+
+/** One virtqueue as VM1 configured it. */
+struct vring {
+	std::uint16_t num = 0;
+	std::uint16_t base = 0;
+	bool addr_set = false;
+	std::uint64_t desc = 0, avail = 0, used = 0; // as written to vq_config
+	bool enabled = false;
+	unique_fd kick, call, err;
+	std::uint16_t notify = VPCI_NOTIFY_NONE;
+	std::uint64_t kicks_relayed = 0;
+};
+
+struct iotlb_counters {
+	std::uint64_t updates = 0, invalidations = 0, acks = 0, misses_sent = 0, timeouts = 0,
+		      rejected = 0;
+};
+
+class frontend {
+public:
+	frontend(control_area &ctrl, frontend_events &ev, const frontend_config &cfg);
+
+	/** Take @p sock as the front-end connection; false if one is connected. */
+	bool attach(unique_fd sock);
+	bool connected() const noexcept { return conn_.has_value(); }
+	int fd() const noexcept { return conn_ ? conn_->fd() : -1; }
+	/** Waiting for the driver: do not read the socket (keeps ordering). */
+	bool busy() const noexcept { return pending_.has_value(); }
+
+	/** The socket is readable: handle one message.  May disconnect. */
+	void handle_readable();
+	/** VM2 rang the backend's config doorbell: d2b messages, driver state. */
+	void on_driver_doorbell();
+	/** Deadline of the pending operation, if any. */
+	std::optional<std::chrono::steady_clock::time_point> deadline() const;
+	/** Fail or complete the pending operation if its deadline passed. */
+	void check_timeout();
+	/** Drop the front-end (EOF, framing error, shutdown). */
+	void disconnect(const std::string &why);
+
+	const vring &queue(unsigned q) const { return vrings_.at(q); }
+	vring &queue(unsigned q) { return vrings_.at(q); }
+	unsigned num_queues() const noexcept { return 2u * cfg_.max_queue_pairs; }
+	/** Set how queue @p q's notifications are wired and publish it. */
+	void set_notify_mode(unsigned q, std::uint16_t mode);
+	const iotlb_counters &counters() const noexcept { return stats_; }
+	const shadow_iotlb &shadow() const noexcept { return shadow_; }
+	nlohmann::json status() const;
+
+private:
+	struct region {
+		std::uint64_t gpa, size, uaddr, bar_offset;
+	};
+	struct pending_op {
+		enum class kind { invalidate, vring_base } k;
+		std::uint32_t req;
+		bool need_reply;
+		std::uint32_t seq = 0;	 // invalidate
+		unsigned queue = 0;	 // vring_base
+		std::uint32_t gen = 0;	 // vring_base: generation to be seen
+		std::chrono::steady_clock::time_point deadline;
+	};
+
+	bool handle(vu::message &m, std::uint64_t &reply, bool &replied);
+	void reply_ack(const vu::message &m, bool ok);
+	void send_reply_u64(std::uint32_t req, std::uint64_t v);
+
+	bool on_set_features(std::uint64_t f);
+	bool on_mem_table(vu::message &m);
+	bool on_vring_addr(const vu::vring_addr &a);
+	bool on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &deferred);
+	bool on_get_vring_base(const vu::message &m, unsigned q, bool &deferred);
+	bool check_queue(std::uint32_t idx, const char *what) const;
+
+	bool driver_bound() const noexcept { return ctrl_.read_driver().bound(); }
+	bool iommu() const noexcept { return features_ & (1ULL << virtio_f_access_platform); }
+	std::optional<std::uint64_t> uaddr_to_bar(std::uint64_t uaddr, std::uint64_t size) const;
+	std::optional<std::uint64_t> uaddr_to_gpa(std::uint64_t uaddr) const;
+	bool post(const vpci_msg &m);
+	void replay_shadow();
+	void complete_pending(bool ok, std::uint64_t value);
+	void go_broken(const std::string &why);
+	void publish_vq(unsigned q);
+	void update_running();
+	void set_status(std::uint32_t set, std::uint32_t clear);
+	void changed();
+	void reset_session();
+
+	control_area &ctrl_;
+	frontend_events &ev_;
+	frontend_config cfg_;
+	std::optional<vu::connection> conn_;
+	std::optional<vu::connection> slave_;
+	std::uint64_t features_ = 0;
+	bool features_set_ = false;
+	std::uint64_t protocol_features_ = 0;
+	bool owner_ = false;
+	std::vector<region> regions_;
+	std::array<vring, VPCI_MAX_QUEUES> vrings_;
+	shadow_iotlb shadow_;
+	msg_producer b2d_;
+	msg_consumer d2b_;
+	std::uint32_t next_seq_ = 1;
+	std::optional<pending_op> pending_;
+	bool was_bound_ = false;
+	iotlb_counters stats_;
+};
+
+} // namespace vpci

@@ -1,0 +1,607 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+// The vhost-user back-end against an in-process fake front-end (acting like
+// QEMU 7.2) over a real UNIX socket with real fds; the test also plays VM2's
+// driver through the control area and the backend's doorbell.
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "backend.hpp"
+#include "test_util.hpp"
+#include "vhost_user.hpp"
+
+using namespace vpci;
+using namespace vpci::test;
+
+namespace {
+
+constexpr std::uint64_t kRam = 4 << 20;
+constexpr std::uint64_t kUaddr = 0x7f0000000000ULL; // QEMU's mapping of RAM
+constexpr std::uint64_t kPlatform = 1ULL << 33, kVersion1 = 1ULL << 32;
+
+struct reply {
+	std::uint32_t req = 0, flags = 0;
+	std::vector<std::uint8_t> payload;
+	std::uint64_t u64() const
+	{
+		std::uint64_t v = ~0ULL;
+		if (payload.size() >= 8)
+			std::memcpy(&v, payload.data(), 8);
+		return v;
+	}
+};
+
+class VhostUserTest : public ::testing::Test {
+protected:
+	static backend_config config(const temp_dir &d)
+	{
+		backend_config c;
+		c.ivshmem_socket = d.path("ivs.sock");
+		c.mem_file = d.path("mem");
+		c.ram_size = kRam;
+		c.ctrl.max_queue_pairs = 2;
+		c.vhost_user_socket = d.path("vu.sock");
+		c.inval_timeout_ms = 200;
+		c.vring_base_timeout_ms = 200;
+		return c;
+	}
+
+	void SetUp() override { connect(); }
+
+	void connect()
+	{
+		sock_ = unix_connect(dir_.path("vu.sock"));
+		pump();
+	}
+	void pump(int rounds = 3)
+	{
+		for (int i = 0; i < rounds; i++)
+			be_.run_once(5);
+	}
+	vpci_ctrl &ctrl() { return be_.control().raw(); }
+
+	void send(std::uint32_t req, const void *p, std::size_t len, std::vector<int> fds = {},
+		  bool need_reply = false)
+	{
+		std::vector<std::uint8_t> buf(vu::header_size + len);
+		std::uint32_t hdr[3] = {req, vu::version | (need_reply ? vu::flag_need_reply : 0u),
+					static_cast<std::uint32_t>(len)};
+		std::memcpy(buf.data(), hdr, sizeof(hdr));
+		if (len)
+			std::memcpy(buf.data() + vu::header_size, p, len);
+		vu::send_raw(sock_.get(), buf.data(), buf.size(), fds);
+		pump();
+	}
+	void send_u64(vu::request r, std::uint64_t v, bool need_reply = true, std::vector<int> fds = {})
+	{
+		send(static_cast<std::uint32_t>(r), &v, sizeof(v), std::move(fds), need_reply);
+	}
+	template <typename P>
+	void send_p(vu::request r, const P &p, bool need_reply = true, std::vector<int> fds = {})
+	{
+		send(static_cast<std::uint32_t>(r), &p, sizeof(p), std::move(fds), need_reply);
+	}
+
+	/** Read one reply from @p fd, pumping the backend meanwhile. */
+	std::optional<reply> recv_from(int fd, int ms = 300)
+	{
+		for (auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+		     std::chrono::steady_clock::now() < end;) {
+			if (readable(fd)) {
+				reply r;
+				std::uint32_t hdr[3];
+				if (::recv(fd, hdr, sizeof(hdr), MSG_WAITALL) != sizeof(hdr))
+					return std::nullopt;
+				r.req = hdr[0];
+				r.flags = hdr[1];
+				r.payload.resize(hdr[2]);
+				if (hdr[2] && ::recv(fd, r.payload.data(), hdr[2], MSG_WAITALL) !=
+						      static_cast<ssize_t>(hdr[2]))
+					return std::nullopt;
+				return r;
+			}
+			be_.run_once(5);
+		}
+		return std::nullopt;
+	}
+	std::optional<reply> recv_reply(int ms = 300) { return recv_from(sock_.get(), ms); }
+	std::uint64_t ack(int ms = 300)
+	{
+		auto r = recv_reply(ms);
+		EXPECT_TRUE(r) << "no reply";
+		return r ? r->u64() : ~0ULL;
+	}
+
+	/** Play VM2's driver: bound with @p features, ring the doorbell. */
+	void bind_driver(std::uint64_t features = default_device_features)
+	{
+		le_store(ctrl().driver.device_features, features);
+		le_store(ctrl().driver.status, VPCI_DS_BOUND, std::memory_order_release);
+		ring_doorbell();
+	}
+	void ring_doorbell()
+	{
+		eventfd_signal(be_.ivshmem().doorbell_fd(VPCI_VEC_CONFIG));
+		pump();
+	}
+	void driver_post(const vpci_msg &m)
+	{
+		auto &r = ctrl().d2b;
+		std::uint32_t p = le_load(r.prod);
+		r.ent[p % VPCI_MSG_RING_SIZE] = m;
+		le_store(r.prod, p + 1, std::memory_order_release);
+	}
+	/** Consume all b2d entries (the driver side). */
+	std::vector<vpci_msg> driver_drain()
+	{
+		std::vector<vpci_msg> out;
+		auto &r = ctrl().b2d;
+		std::uint32_t c = le_load(r.cons), p = le_load(r.prod, std::memory_order_acquire);
+		for (; c != p; c++)
+			out.push_back(r.ent[c % VPCI_MSG_RING_SIZE]);
+		le_store(r.cons, c, std::memory_order_release);
+		return out;
+	}
+
+	/** Negotiate like QEMU: protocol features, features, owner. */
+	void negotiate(std::uint64_t features)
+	{
+		send(static_cast<std::uint32_t>(vu::request::get_features), nullptr, 0);
+		ASSERT_TRUE(recv_reply());
+		send(static_cast<std::uint32_t>(vu::request::get_protocol_features), nullptr, 0);
+		ASSERT_TRUE(recv_reply());
+		send_u64(vu::request::set_protocol_features, offered_protocol_features);
+		ASSERT_EQ(ack(), 0u);
+		send(static_cast<std::uint32_t>(vu::request::set_owner), nullptr, 0);
+		send_u64(vu::request::set_features, features | vu::f_protocol_features);
+		ASSERT_EQ(ack(), 0u);
+	}
+	/** One region covering all of RAM, uaddr kUaddr, GPA 0. */
+	std::uint64_t set_mem_table(int fd, std::uint64_t size = kRam, std::uint64_t off = 0)
+	{
+		vu::memory mem{};
+		mem.nregions = 1;
+		mem.regions[0] = {0, size, kUaddr, off};
+		send(static_cast<std::uint32_t>(vu::request::set_mem_table), &mem, 8 + 32, {fd},
+		     true);
+		return ack();
+	}
+	std::uint64_t iotlb(std::uint8_t type, std::uint64_t iova, std::uint64_t size,
+			    std::uint64_t uaddr = 0, std::uint8_t perm = VPCI_PERM_RW)
+	{
+		vu::iotlb_msg t{};
+		t.iova = iova;
+		t.size = size;
+		t.uaddr = uaddr;
+		t.perm = perm;
+		t.type = type;
+		send_p(vu::request::iotlb_msg, t);
+		return type == vu::iotlb_invalidate ? 0 : ack();
+	}
+	void setup_ring(unsigned q, std::uint64_t desc, std::uint64_t avail, std::uint64_t used)
+	{
+		send_p(vu::request::set_vring_num, vu::vring_state{q, 256});
+		ASSERT_EQ(ack(), 0u);
+		send_p(vu::request::set_vring_base, vu::vring_state{q, 7});
+		ASSERT_EQ(ack(), 0u);
+		send_p(vu::request::set_vring_addr, vu::vring_addr{q, 0, desc, used, avail, 0});
+		ASSERT_EQ(ack(), 0u);
+	}
+	std::uint32_t bstatus() { return le_load(ctrl().backend.status); }
+
+	temp_dir dir_;
+	backend be_{config(dir_)};
+	unique_fd sock_;
+};
+
+TEST_F(VhostUserTest, FeaturesUnboundDriver)
+{
+	EXPECT_TRUE(bstatus() & VPCI_BS_FRONTEND);
+	send(static_cast<std::uint32_t>(vu::request::get_features), nullptr, 0);
+	auto r = recv_reply();
+	ASSERT_TRUE(r);
+	EXPECT_EQ(r->flags, vu::version | vu::flag_reply);
+	EXPECT_EQ(r->u64(), default_device_features | vu::f_protocol_features);
+	send(static_cast<std::uint32_t>(vu::request::get_protocol_features), nullptr, 0);
+	EXPECT_EQ(ack(), offered_protocol_features);
+	send(static_cast<std::uint32_t>(vu::request::get_queue_num), nullptr, 0);
+	EXPECT_EQ(ack(), 2u);
+	send_u64(vu::request::set_protocol_features, 1ULL << 9); // CONFIG: not offered
+	EXPECT_EQ(ack(), 1u);
+	negotiate(default_device_features);
+	EXPECT_EQ(le_load(ctrl().backend.features), default_device_features);
+	EXPECT_TRUE(bstatus() & VPCI_BS_IOMMU);
+	auto st = be_.status();
+	EXPECT_EQ(st["frontend"]["connected"], true);
+	EXPECT_EQ(st["frontend"]["features"], default_device_features);
+	EXPECT_EQ(st["frontend"]["protocol_features"], offered_protocol_features);
+	EXPECT_EQ(st["frontend"]["queues"].size(), 4u);
+	EXPECT_EQ(st["iotlb"]["timeouts"], 0);
+}
+
+TEST_F(VhostUserTest, FeaturesBoundDriverExactly)
+{
+	const std::uint64_t f = kVersion1 | kPlatform | (1ULL << 5);
+	bind_driver(f);
+	send(static_cast<std::uint32_t>(vu::request::get_features), nullptr, 0);
+	EXPECT_EQ(ack(), f | vu::f_protocol_features);
+	send_u64(vu::request::set_features, f | (1ULL << 15)); // MRG_RXBUF not offered now
+	EXPECT_EQ(ack(), 1u);
+	send_u64(vu::request::set_features, kVersion1);
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_EQ(le_load(ctrl().backend.features), kVersion1);
+	EXPECT_FALSE(bstatus() & VPCI_BS_IOMMU);
+}
+
+TEST_F(VhostUserTest, MemTableFileIdentityAndBounds)
+{
+	negotiate(default_device_features);
+	unique_fd same(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	EXPECT_EQ(set_mem_table(same.get()), 0u);
+	unique_fd foreign(::memfd_create("foreign", MFD_CLOEXEC));
+	ASSERT_EQ(::ftruncate(foreign.get(), kRam), 0);
+	EXPECT_EQ(set_mem_table(foreign.get()), 1u) << "region fd is not the shared memory file";
+	EXPECT_EQ(set_mem_table(same.get(), kRam, 4096), 1u) << "past peer_mem_size";
+	EXPECT_EQ(set_mem_table(same.get(), ~0ULL - 4095, 8192), 1u) << "overflow";
+	EXPECT_EQ(be_.status()["frontend"]["mem_regions"], 1);
+}
+
+TEST_F(VhostUserTest, RingSetupIovaMode)
+{
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	const std::uint32_t g0 = be_.control().generation();
+	setup_ring(1, 0x10000, 0x11000, 0x12000);
+	send_p(vu::request::set_vring_enable, vu::vring_state{1, 1});
+	EXPECT_EQ(ack(), 0u);
+	auto &c = ctrl().vq_config[1];
+	EXPECT_EQ(le_load(c.desc), 0x10000u); // IOVAs as given
+	EXPECT_EQ(le_load(c.avail), 0x11000u);
+	EXPECT_EQ(le_load(c.used), 0x12000u);
+	EXPECT_EQ(le_load(c.num), 256);
+	EXPECT_EQ(le_load(c.base), 7);
+	EXPECT_EQ(le_load(c.enabled), 1);
+	EXPECT_TRUE(bstatus() & VPCI_BS_RUNNING);
+	EXPECT_EQ(le_load(ctrl().backend.num_queue_pairs), 1);
+	EXPECT_GT(be_.control().generation(), g0);
+	send_p(vu::request::set_vring_num, vu::vring_state{1, 0});
+	EXPECT_EQ(ack(), 1u) << "size 0";
+	send_p(vu::request::set_vring_num, vu::vring_state{1, 100});
+	EXPECT_EQ(ack(), 1u) << "not a power of two";
+	send_p(vu::request::set_vring_num, vu::vring_state{4, 256});
+	EXPECT_EQ(ack(), 1u) << "queue out of range";
+	EXPECT_EQ(le_load(c.num), 256);
+	// GET_VRING_BASE without a driver: the base VM1 set.
+	send_p(vu::request::get_vring_base, vu::vring_state{1, 0}, false);
+	auto r = recv_reply();
+	ASSERT_TRUE(r);
+	ASSERT_EQ(r->payload.size(), 8u);
+	vu::vring_state s;
+	std::memcpy(&s, r->payload.data(), 8);
+	EXPECT_EQ(s.index, 1u);
+	EXPECT_EQ(s.num, 7u);
+	EXPECT_EQ(le_load(c.enabled), 0);
+}
+
+TEST_F(VhostUserTest, RingSetupGpaMode)
+{
+	bind_driver(kVersion1 | (1ULL << 15));
+	negotiate(kVersion1);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	auto msgs = driver_drain();
+	ASSERT_EQ(msgs.size(), 1u) << "one identity UPDATE per region";
+	EXPECT_EQ(msgs[0].type, VPCI_MSG_IOTLB_UPDATE);
+	EXPECT_EQ(le_load(msgs[0].iova), 0u);
+	EXPECT_EQ(le_load(msgs[0].size), kRam);
+	EXPECT_EQ(le_load(msgs[0].bar_offset), 0u);
+	EXPECT_EQ(msgs[0].perm, VPCI_PERM_RW);
+	setup_ring(0, kUaddr + 0x1000, kUaddr + 0x2000, kUaddr + 0x3000);
+	auto &c = ctrl().vq_config[0];
+	EXPECT_EQ(le_load(c.desc), 0x1000u);
+	EXPECT_EQ(le_load(c.avail), 0x2000u);
+	EXPECT_EQ(le_load(c.used), 0x3000u);
+	send_p(vu::request::set_vring_addr, vu::vring_addr{0, 0, 0x1000, 0x2000, 0x3000, 0});
+	EXPECT_EQ(ack(), 1u) << "address outside every region";
+	EXPECT_EQ(le_load(c.desc), 0x1000u);
+}
+
+TEST_F(VhostUserTest, IotlbUpdateReachesDriver)
+{
+	bind_driver();
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get(), kRam - 0x100000, 0x100000), 0u);
+	EXPECT_EQ(iotlb(vu::iotlb_update, 0xfffff000, 0x1000, kUaddr + 0x5000, VPCI_PERM_RO), 0u);
+	auto msgs = driver_drain();
+	ASSERT_EQ(msgs.size(), 1u);
+	EXPECT_EQ(msgs[0].type, VPCI_MSG_IOTLB_UPDATE);
+	EXPECT_EQ(le_load(msgs[0].iova), 0xfffff000u);
+	EXPECT_EQ(le_load(msgs[0].size), 0x1000u);
+	EXPECT_EQ(le_load(msgs[0].bar_offset), 0x105000u); // mmap_offset + (uaddr - base)
+	EXPECT_EQ(msgs[0].perm, VPCI_PERM_RO);
+	EXPECT_EQ(iotlb(vu::iotlb_update, 0x1000, 0x1000, kUaddr + kRam), 1u) << "outside region";
+	EXPECT_EQ(iotlb(vu::iotlb_update, ~0ULL - 0xfff, 0x2000, kUaddr), 1u) << "IOVA wraps";
+	EXPECT_EQ(iotlb(vu::iotlb_update, 0x1000, 0, kUaddr), 1u) << "size 0";
+	EXPECT_EQ(iotlb(vu::iotlb_update, 0x1000, 0x1000, kUaddr, 0), 1u) << "no permission";
+	EXPECT_TRUE(driver_drain().empty());
+	EXPECT_EQ(be_.status()["iotlb"]["updates"], 1);
+	EXPECT_EQ(be_.status()["iotlb"]["rejected"], 4);
+}
+
+TEST_F(VhostUserTest, MissGoesToSlaveChannel)
+{
+	bind_driver();
+	negotiate(default_device_features);
+	int sv[2];
+	ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	unique_fd ours(sv[0]), theirs(sv[1]);
+	send(static_cast<std::uint32_t>(vu::request::set_slave_req_fd), nullptr, 0, {theirs.get()},
+	     true);
+	EXPECT_EQ(ack(), 0u);
+	theirs.reset();
+	vpci_msg miss{};
+	miss.type = VPCI_MSG_IOTLB_MISS;
+	miss.perm = VPCI_PERM_WO;
+	miss.queue = htole16(0);
+	miss.iova = htole64(0xabc000);
+	miss.size = htole64(1);
+	driver_post(miss);
+	ring_doorbell();
+	auto r = recv_from(ours.get());
+	ASSERT_TRUE(r);
+	EXPECT_EQ(r->req, static_cast<std::uint32_t>(vu::slave_request::iotlb_msg));
+	EXPECT_EQ(r->flags & vu::flag_need_reply, 0u);
+	ASSERT_EQ(r->payload.size(), sizeof(vu::iotlb_msg));
+	vu::iotlb_msg t;
+	std::memcpy(&t, r->payload.data(), sizeof(t));
+	EXPECT_EQ(t.type, vu::iotlb_miss);
+	EXPECT_EQ(t.iova, 0xabc000u);
+	EXPECT_EQ(t.perm, VPCI_PERM_WO);
+	EXPECT_EQ(be_.status()["iotlb"]["misses_sent"], 1);
+}
+
+TEST_F(VhostUserTest, InvalidateWaitsForDriverAck)
+{
+	bind_driver();
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	ASSERT_EQ(iotlb(vu::iotlb_update, 0x4000, 0x1000, kUaddr), 0u);
+	driver_drain();
+	iotlb(vu::iotlb_invalidate, 0x4000, 0x1000);
+	// A second message behind it must not be processed first.
+	send(static_cast<std::uint32_t>(vu::request::get_queue_num), nullptr, 0);
+	EXPECT_FALSE(recv_reply(100)) << "invalidation acked before the driver acked";
+	auto msgs = driver_drain();
+	ASSERT_EQ(msgs.size(), 1u);
+	EXPECT_EQ(msgs[0].type, VPCI_MSG_IOTLB_INVALIDATE);
+	EXPECT_EQ(le_load(msgs[0].iova), 0x4000u);
+	EXPECT_EQ(le_load(msgs[0].size), 0x1000u);
+	vpci_msg a{};
+	a.type = VPCI_MSG_IOTLB_INV_ACK;
+	a.seq = htole32(le_load(msgs[0].seq) + 1); // wrong seq: still no reply
+	driver_post(a);
+	ring_doorbell();
+	EXPECT_FALSE(recv_reply(50));
+	a.seq = msgs[0].seq;
+	driver_post(a);
+	ring_doorbell();
+	EXPECT_EQ(ack(), 0u) << "invalidate reply";
+	EXPECT_EQ(ack(), 2u) << "then the queued GET_QUEUE_NUM";
+	EXPECT_EQ(be_.status()["iotlb"]["acks"], 1);
+	EXPECT_FALSE(bstatus() & VPCI_BS_BROKEN);
+}
+
+TEST_F(VhostUserTest, InvalidateWithoutDriverAckedAtOnce)
+{
+	negotiate(default_device_features);
+	iotlb(vu::iotlb_invalidate, 0x4000, 0x1000);
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_TRUE(driver_drain().empty());
+	iotlb(vu::iotlb_invalidate, 0x4000, 0);
+	EXPECT_EQ(ack(), 1u) << "size 0";
+	iotlb(vu::iotlb_invalidate, ~0ULL, 2);
+	EXPECT_EQ(ack(), 1u) << "wraps";
+}
+
+TEST_F(VhostUserTest, InvalidateTimeoutBreaksDevice)
+{
+	bind_driver();
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	setup_ring(0, 0x10000, 0x11000, 0x12000);
+	unique_fd err = make_eventfd();
+	send_u64(vu::request::set_vring_err, 0, true, {err.get()});
+	EXPECT_EQ(ack(), 0u);
+	send_p(vu::request::set_vring_enable, vu::vring_state{0, 1});
+	EXPECT_EQ(ack(), 0u);
+	iotlb(vu::iotlb_invalidate, 0x4000, 0x1000);
+	EXPECT_FALSE(recv_reply(100));
+	EXPECT_EQ(ack(500), 1u) << "failure, never success";
+	EXPECT_TRUE(bstatus() & VPCI_BS_BROKEN);
+	EXPECT_FALSE(bstatus() & VPCI_BS_RUNNING);
+	EXPECT_EQ(le_load(ctrl().vq_config[0].enabled), 0);
+	EXPECT_TRUE(readable(err.get()));
+	EXPECT_EQ(be_.status()["iotlb"]["timeouts"], 1);
+	// A late ack changes nothing and the daemon keeps serving.
+	send(static_cast<std::uint32_t>(vu::request::get_queue_num), nullptr, 0);
+	EXPECT_EQ(ack(), 2u);
+}
+
+TEST_F(VhostUserTest, GetVringBaseWaitsForDriver)
+{
+	bind_driver();
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	setup_ring(0, 0x10000, 0x11000, 0x12000);
+	send_p(vu::request::get_vring_base, vu::vring_state{0, 0}, false);
+	EXPECT_FALSE(recv_reply(50));
+	le_store(ctrl().vq_state[0].last_avail_idx, 42);
+	le_store(ctrl().driver.generation_seen, be_.control().generation(),
+		 std::memory_order_release);
+	ring_doorbell();
+	auto r = recv_reply();
+	ASSERT_TRUE(r);
+	vu::vring_state s;
+	std::memcpy(&s, r->payload.data(), 8);
+	EXPECT_EQ(s.num, 42u);
+}
+
+TEST_F(VhostUserTest, ReconnectClearsState)
+{
+	bind_driver();
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	setup_ring(0, 0x10000, 0x11000, 0x12000);
+	ASSERT_EQ(iotlb(vu::iotlb_update, 0x4000, 0x1000, kUaddr), 0u);
+	driver_drain();
+	sock_.reset();
+	pump();
+	EXPECT_FALSE(bstatus() & VPCI_BS_FRONTEND);
+	EXPECT_EQ(le_load(ctrl().vq_config[0].num), 0);
+	auto msgs = driver_drain();
+	ASSERT_EQ(msgs.size(), 1u) << "one invalidate-all";
+	EXPECT_EQ(msgs[0].type, VPCI_MSG_IOTLB_INVALIDATE);
+	EXPECT_EQ(le_load(msgs[0].size), ~0ULL);
+	EXPECT_EQ(be_.status()["frontend"]["connected"], false);
+	connect();
+	EXPECT_TRUE(bstatus() & VPCI_BS_FRONTEND);
+	negotiate(default_device_features);
+	EXPECT_EQ(be_.status()["frontend"]["connected"], true);
+}
+
+TEST_F(VhostUserTest, ShadowReplayedWhenDriverBinds)
+{
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	ASSERT_EQ(iotlb(vu::iotlb_update, 0x4000, 0x2000, kUaddr + 0x8000), 0u);
+	ASSERT_EQ(iotlb(vu::iotlb_update, 0x9000, 0x1000, kUaddr), 0u);
+	iotlb(vu::iotlb_invalidate, 0x5000, 0x1000);
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_TRUE(driver_drain().empty()) << "nothing posted without a driver";
+	bind_driver();
+	auto msgs = driver_drain();
+	ASSERT_EQ(msgs.size(), 2u);
+	EXPECT_EQ(le_load(msgs[0].iova), 0x4000u);
+	EXPECT_EQ(le_load(msgs[0].size), 0x1000u);
+	EXPECT_EQ(le_load(msgs[0].bar_offset), 0x8000u);
+	EXPECT_EQ(le_load(msgs[1].iova), 0x9000u);
+}
+
+TEST_F(VhostUserTest, KickRelayedToVm2AndCallFromDoorbell)
+{
+	negotiate(default_device_features);
+	unique_fd kick = make_eventfd(), call = make_eventfd();
+	send_u64(vu::request::set_vring_kick, 1, true, {kick.get()});
+	EXPECT_EQ(ack(), 0u);
+	send_u64(vu::request::set_vring_call, 1, true, {call.get()});
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_EQ(le_load(ctrl().vq_config[1].notify), VPCI_NOTIFY_RELAY);
+	eventfd_signal(kick.get());
+	pump();
+	EXPECT_EQ(be_.status()["frontend"]["queues"][1]["kicks_relayed"], 1);
+	EXPECT_EQ(be_.status()["frontend"]["queues"][1]["notify"], "relay");
+	eventfd_signal(be_.ivshmem().doorbell_fd(VPCI_VEC_QUEUE(1)));
+	pump();
+	EXPECT_TRUE(readable(call.get()));
+}
+
+// Bad input: each case leaves the daemon serving and the control area as
+// it was.
+TEST_F(VhostUserTest, BadInputRejected)
+{
+	negotiate(default_device_features);
+	const vpci_ctrl_hdr hdr = ctrl().hdr;
+	const std::uint32_t prod = le_load(ctrl().b2d.prod);
+	auto same = [&] {
+		EXPECT_EQ(std::memcmp(&hdr, &ctrl().hdr, sizeof(hdr)), 0);
+		EXPECT_EQ(le_load(ctrl().b2d.prod), prod);
+	};
+
+	std::uint32_t four = 0;
+	send(static_cast<std::uint32_t>(vu::request::set_features), &four, 4, {}, true);
+	EXPECT_EQ(ack(), 1u) << "bad payload size";
+	send(99, nullptr, 0, {}, true);
+	EXPECT_EQ(ack(), 1u) << "unknown request";
+	std::vector<unique_fd> many;
+	std::vector<int> raw;
+	for (int i = 0; i < 9; i++) {
+		many.push_back(make_eventfd());
+		raw.push_back(many.back().get());
+	}
+	std::uint64_t v = 0;
+	send(static_cast<std::uint32_t>(vu::request::set_vring_kick), &v, 8, raw, true);
+	EXPECT_EQ(ack(), 1u) << "too many fds";
+	send(static_cast<std::uint32_t>(vu::request::set_vring_kick), &v, 8, {raw[0], raw[1]}, true);
+	EXPECT_EQ(ack(), 1u) << "two fds for one";
+	send_u64(vu::request::set_log_base, 0, true);
+	EXPECT_EQ(ack(), 1u) << "log base size";
+	send_p(vu::request::set_vring_addr, vu::vring_addr{9, 0, 1, 2, 3, 0});
+	EXPECT_EQ(ack(), 1u) << "queue out of range";
+	same();
+	send(static_cast<std::uint32_t>(vu::request::get_queue_num), nullptr, 0);
+	EXPECT_EQ(ack(), 2u) << "still serving";
+
+	// Oversized payload: framing error, connection closed, daemon alive.
+	std::uint32_t big[3] = {1, vu::version, 1u << 20};
+	vu::send_raw(sock_.get(), big, sizeof(big), {});
+	pump();
+	char c;
+	EXPECT_EQ(::recv(sock_.get(), &c, 1, MSG_DONTWAIT), 0) << "closed";
+	same();
+	connect();
+	// Bad version: framing error.
+	std::uint32_t badv[3] = {1, 2, 0};
+	vu::send_raw(sock_.get(), badv, sizeof(badv), {});
+	pump();
+	EXPECT_EQ(::recv(sock_.get(), &c, 1, MSG_DONTWAIT), 0) << "closed";
+	connect();
+	// Truncated header, then EOF.
+	vu::send_raw(sock_.get(), badv, 5, {});
+	::shutdown(sock_.get(), SHUT_WR);
+	pump();
+	EXPECT_FALSE(bstatus() & VPCI_BS_FRONTEND);
+	same();
+	connect();
+	send(static_cast<std::uint32_t>(vu::request::get_queue_num), nullptr, 0);
+	EXPECT_EQ(ack(), 2u);
+}
+
+TEST(VhostUserParse, ValidatesAndNames)
+{
+	std::vector<std::uint8_t> eight(8, 0);
+	auto r = vu::parse(2, vu::version, eight, {});
+	ASSERT_TRUE(std::holds_alternative<vu::message>(r));
+	EXPECT_EQ(std::get<vu::message>(r).to_string(), "VHOST_USER_SET_FEATURES u64=0x0");
+	r = vu::parse(2, vu::version | vu::flag_reply, eight, {});
+	ASSERT_TRUE(std::holds_alternative<vu::parse_error>(r));
+	r = vu::parse(5, vu::version, std::vector<std::uint8_t>(8 + 9 * 32), {});
+	ASSERT_TRUE(std::holds_alternative<vu::parse_error>(r)) << "9 regions";
+	EXPECT_EQ(vu::request_name(21), "VHOST_USER_SET_SLAVE_REQ_FD");
+	EXPECT_EQ(vu::request_name(200), "UNKNOWN(200)");
+	shadow_iotlb s;
+	s.insert(0x1000, 0x3000, 0, 0x10000, 3);
+	s.remove(0x2000, 0x1000);
+	ASSERT_EQ(s.size(), 2u);
+	ASSERT_TRUE(s.find(0x3000));
+	EXPECT_EQ(s.find(0x3000)->bar_offset, 0x12000u);
+	EXPECT_FALSE(s.find(0x2000));
+}
+
+} // namespace
