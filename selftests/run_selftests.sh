@@ -14,8 +14,14 @@ echo "1..${#tests[@]}"
 n=0 pass=0 fail=0 skip=0
 for t in "${tests[@]}"; do
 	n=$((n + 1))
+	# TEST[:VAR=VALUE[:VAR=VALUE...]] runs TEST with topology variables set.
+	IFS=: read -r -a parts <<<"$t"
+	vars=()
+	for v in "${parts[@]:1}"; do
+		vars+=(--var "$v")
+	done
 	echo "# selftests: vpci: $t"
-	"$here/vm/run.py" "$here/$t" 2>&1 | sed -u 's/^/# /'
+	"$here/vm/run.py" "${vars[@]}" "$here/${parts[0]}" 2>&1 | sed -u 's/^/# /'
 	rc=${PIPESTATUS[0]}
 	case $rc in
 	0) pass=$((pass + 1)); echo "ok $n selftests: vpci: $t" ;;

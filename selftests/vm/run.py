@@ -268,6 +268,8 @@ def main():
                     help="guest kernel: '' (Debian 6.1), '6.12', or a version")
     ap.add_argument("--timeout", type=int, default=int(os.environ.get("VPCI_VM_TIMEOUT", 300)),
                     help="seconds for the whole run (default 300)")
+    ap.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a topology variable (repeatable)")
     ap.add_argument("--keep", action="store_true", help="keep the run directory")
     args = ap.parse_args()
 
@@ -287,7 +289,14 @@ def main():
     os.makedirs(os.path.join(BUILD, "vm"), exist_ok=True)
     run = tempfile.mkdtemp(prefix="run-", dir=os.path.join(BUILD, "vm"))
     env = {"run": run, "build": BUILD, "repo": REPO}
-    for k, v in topology.get("vars", {}).items():
+    tvars = dict(topology.get("vars", {}))
+    for kv in args.var:
+        k, sep, v = kv.partition("=")
+        if not sep or k not in tvars:
+            print(f"not ok runner # --var {kv!r}: topology has no variable {k!r}", flush=True)
+            return 1
+        tvars[k] = v
+    for k, v in tvars.items():
         env[k] = expand(v, env)
     log(f"topology {os.path.basename(topo)}, kernel {kver}, run dir {run}")
 
@@ -324,7 +333,7 @@ def main():
             gscript = script if vspec.get("test", True) else vspec.get("script", "")
             log(f"booting {vspec['name']} (QEMU TCG, about 10 s)")
             guests.append(Guest(vspec, env, kver, initramfs, deadline, gscript))
-        tested = [g for g in guests if g.exit_code is None]
+        tested = [g for g, v in zip(guests, topology["vms"]) if v.get("test", True)]
 
         sel = selectors.DefaultSelector()
         for g in guests:

@@ -1,0 +1,20 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# VM1's side of two-VM topologies: bring virtio-net up behind the vIOMMU
+# and stay up until the runner ends the run.  Output goes to the runner as
+# "# vm1:" diagnostics (VM1 is not the VM whose TAP is judged).
+modprobe virtio_net
+for _ in $(seq 100); do
+	ifname=$(ls /sys/bus/virtio/drivers/virtio_net/*/net 2>/dev/null | head -n1)
+	[ -n "$ifname" ] && break
+	sleep 0.1
+done
+if [ -z "$ifname" ]; then
+	echo "# vm1: no virtio-net interface"
+	exit 1
+fi
+ip link set dev "$ifname" up
+dev=$(basename "$(readlink -f "/sys/class/net/$ifname/device")")
+echo "# vm1: $ifname up, virtio status $(cat "/sys/bus/virtio/devices/$dev/status"), features $(cat "/sys/bus/virtio/devices/$dev/features")"
+echo "# vm1: iommu groups $(ls /sys/kernel/iommu_groups | wc -l), cmdline: $(grep -o 'iommu[^ ]*' /proc/cmdline | tr '\n' ' ')"
+sleep 600
