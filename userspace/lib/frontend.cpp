@@ -165,7 +165,15 @@ void frontend::handle_readable()
 	spdlog::debug("vhost-user: {}", m.to_string());
 	std::uint64_t value = 0;
 	bool replied = false;
-	bool ok = handle(m, value, replied);
+	bool ok;
+	try {
+		ok = handle(m, value, replied);
+	} catch (const std::exception &e) {
+		// A failing syscall while applying a message rejects that
+		// message; the daemon and the session keep running.
+		spdlog::error("vhost-user: {} failed: {}", m.to_string(), e.what());
+		ok = false;
+	}
 	if (!conn_)
 		return;
 	if (!ok)

@@ -16,6 +16,8 @@
 #include <gtest/gtest.h>
 
 #include "test_util.hpp"
+#include "vhost_user.hpp"
+#include <sys/socket.h>
 
 extern char **environ;
 
@@ -93,6 +95,33 @@ TEST_F(Daemon, StartControlAndTerminate)
 	pid = -1;
 	EXPECT_NE(::access(ivs.c_str(), F_OK), 0) << "ivshmem socket left behind";
 	EXPECT_NE(::access(ctl.c_str(), F_OK), 0) << "control socket left behind";
+}
+
+TEST_F(Daemon, VhostUserSocketServedAndRemoved)
+{
+	const std::string ready = dir.path("ready"), vus = dir.path("vu.sock");
+	pid = spawn({VPCI_BACKEND_BIN, "--ivshmem-socket", dir.path("ivs.sock"), "--mem-file",
+		     dir.path("mem"), "--ram-size", "1M", "--vhost-user-socket", vus,
+		     "--inval-timeout-ms", "500", "--ready-file", ready, "--log-level", "warn"});
+	ASSERT_GT(pid, 0);
+	for (int i = 0; i < 500 && ::access(ready.c_str(), F_OK) != 0; i++)
+		std::this_thread::sleep_for(10ms);
+	ASSERT_EQ(::access(ready.c_str(), F_OK), 0) << "ready file never appeared";
+	{
+		vpci::unique_fd s = vpci::unix_connect(vus);
+		const std::uint32_t hdr[3] = {17, vpci::vu::version, 0}; // GET_QUEUE_NUM
+		vpci::vu::send_raw(s.get(), hdr, sizeof(hdr), {});
+		std::uint32_t rh[3] = {};
+		std::uint64_t n = 0;
+		ASSERT_EQ(::recv(s.get(), rh, sizeof(rh), MSG_WAITALL), 12);
+		ASSERT_EQ(::recv(s.get(), &n, sizeof(n), MSG_WAITALL), 8);
+		EXPECT_EQ(rh[0], 17u);
+		EXPECT_EQ(n, 1u);
+	}
+	ASSERT_EQ(::kill(pid, SIGTERM), 0);
+	EXPECT_EQ(wait_exit(pid), 0);
+	pid = -1;
+	EXPECT_NE(::access(vus.c_str(), F_OK), 0) << "vhost-user socket left behind";
 }
 
 TEST_F(Daemon, StartupErrorsExitOne)
