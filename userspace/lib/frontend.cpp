@@ -103,7 +103,7 @@ void frontend::publish_vq(unsigned q)
 	le_store(c.used, v.used);
 	le_store(c.num, v.num);
 	le_store(c.base, v.base);
-	le_store(c.enabled, static_cast<std::uint16_t>(v.enabled));
+	le_store(c.enabled, static_cast<std::uint16_t>(v.live()));
 	le_store(c.notify, v.notify);
 }
 
@@ -121,7 +121,7 @@ void frontend::update_running()
 	unsigned pairs = 0;
 	bool any = false;
 	for (unsigned q = 0; q < num_queues(); q++)
-		if (vrings_[q].enabled) {
+		if (vrings_[q].live()) {
 			any = true;
 			pairs = q / 2 + 1;
 		}
@@ -301,12 +301,9 @@ bool frontend::handle(vu::message &m, std::uint64_t &, bool &replied)
 	if (auto *x = std::get_if<set_vring_enable>(&m.body)) {
 		if (!check_queue(x->p.index, "SET_VRING_ENABLE") || x->p.num > 1)
 			return false;
+		// QEMU enables rings as soon as protocol features are set,
+		// before NUM/ADDR: remember it, publish once the ring is described.
 		vring &v = vrings_[x->p.index];
-		if (x->p.num && (!v.num || !v.addr_set)) {
-			spdlog::warn("vhost-user: enabling queue {} before its size and address",
-				     x->p.index);
-			return false;
-		}
 		v.enabled = x->p.num;
 		publish_vq(x->p.index);
 		update_running();
@@ -456,6 +453,7 @@ bool frontend::on_vring_addr(const vu::vring_addr &a)
 	v.used = used;
 	v.addr_set = true;
 	publish_vq(a.index);
+	update_running();
 	changed();
 	return true;
 }

@@ -63,10 +63,13 @@ struct vring {
 	std::uint16_t base = 0;
 	bool addr_set = false;
 	std::uint64_t desc = 0, avail = 0, used = 0; // as written to vq_config
-	bool enabled = false;
+	bool enabled = false; // as VM1 asked; QEMU may enable before NUM/ADDR
 	unique_fd kick, call, err;
 	std::uint16_t notify = VPCI_NOTIFY_NONE;
 	std::uint64_t kicks_relayed = 0;
+
+	/** Enabled and fully described: what the driver sees as enabled. */
+	bool live() const { return enabled && num && addr_set; }
 };
 
 struct iotlb_counters {

@@ -294,6 +294,22 @@ TEST_F(VhostUserTest, RingSetupIovaMode)
 	EXPECT_EQ(le_load(c.enabled), 0);
 }
 
+// QEMU 7.2 sends SET_VRING_ENABLE as soon as protocol features are set,
+// long before SET_VRING_NUM/ADDR: accepted, published once described.
+TEST_F(VhostUserTest, EnableBeforeRingDescribed)
+{
+	negotiate(default_device_features);
+	send_p(vu::request::set_vring_enable, vu::vring_state{0, 1});
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_EQ(le_load(ctrl().vq_config[0].enabled), 0) << "nothing to enable yet";
+	EXPECT_FALSE(bstatus() & VPCI_BS_RUNNING);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	setup_ring(0, 0x20000, 0x21000, 0x22000);
+	EXPECT_EQ(le_load(ctrl().vq_config[0].enabled), 1);
+	EXPECT_TRUE(bstatus() & VPCI_BS_RUNNING);
+}
+
 TEST_F(VhostUserTest, RingSetupGpaMode)
 {
 	bind_driver(kVersion1 | (1ULL << 15));
