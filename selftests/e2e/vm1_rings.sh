@@ -15,16 +15,18 @@ check "insmod vhost_pci_net" insmod "$VPCI_KO"
 status() { host vpci-ctl --control-socket "$VPCI_CTL" status; }
 jget() { echo "$HOST_OUT" | python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
 
-running() { status && [ "$(jget 'd["frontend"]["connected"] and all(q["enabled"] for q in d["frontend"]["queues"][:2])')" = True ]; }
+rings_ok='all(q["enabled"] and q["num"] > 0 and q["desc"] and q["avail"] and q["used"] for q in d["frontend"]["queues"][:2])'
+running() { status && [ "$(jget "d['frontend']['connected'] and $rings_ok")" = True ]; }
 wait_until 120 running
-log_test $? "VM1 connected, its virtio-net reached DRIVER_OK and enabled its rings"
+log_test $? "VM1 connected, negotiated, described and enabled both rings"
 diag "frontend: $(jget 'd["frontend"]' | cut -c1-400)"
 
 status && [ "$(jget '(d["frontend"]["features"] >> 33) & 1')" = 1 ]
 log_test $? "ACCESS_PLATFORM negotiated (ring addresses are IOVAs)"
 
-status && [ "$(jget 'all(q["enabled"] and q["num"] > 0 and q["desc"] and q["avail"] and q["used"] for q in d["frontend"]["queues"][:2])')" = True ]
-log_test $? "control area: RX and TX rings configured with non-zero IOVAs"
+host vpci-ctl header --mem-file "$VPCI_MEM" --json >/dev/null &&
+	status && [ "$(jget 'd["frontend"]["mem_regions"] >= 1 and (d["backend_status"] & 0x6) == 0x6' 2>/dev/null)" = True ]
+log_test $? "control area: backend status RUNNING and IOMMU, memory table known"
 
 mapped() { [ "$(dmesg | grep -c 'queue [01]: rings mapped')" -ge 2 ]; }
 wait_until 60 mapped

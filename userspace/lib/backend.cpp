@@ -290,6 +290,7 @@ nlohmann::json backend::status() const
 		{"client_id", ivs_.client_id()},
 		{"link", ctrl_.link_up() ? "up" : "down"},
 		{"generation", ctrl_.generation()},
+		{"backend_status", le_load(ctrl_.raw().backend.status)},
 		{"driver",
 		 {{"status", d.status},
 		  {"bound", d.bound()},

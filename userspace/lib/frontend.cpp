@@ -717,7 +717,7 @@ nlohmann::json frontend::status() const
 				  {"desc", v.desc},
 				  {"avail", v.avail},
 				  {"used", v.used},
-				  {"enabled", v.enabled},
+				  {"enabled", v.live()},
 				  {"notify", modes[v.notify <= 2 ? v.notify : 0]},
 				  {"kicks_relayed", v.kicks_relayed}});
 	}
