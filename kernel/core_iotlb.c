@@ -15,19 +15,21 @@
 /**
  * vpci_iotlb_init() - set up an empty IOTLB
  * @t: the table
- * @max_entries: hard limit on entries (memory is allocated on demand)
+ * @max_entries: entries, all allocated now so that updates never allocate
+ *	(they run under a spinlock the datapath shares)
  * @peer_mem_size: bytes of peer memory; no entry may reach past it
  *
- * Return: 0.
+ * Return: 0 or -ENOMEM.
  */
 int vpci_iotlb_init(struct vpci_iotlb *t, u32 max_entries, u64 peer_mem_size)
 {
-	t->ent = NULL;
 	t->n = 0;
-	t->cap = 0;
-	t->max = max_entries;
+	t->evict = 0;
 	t->peer_mem_size = peer_mem_size;
-	return 0;
+	t->ent = kvmalloc_array(max_entries ? max_entries : 1, sizeof(*t->ent),
+				GFP_KERNEL);
+	t->cap = t->ent ? max_entries : 0;
+	return t->ent ? 0 : -ENOMEM;
 }
 
 /**
@@ -58,29 +60,11 @@ static u32 vpci_iotlb_lower(const struct vpci_iotlb *t, u64 iova)
 	return lo;
 }
 
-static int vpci_iotlb_reserve(struct vpci_iotlb *t, u32 need)
+/* Drop entry @i: dropping a translation is always safe (a later miss). */
+static void vpci_iotlb_drop(struct vpci_iotlb *t, u32 i)
 {
-	struct vpci_iotlb_entry *ent;
-	u32 cap;
-
-	if (need <= t->cap)
-		return 0;
-	if (need > t->max)
-		return -ENOSPC;
-	cap = t->cap ? t->cap : 64;
-	while (cap < need)
-		cap = cap > t->max / 2 ? t->max : cap * 2;
-	if (cap > t->max)
-		cap = t->max;
-	ent = kvmalloc_array(cap, sizeof(*ent), GFP_KERNEL);
-	if (!ent)
-		return -ENOMEM;
-	if (t->n)
-		memcpy(ent, t->ent, t->n * sizeof(*ent));
-	kvfree(t->ent);
-	t->ent = ent;
-	t->cap = cap;
-	return 0;
+	memmove(&t->ent[i], &t->ent[i + 1], (t->n - i - 1) * sizeof(*t->ent));
+	t->n--;
 }
 
 /**
@@ -101,16 +85,15 @@ bool vpci_iotlb_range_ok(u64 iova, u64 size)
  * @iova: first byte
  * @size: bytes
  *
- * Entries partly covered are trimmed or split.
+ * Entries partly covered are trimmed or split; when the table is full a
+ * split drops the whole entry instead (more is removed, never less).
  *
- * Return: 0, -EINVAL for an empty or wrapping range, -ENOSPC/-ENOMEM if a
- * split needs room that cannot be had (the table is then unchanged).
+ * Return: 0, or -EINVAL for an empty or wrapping range.
  */
 int vpci_iotlb_del(struct vpci_iotlb *t, u64 iova, u64 size)
 {
 	u64 last;
 	u32 i, j;
-	int err;
 
 	if (!vpci_iotlb_range_ok(iova, size))
 		return -EINVAL;
@@ -121,9 +104,10 @@ int vpci_iotlb_del(struct vpci_iotlb *t, u64 iova, u64 size)
 		/* Strictly inside one entry: split it in two. */
 		struct vpci_iotlb_entry tail = t->ent[i];
 
-		err = vpci_iotlb_reserve(t, t->n + 1);
-		if (err)
-			return err;
+		if (t->n == t->cap) {
+			vpci_iotlb_drop(t, i);
+			return 0;
+		}
 		tail.bar_offset += last + 1 - tail.start;
 		tail.start = last + 1;
 		t->ent[i].last = iova - 1;
@@ -160,12 +144,12 @@ int vpci_iotlb_del(struct vpci_iotlb *t, u64 iova, u64 size)
  * @bar_offset: BAR offset of @iova
  * @perm: VPCI_PERM_RO, _WO or _RW
  *
- * Replaces whatever the range overlapped.
+ * Replaces whatever the range overlapped.  A full table evicts another
+ * entry (round robin): the IOTLB is a cache of VM1's IOMMU, and an evicted
+ * translation is only a later miss, never a wrong access.
  *
  * Return: 0; -EINVAL for an empty or wrapping range or a bad @perm;
- * -ERANGE if the target reaches past peer_mem_size; -ENOSPC/-ENOMEM if the
- * table is full (it may then have lost the overlapped translations, which
- * is safe: a missing translation is a miss, never an access).
+ * -ERANGE if the target reaches past peer_mem_size.
  */
 int vpci_iotlb_add(struct vpci_iotlb *t, u64 iova, u64 size, u64 bar_offset,
 		   u32 perm)
@@ -180,9 +164,12 @@ int vpci_iotlb_add(struct vpci_iotlb *t, u64 iova, u64 size, u64 bar_offset,
 	err = vpci_iotlb_del(t, iova, size);
 	if (err)
 		return err;
-	err = vpci_iotlb_reserve(t, t->n + 1);
-	if (err)
-		return err;
+	if (!t->cap)
+		return -ENOMEM;
+	if (t->n == t->cap) {
+		vpci_iotlb_drop(t, t->evict++ % t->n);
+		t->evictions++;
+	}
 	i = vpci_iotlb_lower(t, iova);
 	memmove(&t->ent[i + 1], &t->ent[i], (t->n - i) * sizeof(*t->ent));
 	t->ent[i].start = iova;

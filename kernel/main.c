@@ -92,8 +92,6 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	if (err)
 		return err;
 
-	vpci_iotlb_init(&vdev->iotlb, VPCI_IOTLB_MAX,
-			le64_to_cpu(vdev->hdr.peer_mem_size));
 	/* Start where the backend's rings are (a previous driver consumed). */
 	vdev->b2d_cons = le32_to_cpu(READ_ONCE(vdev->ctrl->b2d.cons));
 	vdev->d2b_prod = le32_to_cpu(READ_ONCE(vdev->ctrl->d2b.prod));
@@ -107,9 +105,16 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		return -ENODEV;
 	}
 
+	err = vpci_iotlb_init(&vdev->iotlb, VPCI_IOTLB_MAX,
+			      le64_to_cpu(vdev->hdr.peer_mem_size));
+	if (err)
+		return err;
+
 	vdev->netdev = vpci_netdev_alloc(vdev);
-	if (!vdev->netdev)
-		return -ENOMEM;
+	if (!vdev->netdev) {
+		err = -ENOMEM;
+		goto err_destroy_iotlb;
+	}
 
 	/* QEMU drops MSI-X messages of a device that is not bus master. */
 	pci_set_master(pdev);
@@ -155,6 +160,7 @@ err_free_vectors:
 err_clear_master:
 	pci_clear_master(pdev);
 	free_netdev(vdev->netdev);
+err_destroy_iotlb:
 	vpci_iotlb_destroy(&vdev->iotlb);
 	return err;
 }

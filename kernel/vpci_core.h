@@ -10,6 +10,7 @@
 
 #ifdef __KERNEL__
 #include <linux/errno.h>
+#include <linux/minmax.h>
 #include <linux/mm.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -48,8 +49,9 @@ struct vpci_iotlb_entry {
  * struct vpci_iotlb - private IOTLB, sorted non-overlapping entries
  * @ent: entries sorted by @start
  * @n: entries in use
- * @cap: entries allocated
- * @max: entries allowed
+ * @cap: entries allocated (the maximum)
+ * @evict: round-robin eviction cursor
+ * @evictions: entries evicted to make room
  * @peer_mem_size: no entry reaches at or past this BAR offset
  *
  * Not locked: the owner (struct vpci_dev) serialises every call.
@@ -58,7 +60,8 @@ struct vpci_iotlb {
 	struct vpci_iotlb_entry *ent;
 	u32 n;
 	u32 cap;
-	u32 max;
+	u32 evict;
+	u64 evictions;
 	u64 peer_mem_size;
 };
 
@@ -71,5 +74,97 @@ int vpci_iotlb_add(struct vpci_iotlb *t, u64 iova, u64 size, u64 bar_offset,
 int vpci_iotlb_del(struct vpci_iotlb *t, u64 iova, u64 size);
 int vpci_iotlb_translate(const struct vpci_iotlb *t, u64 iova, u64 len,
 			 u32 perm, u64 *bar_offset, u64 *contig);
+
+/* Split virtqueue flags (VIRTIO 1.x 2.7), spelled here for both builds */
+#define VPCI_VRING_DESC_F_NEXT		1
+#define VPCI_VRING_DESC_F_WRITE		2
+#define VPCI_VRING_DESC_F_INDIRECT	4
+#define VPCI_VRING_AVAIL_F_NO_INTERRUPT	1
+#define VPCI_VRING_USED_F_NO_NOTIFY	1
+
+/* Longest descriptor chain accepted (virtio-net uses at most MAX_SKB_FRAGS + 2) */
+#define VPCI_CHAIN_MAX			64
+
+/**
+ * struct vpci_peer - VM1's memory as this side sees it
+ * @base: mapping of BAR offsets [0, @size)
+ * @size: peer_mem_size
+ * @iotlb: translations; its owner's lock is held across each burst
+ */
+struct vpci_peer {
+	u8 *base;
+	u64 size;
+	struct vpci_iotlb *iotlb;
+};
+
+/**
+ * struct vpci_seg - one descriptor of a chain
+ * @addr: IOVA (or GPA) of the buffer
+ * @len: bytes
+ */
+struct vpci_seg {
+	u64 addr;
+	u32 len;
+};
+
+/**
+ * struct vpci_chain - a descriptor chain copied out of the ring
+ * @head: head descriptor index, what the used element reports
+ * @nout: device-readable segments, first in @seg
+ * @nin: device-writable segments, after the readable ones
+ * @out_len: bytes readable
+ * @in_len: bytes writable
+ * @seg: the segments
+ */
+struct vpci_chain {
+	u16 head;
+	u16 nout;
+	u16 nin;
+	u32 out_len;
+	u32 in_len;
+	struct vpci_seg seg[VPCI_CHAIN_MAX];
+};
+
+/**
+ * struct vpci_vring - device-side state of one of VM1's virtqueues
+ * @peer: memory and translations
+ * @desc: descriptor table address
+ * @avail: available ring address
+ * @used: used ring address
+ * @num: ring size
+ * @last_avail: next available entry to take
+ * @used_idx: next used entry to fill
+ * @used_pub: used index VM1 last saw
+ * @event_idx: VIRTIO_RING_F_EVENT_IDX in use
+ * @miss_iova: first untranslated address after an -ENOENT/-EACCES
+ * @miss_perm: the permission that was wanted there
+ */
+struct vpci_vring {
+	struct vpci_peer *peer;
+	u64 desc;
+	u64 avail;
+	u64 used;
+	u16 num;
+	u16 last_avail;
+	u16 used_idx;
+	u16 used_pub;
+	bool event_idx;
+	u64 miss_iova;
+	u32 miss_perm;
+};
+
+/* core_vring.c */
+int vpci_vring_init(struct vpci_vring *vr, struct vpci_peer *peer, u64 desc,
+		    u64 avail, u64 used, u16 num, u16 base, bool event_idx);
+int vpci_vring_avail_idx(struct vpci_vring *vr, u16 *idx);
+int vpci_vring_pop(struct vpci_vring *vr, u16 avail_idx, struct vpci_chain *c);
+void vpci_vring_unpop(struct vpci_vring *vr);
+int vpci_chain_read(struct vpci_vring *vr, const struct vpci_chain *c,
+		    u32 offset, void *dst, u32 len);
+int vpci_chain_write(struct vpci_vring *vr, const struct vpci_chain *c,
+		     u32 offset, const void *src, u32 len);
+int vpci_vring_push(struct vpci_vring *vr, u16 head, u32 len);
+int vpci_vring_publish(struct vpci_vring *vr, bool *notify);
+int vpci_vring_kick_enable(struct vpci_vring *vr, bool enable);
 
 #endif /* _VPCI_CORE_H */

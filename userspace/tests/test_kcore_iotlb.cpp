@@ -110,17 +110,32 @@ TEST(KcoreIotlb, DeleteSplitsTrimsAndRemoves)
 	EXPECT_EQ(t.t.n, 0u);
 }
 
-TEST(KcoreIotlb, FullTableIsAMissNeverAWrongHit)
+TEST(KcoreIotlb, FullTableEvictsNeverAWrongHit)
 {
 	Table t(4);
 	for (u64 i = 0; i < 4; i++)
 		ASSERT_EQ(vpci_iotlb_add(&t.t, i * 0x2000, 0x1000, i * 0x1000, VPCI_PERM_RW), 0);
-	EXPECT_EQ(vpci_iotlb_add(&t.t, 0x100000, 0x1000, 0, VPCI_PERM_RW), -ENOSPC);
-	u64 off, c;
-	EXPECT_EQ(t.tr(0x100000, 1, VPCI_PERM_RO, &off, &c), -ENOENT);
-	// Splitting needs room too: refused, table unchanged.
-	EXPECT_EQ(vpci_iotlb_add(&t.t, 0x0, 0x1000, 0x1000, VPCI_PERM_RO), 0) << "replace in place";
-	ASSERT_EQ(vpci_iotlb_add(&t.t, 0x0, 0x1000, 0x0, VPCI_PERM_RW), 0);
+	ASSERT_EQ(vpci_iotlb_add(&t.t, 0x100000, 0x1000, 0x8000, VPCI_PERM_RW), 0);
+	EXPECT_EQ(t.t.n, 4u);
+	EXPECT_EQ(t.t.evictions, 1u);
+	u64 off, c, hits = 0;
+	ASSERT_EQ(t.tr(0x100000, 1, VPCI_PERM_RO, &off, &c), 0);
+	EXPECT_EQ(off, 0x8000u);
+	for (u64 i = 0; i < 4; i++) {
+		int rc = t.tr(i * 0x2000, 1, VPCI_PERM_RO, &off, &c);
+		ASSERT_TRUE(rc == 0 || rc == -ENOENT);
+		if (rc == 0) {
+			EXPECT_EQ(off, i * 0x1000) << "survivors still translate right";
+			hits++;
+		}
+	}
+	EXPECT_EQ(hits, 3u) << "exactly one entry evicted";
+	// A split in a full table drops the whole entry: more removed, never less.
+	ASSERT_EQ(vpci_iotlb_add(&t.t, 0x200000, 0x3000, 0x10000, VPCI_PERM_RW), 0);
+	ASSERT_EQ(vpci_iotlb_del(&t.t, 0x201000, 0x1000), 0);
+	EXPECT_EQ(t.tr(0x200000, 1, VPCI_PERM_RO, &off, &c), -ENOENT);
+	EXPECT_EQ(t.tr(0x201000, 1, VPCI_PERM_RO, &off, &c), -ENOENT);
+	EXPECT_EQ(t.tr(0x202000, 1, VPCI_PERM_RO, &off, &c), -ENOENT);
 }
 
 // Differential test: random adds and deletes on a small page space, each

@@ -1,0 +1,393 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vhost_pci_net core: the device side of VM1's split virtqueues (VIRTIO 1.x
+ * section 2.7), reached only through the private IOTLB.
+ *
+ * VM1 is hostile.  Every ring field and descriptor is copied out of peer
+ * memory once and validated before use; every byte moved goes through a
+ * translation with the right permission, bounded by peer_mem_size.  A
+ * missing translation is reported as -ENOENT with the address in
+ * vr->miss_iova, and the operation is left undone so the caller can post a
+ * miss and retry it unchanged when the update lands: nothing is dropped for
+ * lack of a cached translation.
+ *
+ * The caller holds the IOTLB lock for the duration of a burst: pointers into
+ * peer memory derived from a translation are never used after it drops the
+ * lock, which is what lets an invalidation be acknowledged right after it
+ * was applied under that lock.
+ */
+#include "vpci_core.h"
+
+/* Ring layout (split virtqueue, little-endian) */
+#define VR_DESC_SIZE		16
+#define VR_AVAIL_FLAGS		0
+#define VR_AVAIL_IDX		2
+#define VR_AVAIL_RING(i)	(4 + 2 * (u64)(i))
+#define VR_USED_FLAGS		0
+#define VR_USED_IDX		2
+#define VR_USED_RING(i)		(4 + 8 * (u64)(i))
+
+/*
+ * Copy between peer memory at @iova and @buf, one IOTLB entry at a time.
+ * @write: true to write peer memory (needs VPCI_PERM_WO).
+ */
+static int vpci_vr_copy(struct vpci_vring *vr, u64 iova, void *buf, u64 len,
+			bool write)
+{
+	u32 perm = write ? VPCI_PERM_WO : VPCI_PERM_RO;
+	u8 *p = buf;
+	u64 off, contig;
+	int err;
+
+	while (len) {
+		err = vpci_iotlb_translate(vr->peer->iotlb, iova, len, perm,
+					   &off, &contig);
+		if (err) {
+			vr->miss_iova = iova;
+			vr->miss_perm = perm;
+			return err;
+		}
+		/* The IOTLB never holds an entry past peer_mem_size. */
+		if (write)
+			memcpy(vr->peer->base + off, p, contig);
+		else
+			memcpy(p, vr->peer->base + off, contig);
+		iova += contig;
+		p += contig;
+		len -= contig;
+	}
+	return 0;
+}
+
+static int vpci_vr_read16(struct vpci_vring *vr, u64 iova, u16 *v)
+{
+	__le16 x;
+	int err = vpci_vr_copy(vr, iova, &x, sizeof(x), false);
+
+	*v = le16_to_cpu(x);
+	return err;
+}
+
+static int vpci_vr_write16(struct vpci_vring *vr, u64 iova, u16 v)
+{
+	__le16 x = cpu_to_le16(v);
+
+	return vpci_vr_copy(vr, iova, &x, sizeof(x), true);
+}
+
+/**
+ * vpci_vring_init() - start serving a virtqueue
+ * @vr: the ring
+ * @peer: peer memory and IOTLB
+ * @desc: descriptor table address
+ * @avail: available ring address
+ * @used: used ring address
+ * @num: ring size, a power of two <= 32768
+ * @base: avail index to start from (and used index: all earlier entries
+ *	were completed by whoever served the ring before)
+ * @event_idx: VIRTIO_RING_F_EVENT_IDX negotiated
+ *
+ * Return: 0, or -EINVAL for a bad size or misaligned ring.
+ */
+int vpci_vring_init(struct vpci_vring *vr, struct vpci_peer *peer, u64 desc,
+		    u64 avail, u64 used, u16 num, u16 base, bool event_idx)
+{
+	if (!num || (num & (num - 1)) || (desc & 15) || (avail & 1) ||
+	    (used & 3))
+		return -EINVAL;
+	memset(vr, 0, sizeof(*vr));
+	vr->peer = peer;
+	vr->desc = desc;
+	vr->avail = avail;
+	vr->used = used;
+	vr->num = num;
+	vr->last_avail = base;
+	vr->used_idx = base;
+	vr->used_pub = base;
+	vr->event_idx = event_idx;
+	return 0;
+}
+
+/**
+ * vpci_vring_avail_idx() - read VM1's avail index
+ * @vr: the ring
+ * @idx: set to the index
+ *
+ * Return: 0, -ENOENT (miss), -EACCES, or -EPROTO when the index is more
+ * than the ring size ahead of what was consumed (the queue must stop).
+ */
+int vpci_vring_avail_idx(struct vpci_vring *vr, u16 *idx)
+{
+	int err = vpci_vr_read16(vr, vr->avail + VR_AVAIL_IDX, idx);
+
+	if (err)
+		return err;
+	if ((u16)(*idx - vr->last_avail) > vr->num)
+		return -EPROTO;
+	/*
+	 * Ring entries and descriptors are read after the index: pairs with
+	 * the driver's write barrier before it publishes avail->idx.
+	 */
+	smp_rmb();
+	return 0;
+}
+
+/**
+ * vpci_vring_pop() - take the next descriptor chain
+ * @vr: the ring
+ * @avail_idx: index from vpci_vring_avail_idx()
+ * @c: set to the chain; c->head is valid whenever the slot was consumed
+ *
+ * Return: 1 with a valid chain; 0 if nothing is available; -ENOENT/-EACCES
+ * when the ring itself does not translate (nothing consumed, retry after
+ * the miss is served); for a malformed chain the avail slot is consumed
+ * and: -ERANGE (head out of range: nothing to complete), -ELOOP (chain
+ * longer than the ring), -E2BIG (more than VPCI_CHAIN_MAX segments),
+ * -EINVAL (zero length, wrapping range, readable after writable
+ * descriptor, or an indirect descriptor, which is not offered); the caller
+ * completes c->head with length 0.
+ */
+int vpci_vring_pop(struct vpci_vring *vr, u16 avail_idx, struct vpci_chain *c)
+{
+	u16 head, i, flags, next;
+	u32 n = 0;
+	int err;
+
+	if (vr->last_avail == avail_idx)
+		return 0;
+	err = vpci_vr_read16(vr, vr->avail +
+			     VR_AVAIL_RING(vr->last_avail & (vr->num - 1)), &head);
+	if (err)
+		return err;
+
+	c->nout = 0;
+	c->nin = 0;
+	c->out_len = 0;
+	c->in_len = 0;
+	c->head = head;
+	if (head >= vr->num) {
+		vr->last_avail++;
+		return -ERANGE;
+	}
+
+	i = head;
+	for (;;) {
+		u8 d[VR_DESC_SIZE];
+		struct vpci_seg *s;
+		u64 addr;
+		u32 len;
+
+		/* Descriptors are 16-byte aligned: never split across pages. */
+		err = vpci_vr_copy(vr, vr->desc + (u64)i * VR_DESC_SIZE, d,
+				   sizeof(d), false);
+		if (err)
+			return err;	/* nothing consumed yet */
+		addr = le64_to_cpu(*(__le64 *)d);
+		len = le32_to_cpu(*(__le32 *)(d + 8));
+		flags = le16_to_cpu(*(__le16 *)(d + 12));
+		next = le16_to_cpu(*(__le16 *)(d + 14));
+
+		if (++n > vr->num) {
+			err = -ELOOP;
+			break;
+		}
+		if (n > VPCI_CHAIN_MAX) {
+			err = -E2BIG;
+			break;
+		}
+		if ((flags & VPCI_VRING_DESC_F_INDIRECT) || !len ||
+		    !vpci_iotlb_range_ok(addr, len) ||
+		    (!(flags & VPCI_VRING_DESC_F_WRITE) && c->nin)) {
+			err = -EINVAL;
+			break;
+		}
+		s = &c->seg[c->nout + c->nin];
+		s->addr = addr;
+		s->len = len;
+		if (flags & VPCI_VRING_DESC_F_WRITE) {
+			c->nin++;
+			c->in_len += len;
+		} else {
+			c->nout++;
+			c->out_len += len;
+		}
+		if (!(flags & VPCI_VRING_DESC_F_NEXT))
+			break;
+		if (next >= vr->num) {
+			err = -EINVAL;
+			break;
+		}
+		i = next;
+	}
+	vr->last_avail++;
+	return err ? err : 1;
+}
+
+/*
+ * Copy @len bytes at byte @offset of the chain's readable (or writable)
+ * part from (to) @buf.
+ */
+static int vpci_chain_copy(struct vpci_vring *vr, const struct vpci_chain *c,
+			   u32 offset, void *buf, u32 len, bool write)
+{
+	const struct vpci_seg *s = write ? &c->seg[c->nout] : c->seg;
+	u16 nseg = write ? c->nin : c->nout;
+	u8 *p = buf;
+	u16 k;
+	int err;
+
+	for (k = 0; k < nseg && len; k++) {
+		u32 chunk;
+
+		if (offset >= s[k].len) {
+			offset -= s[k].len;
+			continue;
+		}
+		chunk = min_t(u32, s[k].len - offset, len);
+		err = vpci_vr_copy(vr, s[k].addr + offset, p, chunk, write);
+		if (err)
+			return err;
+		p += chunk;
+		len -= chunk;
+		offset = 0;
+	}
+	return len ? -EMSGSIZE : 0;
+}
+
+/**
+ * vpci_chain_read() - read from the readable part of a chain
+ * @vr: the ring
+ * @c: the chain
+ * @offset: byte offset into the readable part
+ * @dst: destination
+ * @len: bytes
+ *
+ * Return: 0, -ENOENT/-EACCES (vr->miss_iova set), or -EMSGSIZE if the
+ * chain is shorter.
+ */
+int vpci_chain_read(struct vpci_vring *vr, const struct vpci_chain *c,
+		    u32 offset, void *dst, u32 len)
+{
+	return vpci_chain_copy(vr, c, offset, dst, len, false);
+}
+
+/**
+ * vpci_chain_write() - write into the writable part of a chain
+ * @vr: the ring
+ * @c: the chain
+ * @offset: byte offset into the writable part
+ * @src: source
+ * @len: bytes
+ *
+ * Return: as vpci_chain_read().
+ */
+int vpci_chain_write(struct vpci_vring *vr, const struct vpci_chain *c,
+		     u32 offset, const void *src, u32 len)
+{
+	return vpci_chain_copy(vr, c, offset, (void *)src, len, true);
+}
+
+/**
+ * vpci_vring_unpop() - give back the last chain taken
+ * @vr: the ring
+ *
+ * For a chain that could not be processed for lack of a translation: it is
+ * taken again, unchanged, after the miss is served.
+ */
+void vpci_vring_unpop(struct vpci_vring *vr)
+{
+	vr->last_avail--;
+}
+
+/**
+ * vpci_vring_push() - add a used element (not yet visible to VM1)
+ * @vr: the ring
+ * @head: chain head
+ * @len: bytes written into the chain
+ *
+ * Return: 0 or -ENOENT/-EACCES for an untranslated used ring.
+ */
+int vpci_vring_push(struct vpci_vring *vr, u16 head, u32 len)
+{
+	__le32 e[2] = { cpu_to_le32(head), cpu_to_le32(len) };
+	int err;
+
+	err = vpci_vr_copy(vr, vr->used + VR_USED_RING(vr->used_idx & (vr->num - 1)),
+			   e, sizeof(e), true);
+	if (err)
+		return err;
+	vr->used_idx++;
+	return 0;
+}
+
+/**
+ * vpci_vring_publish() - make pushed used elements visible to VM1
+ * @vr: the ring
+ * @notify: set to whether VM1 asked to be interrupted for them
+ *
+ * Return: 0 or -ENOENT/-EACCES.
+ */
+int vpci_vring_publish(struct vpci_vring *vr, bool *notify)
+{
+	u16 old = vr->used_pub, new = vr->used_idx, v;
+	int err;
+
+	*notify = false;
+	if (old == new)
+		return 0;
+	/* Used elements are visible before the index that covers them. */
+	smp_wmb();
+	err = vpci_vr_write16(vr, vr->used + VR_USED_IDX, new);
+	if (err)
+		return err;
+	vr->used_pub = new;
+	/*
+	 * The index store is ordered before reading VM1's suppression state,
+	 * pairing with VM1's barrier between its event write and its read of
+	 * used->idx (virtqueue_enable_cb), so one side always sees the other.
+	 */
+	smp_mb();
+	if (vr->event_idx) {
+		err = vpci_vr_read16(vr, vr->avail + VR_AVAIL_RING(vr->num), &v);
+		if (err)
+			return err;
+		/* vring_need_event(used_event, new, old) */
+		*notify = (u16)(new - v - 1) < (u16)(new - old);
+	} else {
+		err = vpci_vr_read16(vr, vr->avail + VR_AVAIL_FLAGS, &v);
+		if (err)
+			return err;
+		*notify = !(v & VPCI_VRING_AVAIL_F_NO_INTERRUPT);
+	}
+	return 0;
+}
+
+/**
+ * vpci_vring_kick_enable() - ask VM1 for (or off) kicks on new buffers
+ * @vr: the ring
+ * @enable: true to be kicked when VM1 adds buffers after last_avail
+ *
+ * After enabling, the caller re-reads the avail index: a buffer added just
+ * before VM1 saw the request raises no kick.
+ *
+ * Return: 0 or -ENOENT/-EACCES.
+ */
+int vpci_vring_kick_enable(struct vpci_vring *vr, bool enable)
+{
+	int err;
+
+	if (vr->event_idx) {
+		if (!enable)
+			return 0;	/* the event only ever moves forward */
+		err = vpci_vr_write16(vr, vr->used + VR_USED_RING(vr->num),
+				      vr->last_avail);
+	} else {
+		err = vpci_vr_write16(vr, vr->used + VR_USED_FLAGS,
+				      enable ? 0 : VPCI_VRING_USED_F_NO_NOTIFY);
+	}
+	if (err)
+		return err;
+	/* Our request is visible before we re-read avail->idx. */
+	smp_mb();
+	return 0;
+}

@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: GPL-2.0
+// Device side of a split virtqueue (kernel/core_vring.c) compiled in
+// userspace.  The test plays VM1's driver: it lays the ring out in "peer
+// memory", maps it in the IOTLB at IOVAs of its choice, and posts chains.
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+extern "C" {
+#include "vpci_core.h"
+}
+
+namespace {
+
+constexpr u64 kMem = 1 << 20;	  // peer memory
+constexpr u64 kIova = 0x80000000; // IOVA = kIova + offset
+constexpr u16 kNum = 8;
+
+struct Vm1 {
+	std::vector<u8> mem = std::vector<u8>(kMem);
+	vpci_iotlb iotlb{};
+	vpci_peer peer{};
+	vpci_vring vr{};
+	u64 desc = 0x1000, avail = 0x2000, used = 0x3000; // offsets
+	u16 avail_idx = 0;
+
+	explicit Vm1(bool event_idx = false, bool map_all = true)
+	{
+		vpci_iotlb_init(&iotlb, 1024, kMem);
+		peer = {mem.data(), kMem, &iotlb};
+		if (map_all)
+			map(0, kMem, VPCI_PERM_RW);
+		EXPECT_EQ(vpci_vring_init(&vr, &peer, kIova + desc, kIova + avail, kIova + used,
+					  kNum, 0, event_idx),
+			  0);
+	}
+	~Vm1() { vpci_iotlb_destroy(&iotlb); }
+	Vm1(const Vm1 &) = delete;
+	Vm1 &operator=(const Vm1 &) = delete;
+
+	void map(u64 off, u64 size, u32 perm)
+	{
+		ASSERT_EQ(vpci_iotlb_add(&iotlb, kIova + off, size, off, perm), 0);
+	}
+	void unmap(u64 off, u64 size) { ASSERT_EQ(vpci_iotlb_del(&iotlb, kIova + off, size), 0); }
+	template <typename T> void put(u64 off, T v) { std::memcpy(&mem[off], &v, sizeof(v)); }
+	template <typename T> T get(u64 off) const
+	{
+		T v;
+		std::memcpy(&v, &mem[off], sizeof(v));
+		return v;
+	}
+	void set_desc(u16 i, u64 addr, u32 len, u16 flags, u16 next = 0)
+	{
+		u64 d = desc + 16ULL * i;
+		put<u64>(d, htole64(addr));
+		put<u32>(d + 8, htole32(len));
+		put<u16>(d + 12, htole16(flags));
+		put<u16>(d + 14, htole16(next));
+	}
+	void post(u16 head)
+	{
+		put<u16>(avail + 4 + 2 * (avail_idx % kNum), htole16(head));
+		avail_idx++;
+		put<u16>(avail + 2, htole16(avail_idx));
+	}
+	u16 used_idx() const { return le16toh(get<u16>(used + 2)); }
+	std::pair<u32, u32> used_elem(u16 i) const
+	{
+		return {le32toh(get<u32>(used + 4 + 8 * (i % kNum))),
+			le32toh(get<u32>(used + 8 + 8 * (i % kNum)))};
+	}
+	int pop(vpci_chain &c)
+	{
+		u16 idx;
+		int rc = vpci_vring_avail_idx(&vr, &idx);
+		return rc ? rc : vpci_vring_pop(&vr, idx, &c);
+	}
+};
+
+} // namespace
+
+TEST(KcoreVring, TxChainReadAndComplete)
+{
+	Vm1 v;
+	std::memcpy(&v.mem[0x10000], "0123456789ab", 12);	// virtio_net_hdr
+	std::memcpy(&v.mem[0x11000], "hello, world", 12);
+	v.set_desc(3, kIova + 0x10000, 12, VPCI_VRING_DESC_F_NEXT, 5);
+	v.set_desc(5, kIova + 0x11000, 12, 0);
+	v.post(3);
+	vpci_chain c;
+	ASSERT_EQ(v.pop(c), 1);
+	EXPECT_EQ(c.head, 3);
+	EXPECT_EQ(c.nout, 2);
+	EXPECT_EQ(c.out_len, 24u);
+	char buf[16] = {};
+	ASSERT_EQ(vpci_chain_read(&v.vr, &c, 10, buf, 8), 0) << "read across segments";
+	EXPECT_EQ(std::string(buf, 8), "abhello,");
+	EXPECT_EQ(vpci_chain_read(&v.vr, &c, 20, buf, 8), -EMSGSIZE);
+	ASSERT_EQ(vpci_vring_push(&v.vr, c.head, 0), 0);
+	EXPECT_EQ(v.used_idx(), 0) << "not visible before publish";
+	bool notify = false;
+	ASSERT_EQ(vpci_vring_publish(&v.vr, &notify), 0);
+	EXPECT_EQ(v.used_idx(), 1);
+	EXPECT_EQ(v.used_elem(0), std::make_pair(3u, 0u));
+	EXPECT_TRUE(notify) << "no suppression requested";
+	ASSERT_EQ(v.pop(c), 0) << "empty";
+}
+
+TEST(KcoreVring, RxWriteAndNotifySuppression)
+{
+	Vm1 v;
+	v.set_desc(0, kIova + 0x20000, 100, VPCI_VRING_DESC_F_WRITE);
+	v.post(0);
+	v.put<u16>(v.avail, htole16(VPCI_VRING_AVAIL_F_NO_INTERRUPT));
+	vpci_chain c;
+	ASSERT_EQ(v.pop(c), 1);
+	EXPECT_EQ(c.nin, 1);
+	EXPECT_EQ(c.in_len, 100u);
+	ASSERT_EQ(vpci_chain_write(&v.vr, &c, 0, "frame", 5), 0);
+	EXPECT_EQ(std::memcmp(&v.mem[0x20000], "frame", 5), 0);
+	ASSERT_EQ(vpci_vring_push(&v.vr, c.head, 5), 0);
+	bool notify = true;
+	ASSERT_EQ(vpci_vring_publish(&v.vr, &notify), 0);
+	EXPECT_FALSE(notify) << "VM1 set NO_INTERRUPT";
+	ASSERT_EQ(vpci_vring_kick_enable(&v.vr, false), 0);
+	EXPECT_EQ(le16toh(v.get<u16>(v.used)), VPCI_VRING_USED_F_NO_NOTIFY);
+	ASSERT_EQ(vpci_vring_kick_enable(&v.vr, true), 0);
+	EXPECT_EQ(le16toh(v.get<u16>(v.used)), 0);
+}
+
+TEST(KcoreVring, EventIdx)
+{
+	Vm1 v(true);
+	for (u16 i = 0; i < 3; i++) {
+		v.set_desc(i, kIova + 0x20000 + 0x100 * i, 64, VPCI_VRING_DESC_F_WRITE);
+		v.post(i);
+	}
+	v.put<u16>(v.avail + 4 + 2 * kNum, htole16(1)); // used_event: notify past 1
+	vpci_chain c;
+	bool notify = true;
+	ASSERT_EQ(v.pop(c), 1);
+	ASSERT_EQ(vpci_vring_push(&v.vr, c.head, 1), 0);
+	ASSERT_EQ(vpci_vring_publish(&v.vr, &notify), 0);
+	EXPECT_FALSE(notify) << "used idx 1 does not pass used_event 1";
+	ASSERT_EQ(v.pop(c), 1);
+	ASSERT_EQ(vpci_vring_push(&v.vr, c.head, 1), 0);
+	ASSERT_EQ(vpci_vring_publish(&v.vr, &notify), 0);
+	EXPECT_TRUE(notify) << "used idx 2 passes used_event 1";
+	ASSERT_EQ(vpci_vring_kick_enable(&v.vr, true), 0);
+	EXPECT_EQ(le16toh(v.get<u16>(v.used + 4 + 8 * kNum)), 2) << "avail_event = last_avail";
+}
+
+TEST(KcoreVring, MissLeavesChainForRetry)
+{
+	Vm1 v(false, false);
+	v.map(0, 0x10000, VPCI_PERM_RW); // rings only
+	v.set_desc(0, kIova + 0x30000, 64, 0);
+	v.post(0);
+	vpci_chain c;
+	ASSERT_EQ(v.pop(c), 1);
+	char buf[64];
+	ASSERT_EQ(vpci_chain_read(&v.vr, &c, 0, buf, 64), -ENOENT);
+	EXPECT_EQ(v.vr.miss_iova, kIova + 0x30000);
+	EXPECT_EQ(v.vr.miss_perm, VPCI_PERM_RO);
+	vpci_vring_unpop(&v.vr);
+	v.map(0x30000, 0x1000, VPCI_PERM_RO);
+	ASSERT_EQ(v.pop(c), 1) << "same chain again";
+	EXPECT_EQ(c.head, 0);
+	EXPECT_EQ(vpci_chain_read(&v.vr, &c, 0, buf, 64), 0);
+	// Ring pages unmapped: nothing consumed, miss on the ring itself.
+	v.post(0);
+	v.unmap(0, 0x10000);
+	EXPECT_EQ(v.pop(c), -ENOENT);
+	EXPECT_EQ(v.vr.miss_iova, kIova + v.avail + 2);
+}
+
+TEST(KcoreVring, WriteNeedsWritePermission)
+{
+	Vm1 v(false, false);
+	v.map(0, 0x10000, VPCI_PERM_RW);
+	v.map(0x20000, 0x1000, VPCI_PERM_RO);
+	v.set_desc(0, kIova + 0x20000, 64, VPCI_VRING_DESC_F_WRITE);
+	v.post(0);
+	vpci_chain c;
+	ASSERT_EQ(v.pop(c), 1);
+	std::memset(&v.mem[0x20000], 0xaa, 64);
+	EXPECT_EQ(vpci_chain_write(&v.vr, &c, 0, "x", 1), -EACCES);
+	EXPECT_EQ(v.mem[0x20000], 0xaa) << "nothing written";
+}
+
+TEST(KcoreVring, StraddleMappedUnmappedWritesNothingPast)
+{
+	Vm1 v(false, false);
+	v.map(0, 0x10000, VPCI_PERM_RW);
+	v.map(0x20000, 0x1000, VPCI_PERM_RW);
+	v.set_desc(0, kIova + 0x20f00, 0x200, VPCI_VRING_DESC_F_WRITE);
+	v.post(0);
+	std::memset(&v.mem[0x21000], 0xcc, 0x100);
+	vpci_chain c;
+	ASSERT_EQ(v.pop(c), 1);
+	std::vector<u8> data(0x200, 0x11);
+	EXPECT_EQ(vpci_chain_write(&v.vr, &c, 0, data.data(), 0x200), -ENOENT);
+	EXPECT_EQ(v.vr.miss_iova, kIova + 0x21000);
+	for (int i = 0; i < 0x100; i++)
+		ASSERT_EQ(v.mem[0x21000 + i], 0xcc) << "canary in the unmapped page";
+}
+
+struct BadChain {
+	const char *name;
+	void (*build)(Vm1 &);
+	int err;
+	bool completable;
+};
+
+class KcoreVringBad : public ::testing::TestWithParam<BadChain> {};
+
+TEST_P(KcoreVringBad, ConsumedAndReported)
+{
+	Vm1 v;
+	GetParam().build(v);
+	vpci_chain c;
+	u16 before = v.vr.last_avail;
+	EXPECT_EQ(v.pop(c), GetParam().err);
+	if (GetParam().err == -EPROTO) {
+		EXPECT_EQ(v.vr.last_avail, before) << "queue stops, nothing consumed";
+		return;
+	}
+	EXPECT_EQ(v.vr.last_avail, before + 1) << "slot consumed";
+	if (GetParam().completable) {
+		EXPECT_LT(c.head, kNum);
+	}
+}
+
+INSTANTIATE_TEST_SUITE_P(
+	Faults, KcoreVringBad,
+	::testing::Values(
+		BadChain{"zero_len", [](Vm1 &v) { v.set_desc(0, kIova + 0x20000, 0, 0); v.post(0); },
+			 -EINVAL, true},
+		BadChain{"wraps",
+			 [](Vm1 &v) { v.set_desc(0, ~0ULL - 10, 64, 0); v.post(0); }, -EINVAL, true},
+		BadChain{"indirect",
+			 [](Vm1 &v) {
+				 v.set_desc(0, kIova + 0x20000, 64, VPCI_VRING_DESC_F_INDIRECT);
+				 v.post(0);
+			 },
+			 -EINVAL, true},
+		BadChain{"loop",
+			 [](Vm1 &v) {
+				 v.set_desc(0, kIova + 0x20000, 64, VPCI_VRING_DESC_F_NEXT, 1);
+				 v.set_desc(1, kIova + 0x20000, 64, VPCI_VRING_DESC_F_NEXT, 0);
+				 v.post(0);
+			 },
+			 -ELOOP, true},
+		BadChain{"next_out_of_range",
+			 [](Vm1 &v) {
+				 v.set_desc(0, kIova + 0x20000, 64, VPCI_VRING_DESC_F_NEXT, kNum);
+				 v.post(0);
+			 },
+			 -EINVAL, true},
+		BadChain{"read_after_write",
+			 [](Vm1 &v) {
+				 v.set_desc(0, kIova + 0x20000, 64,
+					    VPCI_VRING_DESC_F_WRITE | VPCI_VRING_DESC_F_NEXT, 1);
+				 v.set_desc(1, kIova + 0x21000, 64, 0);
+				 v.post(0);
+			 },
+			 -EINVAL, true},
+		BadChain{"head_out_of_range", [](Vm1 &v) { v.post(kNum + 3); }, -ERANGE, false},
+		BadChain{"avail_jump",
+			 [](Vm1 &v) { v.put<u16>(v.avail + 2, htole16(kNum + 1)); }, -EPROTO, false}),
+	[](const auto &tpi) { return std::string(tpi.param.name); });
+
+TEST(KcoreVring, RejectsBadGeometry)
+{
+	vpci_vring vr;
+	vpci_peer p{};
+	EXPECT_EQ(vpci_vring_init(&vr, &p, 0x1000, 0x2000, 0x3000, 6, 0, false), -EINVAL);
+	EXPECT_EQ(vpci_vring_init(&vr, &p, 0x1008, 0x2000, 0x3000, 8, 0, false), -EINVAL);
+	EXPECT_EQ(vpci_vring_init(&vr, &p, 0x1000, 0x2001, 0x3000, 8, 0, false), -EINVAL);
+	EXPECT_EQ(vpci_vring_init(&vr, &p, 0x1000, 0x2000, 0x3002, 8, 0, false), -EINVAL);
+}
