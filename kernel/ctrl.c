@@ -79,9 +79,13 @@ void vpci_config_work(struct work_struct *work)
 	smp_rmb();
 	link = le16_to_cpu(READ_ONCE(bs->link));
 
-	vpci_netdev_apply_link(vdev, link & VPCI_LINK_UP);
+	mutex_lock(&vdev->state_lock);
+	vdev->link_up = link & VPCI_LINK_UP;
+	mutex_unlock(&vdev->state_lock);
 
 	ring = vpci_iotlb_process(vdev);
+	/* Queues stop (and publish progress) before the generation is acked. */
+	vpci_dp_sync(vdev);
 
 	mutex_lock(&vdev->state_lock);
 	if (gen != vdev->generation) {

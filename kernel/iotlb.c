@@ -44,10 +44,10 @@ static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
 
 	switch (m->type) {
 	case VPCI_MSG_IOTLB_UPDATE:
-		mutex_lock(&vdev->iotlb_lock);
+		spin_lock_bh(&vdev->dp_lock);
 		err = vpci_iotlb_add(&vdev->iotlb, iova, size,
 				     le64_to_cpu(m->bar_offset), m->perm);
-		mutex_unlock(&vdev->iotlb_lock);
+		spin_unlock_bh(&vdev->dp_lock);
 		if (err) {
 			vdev->stats.iotlb_bad_msgs++;
 			dev_warn_ratelimited(&vdev->pdev->dev,
@@ -59,9 +59,9 @@ static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
 		vdev->stats.iotlb_updates++;
 		return false;
 	case VPCI_MSG_IOTLB_INVALIDATE:
-		mutex_lock(&vdev->iotlb_lock);
+		spin_lock_bh(&vdev->dp_lock);
 		err = vpci_iotlb_del(&vdev->iotlb, iova, size);
-		mutex_unlock(&vdev->iotlb_lock);
+		spin_unlock_bh(&vdev->dp_lock);
 		if (err) {
 			/* Never ack what was not removed: the backend times out. */
 			vdev->stats.iotlb_bad_msgs++;
@@ -72,8 +72,8 @@ static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
 		}
 		vdev->stats.iotlb_invalidations++;
 		/*
-		 * Nothing on the datapath holds a translation yet (no queue
-		 * runs): once queues do, they are quiesced here before the ack.
+		 * The datapath uses translations only inside dp_lock, which we
+		 * just held to remove these: no access to the range remains.
 		 */
 		if (vpci_post(vdev, VPCI_MSG_IOTLB_INV_ACK, 0, 0xffff, seq, iova,
 			      size))
@@ -85,6 +85,20 @@ static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
 				     m->type);
 		return false;
 	}
+}
+
+/**
+ * vpci_post_miss() - ask the backend for a translation
+ * @vdev: the device
+ * @queue: the queue that stalled on it
+ * @iova: the untranslated address
+ * @perm: the access wanted
+ *
+ * Return: 0 when posted (ring the backend), -ENOSPC or -EPROTO otherwise.
+ */
+int vpci_post_miss(struct vpci_dev *vdev, u16 queue, u64 iova, u32 perm)
+{
+	return vpci_post(vdev, VPCI_MSG_IOTLB_MISS, perm, queue, 0, iova, 1);
 }
 
 /* Bytes of each part of a split virtqueue of @num entries, event idx included. */
@@ -132,7 +146,7 @@ static bool vpci_map_rings(struct vpci_dev *vdev)
 
 			iova = addr[part];
 			left = vpci_ring_bytes(part, num);
-			mutex_lock(&vdev->iotlb_lock);
+			spin_lock_bh(&vdev->dp_lock);
 			while (left) {
 				err = vpci_iotlb_translate(&vdev->iotlb, iova, left,
 							   perm, &off, &contig);
@@ -141,12 +155,11 @@ static bool vpci_map_rings(struct vpci_dev *vdev)
 				iova += contig;
 				left -= contig;
 			}
-			mutex_unlock(&vdev->iotlb_lock);
+			spin_unlock_bh(&vdev->dp_lock);
 			if (!err)
 				continue;
 			mapped = false;
-			if (err == -ENOENT &&
-			    !vpci_post(vdev, VPCI_MSG_IOTLB_MISS, perm, q, 0, iova, 1)) {
+			if (err == -ENOENT && !vpci_post_miss(vdev, q, iova, perm)) {
 				vdev->stats.iotlb_misses++;
 				rung = true;
 			} else if (err != -ENOENT) {

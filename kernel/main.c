@@ -57,12 +57,72 @@ static int vpci_map_ctrl(struct vpci_dev *vdev)
 		return err;
 	}
 
-	vdev->peer = devm_memremap(&pdev->dev, start,
-				   le64_to_cpu(vdev->hdr.peer_mem_size),
-				   MEMREMAP_WB);
-	if (IS_ERR(vdev->peer))
-		return PTR_ERR(vdev->peer);
+	vdev->peer.size = le64_to_cpu(vdev->hdr.peer_mem_size);
+	vdev->peer.base = devm_memremap(&pdev->dev, start, vdev->peer.size,
+					MEMREMAP_WB);
+	if (IS_ERR(vdev->peer.base))
+		return PTR_ERR(vdev->peer.base);
+	vdev->peer.iotlb = &vdev->iotlb;
 	return 0;
+}
+
+/* Queue vectors: VPCI_VEC_QUEUE(q) is VM1's kick of virtqueue q. */
+static int vpci_request_queue_irqs(struct vpci_dev *vdev)
+{
+	struct pci_dev *pdev = vdev->pdev;
+	unsigned int i;
+	int err;
+
+	for (i = 0; i < vdev->nqueues; i++) {
+		err = request_irq(pci_irq_vector(pdev, VPCI_VEC_QUEUE(i)),
+				  vpci_queue_irq, 0, VPCI_DRV_NAME "-vq",
+				  &vdev->queues[i]);
+		if (err)
+			goto err_free;
+	}
+	return 0;
+
+err_free:
+	while (i--)
+		free_irq(pci_irq_vector(pdev, VPCI_VEC_QUEUE(i)), &vdev->queues[i]);
+	return err;
+}
+
+static void vpci_free_queue_irqs(struct vpci_dev *vdev)
+{
+	unsigned int i;
+
+	for (i = 0; i < vdev->nqueues; i++)
+		free_irq(pci_irq_vector(vdev->pdev, VPCI_VEC_QUEUE(i)),
+			 &vdev->queues[i]);
+}
+
+static void vpci_init_queues(struct vpci_dev *vdev)
+{
+	unsigned int i;
+
+	for (i = 0; i < vdev->nqueues; i++) {
+		struct vpci_queue *q = &vdev->queues[i];
+
+		q->vdev = vdev;
+		q->index = i;
+		u64_stats_init(&q->syncp);
+		atomic64_set(&q->kicks, 0);
+		if (i & 1)
+			netif_napi_add(vdev->netdev, &q->napi, vpci_poll);
+	}
+}
+
+static void vpci_napi(struct vpci_dev *vdev, bool enable)
+{
+	unsigned int i;
+
+	for (i = 1; i < vdev->nqueues; i += 2) {
+		if (enable)
+			napi_enable(&vdev->queues[i].napi);
+		else
+			napi_disable(&vdev->queues[i].napi);
+	}
 }
 
 static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
@@ -75,9 +135,10 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		return -ENOMEM;
 	vdev->pdev = pdev;
 	mutex_init(&vdev->state_lock);
-	mutex_init(&vdev->iotlb_lock);
+	spin_lock_init(&vdev->dp_lock);
 	spin_lock_init(&vdev->msg_lock);
 	INIT_WORK(&vdev->config_work, vpci_config_work);
+	INIT_DELAYED_WORK(&vdev->retry_work, vpci_dp_retry_work);
 
 	err = pcim_enable_device(pdev);
 	if (err)
@@ -105,6 +166,12 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		return -ENODEV;
 	}
 
+	vdev->nqueues = 2 * le16_to_cpu(vdev->hdr.max_queue_pairs);
+	vdev->queues = devm_kcalloc(&pdev->dev, vdev->nqueues,
+				    sizeof(*vdev->queues), GFP_KERNEL);
+	if (!vdev->queues)
+		return -ENOMEM;
+
 	err = vpci_iotlb_init(&vdev->iotlb, VPCI_IOTLB_MAX,
 			      le64_to_cpu(vdev->hdr.peer_mem_size));
 	if (err)
@@ -115,6 +182,7 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		err = -ENOMEM;
 		goto err_destroy_iotlb;
 	}
+	vpci_init_queues(vdev);
 
 	/* QEMU drops MSI-X messages of a device that is not bus master. */
 	pci_set_master(pdev);
@@ -127,6 +195,9 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 			  0, VPCI_DRV_NAME "-config", vdev);
 	if (err)
 		goto err_free_vectors;
+	err = vpci_request_queue_irqs(vdev);
+	if (err)
+		goto err_free_config_irq;
 
 	pci_set_drvdata(pdev, vdev);
 
@@ -139,6 +210,7 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	err = register_netdev(vdev->netdev);
 	if (err)
 		goto err_clear_status;
+	vpci_napi(vdev, true);
 
 	/* Apply the current link state; later changes arrive as interrupts. */
 	schedule_work(&vdev->config_work);
@@ -153,8 +225,11 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 
 err_clear_status:
 	vpci_ctrl_set_driver_status(vdev, 0, VPCI_DS_BOUND | VPCI_DS_UP);
+	vpci_free_queue_irqs(vdev);
+err_free_config_irq:
 	free_irq(pci_irq_vector(pdev, VPCI_VEC_CONFIG), vdev);
 	cancel_work_sync(&vdev->config_work);
+	cancel_delayed_work_sync(&vdev->retry_work);
 err_free_vectors:
 	pci_free_irq_vectors(pdev);
 err_clear_master:
@@ -169,11 +244,20 @@ static void vpci_remove(struct pci_dev *pdev)
 {
 	struct vpci_dev *vdev = pci_get_drvdata(pdev);
 
-	/* Stop config interrupts, then wait for a work item they queued. */
+	/*
+	 * Stop interrupts, then the work they queue, then the stack's and
+	 * NAPI's use of the queues; only then is no peer access left and
+	 * BOUND may be cleared (the backend stops waiting for our acks).
+	 */
 	free_irq(pci_irq_vector(pdev, VPCI_VEC_CONFIG), vdev);
+	vpci_free_queue_irqs(vdev);
 	cancel_work_sync(&vdev->config_work);
+	cancel_delayed_work_sync(&vdev->retry_work);
 
 	unregister_netdev(vdev->netdev);
+	vpci_napi(vdev, false);
+	cancel_delayed_work_sync(&vdev->retry_work);
+	vpci_dp_stop_all(vdev);
 
 	vpci_ctrl_set_driver_status(vdev, 0, VPCI_DS_BOUND | VPCI_DS_UP);
 	vpci_ring_backend(vdev, VPCI_VEC_CONFIG);

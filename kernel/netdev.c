@@ -1,9 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * vhost_pci_net: the net_device VM2's stack sees.
- *
- * The datapath (VM1's virtqueues) is not wired yet: transmitted frames are
- * dropped and counted in tx_dropped, and nothing is received.
+ * vhost_pci_net: the net_device VM2's stack sees, and its ethtool view.
  */
 #include <linux/etherdevice.h>
 #include <linux/ethtool.h>
@@ -12,7 +9,7 @@
 
 static int vpci_open(struct net_device *dev)
 {
-	struct vpci_dev *vdev = *(struct vpci_dev **)netdev_priv(dev);
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
 
 	vpci_ctrl_set_driver_status(vdev, VPCI_DS_UP, 0);
 	vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
@@ -22,7 +19,7 @@ static int vpci_open(struct net_device *dev)
 
 static int vpci_stop(struct net_device *dev)
 {
-	struct vpci_dev *vdev = *(struct vpci_dev **)netdev_priv(dev);
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
 
 	netif_tx_stop_all_queues(dev);
 	vpci_ctrl_set_driver_status(vdev, 0, VPCI_DS_UP);
@@ -30,17 +27,9 @@ static int vpci_stop(struct net_device *dev)
 	return 0;
 }
 
-static netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
-{
-	/* No datapath yet: account the frame as dropped. */
-	dev_core_stats_tx_dropped_inc(dev);
-	dev_kfree_skb_any(skb);
-	return NETDEV_TX_OK;
-}
-
 static int vpci_change_mtu(struct net_device *dev, int new_mtu)
 {
-	struct vpci_dev *vdev = *(struct vpci_dev **)netdev_priv(dev);
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
 
 	/* The core already bounded new_mtu by dev->min_mtu/max_mtu. */
 	dev->mtu = new_mtu;
@@ -49,11 +38,48 @@ static int vpci_change_mtu(struct net_device *dev, int new_mtu)
 	return 0;
 }
 
+static void vpci_q_read(struct vpci_queue *q, struct vpci_q_stats *out)
+{
+	unsigned int start;
+
+	do {
+		start = u64_stats_fetch_begin(&q->syncp);
+		*out = q->stats;
+	} while (u64_stats_fetch_retry(&q->syncp, start));
+}
+
+static void vpci_get_stats64(struct net_device *dev,
+			     struct rtnl_link_stats64 *tot)
+{
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
+	struct vpci_q_stats s;
+	unsigned int i;
+
+	for (i = 0; i < vdev->nqueues; i++) {
+		vpci_q_read(&vdev->queues[i], &s);
+		if (i & 1) {		/* VM1's TX: our RX */
+			tot->rx_packets += s.packets;
+			tot->rx_bytes += s.bytes;
+			tot->rx_errors += s.fault_perm + s.fault_miss_timeout +
+					  s.fault_chain + s.fault_head +
+					  s.fault_ring + s.fault_desc;
+		} else {
+			tot->tx_packets += s.packets;
+			tot->tx_bytes += s.bytes;
+			tot->tx_errors += s.fault_perm + s.fault_miss_timeout +
+					  s.fault_chain + s.fault_head +
+					  s.fault_ring + s.fault_desc;
+		}
+	}
+	/* dev->core_stats (tx_dropped) are added by the core. */
+}
+
 static const struct net_device_ops vpci_netdev_ops = {
 	.ndo_open		= vpci_open,
 	.ndo_stop		= vpci_stop,
 	.ndo_start_xmit		= vpci_start_xmit,
 	.ndo_change_mtu		= vpci_change_mtu,
+	.ndo_get_stats64	= vpci_get_stats64,
 	.ndo_set_mac_address	= eth_mac_addr,
 	.ndo_validate_addr	= eth_validate_addr,
 };
@@ -61,29 +87,103 @@ static const struct net_device_ops vpci_netdev_ops = {
 static void vpci_get_drvinfo(struct net_device *dev,
 			     struct ethtool_drvinfo *info)
 {
-	struct vpci_dev *vdev = *(struct vpci_dev **)netdev_priv(dev);
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
 
 	strscpy(info->driver, VPCI_DRV_NAME, sizeof(info->driver));
 	strscpy(info->version, VPCI_DRV_VERSION, sizeof(info->version));
 	strscpy(info->bus_info, pci_name(vdev->pdev), sizeof(info->bus_info));
 }
 
+/* ethtool -S names, in struct vpci_q_stats order, then kicks */
+static const char vpci_q_stat_names[][ETH_GSTRING_LEN] = {
+	"packets", "bytes", "notify_sent", "notify_suppressed", "iotlb_misses",
+	"stalls", "fault_perm", "fault_miss_timeout", "fault_chain",
+	"fault_head", "fault_ring", "fault_desc", "kicks",
+};
+
+static const char vpci_dev_stat_names[][ETH_GSTRING_LEN] = {
+	"iotlb_updates", "iotlb_invalidations", "iotlb_misses",
+	"iotlb_bad_msgs", "iotlb_entries", "iotlb_evictions",
+};
+
+static int vpci_get_sset_count(struct net_device *dev, int sset)
+{
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
+
+	if (sset != ETH_SS_STATS)
+		return -EOPNOTSUPP;
+	return ARRAY_SIZE(vpci_dev_stat_names) +
+	       vdev->nqueues * ARRAY_SIZE(vpci_q_stat_names);
+}
+
+static void vpci_get_strings(struct net_device *dev, u32 sset, u8 *buf)
+{
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
+	unsigned int i, j;
+
+	if (sset != ETH_SS_STATS)
+		return;
+	for (j = 0; j < ARRAY_SIZE(vpci_dev_stat_names); j++)
+		ethtool_sprintf(&buf, "%s", vpci_dev_stat_names[j]);
+	for (i = 0; i < vdev->nqueues; i++)
+		for (j = 0; j < ARRAY_SIZE(vpci_q_stat_names); j++)
+			ethtool_sprintf(&buf, "vq%u_%s_%s", i / 2,
+					i & 1 ? "rx" : "tx", vpci_q_stat_names[j]);
+}
+
+static void vpci_get_ethtool_stats(struct net_device *dev,
+				   struct ethtool_stats *st, u64 *data)
+{
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
+	struct vpci_q_stats s;
+	unsigned int i;
+
+	BUILD_BUG_ON(ARRAY_SIZE(vpci_q_stat_names) != VPCI_Q_NSTATS + 1);
+
+	mutex_lock(&vdev->state_lock);
+	*data++ = vdev->stats.iotlb_updates;
+	*data++ = vdev->stats.iotlb_invalidations;
+	*data++ = vdev->stats.iotlb_misses;
+	*data++ = vdev->stats.iotlb_bad_msgs;
+	mutex_unlock(&vdev->state_lock);
+	spin_lock_bh(&vdev->dp_lock);
+	*data++ = vdev->iotlb.n;
+	*data++ = vdev->iotlb.evictions;
+	spin_unlock_bh(&vdev->dp_lock);
+
+	for (i = 0; i < vdev->nqueues; i++) {
+		vpci_q_read(&vdev->queues[i], &s);
+		memcpy(data, &s, sizeof(s));
+		data += VPCI_Q_NSTATS;
+		*data++ = atomic64_read(&vdev->queues[i].kicks);
+	}
+}
+
 static const struct ethtool_ops vpci_ethtool_ops = {
-	.get_drvinfo	= vpci_get_drvinfo,
-	.get_link	= ethtool_op_get_link,
+	.get_drvinfo		= vpci_get_drvinfo,
+	.get_link		= ethtool_op_get_link,
+	.get_sset_count		= vpci_get_sset_count,
+	.get_strings		= vpci_get_strings,
+	.get_ethtool_stats	= vpci_get_ethtool_stats,
 };
 
 /**
- * vpci_netdev_apply_link() - make the carrier follow the backend's link state
+ * vpci_netdev_update_carrier() - make the carrier follow the backend's link
  * @vdev: the device
- * @up: link state read from the control area
  *
- * Safe before register_netdev(): the carrier helpers ignore unregistered
+ * The backend owns the link state (the "cable"); frames sent while VM1's
+ * RX virtqueue is not served are dropped and counted in tx_dropped.  Safe
+ * before register_netdev(): the carrier helpers ignore unregistered
  * devices' link events.
  */
-void vpci_netdev_apply_link(struct vpci_dev *vdev, bool up)
+void vpci_netdev_update_carrier(struct vpci_dev *vdev)
 {
 	struct net_device *dev = vdev->netdev;
+	bool up;
+
+	mutex_lock(&vdev->state_lock);
+	up = vdev->link_up;
+	mutex_unlock(&vdev->state_lock);
 
 	if (up == netif_carrier_ok(dev))
 		return;

@@ -5,8 +5,11 @@
 #ifndef _VPCI_H
 #define _VPCI_H
 
+#include <linux/if_vlan.h>
+#include <linux/interrupt.h>
 #include <linux/netdevice.h>
 #include <linux/pci.h>
+#include <linux/u64_stats_sync.h>
 #include <linux/types.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_net.h>
@@ -26,6 +29,12 @@
 
 /* Most translations the private IOTLB holds (24 bytes each + slack) */
 #define VPCI_IOTLB_MAX		65536
+
+/* A miss unanswered this long turns the chain into a fault */
+#define VPCI_MISS_TIMEOUT	(2 * HZ)
+
+/* Most VM1 RX buffers one frame may span (mergeable buffers) */
+#define VPCI_RX_MAX_BUFS	64
 
 /* Smallest MTU the interface accepts */
 #define VPCI_MIN_MTU		ETH_MIN_MTU
@@ -51,12 +60,83 @@ struct vpci_stats {
 };
 
 /**
+ * struct vpci_q_stats - per-queue counters (u64_stats, never reset)
+ * @packets: frames moved (received from VM1 on odd, sent to VM1 on even queues)
+ * @bytes: their bytes
+ * @notify_sent: interrupts raised in VM1
+ * @notify_suppressed: used-ring updates VM1 asked not to be told about
+ * @iotlb_misses: misses posted for this queue
+ * @stalls: times the queue waited (no buffers, translation miss)
+ * @fault_perm: accesses refused for lack of permission
+ * @fault_miss_timeout: misses VM1 never answered
+ * @fault_chain: descriptor chains too long or looping
+ * @fault_head: head indexes out of range
+ * @fault_ring: ring-level faults that stopped the queue
+ * @fault_desc: malformed descriptors (length, range, flags)
+ */
+struct vpci_q_stats {
+	u64 packets;
+	u64 bytes;
+	u64 notify_sent;
+	u64 notify_suppressed;
+	u64 iotlb_misses;
+	u64 stalls;
+	u64 fault_perm;
+	u64 fault_miss_timeout;
+	u64 fault_chain;
+	u64 fault_head;
+	u64 fault_ring;
+	u64 fault_desc;
+};
+
+#define VPCI_Q_NSTATS	(sizeof(struct vpci_q_stats) / sizeof(u64))
+
+struct vpci_dev;
+
+/**
+ * struct vpci_queue - one of VM1's virtqueues, served by this driver
+ * @vdev: the device
+ * @index: virtqueue index: 2n is VM1's RX of pair n, 2n+1 its TX
+ * @vr: ring state, under vdev->dp_lock
+ * @running: @vr is live, under dp_lock
+ * @broken: stopped after a ring-level fault until VM1 disables the ring
+ * @mrg_rxbuf: VIRTIO_NET_F_MRG_RXBUF negotiated
+ * @miss_pending: a miss for @miss_iova is outstanding, under dp_lock
+ * @miss_iova: address of the outstanding miss
+ * @miss_since: jiffies when it was posted
+ * @chain: scratch chain, under dp_lock
+ * @first: first RX buffer of the frame being written, under dp_lock
+ * @napi: NAPI context (odd queues: VM1's TX into our stack)
+ * @kicks: VM1 kicks received (IRQ context)
+ * @syncp: protects @stats
+ * @stats: counters
+ */
+struct vpci_queue {
+	struct vpci_dev *vdev;
+	unsigned int index;
+	struct vpci_vring vr;
+	bool running;
+	bool broken;
+	bool mrg_rxbuf;
+	bool miss_pending;
+	u64 miss_iova;
+	unsigned long miss_since;
+	struct vpci_chain chain;
+	struct vpci_chain first;
+	struct napi_struct napi;
+	atomic64_t kicks;
+	struct u64_stats_sync syncp;
+	struct vpci_q_stats stats;
+};
+
+/**
  * struct vpci_dev - one vhost-pci function
  * @pdev: the PCI function (ivshmem-doorbell)
  * @netdev: the interface presented to VM2's stack
  * @regs: BAR0, ivshmem registers
  * @ctrl: control area, the last VPCI_CTRL_SIZE bytes of BAR2, cacheable
- * @peer: VM1's memory, BAR2 offsets [0, @peer_mem_size), cacheable
+ * @peer: VM1's memory (BAR2 offsets [0, peer_mem_size), cacheable) and
+ *	the IOTLB that reaches it
  * @hdr: private copy of the control area header, validated at probe and
  *	never read from shared memory again
  * @bar_len: size of BAR2
@@ -67,19 +147,25 @@ struct vpci_stats {
  *	ndo_open/stop, MTU changes under RTNL, @config_work)
  * @generation: last backend generation applied, under @state_lock
  * @iotlb: private IOTLB built from b2d messages
- * @iotlb_lock: protects @iotlb
+ * @dp_lock: protects @iotlb, every queue's ring state and all peer memory
+ *	accesses of a burst (so an applied invalidation has no user left)
  * @msg_lock: serialises producers of the d2b ring and @d2b_prod
  * @b2d_cons: private consumer count of b2d (config work only)
  * @d2b_prod: private producer count of d2b, under @msg_lock
  * @rings_mapped: bit per queue whose rings fully translate (config work)
  * @stats: control-path counters (config work)
+ * @queues: @nqueues virtqueues
+ * @nqueues: 2 * hdr.max_queue_pairs
+ * @retry_work: re-polls queues stalled on an unanswered miss
+ * @link_up: backend link state, under @state_lock
+ * @poll_mode: poll VM1's rings instead of waiting for kicks
  */
 struct vpci_dev {
 	struct pci_dev *pdev;
 	struct net_device *netdev;
 	void __iomem *regs;
 	struct vpci_ctrl *ctrl;
-	void *peer;
+	struct vpci_peer peer;
 	struct vpci_ctrl_hdr hdr;
 	u64 bar_len;
 	u16 own_id;
@@ -89,15 +175,33 @@ struct vpci_dev {
 	struct mutex state_lock;
 	u32 generation;
 	struct vpci_iotlb iotlb;
-	/* protects @iotlb */
-	struct mutex iotlb_lock;
+	/* protects @iotlb, queue ring state and peer accesses */
+	spinlock_t dp_lock;
 	/* serialises d2b producers */
 	spinlock_t msg_lock;
 	u32 b2d_cons;
 	u32 d2b_prod;
 	u32 rings_mapped;
 	struct vpci_stats stats;
+	struct vpci_queue *queues;
+	unsigned int nqueues;
+	struct delayed_work retry_work;
+	bool link_up;
+	bool poll_mode;
 };
+
+/* Add to one counter of a queue; each queue's updaters are serialised. */
+static inline void vpci_q_add(struct vpci_queue *q, u64 *ctr, u64 n)
+{
+	u64_stats_update_begin(&q->syncp);
+	*ctr += n;
+	u64_stats_update_end(&q->syncp);
+}
+
+static inline struct vpci_dev *vpci_from_netdev(struct net_device *dev)
+{
+	return *(struct vpci_dev **)netdev_priv(dev);
+}
 
 /* ctrl.c */
 void vpci_ctrl_set_driver_status(struct vpci_dev *vdev, u32 set, u32 clear);
@@ -107,9 +211,18 @@ void vpci_config_work(struct work_struct *work);
 
 /* iotlb.c */
 bool vpci_iotlb_process(struct vpci_dev *vdev);
+int vpci_post_miss(struct vpci_dev *vdev, u16 queue, u64 iova, u32 perm);
+
+/* datapath.c */
+netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev);
+int vpci_poll(struct napi_struct *napi, int budget);
+irqreturn_t vpci_queue_irq(int irq, void *data);
+void vpci_dp_sync(struct vpci_dev *vdev);
+void vpci_dp_retry_work(struct work_struct *work);
+void vpci_dp_stop_all(struct vpci_dev *vdev);
 
 /* netdev.c */
 struct net_device *vpci_netdev_alloc(struct vpci_dev *vdev);
-void vpci_netdev_apply_link(struct vpci_dev *vdev, bool up);
+void vpci_netdev_update_carrier(struct vpci_dev *vdev);
 
 #endif /* _VPCI_H */

@@ -14,6 +14,8 @@ if [ -z "$ifname" ]; then
 	exit 1
 fi
 ip link set dev "$ifname" up
+# IPv4 link-local: the link between the two guests reaches nothing else.
+[ -n "${VPCI_VM1_ADDR:-}" ] && ip addr add "$VPCI_VM1_ADDR" dev "$ifname"
 dev=$(basename "$(readlink -f "/sys/class/net/$ifname/device")")
 echo "# vm1: $ifname up, virtio status $(cat "/sys/bus/virtio/devices/$dev/status"), features $(cat "/sys/bus/virtio/devices/$dev/features")"
 echo "# vm1: iommu groups $(ls /sys/kernel/iommu_groups | wc -l), cmdline: $(grep -o 'iommu[^ ]*' /proc/cmdline | tr '\n' ' ')"

@@ -1,0 +1,532 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vhost_pci_net: the datapath.  VM2 plays the device of VM1's virtio-net:
+ *
+ *  - VM1's TX virtqueue (odd index) is drained by NAPI into VM2's stack;
+ *  - VM2's ndo_start_xmit fills VM1's RX virtqueue (even index).
+ *
+ * All ring state and every peer access of a burst happen under
+ * vdev->dp_lock, which also protects the IOTLB: an invalidation applied
+ * under it cannot race with a copy, so it is acknowledged right after.
+ * A missing translation stalls only its queue: the chain is given back, a
+ * miss is posted, and the queue resumes when the config work sees the
+ * update (or gives the chain up as a fault after VPCI_MISS_TIMEOUT).
+ */
+#include <linux/etherdevice.h>
+#include <linux/if_vlan.h>
+#include <linux/interrupt.h>
+#include <linux/netdevice.h>
+#include <linux/skbuff.h>
+#include "vpci.h"
+
+#define VPCI_HDR_LEN	sizeof(struct virtio_net_hdr_mrg_rxbuf)
+
+static void vpci_fault(struct vpci_queue *q, int err)
+{
+	switch (err) {
+	case -EACCES:
+		vpci_q_add(q, &q->stats.fault_perm, 1);
+		break;
+	case -ENOENT:
+		vpci_q_add(q, &q->stats.fault_miss_timeout, 1);
+		break;
+	case -ELOOP:
+	case -E2BIG:
+		vpci_q_add(q, &q->stats.fault_chain, 1);
+		break;
+	case -ERANGE:
+		vpci_q_add(q, &q->stats.fault_head, 1);
+		break;
+	case -EPROTO:
+		vpci_q_add(q, &q->stats.fault_ring, 1);
+		break;
+	default:
+		vpci_q_add(q, &q->stats.fault_desc, 1);
+		break;
+	}
+	netdev_warn_once(q->vdev->netdev, "queue %u: fault %d from peer (see ethtool -S)\n",
+			 q->index, err);
+}
+
+/*
+ * A translation is missing at vr.miss_iova.  Returns true when the caller
+ * should stall and retry later, false when the miss has lasted longer than
+ * VPCI_MISS_TIMEOUT and the chain must be given up as a fault.
+ * Called under dp_lock.
+ */
+static bool vpci_stall(struct vpci_queue *q)
+{
+	struct vpci_dev *vdev = q->vdev;
+
+	if (q->miss_pending && q->miss_iova == q->vr.miss_iova) {
+		if (time_after(jiffies, q->miss_since + VPCI_MISS_TIMEOUT)) {
+			q->miss_pending = false;
+			return false;
+		}
+		return true;		/* already asked */
+	}
+	q->miss_pending = true;
+	q->miss_iova = q->vr.miss_iova;
+	q->miss_since = jiffies;
+	vpci_q_add(q, &q->stats.iotlb_misses, 1);
+	if (!vpci_post_miss(vdev, q->index, q->vr.miss_iova, q->vr.miss_perm))
+		vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
+	/* No answer comes for an unmapped IOVA: look again after the timeout. */
+	mod_delayed_work(system_wq, &vdev->retry_work, VPCI_MISS_TIMEOUT + 1);
+	return true;
+}
+
+static void vpci_signal(struct vpci_queue *q)
+{
+	bool notify;
+	int err = vpci_vring_publish(&q->vr, &notify);
+
+	if (err) {
+		/* The used ring does not translate: VM1 unmapped its own ring. */
+		vpci_fault(q, err);
+		return;
+	}
+	WRITE_ONCE(q->vdev->ctrl->vq_state[q->index].used_idx,
+		   cpu_to_le16(q->vr.used_idx));
+	WRITE_ONCE(q->vdev->ctrl->vq_state[q->index].last_avail_idx,
+		   cpu_to_le16(q->vr.last_avail));
+	if (notify) {
+		vpci_ring_backend(q->vdev, VPCI_VEC_QUEUE(q->index));
+		vpci_q_add(q, &q->stats.notify_sent, 1);
+	} else {
+		vpci_q_add(q, &q->stats.notify_suppressed, 1);
+	}
+}
+
+/* Stop serving a queue for good after a ring-level fault (VM1 reset recovers). */
+static void vpci_q_break(struct vpci_queue *q, int err)
+{
+	vpci_fault(q, err);
+	q->running = false;
+	WRITE_ONCE(q->vdev->ctrl->vq_state[q->index].stopped, cpu_to_le16(1));
+	netdev_err_once(q->vdev->netdev, "queue %u stopped after a ring fault (%d)\n",
+			q->index, err);
+}
+
+/*
+ * Copy one skb into VM1's RX buffers.  Returns 0 when delivered, -EAGAIN
+ * when the caller must stop the queue (no buffers or a translation miss:
+ * the skb is kept), or another error when the frame was dropped.
+ */
+static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
+{
+	struct vpci_vring *vr = &q->vr;
+	struct virtio_net_hdr_mrg_rxbuf hdr = {};
+	u32 total = VPCI_HDR_LEN + skb->len, done = 0;
+	u16 heads[VPCI_RX_MAX_BUFS];
+	u32 lens[VPCI_RX_MAX_BUFS];
+	unsigned int nbufs = 0, i;
+	u16 avail;
+	int err;
+
+	err = vpci_vring_avail_idx(vr, &avail);
+	if (err)
+		goto fail;
+
+	while (done < total) {
+		u32 chunk, off;
+
+		if (nbufs == VPCI_RX_MAX_BUFS) {
+			err = -EMSGSIZE;
+			goto fail;
+		}
+		err = vpci_vring_pop(vr, avail, &q->chain);
+		if (err == 0) {
+			err = -ENOBUFS;
+			goto fail;
+		}
+		if (err < 0) {
+			if (err == -ENOENT || err == -EACCES || err == -EPROTO)
+				goto fail;
+			/* Malformed buffer: complete it empty, use the next. */
+			vpci_fault(q, err);
+			if (err != -ERANGE)
+				vpci_vring_push(vr, q->chain.head, 0);
+			continue;
+		}
+		if (!q->chain.nin || q->chain.nout) {
+			vpci_fault(q, -EINVAL);
+			vpci_vring_push(vr, q->chain.head, 0);
+			continue;
+		}
+		heads[nbufs] = q->chain.head;
+		/* The header goes in last, once num_buffers is known. */
+		off = nbufs ? 0 : VPCI_HDR_LEN;
+		if (!nbufs && q->chain.in_len < VPCI_HDR_LEN) {
+			lens[nbufs++] = 0;
+			err = -EINVAL;
+			goto fail;
+		}
+		chunk = min_t(u32, q->chain.in_len - off, total - done - off);
+		/* Linear: the device has no NETIF_F_SG. */
+		err = vpci_chain_write(vr, &q->chain, off,
+				       skb->data + (done ? done - VPCI_HDR_LEN : 0),
+				       chunk);
+		if (err) {
+			lens[nbufs++] = 0;
+			goto fail;
+		}
+		if (!nbufs) {
+			/* Remember the first chain: the header is written to it. */
+			q->first = q->chain;
+		}
+		lens[nbufs++] = chunk + off;
+		done += chunk + off;
+		if (!q->mrg_rxbuf && done < total) {
+			err = -EMSGSIZE;
+			goto fail;
+		}
+	}
+
+	hdr.num_buffers = cpu_to_le16(nbufs);
+	err = vpci_chain_write(vr, &q->first, 0, &hdr, VPCI_HDR_LEN);
+	if (err)
+		goto fail;
+	for (i = 0; i < nbufs; i++) {
+		err = vpci_vring_push(vr, heads[i], lens[i]);
+		if (err) {
+			vpci_q_break(q, err);
+			return err;
+		}
+	}
+	return 0;
+
+fail:
+	if (err == -ENOENT || err == -ENOBUFS) {
+		/* Give every buffer back; the frame is retried unchanged. */
+		for (i = 0; i < nbufs; i++)
+			vpci_vring_unpop(vr);
+		if (err == -ENOBUFS || vpci_stall(q))
+			return -EAGAIN;
+		err = -ENOENT;	/* timed out: a fault now */
+	}
+	if (err == -EPROTO) {
+		vpci_q_break(q, err);
+		return err;
+	}
+	vpci_fault(q, err);
+	for (i = 0; i < nbufs; i++)
+		vpci_vring_push(vr, heads[i], 0);
+	return err;
+}
+
+/**
+ * vpci_start_xmit() - ndo_start_xmit: copy into VM1's RX virtqueue
+ * @skb: the frame
+ * @dev: our netdev
+ *
+ * Return: NETDEV_TX_OK, or NETDEV_TX_BUSY with the queue stopped when VM1
+ * has no buffers or a translation is being fetched (nothing is dropped for
+ * that; the queue wakes on VM1's kick or on the IOTLB update).
+ */
+netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
+{
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
+	u16 qi = skb_get_queue_mapping(skb);
+	struct vpci_queue *q = &vdev->queues[2 * qi];
+	unsigned int len = skb->len;
+	int err;
+
+	if (skb_linearize(skb) ||
+	    (skb->ip_summed == CHECKSUM_PARTIAL && skb_checksum_help(skb))) {
+		dev_core_stats_tx_dropped_inc(dev);
+		dev_kfree_skb_any(skb);
+		return NETDEV_TX_OK;
+	}
+
+	spin_lock(&vdev->dp_lock);
+	if (!q->running) {
+		spin_unlock(&vdev->dp_lock);
+		dev_core_stats_tx_dropped_inc(dev);
+		dev_kfree_skb_any(skb);
+		return NETDEV_TX_OK;
+	}
+	err = vpci_rx_one(q, skb);
+	if (err == -EAGAIN) {
+		u16 avail;
+
+		netif_stop_subqueue(dev, qi);
+		/* Ask VM1 to kick on new buffers, then look once more. */
+		if (!q->miss_pending && !vpci_vring_kick_enable(&q->vr, true) &&
+		    !vpci_vring_avail_idx(&q->vr, &avail) && avail != q->vr.last_avail)
+			netif_wake_subqueue(dev, qi);
+		vpci_q_add(q, &q->stats.stalls, 1);
+		if (q->vr.used_idx != q->vr.used_pub)
+			vpci_signal(q);
+		spin_unlock(&vdev->dp_lock);
+		return NETDEV_TX_BUSY;
+	}
+	if (!netdev_xmit_more() || netif_xmit_stopped(netdev_get_tx_queue(dev, qi)))
+		vpci_signal(q);
+	spin_unlock(&vdev->dp_lock);
+
+	if (err) {
+		dev_core_stats_tx_dropped_inc(dev);
+	} else {
+		vpci_q_add(q, &q->stats.packets, 1);
+		vpci_q_add(q, &q->stats.bytes, len);
+	}
+	dev_kfree_skb_any(skb);
+	return NETDEV_TX_OK;
+}
+
+/* Take one frame from VM1's TX virtqueue.  Returns 1, 0 (empty or stalled). */
+static int vpci_tx_one(struct vpci_queue *q, u16 avail, struct sk_buff **pskb)
+{
+	struct net_device *dev = q->vdev->netdev;
+	struct vpci_vring *vr = &q->vr;
+	struct sk_buff *skb;
+	u32 len;
+	int err;
+
+	*pskb = NULL;
+	err = vpci_vring_pop(vr, avail, &q->chain);
+	if (err == 0)
+		return 0;
+	if (err < 0) {
+		if (err == -ENOENT && vpci_stall(q))
+			return 0;
+		if (err == -ENOENT || err == -EACCES || err == -EPROTO) {
+			vpci_q_break(q, err);	/* the ring itself is gone */
+			return 0;
+		}
+		vpci_fault(q, err);
+		if (err != -ERANGE)
+			vpci_vring_push(vr, q->chain.head, 0);
+		return 1;
+	}
+
+	len = q->chain.out_len;
+	if (q->chain.nin || len <= VPCI_HDR_LEN ||
+	    len > VPCI_HDR_LEN + dev->mtu + VLAN_ETH_HLEN) {
+		vpci_fault(q, -EINVAL);
+		vpci_vring_push(vr, q->chain.head, 0);
+		return 1;
+	}
+	len -= VPCI_HDR_LEN;
+	skb = napi_alloc_skb(&q->napi, len);
+	if (!skb) {
+		vpci_vring_unpop(vr);
+		return 0;
+	}
+	err = vpci_chain_read(vr, &q->chain, VPCI_HDR_LEN, skb_put(skb, len), len);
+	if (err) {
+		kfree_skb(skb);
+		if (err == -ENOENT && vpci_stall(q)) {
+			vpci_vring_unpop(vr);
+			return 0;
+		}
+		vpci_fault(q, err);
+		vpci_vring_push(vr, q->chain.head, 0);
+		return 1;
+	}
+	q->miss_pending = false;
+	vpci_vring_push(vr, q->chain.head, 0);
+	*pskb = skb;
+	return 1;
+}
+
+/**
+ * vpci_poll() - NAPI: drain VM1's TX virtqueue into the stack
+ * @napi: the queue's NAPI context
+ * @budget: frames allowed
+ *
+ * Return: frames received.
+ */
+int vpci_poll(struct napi_struct *napi, int budget)
+{
+	struct vpci_queue *q = container_of(napi, struct vpci_queue, napi);
+	struct vpci_dev *vdev = q->vdev;
+	struct sk_buff_head list;
+	struct sk_buff *skb;
+	int done = 0, work = 0;
+	bool more = false;
+	u16 avail;
+
+	__skb_queue_head_init(&list);
+	spin_lock(&vdev->dp_lock);
+	if (q->running && !vpci_vring_avail_idx(&q->vr, &avail)) {
+		while (work < budget && vpci_tx_one(q, avail, &skb) == 1) {
+			work++;
+			if (skb)
+				__skb_queue_tail(&list, skb);
+		}
+		if (work)
+			vpci_signal(q);
+		more = work == budget;
+	} else if (q->running) {
+		/* avail ring untranslated or corrupt */
+		if (vpci_vring_avail_idx(&q->vr, &avail) == -ENOENT)
+			vpci_stall(q);
+		else
+			vpci_q_break(q, -EPROTO);
+	}
+	spin_unlock(&vdev->dp_lock);
+
+	while ((skb = __skb_dequeue(&list))) {
+		vpci_q_add(q, &q->stats.packets, 1);
+		vpci_q_add(q, &q->stats.bytes, skb->len);
+		skb->protocol = eth_type_trans(skb, vdev->netdev);
+		napi_gro_receive(napi, skb);
+		done++;
+	}
+	if (more)
+		return budget;
+	if (READ_ONCE(vdev->poll_mode))
+		return budget;		/* keep polling: no kicks wanted */
+
+	if (napi_complete_done(napi, done)) {
+		/* Re-arm kicks, then catch what raced with it. */
+		spin_lock(&vdev->dp_lock);
+		if (q->running && !q->miss_pending &&
+		    !vpci_vring_kick_enable(&q->vr, true) &&
+		    !vpci_vring_avail_idx(&q->vr, &avail) &&
+		    avail != q->vr.last_avail)
+			more = true;
+		spin_unlock(&vdev->dp_lock);
+		if (more)
+			napi_schedule(napi);
+	}
+	return done;
+}
+
+/**
+ * vpci_queue_irq() - VM1 kicked one of its virtqueues
+ * @irq: the MSI-X vector
+ * @data: the queue
+ *
+ * Return: IRQ_HANDLED.
+ */
+irqreturn_t vpci_queue_irq(int irq, void *data)
+{
+	struct vpci_queue *q = data;
+
+	atomic64_inc(&q->kicks);
+	if (q->index & 1)
+		napi_schedule(&q->napi);
+	else
+		netif_wake_subqueue(q->vdev->netdev, q->index / 2);
+	return IRQ_HANDLED;
+}
+
+/**
+ * vpci_dp_sync() - start and stop queues to match the control area
+ * @vdev: the device
+ *
+ * Called from the config work after the IOTLB was updated and before the
+ * generation is acknowledged: a queue the backend disabled (GET_VRING_BASE)
+ * is stopped, under dp_lock, with its progress published, before the
+ * backend may read it.  Queues waiting on a miss are kicked to retry.
+ */
+void vpci_dp_sync(struct vpci_dev *vdev)
+{
+	struct vpci_backend_state *bs = &vdev->ctrl->backend;
+	unsigned int i, nq = vdev->nqueues;
+	u64 features = le64_to_cpu(READ_ONCE(bs->features));
+	bool running_before[VPCI_MAX_QUEUES];
+
+	spin_lock_bh(&vdev->dp_lock);
+	for (i = 0; i < nq; i++) {
+		struct vpci_queue *q = &vdev->queues[i];
+		struct vpci_vq_config *vc = &vdev->ctrl->vq_config[i];
+		bool want = READ_ONCE(vc->enabled) && (vdev->rings_mapped & BIT(i)) &&
+			    !(le32_to_cpu(READ_ONCE(bs->status)) & VPCI_BS_BROKEN);
+
+		running_before[i] = q->running;
+		if (want && !q->running && !q->broken) {
+			if (vpci_vring_init(&q->vr, &vdev->peer,
+					    le64_to_cpu(READ_ONCE(vc->desc)),
+					    le64_to_cpu(READ_ONCE(vc->avail)),
+					    le64_to_cpu(READ_ONCE(vc->used)),
+					    le16_to_cpu(READ_ONCE(vc->num)),
+					    le16_to_cpu(READ_ONCE(vc->base)),
+					    features & BIT_ULL(VIRTIO_RING_F_EVENT_IDX))) {
+				q->broken = true;
+				netdev_err(vdev->netdev, "queue %u: bad ring geometry\n", i);
+				continue;
+			}
+			q->mrg_rxbuf = features & BIT_ULL(VIRTIO_NET_F_MRG_RXBUF);
+			q->miss_pending = false;
+			q->running = true;
+			WRITE_ONCE(vdev->ctrl->vq_state[i].stopped, 0);
+			netdev_info(vdev->netdev, "queue %u: started at %u\n", i,
+				    q->vr.last_avail);
+		} else if (!want && q->running) {
+			q->running = false;
+			WRITE_ONCE(vdev->ctrl->vq_state[i].last_avail_idx,
+				   cpu_to_le16(q->vr.last_avail));
+			WRITE_ONCE(vdev->ctrl->vq_state[i].used_idx,
+				   cpu_to_le16(q->vr.used_idx));
+			netdev_info(vdev->netdev, "queue %u: stopped at %u\n", i,
+				    q->vr.last_avail);
+		}
+		if (!READ_ONCE(vc->enabled))
+			q->broken = false;	/* VM1 reset recovers a broken queue */
+	}
+	spin_unlock_bh(&vdev->dp_lock);
+
+	for (i = 0; i < nq; i++) {
+		struct vpci_queue *q = &vdev->queues[i];
+
+		if (!q->running)
+			continue;
+		if (i & 1)
+			napi_schedule(&q->napi);
+		else if (!running_before[i] || q->miss_pending)
+			netif_wake_subqueue(vdev->netdev, i / 2);
+	}
+	vpci_netdev_update_carrier(vdev);
+}
+
+/**
+ * vpci_dp_retry_work() - look again at queues stalled on a miss
+ * @work: &vpci_dev.retry_work
+ *
+ * Misses for IOVAs VM1 never mapped get no answer; this turns them into
+ * faults after VPCI_MISS_TIMEOUT instead of a queue stalled forever.
+ */
+void vpci_dp_retry_work(struct work_struct *work)
+{
+	struct vpci_dev *vdev = container_of(to_delayed_work(work),
+					     struct vpci_dev, retry_work);
+	unsigned int i;
+
+	for (i = 0; i < vdev->nqueues; i++) {
+		struct vpci_queue *q = &vdev->queues[i];
+
+		if (!READ_ONCE(q->running) || !READ_ONCE(q->miss_pending))
+			continue;
+		if (i & 1)
+			napi_schedule(&q->napi);
+		else
+			netif_wake_subqueue(vdev->netdev, i / 2);
+	}
+}
+
+/**
+ * vpci_dp_stop_all() - stop every queue (driver unbind, interface down)
+ * @vdev: the device
+ */
+void vpci_dp_stop_all(struct vpci_dev *vdev)
+{
+	unsigned int i;
+
+	spin_lock_bh(&vdev->dp_lock);
+	for (i = 0; i < vdev->nqueues; i++) {
+		struct vpci_queue *q = &vdev->queues[i];
+
+		if (!q->running)
+			continue;
+		q->running = false;
+		WRITE_ONCE(vdev->ctrl->vq_state[i].last_avail_idx,
+			   cpu_to_le16(q->vr.last_avail));
+		WRITE_ONCE(vdev->ctrl->vq_state[i].used_idx,
+			   cpu_to_le16(q->vr.used_idx));
+	}
+	spin_unlock_bh(&vdev->dp_lock);
+}
