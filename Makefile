@@ -16,7 +16,7 @@ KBUILD_OUT := $(BUILD)/kernel/$(KVER)
 KO         := $(KBUILD_OUT)/vhost_pci_net.ko
 US_BUILD   := $(BUILD)/userspace
 JOBS       ?= $(shell nproc)
-SELFTESTS  ?= vm2/basic.sh vm2/ctrl_area.sh e2e/vm1_rings.sh e2e/ping.sh e2e/ping.sh:iommu=iommu.strict=0 e2e/ping.sh:iommu=iommu=pt
+SELFTESTS  ?= vm2/basic.sh vm2/ctrl_area.sh e2e/vm1_rings.sh e2e/ping.sh e2e/ping.sh:iommu=iommu.strict=0 e2e/ping.sh:iommu=iommu=pt e2e/modes.sh
 
 export VPCI_BUILD := $(BUILD)
 
@@ -25,7 +25,7 @@ export VPCI_BUILD := $(BUILD)
 all: module userspace
 
 help:
-	@echo "make demo       boot VM2 with the backend, show the interface"
+	@echo "make demo       two VMs over vhost-pci: ping, iperf3 both ways (IOMMU=strict|lazy|pt TIME=5)"
 	@echo "make check      install deps, build, unit tests, in-guest selftests"
 	@echo "make deps       install the Debian packages (scripts/debian-packages.txt)"
 	@echo "make module     build vhost_pci_net.ko for KVER=$(KVER) (W=1, warnings fail)"
@@ -64,8 +64,17 @@ check: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory selftests
 
+# IOMMU=strict|lazy|pt|off-less modes of VM1's intel-iommu; TIME= iperf3 seconds
+IOMMU ?= strict
+TIME  ?= 5
+demo_iommu_strict := iommu.strict=1
+demo_iommu_lazy   := iommu.strict=0
+demo_iommu_pt     := iommu=pt
+
 demo: module userspace
-	@$(REPO)/selftests/vm/run.py --topology vm2 $(REPO)/selftests/demo/vm2.sh
+	@test -n "$(demo_iommu_$(IOMMU))" || { echo "IOMMU must be strict, lazy or pt"; exit 2; }
+	@VPCI_DEMO_TIME=$(TIME) $(REPO)/selftests/vm/run.py --timeout 600 \
+		--var "iommu=$(demo_iommu_$(IOMMU))" $(REPO)/selftests/demo/two_vms.sh
 
 style: deps
 	@$(REPO)/scripts/checkpatch.sh

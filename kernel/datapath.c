@@ -331,12 +331,34 @@ static int vpci_tx_one(struct vpci_queue *q, u16 avail, struct sk_buff **pskb)
 	return 1;
 }
 
+/* Wake transmit queue @qp if VM1 posted RX buffers since it stopped. */
+static void vpci_poll_rx_buffers(struct vpci_dev *vdev, unsigned int qp)
+{
+	struct vpci_queue *rq = &vdev->queues[2 * qp];
+	bool wake = false;
+	u16 avail;
+
+	if (!netif_tx_queue_stopped(netdev_get_tx_queue(vdev->netdev, qp)))
+		return;
+	spin_lock(&vdev->dp_lock);
+	if (rq->running && !rq->miss_pending &&
+	    !vpci_vring_avail_idx(&rq->vr, &avail) && avail != rq->vr.last_avail)
+		wake = true;
+	spin_unlock(&vdev->dp_lock);
+	if (wake)
+		netif_wake_subqueue(vdev->netdev, qp);
+}
+
 /**
  * vpci_poll() - NAPI: drain VM1's TX virtqueue into the stack
  * @napi: the queue's NAPI context
  * @budget: frames allowed
  *
- * Return: frames received.
+ * Interrupt mode completes NAPI and re-arms VM1's kicks when the ring is
+ * empty; hybrid mode (rx-usecs > 0) first keeps polling that long after
+ * the last frame; poll mode never completes and never asks for kicks.
+ *
+ * Return: frames received (budget to stay scheduled).
  */
 int vpci_poll(struct napi_struct *napi, int budget)
 {
@@ -377,8 +399,16 @@ int vpci_poll(struct napi_struct *napi, int budget)
 	}
 	if (more)
 		return budget;
-	if (READ_ONCE(vdev->poll_mode))
-		return budget;		/* keep polling: no kicks wanted */
+	if (READ_ONCE(vdev->poll_mode)) {
+		/* Nobody kicks in poll mode: watch VM1's RX buffers too. */
+		vpci_poll_rx_buffers(vdev, q->index / 2);
+		return budget;
+	}
+	if (work)
+		q->last_work = ktime_get_ns();
+	else if (ktime_get_ns() - q->last_work <
+		 (u64)READ_ONCE(vdev->hybrid_usecs) * NSEC_PER_USEC)
+		return budget;		/* hybrid: keep polling a while */
 
 	if (napi_complete_done(napi, done)) {
 		/* Re-arm kicks, then catch what raced with it. */
@@ -506,6 +536,30 @@ void vpci_dp_retry_work(struct work_struct *work)
 		else
 			netif_wake_subqueue(vdev->netdev, i / 2);
 	}
+}
+
+/**
+ * vpci_dp_set_poll() - switch between poll and interrupt mode
+ * @vdev: the device
+ * @poll: true for poll mode
+ *
+ * No frame is lost: entering poll mode tells VM1 not to kick and schedules
+ * every NAPI context, which then never completes; leaving it lets the next
+ * empty poll complete and re-arm kicks (with a re-check of the ring).
+ */
+void vpci_dp_set_poll(struct vpci_dev *vdev, bool poll)
+{
+	unsigned int i;
+
+	WRITE_ONCE(vdev->poll_mode, poll);
+	spin_lock_bh(&vdev->dp_lock);
+	for (i = 0; i < vdev->nqueues; i++)
+		if (vdev->queues[i].running)
+			vpci_vring_kick_enable(&vdev->queues[i].vr, !poll);
+	spin_unlock_bh(&vdev->dp_lock);
+	for (i = 1; i < vdev->nqueues; i += 2)
+		napi_schedule(&vdev->queues[i].napi);
+	netdev_info(vdev->netdev, "%s mode\n", poll ? "poll" : "interrupt");
 }
 
 /**

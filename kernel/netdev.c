@@ -94,6 +94,12 @@ static void vpci_get_drvinfo(struct net_device *dev,
 	strscpy(info->bus_info, pci_name(vdev->pdev), sizeof(info->bus_info));
 }
 
+static const char vpci_priv_flags[][ETH_GSTRING_LEN] = {
+	"poll-mode",
+};
+
+#define VPCI_PRIV_POLL	BIT(0)
+
 /* ethtool -S names, in struct vpci_q_stats order, then kicks */
 static const char vpci_q_stat_names[][ETH_GSTRING_LEN] = {
 	"packets", "bytes", "notify_sent", "notify_suppressed", "iotlb_misses",
@@ -110,6 +116,8 @@ static int vpci_get_sset_count(struct net_device *dev, int sset)
 {
 	struct vpci_dev *vdev = vpci_from_netdev(dev);
 
+	if (sset == ETH_SS_PRIV_FLAGS)
+		return ARRAY_SIZE(vpci_priv_flags);
 	if (sset != ETH_SS_STATS)
 		return -EOPNOTSUPP;
 	return ARRAY_SIZE(vpci_dev_stat_names) +
@@ -121,6 +129,10 @@ static void vpci_get_strings(struct net_device *dev, u32 sset, u8 *buf)
 	struct vpci_dev *vdev = vpci_from_netdev(dev);
 	unsigned int i, j;
 
+	if (sset == ETH_SS_PRIV_FLAGS) {
+		memcpy(buf, vpci_priv_flags, sizeof(vpci_priv_flags));
+		return;
+	}
 	if (sset != ETH_SS_STATS)
 		return;
 	for (j = 0; j < ARRAY_SIZE(vpci_dev_stat_names); j++)
@@ -159,8 +171,52 @@ static void vpci_get_ethtool_stats(struct net_device *dev,
 	}
 }
 
+static u32 vpci_get_priv_flags(struct net_device *dev)
+{
+	return READ_ONCE(vpci_from_netdev(dev)->poll_mode) ? VPCI_PRIV_POLL : 0;
+}
+
+static int vpci_set_priv_flags(struct net_device *dev, u32 flags)
+{
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
+	bool poll = flags & VPCI_PRIV_POLL;
+
+	if (flags & ~VPCI_PRIV_POLL)
+		return -EINVAL;
+	if (poll != READ_ONCE(vdev->poll_mode))
+		vpci_dp_set_poll(vdev, poll);
+	return 0;
+}
+
+static int vpci_get_coalesce(struct net_device *dev,
+			     struct ethtool_coalesce *ec,
+			     struct kernel_ethtool_coalesce *kec,
+			     struct netlink_ext_ack *extack)
+{
+	ec->rx_coalesce_usecs = READ_ONCE(vpci_from_netdev(dev)->hybrid_usecs);
+	return 0;
+}
+
+static int vpci_set_coalesce(struct net_device *dev,
+			     struct ethtool_coalesce *ec,
+			     struct kernel_ethtool_coalesce *kec,
+			     struct netlink_ext_ack *extack)
+{
+	if (ec->rx_coalesce_usecs > USEC_PER_SEC) {
+		NL_SET_ERR_MSG(extack, "rx-usecs (hybrid poll time) is at most 1000000");
+		return -EINVAL;
+	}
+	WRITE_ONCE(vpci_from_netdev(dev)->hybrid_usecs, ec->rx_coalesce_usecs);
+	return 0;
+}
+
 static const struct ethtool_ops vpci_ethtool_ops = {
+	.supported_coalesce_params = ETHTOOL_COALESCE_RX_USECS,
 	.get_drvinfo		= vpci_get_drvinfo,
+	.get_priv_flags		= vpci_get_priv_flags,
+	.set_priv_flags		= vpci_set_priv_flags,
+	.get_coalesce		= vpci_get_coalesce,
+	.set_coalesce		= vpci_set_coalesce,
 	.get_link		= ethtool_op_get_link,
 	.get_sset_count		= vpci_get_sset_count,
 	.get_strings		= vpci_get_strings,

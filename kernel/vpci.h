@@ -107,6 +107,7 @@ struct vpci_dev;
  * @chain: scratch chain, under dp_lock
  * @first: first RX buffer of the frame being written, under dp_lock
  * @napi: NAPI context (odd queues: VM1's TX into our stack)
+ * @last_work: ktime (ns) of the last poll that moved a frame (NAPI only)
  * @kicks: VM1 kicks received (IRQ context)
  * @syncp: protects @stats
  * @stats: counters
@@ -124,6 +125,7 @@ struct vpci_queue {
 	struct vpci_chain chain;
 	struct vpci_chain first;
 	struct napi_struct napi;
+	u64 last_work;
 	atomic64_t kicks;
 	struct u64_stats_sync syncp;
 	struct vpci_q_stats stats;
@@ -159,6 +161,8 @@ struct vpci_queue {
  * @retry_work: re-polls queues stalled on an unanswered miss
  * @link_up: backend link state, under @state_lock
  * @poll_mode: poll VM1's rings instead of waiting for kicks
+ * @hybrid_usecs: in interrupt mode, keep polling this long after the last
+ *	frame before re-arming kicks (ethtool -C rx-usecs)
  */
 struct vpci_dev {
 	struct pci_dev *pdev;
@@ -188,6 +192,7 @@ struct vpci_dev {
 	struct delayed_work retry_work;
 	bool link_up;
 	bool poll_mode;
+	u32 hybrid_usecs;
 };
 
 /* Add to one counter of a queue; each queue's updaters are serialised. */
@@ -220,6 +225,7 @@ irqreturn_t vpci_queue_irq(int irq, void *data);
 void vpci_dp_sync(struct vpci_dev *vdev);
 void vpci_dp_retry_work(struct work_struct *work);
 void vpci_dp_stop_all(struct vpci_dev *vdev);
+void vpci_dp_set_poll(struct vpci_dev *vdev, bool poll);
 
 /* netdev.c */
 struct net_device *vpci_netdev_alloc(struct vpci_dev *vdev);

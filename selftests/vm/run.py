@@ -186,6 +186,10 @@ class Guest:
             f.write(f"VPCI_SCRIPT={shlex.quote(script)}\n")
             for k, v in spec.get("env", {}).items():
                 f.write(f"{k}={shlex.quote(str(v))}\n")
+            # Knobs of demos and tests pass through from the host.
+            for k, v in os.environ.items():
+                if k.startswith(("VPCI_DEMO_", "VPCI_TEST_")):
+                    f.write(f"{k}={shlex.quote(v)}\n")
         self.console = os.path.join(self.run, f"{self.name}-console.log")
         cmdline = ("console=ttyS0 panic=-1 loglevel=6 quiet_splash=0 "
                    "8250.nr_uarts=2 " + spec.get("cmdline", "") +

@@ -16,6 +16,10 @@ fi
 ip link set dev "$ifname" up
 # IPv4 link-local: the link between the two guests reaches nothing else.
 [ -n "${VPCI_VM1_ADDR:-}" ] && ip addr add "$VPCI_VM1_ADDR" dev "$ifname"
+# A traffic sink/source for iperf3 clients in VM2.
+if [ -n "${VPCI_VM1_ADDR:-}" ] && command -v iperf3 >/dev/null; then
+	iperf3 -s -D -B "${VPCI_VM1_ADDR%/*}" --logfile /tmp/iperf3.log
+fi
 dev=$(basename "$(readlink -f "/sys/class/net/$ifname/device")")
 echo "# vm1: $ifname up, virtio status $(cat "/sys/bus/virtio/devices/$dev/status"), features $(cat "/sys/bus/virtio/devices/$dev/features")"
 echo "# vm1: iommu groups $(ls /sys/kernel/iommu_groups | wc -l), cmdline: $(grep -o 'iommu[^ ]*' /proc/cmdline | tr '\n' ' ')"

@@ -1,0 +1,69 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# vpci-topology: vm1vm2
+#
+# `make demo`: VM1 (virtio-net behind intel-iommu) and VM2 (vhost_pci_net)
+# talk directly through VM1's memory.  Runs in VM2; prints what a person
+# wants to see and a summary at the end.
+source "$(dirname "$0")/../lib.sh"
+
+T=${VPCI_DEMO_TIME:-5}
+step() { echo; echo "==> $*"; }
+summary=()
+
+step "insmod vhost_pci_net.ko"
+insmod "$VPCI_KO" || exit 1
+dev=$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")
+ifname=$(netdev_of "$dev")
+[ -n "$ifname" ] || { echo "no interface: the driver did not bind"; exit 1; }
+ip addr add "$VPCI_VM2_ADDR" dev "$ifname"
+ip link set dev "$ifname" up
+dmesg | grep vhost_pci_net | sed 's/^/    /'
+
+step "waiting for VM1's virtio-net to start its queues"
+started() { [ "$(dmesg | grep -c 'queue [01]: started')" -ge 2 ]; }
+if ! wait_until 120 started; then
+	echo "VM1 did not start its queues"
+	exit 1
+fi
+dmesg | grep -E 'queue [01]: (rings mapped|started)' | sed 's/^/    /'
+
+step "ip -d link show dev $ifname; ethtool -i $ifname"
+ip -d link show dev "$ifname"
+ethtool -i "$ifname" | head -n 3
+
+step "ping VM1 ($VPCI_VM1_IP) from VM2"
+wait_until 30 ping -c 1 -W 1 "$VPCI_VM1_IP" >/dev/null
+out=$(ping -c 20 -i 0.1 "$VPCI_VM1_IP")
+echo "$out" | tail -n 2 | sed 's/^/    /'
+summary+=("ping:      $(echo "$out" | grep -o '[0-9]*% packet loss'), rtt $(echo "$out" | sed -n 's/.*= \(.*\) ms/\1 ms (min\/avg\/max\/mdev)/p')")
+
+for dir in "VM2 -> VM1:" "VM1 -> VM2:-R"; do
+	label=${dir%%:*}
+	flag=${dir#*:}
+	step "iperf3 TCP $label, ${T}s"
+	out=$(iperf3 -c "$VPCI_VM1_IP" -t "$T" $flag -f m 2>&1)
+	echo "$out" | grep -E 'sender|receiver|error' | sed 's/^/    /'
+	rate=$(echo "$out" | awk '/receiver/ { print $(NF-2), $(NF-1) }')
+	summary+=("tcp $label: ${rate:-failed}")
+done
+
+step "driver counters (non-zero)"
+ethtool -S "$ifname" | grep -vE ': 0$' | sed 's/^/    /'
+
+step "backend (host)"
+host vpci-ctl --control-socket "$VPCI_CTL" status
+wiring=$(echo "$HOST_OUT" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+qs = d["frontend"]["queues"][:2]
+print(", ".join("vq%d %s" % (i, q["notify"]) for i, q in enumerate(qs)),
+      "| backend cpu %ss" % d.get("cpu_seconds", "n/a"))' 2>&1)
+echo "    $wiring"
+
+echo
+echo "==================== summary ===================="
+for l in "${summary[@]}"; do echo "  $l"; done
+echo "  iotlb:     $(ethtool -S "$ifname" | awk '/^ *iotlb_(updates|invalidations|misses):/ { printf "%s %s  ", $1, $2 }')"
+echo "  wiring:    $wiring"
+echo "================================================="

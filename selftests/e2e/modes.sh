@@ -1,0 +1,60 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# vpci-topology: vm1vm2
+#
+# Interrupt, poll and hybrid modes between two real VMs, switched at runtime
+# while a ping flood runs: not one echo lost across the switches.  In poll
+# mode VM1's kicks for its TX ring stop (VM2 polls instead).
+source "$(dirname "$0")/../lib.sh"
+
+tap_begin 10
+
+check "insmod vhost_pci_net" insmod "$VPCI_KO"
+dev=$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")
+ifname=$(netdev_of "$dev")
+ip addr add "$VPCI_VM2_ADDR" dev "$ifname"
+ip link set dev "$ifname" up
+started() { [ "$(dmesg | grep -c 'queue [01]: started')" -ge 2 ]; }
+wait_until 120 started && wait_until 30 ping -c 1 -W 1 "$VPCI_VM1_IP" >/dev/null
+log_test $? "VM1 reachable in interrupt mode"
+
+ethtool --show-priv-flags "$ifname" | grep -q 'poll-mode *: off'
+log_test $? "ethtool --show-priv-flags: poll-mode off by default"
+
+stat() { ethtool -S "$ifname" | awk -v k="$1:" '$1 == k { print $2 }'; }
+
+ping -c 150 -i 0.05 -W 3 "$VPCI_VM1_IP" > /tmp/flood.txt 2>&1 &
+flood=$!
+sleep 1
+ethtool --set-priv-flags "$ifname" poll-mode on
+log_test $? "switch to poll mode under traffic"
+sleep 1
+k0=$(stat vq0_rx_kicks)
+sleep 2
+k1=$(stat vq0_rx_kicks)
+diag "VM1 TX kicks during 2 s of poll mode: $((k1 - k0))"
+[ $((k1 - k0)) -le 1 ]
+log_test $? "poll mode: VM1 stops kicking its TX ring"
+ethtool --set-priv-flags "$ifname" poll-mode off &&
+	ethtool -C "$ifname" rx-usecs 2000 &&
+	ethtool -c "$ifname" | grep -q 'rx-usecs: *2000'
+log_test $? "back to interrupt mode, hybrid rx-usecs 2000"
+sleep 1
+ethtool -C "$ifname" rx-usecs 0
+wait $flood
+tail -n 2 /tmp/flood.txt | sed 's/^/# /'
+grep -q ' 0% packet loss' /tmp/flood.txt
+log_test $? "150 pings across three mode switches, zero loss"
+
+k0=$(stat vq0_rx_kicks)
+ping -c 10 -i 0.1 "$VPCI_VM1_IP" >/dev/null
+k1=$(stat vq0_rx_kicks)
+[ $((k1 - k0)) -ge 5 ]
+log_test $? "interrupt mode again: VM1 kicks ($((k1 - k0)) for 10 pings)"
+
+! ethtool -C "$ifname" rx-usecs 2000000 2>/dev/null
+log_test $? "rx-usecs above 1 s rejected"
+
+check "no BUG/WARNING/Oops in dmesg" dmesg_clean
+
+tap_end
