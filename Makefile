@@ -20,7 +20,7 @@ SELFTESTS  ?= vm2/basic.sh vm2/ctrl_area.sh e2e/vm1_rings.sh e2e/ping.sh e2e/pin
 
 export VPCI_BUILD := $(BUILD)
 
-.PHONY: all deps module userspace unit selftests check demo style clean help
+.PHONY: all deps module userspace unit fuzz selftests check demo style clean help
 
 all: module userspace
 
@@ -33,6 +33,7 @@ help:
 	@echo "make unit       run the userspace unit tests (ctest)"
 	@echo "make selftests  run SELFTESTS inside QEMU guests"
 	@echo "make style      checkpatch on the kernel sources"
+	@echo "make fuzz       fuzz the driver core (FUZZ_SECONDS=20)"
 
 # Idempotent, fast when nothing is missing.
 deps:
@@ -55,6 +56,11 @@ userspace: deps
 unit: userspace
 	@ctest --test-dir $(US_BUILD) --output-on-failure -j$(JOBS)
 
+# libFuzzer + ASan + UBSan over the driver core; FUZZ_SECONDS=600 for a long run
+FUZZ_SECONDS ?= 20
+fuzz: deps
+	@$(REPO)/scripts/fuzz.sh $(FUZZ_SECONDS)
+
 selftests: module userspace
 	@$(REPO)/selftests/run_selftests.sh $(SELFTESTS)
 
@@ -62,6 +68,7 @@ check: deps
 	@$(MAKE) --no-print-directory module
 	@$(MAKE) --no-print-directory style
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory selftests
 
 # IOMMU=strict|lazy|pt|off-less modes of VM1's intel-iommu; TIME= iperf3 seconds

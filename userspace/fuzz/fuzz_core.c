@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * libFuzzer target for the driver core (kernel/core_*.c) built in userspace
+ * with ASan and UBSan.  The input is a hostile VM1 and a hostile backend at
+ * once: it supplies the control-area header, IOTLB update/invalidate
+ * messages, ring geometry, and all of peer memory (rings, descriptors,
+ * buffers).  Peer memory is an exact-size heap block, so any access outside
+ * a valid translation (or past peer_mem_size) is an ASan report.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "vpci_core.h"
+
+#define PEER_SIZE	(64 * 1024)
+#define MAX_OPS		64
+
+struct in {
+	const u8 *p;
+	size_t n;
+};
+
+static u64 take(struct in *in, unsigned int bytes)
+{
+	u64 v = 0;
+
+	for (unsigned int i = 0; i < bytes && in->n; i++, in->n--)
+		v |= (u64)*in->p++ << (8 * i);
+	return v;
+}
+
+/* Mostly small addresses (so rings and buffers can translate), sometimes raw. */
+static u64 take_addr(struct in *in)
+{
+	return take(in, 1) & 1 ? take(in, 8) : take(in, 2) << 4;
+}
+
+static void fuzz_header(struct in *in)
+{
+	struct vpci_ctrl_hdr h;
+	const char *why;
+	u64 bar = take(in, 8);
+
+	memset(&h, 0, sizeof(h));
+	for (size_t i = 0; i < sizeof(h) && in->n; i++)
+		((u8 *)&h)[i] = (u8)take(in, 1);
+	vpci_ctrl_check_hdr(&h, bar, &why);
+}
+
+static void fuzz_msg_ring(struct in *in)
+{
+	static struct vpci_msg_ring r;
+	struct vpci_msg m;
+	u32 cons = (u32)take(in, 4), prod = (u32)take(in, 4);
+
+	r.prod = (__le32)take(in, 4);
+	r.cons = (__le32)take(in, 4);
+	for (int i = 0; i < 4; i++)
+		if (vpci_msg_pop(&r, &cons, &m) <= 0)
+			break;
+	memset(&m, 0, sizeof(m));
+	for (int i = 0; i < 4; i++)
+		if (vpci_msg_push(&r, &prod, &m))
+			break;
+}
+
+int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
+{
+	struct in in = { data, size };
+	struct vpci_iotlb iotlb;
+	struct vpci_peer peer;
+	struct vpci_vring vr;
+	struct vpci_chain c;
+	u8 *mem, buf[256];
+	unsigned int ops;
+
+	fuzz_header(&in);
+	fuzz_msg_ring(&in);
+
+	mem = malloc(PEER_SIZE);
+	if (!mem || vpci_iotlb_init(&iotlb, 32, PEER_SIZE)) {
+		free(mem);
+		return 0;
+	}
+	peer.base = mem;
+	peer.size = PEER_SIZE;
+	peer.iotlb = &iotlb;
+
+	/* IOTLB updates and invalidations, as b2d messages would carry. */
+	ops = take(&in, 1) % 16;
+	while (ops--) {
+		u8 kind = (u8)take(&in, 1);
+		u64 iova = take_addr(&in), sz = take_addr(&in), off = take_addr(&in);
+
+		if (kind & 1)
+			vpci_iotlb_add(&iotlb, iova, sz, off, kind >> 5);
+		else
+			vpci_iotlb_del(&iotlb, iova, sz);
+	}
+
+	/* Peer memory: whatever is left of the input, repeated. */
+	for (size_t i = 0; i < PEER_SIZE; i++)
+		mem[i] = in.n ? in.p[i % in.n] : 0;
+
+	if (vpci_vring_init(&vr, &peer, take_addr(&in), take_addr(&in),
+			    take_addr(&in), 1 << (take(&in, 1) % 16),
+			    (u16)take(&in, 2), take(&in, 1) & 1))
+		goto out;
+
+	for (ops = 0; ops < MAX_OPS; ops++) {
+		u16 avail;
+		bool notify;
+		int rc;
+
+		if (vpci_vring_avail_idx(&vr, &avail))
+			break;
+		rc = vpci_vring_pop(&vr, avail, &c);
+		if (rc == 0)
+			break;
+		if (rc > 0) {
+			vpci_chain_read(&vr, &c, 0, buf, c.out_len < sizeof(buf) ?
+					c.out_len : sizeof(buf));
+			vpci_chain_write(&vr, &c, 3, buf, c.in_len < sizeof(buf) ?
+					 c.in_len : sizeof(buf));
+		} else if (rc == -ENOENT) {
+			break;
+		}
+		if (rc != -ERANGE && rc != -ENOENT && rc != -EPROTO)
+			vpci_vring_push(&vr, c.head, 1);
+		vpci_vring_publish(&vr, &notify);
+		vpci_vring_kick_enable(&vr, ops & 1);
+	}
+out:
+	vpci_iotlb_destroy(&iotlb);
+	free(mem);
+	return 0;
+}
