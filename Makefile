@@ -20,7 +20,7 @@ SELFTESTS  ?= vm2/basic.sh vm2/ctrl_area.sh e2e/vm1_rings.sh e2e/ping.sh e2e/pin
 
 export VPCI_BUILD := $(BUILD)
 
-.PHONY: all deps module userspace unit fuzz selftests check demo style clean help
+.PHONY: all deps module userspace unit fuzz bench selftests check demo style clean help
 
 all: module userspace
 
@@ -34,6 +34,7 @@ help:
 	@echo "make selftests  run SELFTESTS inside QEMU guests"
 	@echo "make style      checkpatch on the kernel sources"
 	@echo "make fuzz       fuzz the driver core (FUZZ_SECONDS=20)"
+	@echo "make bench      micro-benchmarks of the driver core (Google Benchmark)"
 
 # Idempotent, fast when nothing is missing.
 deps:
@@ -60,6 +61,10 @@ unit: userspace
 FUZZ_SECONDS ?= 20
 fuzz: deps
 	@$(REPO)/scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# Benchmarks print figures; not part of check (ctest runs a smoke of it).
+bench: userspace
+	@$(US_BUILD)/vpci-bench-core --benchmark_min_time=0.5
 
 selftests: module userspace
 	@$(REPO)/selftests/run_selftests.sh $(SELFTESTS)
