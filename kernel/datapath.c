@@ -467,14 +467,27 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 		bool want = READ_ONCE(vc->enabled) && (vdev->rings_mapped & BIT(i)) &&
 			    !(le32_to_cpu(READ_ONCE(bs->status)) & VPCI_BS_BROKEN);
 
+		u64 desc = le64_to_cpu(READ_ONCE(vc->desc));
+		u64 avail = le64_to_cpu(READ_ONCE(vc->avail));
+		u64 used = le64_to_cpu(READ_ONCE(vc->used));
+		u16 num = le16_to_cpu(READ_ONCE(vc->num));
+
 		running_before[i] = q->running;
+		/* Disabled, or VM1 moved the ring under a running queue: stop. */
+		if (q->running && (!want || desc != q->vr.desc ||
+				   avail != q->vr.avail || used != q->vr.used ||
+				   num != q->vr.num)) {
+			q->running = false;
+			WRITE_ONCE(vdev->ctrl->vq_state[i].last_avail_idx,
+				   cpu_to_le16(q->vr.last_avail));
+			WRITE_ONCE(vdev->ctrl->vq_state[i].used_idx,
+				   cpu_to_le16(q->vr.used_idx));
+			netdev_info(vdev->netdev, "queue %u: stopped at %u\n", i,
+				    q->vr.last_avail);
+		}
 		if (want && !q->running && !q->broken) {
-			if (vpci_vring_init(&q->vr, &vdev->peer,
-					    le64_to_cpu(READ_ONCE(vc->desc)),
-					    le64_to_cpu(READ_ONCE(vc->avail)),
-					    le64_to_cpu(READ_ONCE(vc->used)),
-					    le16_to_cpu(READ_ONCE(vc->num)),
-					    le16_to_cpu(READ_ONCE(vc->base)),
+			if (vpci_vring_init(&q->vr, &vdev->peer, desc, avail, used,
+					    num, le16_to_cpu(READ_ONCE(vc->base)),
 					    features & BIT_ULL(VIRTIO_RING_F_EVENT_IDX))) {
 				q->broken = true;
 				netdev_err(vdev->netdev, "queue %u: bad ring geometry\n", i);
@@ -485,14 +498,6 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 			q->running = true;
 			WRITE_ONCE(vdev->ctrl->vq_state[i].stopped, 0);
 			netdev_info(vdev->netdev, "queue %u: started at %u\n", i,
-				    q->vr.last_avail);
-		} else if (!want && q->running) {
-			q->running = false;
-			WRITE_ONCE(vdev->ctrl->vq_state[i].last_avail_idx,
-				   cpu_to_le16(q->vr.last_avail));
-			WRITE_ONCE(vdev->ctrl->vq_state[i].used_idx,
-				   cpu_to_le16(q->vr.used_idx));
-			netdev_info(vdev->netdev, "queue %u: stopped at %u\n", i,
 				    q->vr.last_avail);
 		}
 		if (!READ_ONCE(vc->enabled))

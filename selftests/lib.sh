@@ -84,28 +84,35 @@ tap_end()
 	exit $KSFT_PASS
 }
 
-# host <vpci-ctl args...>: run a command on the host (through the runner).
+# host <vpci-ctl args...>: run a command on the host (through the runner);
+# host vm <guest> <shell command>: run it inside another guest of the run.
 # Sets HOST_OUT to its output; returns its exit status.
 host()
 {
 	local tag rc b64
-	echo "@host $*" >&3
+	if [ "$1" = vm ]; then
+		# The command may hold quotes and newlines: send it encoded.
+		echo "@host vm $2 b64:$(printf '%s' "$3" | base64 -w0)" >&3
+	else
+		echo "@host $*" >&3
+	fi
 	read -r tag rc b64 <&3 || return 125
 	[ "$tag" = "@reply" ] || return 125
 	HOST_OUT=$(echo "$b64" | base64 -d)
 	return "$rc"
 }
 
-# wait_until <seconds> <command...>: poll until the command succeeds.
+# wait_until <seconds> <command...>: poll until the command succeeds or
+# the time is up (wall clock: each try may itself take a while).
 wait_until()
 {
-	local t=$1 i
+	local end=$((SECONDS + $1))
 	shift
-	for ((i = 0; i < t * 10; i++)); do
+	while :; do
 		"$@" && return 0
+		[ $SECONDS -ge $end ] && return 1
 		sleep 0.1
 	done
-	return 1
 }
 
 # Kernel log lines that mean the test must fail whatever it printed.

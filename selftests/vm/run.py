@@ -176,6 +176,7 @@ class Guest:
         self.buf = b""
         self.exit_code = None
         self.output = []
+        self.forwarded = {}
         genv = os.path.join(self.run, f"{self.name}.env")
         with open(genv, "w") as f:
             f.write(f"VPCI_REPO={shlex.quote(REPO)}\n")
@@ -230,14 +231,35 @@ class Guest:
             raw, self.buf = self.buf.split(b"\n", 1)
             line = raw.decode(errors="replace").rstrip("\r")
             if line.startswith("@host "):
-                rc, out = handle_host(self.name, line[6:])
-                reply = base64.b64encode(out).decode()
-                self.conn.sendall(f"@reply {rc} {reply}\n".encode())
+                r = handle_host(self.name, line[6:])
+                if r is not None:   # None: answered later (forwarded to a VM)
+                    self.reply(*r)
+            elif line.startswith("@done "):
+                # A command forwarded to this VM finished: answer the asker.
+                _, rid, rc, *b64 = line.split(" ")
+                asker = self.forwarded.pop(rid, None)
+                if asker:
+                    asker.reply(int(rc), base64.b64decode(b64[0] if b64 else ""))
             elif line.startswith("@exit "):
                 self.exit_code = int(line.split()[1])
             else:
                 self.output.append(line)
                 print(line, flush=True)
+
+    def reply(self, rc, out):
+        reply = base64.b64encode(out).decode()
+        self.conn.sendall(f"@reply {rc} {reply}\n".encode())
+
+    def forward(self, asker, rid, cmd):
+        """Run @cmd in this VM (its script serves @run requests)."""
+        if self.conn is None:
+            asker.reply(125, f"{self.name} is not up yet\n".encode())
+            return
+        self.forwarded[rid] = asker
+        with open(os.path.join(self.run, "host-commands.log"), "a") as f:
+            f.write(f"[{asker.name}] -> {self.name}: {cmd}\n")
+        b64 = base64.b64encode(cmd.encode()).decode()
+        self.conn.sendall(f"@run {rid} {b64}\n".encode())
 
     def splats(self):
         try:
@@ -319,8 +341,23 @@ def main():
             if "ready_file" in sspec:
                 wait_for(sspec["ready_file"], p, deadline, sspec["name"])
 
+        requests = iter(range(1, 1 << 30))
+
         def handle_host(vm, cmd):
             argv = shlex.split(cmd)
+            if len(argv) > 2 and argv[0] == "vm":
+                # "vm NAME CMD...": run CMD inside another guest.
+                target = next((g for g in guests if g.name == argv[1]), None)
+                asker = next(g for g in guests if g.name == vm)
+                if target is None or target is asker:
+                    return 127, f"no other guest named {argv[1]}\n".encode()
+                cmd = argv[2]
+                if cmd.startswith("b64:") and len(argv) == 3:
+                    cmd = base64.b64decode(cmd[4:]).decode(errors="replace")
+                else:
+                    cmd = shlex.join(argv[2:])
+                target.forward(asker, str(next(requests)), cmd)
+                return None
             if not argv or argv[0] not in HOST_PROGRAMS:
                 return 127, f"host command not allowed: {cmd}\n".encode()
             argv = [HOST_PROGRAMS[argv[0]]] + expand(argv[1:], env)

@@ -287,7 +287,11 @@ bool frontend::handle(vu::message &m, std::uint64_t &, bool &replied)
 	if (auto *x = std::get_if<set_vring_kick>(&m.body)) {
 		if (!vring_fd(x->p.u64, &vring::kick, "SET_VRING_KICK"))
 			return false;
-		ev_.queue_fds_changed(static_cast<unsigned>(x->p.u64 & vring_idx_mask));
+		const auto q = static_cast<unsigned>(x->p.u64 & vring_idx_mask);
+		vrings_[q].started = true;
+		publish_vq(q);
+		update_running();
+		ev_.queue_fds_changed(q);
 		return true;
 	}
 	if (auto *x = std::get_if<set_vring_call>(&m.body)) {
@@ -543,7 +547,7 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 bool frontend::on_get_vring_base(const vu::message &m, unsigned q, bool &deferred)
 {
 	vring &v = vrings_[q];
-	v.enabled = false;
+	v.started = false; // stopped until the next SET_VRING_KICK
 	publish_vq(q);
 	update_running(); // bumps the generation and notifies
 	if (!driver_bound()) {

@@ -64,12 +64,17 @@ struct vring {
 	bool addr_set = false;
 	std::uint64_t desc = 0, avail = 0, used = 0; // as written to vq_config
 	bool enabled = false; // as VM1 asked; QEMU may enable before NUM/ADDR
+	bool started = false; // SET_VRING_KICK seen since the last GET_VRING_BASE
 	unique_fd kick, call, err;
 	std::uint16_t notify = VPCI_NOTIFY_NONE;
 	std::uint64_t kicks_relayed = 0;
 
-	/** Enabled and fully described: what the driver sees as enabled. */
-	bool live() const { return enabled && num && addr_set; }
+	/**
+	 * Started, enabled and fully described: what the driver sees as
+	 * enabled.  GET_VRING_BASE stops a ring; only SET_VRING_KICK starts
+	 * it again (vhost-user spec), whatever SET_VRING_ENABLE says.
+	 */
+	bool live() const { return started && enabled && num && addr_set; }
 };
 
 struct iotlb_counters {

@@ -196,6 +196,9 @@ protected:
 		ASSERT_EQ(ack(), 0u);
 		send_p(vu::request::set_vring_addr, vu::vring_addr{q, 0, desc, used, avail, 0});
 		ASSERT_EQ(ack(), 0u);
+		// The ring starts on SET_VRING_KICK (here without an fd: polling).
+		send_u64(vu::request::set_vring_kick, q | vu::vring_nofd_mask, true, {});
+		ASSERT_EQ(ack(), 0u);
 	}
 	std::uint32_t bstatus() { return le_load(ctrl().backend.status); }
 
@@ -292,6 +295,13 @@ TEST_F(VhostUserTest, RingSetupIovaMode)
 	EXPECT_EQ(s.index, 1u);
 	EXPECT_EQ(s.num, 7u);
 	EXPECT_EQ(le_load(c.enabled), 0);
+	// Stopped: a later SET_VRING_ENABLE does not restart it; a kick does.
+	send_p(vu::request::set_vring_enable, vu::vring_state{1, 1});
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_EQ(le_load(c.enabled), 0) << "GET_VRING_BASE stopped the ring";
+	send_u64(vu::request::set_vring_kick, 1 | vu::vring_nofd_mask, true, {});
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_EQ(le_load(c.enabled), 1);
 }
 
 // QEMU 7.2 sends SET_VRING_ENABLE as soon as protocol features are set,
