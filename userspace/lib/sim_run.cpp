@@ -118,6 +118,11 @@ nlohmann::json run(const run_config &c)
 		vm.fill_rx();
 	for (unsigned q : {rxq, txq})
 		fe.enable_vring(q, true);
+	// DPDK keeps its IOTLB per virtqueue: what is pushed before the rings
+	// exist is lost, so push the static mappings now.
+	if (c.push && c.iommu)
+		for (const auto &r : vm.mmu.ranges())
+			fe.push_update(r);
 	if (vm.rx.kick_prepare())
 		eventfd_signal(kick[rxq].get());
 
@@ -199,7 +204,11 @@ nlohmann::json run(const run_config &c)
 		// Send.
 		const bool time_up = c.duration_s > 0 && elapsed >= c.duration_s;
 		bool added = false;
+		const std::uint64_t window = c.window ? c.window : vc.ring_size;
+		const bool stuck = now - last_activity > std::chrono::milliseconds(100);
 		while (sending && sent < c.count && !time_up) {
+			if (receiving && !stuck && sent - rx_frames_total >= window)
+				break;
 			if (ns_per_frame > 0 && static_cast<double>(sent) * ns_per_frame > elapsed * 1e9)
 				break;
 			const std::uint32_t sz = sizes.next();
@@ -250,7 +259,7 @@ nlohmann::json run(const run_config &c)
 				}
 				vm.rx.disable_cb();
 				vm.tx.disable_cb();
-			} else if (ns_per_frame > 0 || all_sent) {
+			} else if (ns_per_frame > 0 || all_sent || receiving) {
 				std::this_thread::sleep_for(std::chrono::microseconds(20));
 			}
 		}

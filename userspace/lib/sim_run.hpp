@@ -40,6 +40,14 @@ struct run_config {
 	/** Stop when nothing progressed for this long after the last frame was sent. */
 	int drain_ms = 1000;
 	std::uint64_t seed = 1;
+	/**
+	 * direction both: at most this many frames sent and not yet back
+	 * (0: the RX ring size).  A forwarder without retry (testpmd io)
+	 * drops what does not fit the RX ring; the window keeps the test
+	 * about the device, not about a race the test itself creates.  A
+	 * window stuck for 100 ms opens anyway (frames are lost).
+	 */
+	std::uint32_t window = 0;
 	/** Called about once a second with a progress line. */
 	std::function<void(const std::string &)> progress;
 };

@@ -59,6 +59,9 @@ int main(int argc, char **argv)
 	app.add_option("--reply-timeout-ms", c.reply_timeout_ms,
 		       "how long a request (e.g. an INVALIDATE) waits for its ack")
 		->capture_default_str();
+	app.add_option("--window", c.window,
+		       "direction both: frames in flight at most (0: RX ring size)")
+		->capture_default_str();
 	app.add_option("--seed", c.seed, "seed for mixed sizes")->capture_default_str();
 	app.add_option("--json", json_out, "write the JSON summary to this file ('-': stdout)");
 	app.add_flag("-q,--quiet", quiet, "no progress lines");
