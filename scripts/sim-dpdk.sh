@@ -13,9 +13,14 @@ set -u
 SIM=${1:?usage: sim-dpdk.sh VPCI_SIM [RUN...]}
 shift
 if [ $# -eq 0 ]; then
-	set -- "--iommu-policy identity -n 20000" \
-	       "--iommu-policy transient --iotlb-push -n 5000" \
-	       "--iommu-policy static-pool -n 20000 --size 60-1514 --mode interrupt"
+	# DPDK drops a packet on an IOTLB miss (docs/simulator.md), so the
+	# lossless checks push mappings; identity answers misses with whole
+	# ranges (one miss per ring).
+	set -- "--iommu-policy identity -n 50000" \
+	       "--iommu-policy identity -n 20000 --size 60-1514 --mode interrupt --no-event-idx" \
+	       "--iommu-policy static-pool --iotlb-push -n 20000 --size 60-1514" \
+	       "--iommu-policy transient --iotlb-push -n 3000" \
+	       "--iommu-policy transient --iotlb-push -n 3000 --mode interrupt --size 1514"
 fi
 TESTPMD=${TESTPMD:-dpdk-testpmd}
 if ! command -v "$TESTPMD" >/dev/null; then

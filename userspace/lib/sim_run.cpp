@@ -204,7 +204,7 @@ nlohmann::json run(const run_config &c)
 		// Send.
 		const bool time_up = c.duration_s > 0 && elapsed >= c.duration_s;
 		bool added = false;
-		const std::uint64_t window = c.window ? c.window : vc.ring_size;
+		const std::uint64_t window = c.window ? c.window : vc.ring_size - 1u;
 		const bool stuck = now - last_activity > std::chrono::milliseconds(100);
 		while (sending && sent < c.count && !time_up) {
 			if (receiving && !stuck && sent - rx_frames_total >= window)

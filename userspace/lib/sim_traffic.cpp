@@ -104,9 +104,9 @@ void rx_validator::on_frame(std::span<const std::uint8_t> frame, std::uint64_t n
 	if (fi.seq + 1 < high)
 		reordered++;
 	high = std::max(high, fi.seq + 1);
-	if (lat_ns.size() < (1u << 20) && now >= fi.tx_ns)
-		lat_ns.push_back(static_cast<std::uint32_t>(std::min<std::uint64_t>(now - fi.tx_ns,
-									      UINT32_MAX)));
+	if (lat_ns.size() < (1u << 20))
+		lat_ns.push_back(static_cast<std::uint32_t>(
+			std::min<std::uint64_t>(now >= fi.tx_ns ? now - fi.tx_ns : 0, UINT32_MAX)));
 }
 
 std::uint64_t rx_validator::lost(std::uint64_t sent) const

@@ -137,8 +137,9 @@ bool vm1::post_rx(std::uint16_t slot)
 unsigned vm1::fill_rx()
 {
 	unsigned n = 0;
-	// Slots not in flight: the ring is posted in slot order at start.
-	for (std::uint16_t s = 0; s < cfg_.ring_size && rx.free_count(); s++)
+	// At start, in slot order; one descriptor stays free so that an RX
+	// fault scenario can always be posted.
+	for (std::uint16_t s = 0; s + 1 < cfg_.ring_size && rx.free_count() > 1; s++)
 		n += post_rx(s);
 	return n;
 }

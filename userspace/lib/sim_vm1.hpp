@@ -93,7 +93,7 @@ public:
 
 	/** Post RX slot @p slot (maps it first when transient). */
 	bool post_rx(std::uint16_t slot);
-	/** Post every free RX slot. */
+	/** Post RX slots 0..num-2 (one descriptor stays free for RX faults). */
 	unsigned fill_rx();
 	/**
 	 * Build frame @p seq of @p size bytes in a free TX slot and add it.

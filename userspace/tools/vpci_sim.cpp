@@ -60,7 +60,7 @@ int main(int argc, char **argv)
 		       "how long a request (e.g. an INVALIDATE) waits for its ack")
 		->capture_default_str();
 	app.add_option("--window", c.window,
-		       "direction both: frames in flight at most (0: RX ring size)")
+		       "direction both: frames in flight at most (0: RX ring size - 1)")
 		->capture_default_str();
 	app.add_option("--seed", c.seed, "seed for mixed sizes")->capture_default_str();
 	app.add_option("--json", json_out, "write the JSON summary to this file ('-': stdout)");
