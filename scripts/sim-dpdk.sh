@@ -60,10 +60,12 @@ echo "1..$#"
 for run in "$@"; do
 	n=$((n + 1))
 	# shellcheck disable=SC2086
-	if timeout 30 taskset -c 0 "$SIM" -q -s "$SOCK" $run --json "$DIR/run$n.json" >"$DIR/run$n.txt" 2>&1; then
+	timeout 30 taskset -c 0 "$SIM" -q -s "$SOCK" $run --json "$DIR/run$n.json" >"$DIR/run$n.txt" 2>&1
+	r=$?
+	if [ $r -eq 0 ]; then
 		echo "ok $n $run"
 	else
-		echo "not ok $n $run"
+		echo "not ok $n $run (exit $r$([ $r -eq 124 ] && echo ', timed out'))"
 		rc=1
 	fi
 	sed 's/^/# /' "$DIR/run$n.txt"

@@ -187,7 +187,11 @@ nlohmann::json run(const run_config &c)
 		if (reposted && vm.rx.kick_prepare())
 			eventfd_signal(kick[rxq].get());
 		// Fault injection half way (or right away when receive-only).
-		if (!c.fault.empty() && !fault && (sent >= c.count / 2 || !sending)) {
+		// Sending pauses until the fault's ring has room for it.
+		const bool fault_due =
+			!c.fault.empty() && !fault && (sent >= c.count / 2 || !sending);
+		const fault_info *fdue = fault_due ? find_fault(c.fault) : nullptr;
+		if (fdue && (fdue->queue == rxq ? vm.rx.free_count() >= 1 : vm.tx.free_count() >= 2)) {
 			fault = vm.inject(c.fault);
 			fault_sent_at = sent;
 			fault_rx_at = val.unique;
@@ -206,7 +210,7 @@ nlohmann::json run(const run_config &c)
 		bool added = false;
 		const std::uint64_t window = c.window ? c.window : vc.ring_size - 1u;
 		const bool stuck = now - last_activity > std::chrono::milliseconds(100);
-		while (sending && sent < c.count && !time_up) {
+		while (sending && sent < c.count && !time_up && !(fault_due && !fault)) {
 			if (receiving && !stuck && sent - rx_frames_total >= window)
 				break;
 			if (ns_per_frame > 0 && static_cast<double>(sent) * ns_per_frame > elapsed * 1e9)
@@ -236,7 +240,9 @@ nlohmann::json run(const run_config &c)
 		const bool tx_clean = !sending || tx_done >= sent;
 		if (all_sent && all_back && tx_clean && sending && !fault)
 			break;
-		if (all_sent && now - last_activity > std::chrono::milliseconds(c.drain_ms))
+		// Nothing moved for drain_ms: done (all sent) or stalled (a
+		// device that stopped; the window or the TX ring is full).
+		if (now - last_activity > std::chrono::milliseconds(c.drain_ms))
 			break;
 		if (!sending && c.duration_s > 0 && time_up)
 			break;
@@ -266,18 +272,30 @@ nlohmann::json run(const run_config &c)
 	}
 	const double secs = std::chrono::duration<double>(clock::now() - t0).count();
 	const std::uint64_t lost = sending && receiving ? val.lost(sent) : 0;
-	bool ok = val.corrupt == 0 && val.duplicates == 0 && val.out_of_range == 0 &&
-		  vm.rx.counters().bad_used == 0 && vm.tx.counters().bad_used == 0;
+	// With a fault injected, what the device does is the observation;
+	// only a corrupted frame (bad magic, length or checksum) fails.
+	bool ok = val.corrupt == 0;
 	if (!fault)
-		ok = ok && lost == 0 && val.reordered == 0 && tx_done == sent;
+		ok = ok && val.duplicates == 0 && val.out_of_range == 0 &&
+		     vm.rx.counters().bad_used == 0 && vm.tx.counters().bad_used == 0 && lost == 0 &&
+		     val.reordered == 0 && tx_done == sent && (!sending || sent == c.count ||
+							       c.duration_s > 0);
+	if (!c.fault.empty() && !fault) {
+		ok = false;
+		fault_json = {{"name", c.fault}, {"outcome", "not-injected"}, {"sent_after", 0},
+			      {"received_after", 0}, {"duplicates", 0}, {"bad_used", 0}};
+	}
 	if (fault) {
 		fault_json = fault->to_json();
 		const std::uint64_t after_sent = sent - fault_sent_at;
 		const std::uint64_t after_rx = val.unique - fault_rx_at;
 		fault_json["sent_after"] = after_sent;
 		fault_json["received_after"] = after_rx;
+		fault_json["bad_used"] = vm.tx.counters().bad_used + vm.rx.counters().bad_used;
+		fault_json["duplicates"] = val.duplicates;
+		fault_json["foreign"] = val.out_of_range;
 		fault_json["outcome"] = !receiving || !sending ? (tx_done == sent ? "completed" : "stalled")
-					: after_rx == 0 && after_sent > 0 ? "stalled"
+					: after_rx == 0 || sent < c.count ? "stalled"
 					: lost == 0 ? "recovered"
 						    : "dropped";
 	}
