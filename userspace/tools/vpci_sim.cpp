@@ -26,8 +26,10 @@ int main(int argc, char **argv)
 	app.add_option("-s,--socket", c.socket, "vhost-user socket of the back-end (it listens)");
 	app.add_option("--mem-file", c.mem_file,
 		       "use this existing memory file (vpci-backend --mem-file); default: a memfd");
-	app.add_option("--ram-size", c.ram_size, "guest RAM bytes (with --mem-file: the backend's)")
-		->capture_default_str();
+	app.add_option("--ram-size", c.ram_size,
+		       "guest RAM: bytes or with K/M/G suffix (with --mem-file: the backend's --ram-size)")
+		->transform(CLI::AsSizeValue(false))
+		->default_str("16M");
 	app.add_option("--iommu-policy", policy, "identity | transient | static-pool")
 		->capture_default_str();
 	app.add_flag("--no-iommu", no_iommu, "do not negotiate ACCESS_PLATFORM (GPA mode)");
