@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 #include <type_traits>
 
 #include <poll.h>
@@ -360,6 +361,86 @@ void connection::send_request(std::uint32_t req, std::uint32_t flags, const void
 		std::memcpy(buf.data() + header_size, payload, len);
 	// The slave channel is non-blocking; QEMU reads it from its main loop.
 	send_raw(sock_.get(), buf.data(), buf.size(), {});
+}
+
+std::optional<std::uint64_t> raw_message::u64() const
+{
+	if (payload.size() < 8)
+		return std::nullopt;
+	std::uint64_t v;
+	std::memcpy(&v, payload.data(), 8);
+	return v;
+}
+
+void send_message(int sock, std::uint32_t req, std::uint32_t flags, const void *payload,
+		  std::size_t len, const std::vector<int> &fds)
+{
+	if (len > max_payload || fds.size() > max_fds)
+		throw std::invalid_argument(fmt::format("vhost-user {}: payload {} bytes, {} fds",
+							request_name(req), len, fds.size()));
+	std::vector<std::uint8_t> buf(header_size + len);
+	const std::uint32_t hdr[3] = {req, flags, static_cast<std::uint32_t>(len)};
+	std::memcpy(buf.data(), hdr, header_size);
+	if (len)
+		std::memcpy(buf.data() + header_size, payload, len);
+	send_raw(sock, buf.data(), buf.size(), fds);
+}
+
+std::optional<raw_message> recv_raw(int sock, int timeout_ms)
+{
+	pollfd pfd{sock, POLLIN, 0};
+	int r;
+	do
+		r = ::poll(&pfd, 1, timeout_ms);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		throw_errno("poll(vhost-user)");
+	if (r == 0)
+		return std::nullopt;
+
+	std::uint32_t hdr[3] = {};
+	iovec iov{hdr, sizeof(hdr)};
+	alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * max_fds)];
+	msghdr mh{};
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf;
+	mh.msg_controllen = sizeof(cbuf);
+	ssize_t n;
+	do
+		n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return std::nullopt;
+	if (n < 0)
+		throw_errno("recvmsg(vhost-user)");
+	raw_message m;
+	for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		std::size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (std::size_t i = 0; i < nfd; i++) {
+			int fd;
+			std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			m.fds.emplace_back(fd);
+		}
+	}
+	if (n == 0)
+		throw std::runtime_error("vhost-user: peer closed the connection");
+	if (static_cast<std::size_t>(n) < header_size &&
+	    !read_full(sock, reinterpret_cast<std::uint8_t *>(hdr) + n,
+		       header_size - static_cast<std::size_t>(n), 1000))
+		throw std::runtime_error("vhost-user: truncated header");
+	m.req = hdr[0];
+	m.flags = hdr[1];
+	if (hdr[2] > max_payload)
+		throw std::runtime_error(fmt::format("vhost-user: {} payload of {} bytes",
+						     request_name(m.req), hdr[2]));
+	m.payload.resize(hdr[2]);
+	if (hdr[2] && !read_full(sock, m.payload.data(), hdr[2], 1000))
+		throw std::runtime_error(fmt::format("vhost-user: truncated {} payload",
+						     request_name(m.req)));
+	return m;
 }
 
 } // namespace vpci::vu

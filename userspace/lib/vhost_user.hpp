@@ -247,4 +247,29 @@ private:
 /** Send raw bytes with optional fds (used by tests' fake front-end too). */
 void send_raw(int sock, const void *data, std::size_t len, const std::vector<int> &fds);
 
+/**
+ * A message as it came off the wire, not interpreted: what a front-end
+ * reads (replies on the main socket, requests on the back-end channel),
+ * where parse()'s request table does not apply.
+ */
+struct raw_message {
+	std::uint32_t req = 0, flags = 0;
+	std::vector<std::uint8_t> payload;
+	std::vector<unique_fd> fds;
+
+	/** The payload's first 8 bytes (a u64 reply); nullopt if shorter. */
+	std::optional<std::uint64_t> u64() const;
+};
+
+/** Header + payload in one sendmsg() with @p fds (at most max_fds). */
+void send_message(int sock, std::uint32_t req, std::uint32_t flags, const void *payload,
+		  std::size_t len, const std::vector<int> &fds = {});
+
+/**
+ * Wait up to @p timeout_ms for one message on @p sock and read all of it.
+ * nullopt on timeout; std::runtime_error on EOF or a framing problem,
+ * std::system_error if a syscall fails.
+ */
+std::optional<raw_message> recv_raw(int sock, int timeout_ms);
+
 } // namespace vpci::vu

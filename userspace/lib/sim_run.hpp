@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+/**
+ * @file sim_run.hpp
+ * One simulator run: connect as the vhost-user front-end, set up VM1
+ * (memory, IOMMU, one queue pair), drive traffic, optionally inject a fault
+ * half way, validate what comes back, and summarise.
+ */
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "sim_vm1.hpp"
+
+namespace vpci::sim {
+
+enum class direction { tx, rx, both };
+
+struct run_config {
+	std::string socket;
+	/** Existing memory file (vpci-backend's --mem-file); empty: a memfd. */
+	std::string mem_file;
+	std::uint64_t ram_size = 16ULL << 20;
+	bool iommu = true;
+	/** Send an UPDATE for every new mapping (QEMU never does). */
+	bool push = false;
+	vm1_config vm;
+	direction dir = direction::both;
+	std::uint64_t count = 10000;
+	double duration_s = 0; // 0: no limit
+	std::uint32_t size_min = 60, size_max = 60;
+	double rate_pps = 0; // 0: as fast as possible
+	bool interrupt = false;
+	std::string fault;
+	int connect_wait_ms = 5000;
+	int reply_timeout_ms = 2000;
+	/** Stop when nothing progressed for this long after the last frame was sent. */
+	int drain_ms = 1000;
+	std::uint64_t seed = 1;
+	/**
+	 * direction both: at most this many frames sent and not yet back
+	 * (0: the RX ring size).  A forwarder without retry (testpmd io)
+	 * drops what does not fit the RX ring; the window keeps the test
+	 * about the device, not about a race the test itself creates.  A
+	 * window stuck for 100 ms opens anyway (frames are lost).
+	 */
+	std::uint32_t window = 0;
+	/** Called about once a second with a progress line. */
+	std::function<void(const std::string &)> progress;
+};
+
+/**
+ * Run; returns the summary JSON ("ok" says whether validation passed).
+ * Throws on setup failures (connect, negotiation, refused messages).
+ */
+nlohmann::json run(const run_config &cfg);
+
+/** The human-readable summary of run()'s JSON. */
+std::string summary_text(const nlohmann::json &j);
+
+} // namespace vpci::sim

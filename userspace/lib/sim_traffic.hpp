@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+/**
+ * @file sim_traffic.hpp
+ * Test frames and their validation.  A frame is an Ethernet frame
+ * (ethertype 0x88b5, local experimental) carrying a magic, a sequence
+ * number, its own length, a send timestamp and an FNV-1a checksum of the
+ * rest; the receiver counts loss, reordering, duplicates and corruption and
+ * keeps latency samples.
+ */
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace vpci::sim {
+
+constexpr std::uint32_t frame_magic = 0x4d535056; // "VPSM"
+constexpr std::size_t frame_min = 60, frame_hdr = 40;
+constexpr std::size_t net_hdr_size = 12; // virtio_net_hdr_mrg_rxbuf (VERSION_1)
+
+/** Fill @p out (its whole size, >= frame_min) as frame @p seq sent at @p tx_ns. */
+void build_frame(std::span<std::uint8_t> out, std::uint64_t seq, std::uint64_t tx_ns);
+
+struct frame_info {
+	std::uint64_t seq, tx_ns;
+};
+/** Check a received frame; nullopt-equivalent (false) if not a valid test frame. */
+bool parse_frame(std::span<const std::uint8_t> in, frame_info &out);
+
+/** Frame sizes: fixed, or uniformly mixed in [min, max] (deterministic from a seed). */
+class size_picker {
+public:
+	size_picker(std::uint32_t min, std::uint32_t max, std::uint64_t seed)
+		: min_(min), max_(max), s_(seed | 1) {}
+	std::uint32_t next();
+
+private:
+	std::uint32_t min_, max_;
+	std::uint64_t s_;
+};
+
+class rx_validator {
+public:
+	explicit rx_validator(std::uint64_t expected) : seen_(expected) {}
+	/** Account one received frame (after the virtio-net header). */
+	void on_frame(std::span<const std::uint8_t> frame, std::uint64_t now_ns);
+	/** Frames expected but not (yet) received among the first @p sent. */
+	std::uint64_t lost(std::uint64_t sent) const;
+
+	std::uint64_t received = 0, unique = 0, duplicates = 0, reordered = 0, corrupt = 0,
+		      out_of_range = 0, bytes = 0;
+	/** Highest sequence number seen + 1 (0 if none). */
+	std::uint64_t high = 0;
+	/** Latency samples in ns (the first 1M frames). */
+	std::vector<std::uint32_t> lat_ns;
+
+	/** {"p50":..,"p99":..,"max":..} in microseconds. */
+	nlohmann::json latency_json();
+
+private:
+	std::vector<bool> seen_;
+};
+
+std::uint64_t now_ns();
+
+} // namespace vpci::sim

@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+#include "sim_vm1.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "sim_traffic.hpp"
+
+namespace vpci::sim {
+
+namespace {
+
+std::uint64_t page_up(std::uint64_t v) { return (v + page_size - 1) & ~(page_size - 1); }
+
+vring_layout make_layout(const vm1_config &c, unsigned q)
+{
+	const std::uint64_t base = ring_base_gpa + q * ring_stride;
+	const std::uint64_t off = c.policy == iova_policy::identity ? 0 : iova_offset;
+	vring_layout l;
+	l.num = c.ring_size;
+	l.desc_gpa = base;
+	l.avail_gpa = base + page_up(desc_bytes(c.ring_size));
+	l.used_gpa = l.avail_gpa + page_up(avail_bytes(c.ring_size));
+	l.desc_iova = off + l.desc_gpa;
+	l.avail_iova = off + l.avail_gpa;
+	l.used_iova = off + l.used_gpa;
+	return l;
+}
+
+std::uint64_t ring_span(std::uint16_t num)
+{
+	return page_up(desc_bytes(num)) + page_up(avail_bytes(num)) + page_up(used_bytes(num));
+}
+
+const fault_info fault_table[] = {
+	{"unmapped-iova", txq, "TX descriptor pointing at an IOVA that is not mapped"},
+	{"readonly-rx", rxq, "RX buffer mapped read-only (the device must write it)"},
+	{"straddle", txq, "TX buffer straddling a mapped and an unmapped page"},
+	{"wrap", txq, "TX buffer whose range wraps past 2^64"},
+	{"zero-len", txq, "TX descriptor of length 0"},
+	{"past-memory", txq, "TX descriptor longer than the guest memory"},
+	{"chain-loop", txq, "TX chain of two descriptors pointing at each other"},
+	{"chain-too-long", txq, "TX chain over every free descriptor, last one linking to the first"},
+	{"avail-jump", txq, "TX avail index moved by ring size + 1"},
+	{"head-out-of-range", txq, "TX avail entry naming head num + 5"},
+	{"unmap-in-flight", rxq, "RX buffer unmapped (invalidated) right after posting"},
+	{"ring-unmapped", txq, "TX ring pages unmapped, then a frame posted (remapped 300 ms later)"},
+	{"double-post", txq, "the same TX head put in the avail ring twice"},
+};
+
+} // namespace
+
+std::uint64_t min_ram_size(std::uint16_t n)
+{
+	if (ring_span(n) > ring_stride)
+		throw std::invalid_argument(fmt::format("ring size {} too large for the layout", n));
+	return page_up(buf_base_gpa + (2ULL * n + spare_pages) * page_size);
+}
+
+std::span<const fault_info> faults() { return fault_table; }
+
+const fault_info *find_fault(const std::string &name)
+{
+	for (const auto &f : fault_table)
+		if (name == f.name)
+			return &f;
+	return nullptr;
+}
+
+nlohmann::json fault_report::to_json() const
+{
+	return {{"name", name}, {"queue", queue == rxq ? "rx" : "tx"}, {"heads", heads},
+		{"detail", detail}};
+}
+
+vm1::vm1(const guest_mem &m, const vm1_config &cfg, iotlb_port &port)
+	: mem((m.size < min_ram_size(cfg.ring_size)
+		       ? throw std::invalid_argument(fmt::format(
+				 "guest memory of {:#x} bytes is smaller than the {:#x} the layout needs",
+				 m.size, min_ram_size(cfg.ring_size)))
+		       : m)),
+	  mmu(m.size), rx(m, make_layout(cfg, rxq), cfg.event_idx),
+	  tx(m, make_layout(cfg, txq), cfg.event_idx), cfg_(cfg), port_(port)
+{
+	for (std::uint16_t s = cfg.ring_size; s-- > 0;)
+		tx_free_.push_back(s);
+}
+
+void vm1::map(std::uint64_t gpa, std::uint64_t size, std::uint8_t perm)
+{
+	const iommu_range r{dev_addr(gpa), size, gpa, perm};
+	mmu.map(r.iova, gpa, size, perm);
+	maps++;
+	port_.mapped(r);
+}
+
+void vm1::unmap_iova(std::uint64_t iova, std::uint64_t size)
+{
+	auto gone = mmu.unmap(iova, size);
+	unmaps++;
+	if (!gone.empty())
+		port_.invalidate(gone);
+}
+
+void vm1::unmap(std::uint64_t gpa, std::uint64_t size) { unmap_iova(dev_addr(gpa), size); }
+
+void vm1::map_static()
+{
+	if (cfg_.policy == iova_policy::identity) {
+		map(0, mem.size & ~(page_size - 1), perm_rw);
+		return;
+	}
+	for (unsigned q : {rxq, txq})
+		map(ring_gpa(q), ring_span(cfg_.ring_size), perm_rw);
+	if (cfg_.policy == iova_policy::static_pool) {
+		map(slot_gpa(rxq, 0), cfg_.ring_size * page_size, cfg_.rx_perm);
+		map(slot_gpa(txq, 0), cfg_.ring_size * page_size, perm_ro);
+	}
+}
+
+bool vm1::post_rx(std::uint16_t slot)
+{
+	const std::uint64_t gpa = slot_gpa(rxq, slot);
+	if (cfg_.policy == iova_policy::transient)
+		map(gpa, page_size, cfg_.rx_perm);
+	vring_driver::seg s{dev_addr(gpa), static_cast<std::uint32_t>(page_size), true};
+	if (!rx.add(std::span(&s, 1), slot)) {
+		if (cfg_.policy == iova_policy::transient)
+			unmap(gpa, page_size);
+		return false;
+	}
+	return true;
+}
+
+unsigned vm1::fill_rx()
+{
+	unsigned n = 0;
+	// At start, in slot order; one descriptor stays free so that an RX
+	// fault scenario can always be posted.
+	for (std::uint16_t s = 0; s + 1 < cfg_.ring_size && rx.free_count() > 1; s++)
+		n += post_rx(s);
+	return n;
+}
+
+std::uint16_t vm1::take_tx_slot()
+{
+	std::uint16_t s = tx_free_.back();
+	tx_free_.pop_back();
+	return s;
+}
+
+bool vm1::send(std::uint64_t seq, std::uint32_t size, std::uint64_t tx_ns)
+{
+	if (tx_free_.empty() || !tx.free_count())
+		return false;
+	if (size + net_hdr_size > page_size)
+		throw std::invalid_argument(fmt::format("frame size {} exceeds a buffer slot", size));
+	const std::uint16_t slot = take_tx_slot();
+	const std::uint64_t gpa = slot_gpa(txq, slot);
+	std::uint8_t *p = mem.ptr(gpa, page_size);
+	std::memset(p, 0, net_hdr_size);
+	build_frame(std::span(p + net_hdr_size, size), seq, tx_ns);
+	if (cfg_.policy == iova_policy::transient)
+		map(gpa, page_size, perm_ro);
+	vring_driver::seg s{dev_addr(gpa), static_cast<std::uint32_t>(net_hdr_size + size), false};
+	if (!tx.add(std::span(&s, 1), slot))
+		throw std::logic_error("vm1::send: descriptor checked free but add failed");
+	return true;
+}
+
+void vm1::complete_tx(const vring_driver::completion &c)
+{
+	if (c.token & fault_token)
+		return;
+	const std::uint16_t slot = slot_of(c);
+	if (cfg_.policy == iova_policy::transient)
+		unmap(slot_gpa(txq, slot), page_size);
+	tx_free_.push_back(slot);
+}
+
+std::span<const std::uint8_t> vm1::complete_rx(const vring_driver::completion &c)
+{
+	if (c.token & fault_token)
+		return {};
+	const std::uint64_t gpa = slot_gpa(rxq, slot_of(c));
+	if (cfg_.policy == iova_policy::transient)
+		unmap(gpa, page_size);
+	return {mem.ptr(gpa, page_size), std::min<std::uint64_t>(c.len, page_size)};
+}
+
+fault_report vm1::inject(const std::string &name)
+{
+	const fault_info *fi = find_fault(name);
+	if (!fi)
+		throw std::invalid_argument(fmt::format("unknown fault '{}'", name));
+	fault_report r{name, fi->queue, {}, fi->what};
+	vring_driver &q = fi->queue == rxq ? rx : tx;
+	const std::uint16_t num = cfg_.ring_size;
+	auto one = [&](std::uint64_t addr, std::uint32_t len, bool write) {
+		vring_driver::seg s{addr, len, write};
+		auto h = q.add(std::span(&s, 1), fault_token);
+		if (!h)
+			throw std::invalid_argument(fmt::format("fault {}: ring {} is full", name,
+								fi->queue));
+		r.heads.push_back(*h);
+	};
+	// A valid frame in spare page 0, for descriptors that are only bad in
+	// their address or length.
+	auto frame_in_spare = [&]() {
+		std::uint8_t *p = mem.ptr(spare_gpa(0), page_size);
+		std::memset(p, 0, net_hdr_size);
+		build_frame(std::span(p + net_hdr_size, 64), ~0ULL >> 1, now_ns());
+	};
+	if (name == "unmapped-iova") {
+		one(unmapped_iova, 64 + net_hdr_size, false);
+	} else if (name == "readonly-rx") {
+		map(spare_gpa(1), page_size, perm_ro);
+		one(dev_addr(spare_gpa(1)), page_size, true);
+	} else if (name == "straddle") {
+		frame_in_spare();
+		// Spare pages 2 (mapped) and 3 (unmapped); the buffer spans both.
+		map(spare_gpa(2), page_size, perm_ro);
+		unmap(spare_gpa(3), page_size);
+		one(dev_addr(spare_gpa(3)) - 32, 128, false);
+	} else if (name == "wrap") {
+		one(~0ULL - 31, 128, false);
+	} else if (name == "zero-len") {
+		frame_in_spare();
+		if (cfg_.policy != iova_policy::identity)
+			map(spare_gpa(0), page_size, perm_ro);
+		one(dev_addr(spare_gpa(0)), 0, false);
+	} else if (name == "past-memory") {
+		frame_in_spare();
+		if (cfg_.policy != iova_policy::identity)
+			map(spare_gpa(0), page_size, perm_ro);
+		one(dev_addr(spare_gpa(0)), static_cast<std::uint32_t>(
+						    std::min<std::uint64_t>(mem.size + page_size, UINT32_MAX)),
+		    false);
+	} else if (name == "chain-loop" || name == "chain-too-long") {
+		frame_in_spare();
+		if (cfg_.policy != iova_policy::identity)
+			map(spare_gpa(0), page_size, perm_ro);
+		const std::uint16_t n = name == "chain-loop" ? 2 : q.free_count();
+		if (n < 2)
+			throw std::invalid_argument(fmt::format("fault {}: not enough free descriptors",
+								name));
+		auto chain = q.alloc_chain(n, fault_token);
+		if (!chain)
+			throw std::invalid_argument(fmt::format("fault {}: ring full", name));
+		for (std::uint16_t k = 0; k < n; k++)
+			q.write_desc((*chain)[k], vring_desc{dev_addr(spare_gpa(0)), 16, desc_f_next,
+							     (*chain)[(k + 1) % n]});
+		q.push_avail_raw((*chain)[0]);
+		r.heads.push_back((*chain)[0]);
+		r.detail += fmt::format(" ({} descriptors)", n);
+	} else if (name == "avail-jump") {
+		q.bump_avail_idx_raw(static_cast<std::uint16_t>(num + 1));
+	} else if (name == "head-out-of-range") {
+		q.push_avail_raw(static_cast<std::uint16_t>(num + 5));
+		r.heads.push_back(static_cast<std::uint16_t>(num + 5));
+	} else if (name == "unmap-in-flight") {
+		map(spare_gpa(4), page_size, cfg_.rx_perm);
+		one(dev_addr(spare_gpa(4)), page_size, true);
+		unmap(spare_gpa(4), page_size);
+	} else if (name == "ring-unmapped") {
+		const vring_layout &l = q.layout();
+		unmap_iova(l.desc_iova, ring_span(num));
+	} else if (name == "double-post") {
+		frame_in_spare();
+		if (cfg_.policy != iova_policy::identity)
+			map(spare_gpa(0), page_size, perm_ro);
+		one(dev_addr(spare_gpa(0)), 64 + net_hdr_size, false);
+		q.push_avail_raw(r.heads.back());
+	}
+	return r;
+}
+
+void vm1::repair(const fault_report &f)
+{
+	if (f.name == "ring-unmapped") {
+		const vring_layout &l = (f.queue == rxq ? rx : tx).layout();
+		mmu.map(l.desc_iova, l.desc_gpa, ring_span(cfg_.ring_size), perm_rw);
+		maps++;
+		// Like QEMU: nothing is pushed, the device misses again.
+	}
+}
+
+} // namespace vpci::sim

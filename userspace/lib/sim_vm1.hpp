@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+/**
+ * @file sim_vm1.hpp
+ * The simulated VM1: guest memory layout, emulated IOMMU, the virtio-net
+ * driver's two split virtqueues (queue 0 RX, queue 1 TX), its buffer slots
+ * and IOVA policy, and the fault scenarios that post hostile descriptors.
+ *
+ * It knows nothing about sockets: IOMMU changes that a device must hear
+ * about go to an iotlb_port (the vhost-user front-end, or a test's fake).
+ *
+ * Guest-physical layout (page = 4 KiB):
+ *   0x10000 + q * 0x20000   ring q: desc, avail, used (each page aligned)
+ *   0x100000                RX buffer slots, one page each (num of them)
+ *   then                    TX buffer slots, one page each (num of them)
+ *   then                    spare_pages pages for fault scenarios
+ * Device addresses: identity -> IOVA = GPA; otherwise IOVA = iova_offset + GPA.
+ */
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sim_iommu.hpp"
+#include "sim_vring.hpp"
+
+namespace vpci::sim {
+
+constexpr std::uint64_t ring_base_gpa = 0x10000, ring_stride = 0x20000;
+constexpr std::uint64_t buf_base_gpa = 0x100000;
+constexpr std::uint64_t iova_offset = 0x4000000000ULL; // 256 GiB
+constexpr std::uint64_t unmapped_iova = 0x7e0000000000ULL;
+constexpr unsigned spare_pages = 8;
+constexpr unsigned rxq = 0, txq = 1;
+/** Tokens of fault descriptors have this bit; the datapath ignores them. */
+constexpr std::uint64_t fault_token = 1ULL << 63;
+
+/** Where IOMMU changes go (the vhost-user front-end). */
+class iotlb_port {
+public:
+	virtual ~iotlb_port() = default;
+	/** Ranges unmapped: the device must forget them (waits for its ack). */
+	virtual void invalidate(const std::vector<iommu_range> &rs) = 0;
+	/** A range was mapped (a port may push it). */
+	virtual void mapped(const iommu_range &r) = 0;
+};
+
+struct vm1_config {
+	iova_policy policy = iova_policy::identity;
+	std::uint16_t ring_size = 256;
+	bool event_idx = true;
+	bool mrg_rxbuf = true;
+	/** Permission RX buffers are mapped with (Linux: DMA_FROM_DEVICE = WO). */
+	std::uint8_t rx_perm = perm_rw;
+};
+
+/** Smallest guest RAM the layout needs for @p ring_size. */
+std::uint64_t min_ram_size(std::uint16_t ring_size);
+
+struct fault_info {
+	const char *name;
+	unsigned queue;
+	const char *what;
+};
+/** The fault scenarios, in the order of the project's list. */
+std::span<const fault_info> faults();
+const fault_info *find_fault(const std::string &name);
+
+/** What an injection posted. */
+struct fault_report {
+	std::string name;
+	unsigned queue = 0;
+	std::vector<std::uint16_t> heads; // heads posted (may be out of range)
+	std::string detail;
+	nlohmann::json to_json() const;
+};
+
+class vm1 {
+public:
+	vm1(const guest_mem &mem, const vm1_config &cfg, iotlb_port &port);
+
+	/** Map what the policy maps up front (rings; identity: all RAM; pool: all buffers). */
+	void map_static();
+	std::uint64_t dev_addr(std::uint64_t gpa) const
+	{
+		return cfg_.policy == iova_policy::identity ? gpa : iova_offset + gpa;
+	}
+	const vring_layout &layout(unsigned q) const { return q == rxq ? rx.layout() : tx.layout(); }
+
+	/** Post RX slot @p slot (maps it first when transient). */
+	bool post_rx(std::uint16_t slot);
+	/** Post RX slots 0..num-2 (one descriptor stays free for RX faults). */
+	unsigned fill_rx();
+	/**
+	 * Build frame @p seq of @p size bytes in a free TX slot and add it.
+	 * false if no slot or descriptor is free.
+	 */
+	bool send(std::uint64_t seq, std::uint32_t size, std::uint64_t tx_ns);
+	/** A TX completion: free (and unmap when transient) its slot. */
+	void complete_tx(const vring_driver::completion &c);
+	/**
+	 * An RX completion: the bytes the device wrote (virtio-net header
+	 * included), valid until the slot is posted again; unmaps when
+	 * transient.  Empty span for fault tokens.  The slot is *not*
+	 * reposted: call post_rx(slot_of(c)).
+	 */
+	std::span<const std::uint8_t> complete_rx(const vring_driver::completion &c);
+	static std::uint16_t slot_of(const vring_driver::completion &c)
+	{
+		return static_cast<std::uint16_t>(c.token);
+	}
+
+	/** Post fault @p name (see faults()); std::invalid_argument if unknown or impossible now. */
+	fault_report inject(const std::string &name);
+	/** Undo what a fault changed in the IOMMU (ring-unmapped: map the rings again). */
+	void repair(const fault_report &f);
+
+	std::uint64_t slot_gpa(unsigned q, std::uint16_t slot) const
+	{
+		return buf_base_gpa + (q == rxq ? 0 : cfg_.ring_size) * page_size + slot * page_size;
+	}
+	std::uint64_t spare_gpa(unsigned i) const
+	{
+		return buf_base_gpa + 2ULL * cfg_.ring_size * page_size + i * page_size;
+	}
+	std::uint64_t ring_gpa(unsigned q) const { return ring_base_gpa + q * ring_stride; }
+
+	guest_mem mem;
+	iommu mmu;
+	vring_driver rx, tx;
+	std::uint64_t unmaps = 0, maps = 0;
+
+private:
+	void map(std::uint64_t gpa, std::uint64_t size, std::uint8_t perm);
+	void unmap(std::uint64_t gpa, std::uint64_t size);
+	void unmap_iova(std::uint64_t iova, std::uint64_t size);
+	vring_layout ring_layout(unsigned q) const;
+	std::uint16_t take_tx_slot();
+
+	vm1_config cfg_;
+	iotlb_port &port_;
+	std::vector<std::uint16_t> tx_free_;
+};
+
+} // namespace vpci::sim

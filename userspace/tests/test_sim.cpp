@@ -1,0 +1,678 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+// The peer simulator's ring, IOMMU, traffic and fault logic, checked by a
+// fake device that is the test's own code reading the same memory through
+// the emulated IOMMU; and the front-end against the in-process backend.
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "abi.hpp"
+#include "backend.hpp"
+#include "sim_frontend.hpp"
+#include "sim_iommu.hpp"
+#include "sim_traffic.hpp"
+#include "sim_vm1.hpp"
+#include "sim_vring.hpp"
+#include "test_util.hpp"
+
+using namespace vpci;
+using namespace vpci::sim;
+
+namespace {
+
+constexpr std::uint64_t P = page_size;
+
+// ---------------------------------------------------------------- IOMMU
+
+TEST(SimIommu, MapTranslatePermissions)
+{
+	iommu m(64 * P);
+	m.map(0x100000, 2 * P, 2 * P, perm_rw);
+	m.map(0x200000, 4 * P, P, perm_ro);
+	m.map(0x300000, 5 * P, P, perm_wo);
+	EXPECT_EQ(m.translate(0x100010, 16, perm_rw), 2 * P + 0x10);
+	EXPECT_EQ(m.translate(0x100ff0, 0x20, perm_ro), 2 * P + 0xff0) << "two contiguous pages";
+	EXPECT_EQ(m.translate(0x200000, 64, perm_ro), 4 * P);
+	EXPECT_FALSE(m.translate(0x200000, 64, perm_wo)) << "write to a read-only page";
+	EXPECT_FALSE(m.translate(0x300000, 64, perm_ro)) << "read of a write-only page";
+	EXPECT_EQ(m.translate(0x300000, 64, perm_wo), 5 * P);
+	EXPECT_FALSE(m.translate(0x101ff0, 0x20, perm_ro)) << "straddles into unmapped";
+	EXPECT_FALSE(m.translate(0x100000, 0, perm_ro)) << "length 0";
+	EXPECT_FALSE(m.translate(~0ULL - 15, 32, perm_ro)) << "wraps 2^64";
+	EXPECT_EQ(m.pages(), 4u);
+}
+
+TEST(SimIommu, NonContiguousGpaIsNotOneBuffer)
+{
+	iommu m(64 * P);
+	m.map(0x10000, 3 * P, P, perm_rw);
+	m.map(0x11000, 9 * P, P, perm_rw);
+	EXPECT_EQ(m.translate(0x10ff0, 0x10, perm_rw), 3 * P + 0xff0);
+	EXPECT_FALSE(m.translate(0x10ff0, 0x20, perm_rw));
+}
+
+TEST(SimIommu, UnmapRemapLookup)
+{
+	iommu m(64 * P);
+	m.map(0x10000, 0, 4 * P, perm_rw);
+	auto gone = m.unmap(0x11000, 2 * P);
+	ASSERT_EQ(gone.size(), 1u);
+	EXPECT_EQ(gone[0], (iommu_range{0x11000, 2 * P, P, perm_rw}));
+	EXPECT_TRUE(m.unmap(0x11000, P).empty()) << "nothing left there";
+	EXPECT_FALSE(m.lookup(0x11abc));
+	EXPECT_EQ(m.lookup(0x13abc), (iommu_range{0x13000, P, 3 * P, perm_rw}));
+	m.map(0x13000, 3 * P, P, perm_ro); // remap: permission change
+	EXPECT_EQ(m.lookup(0x13000)->perm, perm_ro);
+	m.map(0x11000, P, 2 * P, perm_rw);
+	EXPECT_EQ(m.lookup(0x11000, true), (iommu_range{0x10000, 3 * P, 0, perm_rw}))
+		<< "extended to the contiguous same-permission range";
+	EXPECT_EQ(m.ranges().size(), 2u);
+}
+
+TEST(SimIommu, RejectsBadArguments)
+{
+	iommu m(16 * P);
+	EXPECT_THROW(m.map(0x10001, 0, P, perm_rw), std::invalid_argument);
+	EXPECT_THROW(m.map(0x10000, 0, 0, perm_rw), std::invalid_argument);
+	EXPECT_THROW(m.map(0x10000, 16 * P, P, perm_rw), std::invalid_argument) << "past memory";
+	EXPECT_THROW(m.map(~0ULL - P + 1, 0, 2 * P, perm_rw), std::invalid_argument) << "wraps";
+	EXPECT_THROW(m.map(0x10000, 0, P, perm_none), std::invalid_argument);
+	EXPECT_THROW(m.unmap(0x10000, 0), std::invalid_argument);
+	EXPECT_EQ(parse_policy("static-pool"), iova_policy::static_pool);
+	EXPECT_FALSE(parse_policy("strict"));
+}
+
+// ---------------------------------------------------------------- fake device
+
+/** Anonymous guest memory. */
+struct test_mem {
+	explicit test_mem(std::uint64_t size)
+	{
+		void *p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				 -1, 0);
+		if (p == MAP_FAILED)
+			throw_errno("mmap(test memory)");
+		gm = {static_cast<std::uint8_t *>(p), size};
+	}
+	~test_mem() { ::munmap(gm.base, gm.size); }
+	guest_mem gm;
+};
+
+/** Device side of one split ring, through the IOMMU, as a hostile-input checker. */
+struct fake_device {
+	const guest_mem &mem;
+	const iommu &mmu;
+	vring_layout l;
+	bool event_idx;
+	std::uint16_t last_avail = 0, used_idx = 0;
+
+	template <typename T> T *ring(std::uint64_t iova, std::uint8_t perm) const
+	{
+		auto g = mmu.translate(iova, sizeof(T), perm);
+		return g ? reinterpret_cast<T *>(mem.base + *g) : nullptr;
+	}
+	std::uint16_t avail_idx() const
+	{
+		return std::atomic_ref(*ring<std::uint16_t>(l.avail_iova + 2, perm_ro))
+			.load(std::memory_order_acquire);
+	}
+	/**
+	 * Pop one chain.  Returns "" and the descriptors, or the name of the
+	 * first problem found (what a careful device must detect).
+	 */
+	std::string pop(std::vector<vring_desc> &out, std::uint16_t *head_out = nullptr)
+	{
+		out.clear();
+		if (!mmu.translate(l.desc_iova, desc_bytes(l.num), perm_ro) ||
+		    !mmu.translate(l.avail_iova, avail_bytes(l.num), perm_ro))
+			return "ring-unmapped";
+		const std::uint16_t idx = avail_idx();
+		if (static_cast<std::uint16_t>(idx - last_avail) > l.num)
+			return "avail-jump";
+		if (idx == last_avail)
+			return "empty";
+		const std::uint16_t head =
+			*ring<std::uint16_t>(l.avail_iova + 4 + 2 * (last_avail % l.num), perm_ro);
+		last_avail++;
+		if (head_out)
+			*head_out = head;
+		if (head >= l.num)
+			return "head-out-of-range";
+		auto *d = ring<vring_desc>(l.desc_iova, perm_ro);
+		std::uint16_t i = head;
+		for (unsigned n = 0;; n++) {
+			if (n >= l.num)
+				return "chain-too-long"; // a loop is caught here too
+			vring_desc x = d[i];
+			out.push_back(x);
+			if (!(x.flags & desc_f_next))
+				break;
+			if (x.next >= l.num)
+				return "next-out-of-range";
+			i = x.next;
+		}
+		for (const auto &x : out) {
+			const std::uint8_t need = (x.flags & desc_f_write) ? perm_wo : perm_ro;
+			if (x.len == 0)
+				return "zero-len";
+			if (x.addr + x.len - 1 < x.addr)
+				return "wrap";
+			if (x.len > mem.size)
+				return "past-memory";
+			if (!mmu.translate(x.addr, x.len, need)) {
+				if (mmu.translate(x.addr, x.len, perm_none) ||
+				    mmu.lookup(x.addr).has_value())
+					return (x.flags & desc_f_write) && mmu.translate(x.addr, 1, perm_ro)
+						       ? "readonly"
+						       : "straddle";
+				return "unmapped";
+			}
+		}
+		return "";
+	}
+	std::uint8_t *buf(const vring_desc &x, std::uint8_t perm) const
+	{
+		return mem.base + *mmu.translate(x.addr, x.len, perm);
+	}
+	void push_used(std::uint32_t id, std::uint32_t len)
+	{
+		auto *u = ring<std::uint8_t>(l.used_iova, perm_wo);
+		std::uint32_t e[2] = {id, len};
+		std::memcpy(u + 4 + 8 * (used_idx % l.num), e, 8);
+		used_idx++;
+		std::atomic_ref(*reinterpret_cast<std::uint16_t *>(u + 2))
+			.store(used_idx, std::memory_order_release);
+	}
+	void set_avail_event(std::uint16_t v)
+	{
+		*ring<std::uint16_t>(l.used_iova + 4 + 8ULL * l.num, perm_wo) = v;
+	}
+	std::uint16_t used_event() const
+	{
+		return *ring<std::uint16_t>(l.avail_iova + 4 + 2ULL * l.num, perm_ro);
+	}
+};
+
+vring_layout identity_layout(std::uint16_t num)
+{
+	vring_layout l;
+	l.num = num;
+	l.desc_gpa = l.desc_iova = 0x10000;
+	l.avail_gpa = l.avail_iova = 0x20000;
+	l.used_gpa = l.used_iova = 0x30000;
+	return l;
+}
+
+// ---------------------------------------------------------------- vring
+
+TEST(SimVring, AddPopCompleteRoundTrip)
+{
+	test_mem tm(1 << 20);
+	iommu mmu(tm.gm.size);
+	mmu.map(0, 0, tm.gm.size, perm_rw);
+	vring_driver vr(tm.gm, identity_layout(8), true);
+	fake_device dev{tm.gm, mmu, identity_layout(8), true};
+	vring_driver::seg two[2] = {{0x40000, 12, false}, {0x41000, 100, true}};
+	auto h = vr.add(two, 77);
+	ASSERT_TRUE(h);
+	EXPECT_EQ(vr.free_count(), 6);
+	std::vector<vring_desc> d;
+	EXPECT_EQ(dev.pop(d), "empty") << "not visible before kick_prepare";
+	dev.last_avail = 0;
+	EXPECT_TRUE(vr.kick_prepare()) << "avail_event 0, first post";
+	ASSERT_EQ(dev.pop(d), "");
+	ASSERT_EQ(d.size(), 2u);
+	EXPECT_EQ(d[0].addr, 0x40000u);
+	EXPECT_EQ(d[0].flags, desc_f_next);
+	EXPECT_EQ(d[1].flags, desc_f_write);
+	EXPECT_FALSE(vr.get_used());
+	dev.push_used(*h, 100);
+	auto c = vr.get_used();
+	ASSERT_TRUE(c);
+	EXPECT_EQ(c->token, 77u);
+	EXPECT_EQ(c->len, 100u);
+	EXPECT_EQ(vr.free_count(), 8);
+	// Fill the ring completely, then one more fails.
+	for (int i = 0; i < 8; i++) {
+		vring_driver::seg s{0x40000, 64, false};
+		ASSERT_TRUE(vr.add(std::span(&s, 1), i));
+	}
+	vring_driver::seg s{0x40000, 64, false};
+	EXPECT_FALSE(vr.add(std::span(&s, 1), 9));
+}
+
+TEST(SimVring, EventIdxSuppressesKicksAndCalls)
+{
+	test_mem tm(1 << 20);
+	iommu mmu(tm.gm.size);
+	mmu.map(0, 0, tm.gm.size, perm_rw);
+	vring_driver vr(tm.gm, identity_layout(16), true);
+	fake_device dev{tm.gm, mmu, identity_layout(16), true};
+	vring_driver::seg s{0x40000, 64, false};
+	vr.add(std::span(&s, 1), 0);
+	EXPECT_TRUE(vr.kick_prepare());
+	dev.set_avail_event(5); // device: wake me when avail passes 5
+	for (int i = 0; i < 3; i++)
+		vr.add(std::span(&s, 1), 0);
+	EXPECT_FALSE(vr.kick_prepare()) << "idx 4 has not passed 5";
+	vr.add(std::span(&s, 1), 0);
+	vr.add(std::span(&s, 1), 0);
+	EXPECT_TRUE(vr.kick_prepare()) << "idx 6 passed 5";
+	EXPECT_FALSE(vr.kick_prepare()) << "nothing new";
+	EXPECT_EQ(vr.counters().kicks, 2u);
+	// Call side: enable_cb publishes used_event = last_used.
+	EXPECT_TRUE(vr.enable_cb());
+	EXPECT_EQ(dev.used_event(), 0);
+	dev.push_used(0, 1);
+	EXPECT_FALSE(vr.enable_cb()) << "a used entry is already there";
+	ASSERT_TRUE(vr.get_used());
+	EXPECT_EQ(dev.used_event(), 1) << "get_used with callbacks on moves used_event";
+	EXPECT_TRUE(need_event(dev.used_event(), 2, 1));
+}
+
+TEST(SimVring, FlagsWithoutEventIdx)
+{
+	test_mem tm(1 << 20);
+	vring_driver vr(tm.gm, identity_layout(4), false);
+	auto *used_flags = reinterpret_cast<std::uint16_t *>(tm.gm.base + 0x30000);
+	auto *avail_flags = reinterpret_cast<std::uint16_t *>(tm.gm.base + 0x20000);
+	vring_driver::seg s{0x40000, 64, false};
+	vr.add(std::span(&s, 1), 0);
+	*used_flags = used_f_no_notify;
+	EXPECT_FALSE(vr.kick_prepare());
+	vr.add(std::span(&s, 1), 0);
+	*used_flags = 0;
+	EXPECT_TRUE(vr.kick_prepare());
+	vr.disable_cb();
+	EXPECT_EQ(*avail_flags, avail_f_no_interrupt);
+	EXPECT_TRUE(vr.enable_cb());
+	EXPECT_EQ(*avail_flags, 0);
+}
+
+TEST(SimVring, HostileUsedEntriesAreCountedNotTrusted)
+{
+	test_mem tm(1 << 20);
+	iommu mmu(tm.gm.size);
+	mmu.map(0, 0, tm.gm.size, perm_rw);
+	vring_driver vr(tm.gm, identity_layout(8), true);
+	fake_device dev{tm.gm, mmu, identity_layout(8), true};
+	vring_driver::seg s{0x40000, 64, false};
+	auto h = vr.add(std::span(&s, 1), 5);
+	vr.kick_prepare();
+	dev.push_used(99, 0);  // out of range
+	dev.push_used(*h + 1, 0); // not in flight
+	dev.push_used(*h, 64);
+	dev.push_used(*h, 64); // completed twice
+	auto c = vr.get_used();
+	ASSERT_TRUE(c);
+	EXPECT_EQ(c->token, 5u);
+	EXPECT_FALSE(vr.get_used());
+	EXPECT_EQ(vr.counters().bad_used, 3u);
+	EXPECT_EQ(vr.free_count(), 8);
+}
+
+// ---------------------------------------------------------------- traffic
+
+TEST(SimTraffic, FrameRoundTripAndCorruption)
+{
+	std::vector<std::uint8_t> f(300);
+	build_frame(f, 42, 1234);
+	frame_info fi{};
+	ASSERT_TRUE(parse_frame(f, fi));
+	EXPECT_EQ(fi.seq, 42u);
+	EXPECT_EQ(fi.tx_ns, 1234u);
+	for (std::size_t i : {14ul, 20ul, 27ul, 40ul, 299ul}) {
+		auto g = f;
+		g[i] ^= 1;
+		EXPECT_FALSE(parse_frame(g, fi)) << "flip at " << i;
+	}
+	EXPECT_FALSE(parse_frame(std::span(f).first(299), fi)) << "truncated";
+	EXPECT_THROW(build_frame(std::span(f).first(59), 0, 0), std::invalid_argument);
+}
+
+TEST(SimTraffic, ValidatorCountsLossReorderDuplicates)
+{
+	rx_validator v(10);
+	auto frame = [](std::uint64_t seq) {
+		std::vector<std::uint8_t> f(60);
+		build_frame(f, seq, now_ns());
+		return f;
+	};
+	for (std::uint64_t s : {0, 1, 3, 2, 3, 5})
+		v.on_frame(frame(s), now_ns());
+	std::vector<std::uint8_t> junk(60, 0xab);
+	v.on_frame(junk, now_ns());
+	v.on_frame(frame(12), now_ns());
+	EXPECT_EQ(v.received, 8u);
+	EXPECT_EQ(v.unique, 5u);
+	EXPECT_EQ(v.duplicates, 1u);
+	EXPECT_EQ(v.reordered, 1u);
+	EXPECT_EQ(v.corrupt, 1u);
+	EXPECT_EQ(v.out_of_range, 1u);
+	EXPECT_EQ(v.lost(6), 1u) << "4 missing among 0..5";
+	EXPECT_FALSE(v.latency_json().is_null());
+	size_picker mixed(60, 1514, 7);
+	for (int i = 0; i < 1000; i++) {
+		auto n = mixed.next();
+		ASSERT_GE(n, 60u);
+		ASSERT_LE(n, 1514u);
+	}
+}
+
+// ---------------------------------------------------------------- VM1 + faults
+
+struct recording_port : iotlb_port {
+	void invalidate(const std::vector<iommu_range> &rs) override
+	{
+		inval.insert(inval.end(), rs.begin(), rs.end());
+	}
+	void mapped(const iommu_range &r) override { maps.push_back(r); }
+	std::vector<iommu_range> inval, maps;
+};
+
+struct vm1_fixture {
+	explicit vm1_fixture(iova_policy p, std::uint16_t num = 16)
+		: tm(min_ram_size(num)), vm(tm.gm, cfg(p, num), port),
+		  rxdev{tm.gm, vm.mmu, vm.layout(rxq), true}, txdev{tm.gm, vm.mmu, vm.layout(txq), true}
+	{
+		vm.map_static();
+	}
+	static vm1_config cfg(iova_policy p, std::uint16_t num)
+	{
+		vm1_config c;
+		c.policy = p;
+		c.ring_size = num;
+		return c;
+	}
+	test_mem tm;
+	recording_port port;
+	vm1 vm;
+	fake_device rxdev, txdev;
+};
+
+TEST(SimVm1, TransientMapsBeforePostAndInvalidatesAfterUse)
+{
+	vm1_fixture f(iova_policy::transient);
+	EXPECT_EQ(f.vm.mmu.ranges().size(), 2u) << "only the two rings";
+	ASSERT_TRUE(f.vm.send(0, 100, now_ns()));
+	f.vm.tx.kick_prepare();
+	std::vector<vring_desc> d;
+	std::uint16_t head;
+	ASSERT_EQ(f.txdev.pop(d, &head), "");
+	EXPECT_GE(d[0].addr, iova_offset) << "device sees IOVAs, not GPAs";
+	EXPECT_EQ(f.port.maps.back().perm, perm_ro);
+	frame_info fi;
+	EXPECT_TRUE(parse_frame({f.txdev.buf(d[0], perm_ro) + net_hdr_size, 100}, fi));
+	EXPECT_FALSE(f.vm.mmu.translate(d[0].addr, d[0].len, perm_wo)) << "TX buffers are RO";
+	f.txdev.push_used(head, 0);
+	f.vm.complete_tx(*f.vm.tx.get_used());
+	ASSERT_EQ(f.port.inval.size(), 1u);
+	EXPECT_EQ(f.port.inval[0].iova, d[0].addr & ~(P - 1));
+	EXPECT_FALSE(f.vm.mmu.translate(d[0].addr, 1, perm_ro)) << "unmapped after use";
+
+	// RX: the device writes a frame with num_buffers 1; the VM reads it back.
+	ASSERT_EQ(f.vm.fill_rx(), 15u) << "one descriptor kept for fault scenarios";
+	f.vm.rx.kick_prepare();
+	ASSERT_EQ(f.rxdev.pop(d, &head), "");
+	std::uint8_t *b = f.rxdev.buf(d[0], perm_wo);
+	std::memset(b, 0, net_hdr_size);
+	b[10] = 1;
+	build_frame({b + net_hdr_size, 60}, 3, now_ns());
+	f.rxdev.push_used(head, 72);
+	auto c = f.vm.rx.get_used();
+	ASSERT_TRUE(c);
+	auto data = f.vm.complete_rx(*c);
+	ASSERT_EQ(data.size(), 72u);
+	EXPECT_TRUE(parse_frame(data.subspan(net_hdr_size), fi));
+	EXPECT_EQ(fi.seq, 3u);
+}
+
+TEST(SimVm1, IdentityAndStaticPoolMappings)
+{
+	vm1_fixture id(iova_policy::identity);
+	EXPECT_EQ(id.vm.mmu.pages(), id.tm.gm.size / P);
+	EXPECT_EQ(id.vm.layout(txq).desc_iova, id.vm.layout(txq).desc_gpa);
+	vm1_fixture pool(iova_policy::static_pool);
+	ASSERT_TRUE(pool.vm.send(0, 60, 0));
+	pool.vm.tx.kick_prepare();
+	std::vector<vring_desc> d;
+	EXPECT_EQ(pool.txdev.pop(d), "");
+	EXPECT_EQ(pool.port.inval.size(), 0u);
+	EXPECT_EQ(pool.vm.mmu.ranges().size(), 4u) << "two rings, two pools";
+}
+
+/** Expected device-side verdict for each fault (data-driven). */
+const std::map<std::string, std::string> verdicts = {
+	{"unmapped-iova", "unmapped"},	 {"readonly-rx", "readonly"},
+	{"straddle", "straddle"},	 {"wrap", "wrap"},
+	{"zero-len", "zero-len"},	 {"past-memory", "past-memory"},
+	{"chain-loop", "chain-too-long"}, {"chain-too-long", "chain-too-long"},
+	{"avail-jump", "avail-jump"},	 {"head-out-of-range", "head-out-of-range"},
+	{"unmap-in-flight", "unmapped"}, {"ring-unmapped", "ring-unmapped"},
+	{"double-post", "double-post"},
+};
+
+class SimFault : public ::testing::TestWithParam<std::tuple<std::string, iova_policy>> {};
+
+TEST_P(SimFault, DeviceSeesTheHostileDescriptor)
+{
+	const auto &[name, policy] = GetParam();
+	vm1_fixture f(policy);
+	// Warm-up: one good frame each way, consumed and completed.
+	ASSERT_TRUE(f.vm.send(0, 60, 0));
+	f.vm.tx.kick_prepare();
+	std::vector<vring_desc> d;
+	std::uint16_t head = 0;
+	ASSERT_EQ(f.txdev.pop(d, &head), "");
+	f.txdev.push_used(head, 0);
+	f.vm.complete_tx(*f.vm.tx.get_used());
+	f.vm.fill_rx();
+	f.vm.rx.kick_prepare();
+	for (int i = 0; i < 15; i++)
+		ASSERT_EQ(f.rxdev.pop(d), "");
+	ASSERT_EQ(f.rxdev.pop(d), "empty") << "one RX descriptor kept free";
+	const std::size_t inval_before = f.port.inval.size();
+
+	auto rep = f.vm.inject(name);
+	fake_device &dev = rep.queue == rxq ? f.rxdev : f.txdev;
+	(rep.queue == rxq ? f.vm.rx : f.vm.tx).kick_prepare();
+	std::string verdict = dev.pop(d, &head);
+	if (name == "double-post") {
+		ASSERT_EQ(verdict, "");
+		std::uint16_t again;
+		ASSERT_EQ(dev.pop(d, &again), "");
+		verdict = again == head ? "double-post" : "distinct";
+	}
+	EXPECT_EQ(verdict, verdicts.at(name)) << rep.detail;
+	if (name == "unmap-in-flight" || name == "ring-unmapped") {
+		EXPECT_GT(f.port.inval.size(), inval_before) << "the device was told";
+	}
+	if (name == "ring-unmapped") {
+		f.vm.repair(rep);
+		EXPECT_EQ(dev.pop(d), "empty") << "ring readable again";
+	}
+	EXPECT_FALSE(rep.to_json().is_null());
+}
+
+std::vector<std::string> fault_names()
+{
+	std::vector<std::string> v;
+	for (const auto &fi : faults())
+		v.push_back(fi.name);
+	return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+	All, SimFault,
+	::testing::Combine(::testing::ValuesIn(fault_names()),
+			   ::testing::Values(iova_policy::identity, iova_policy::static_pool,
+					     iova_policy::transient)),
+	[](const auto &pi) {
+		std::string n = std::get<0>(pi.param) + "_" + policy_name(std::get<1>(pi.param));
+		for (auto &ch : n)
+			if (ch == '-')
+				ch = '_';
+		return n;
+	});
+
+TEST(SimFaults, TableIsCompleteAndUnknownRejected)
+{
+	EXPECT_EQ(faults().size(), verdicts.size());
+	for (const auto &fi : faults())
+		EXPECT_TRUE(verdicts.count(fi.name)) << fi.name;
+	vm1_fixture f(iova_policy::identity);
+	EXPECT_THROW(f.vm.inject("no-such-fault"), std::invalid_argument);
+}
+
+// ---------------------------------------------------------------- front-end vs backend
+
+class SimFrontendBackend : public ::testing::Test {
+protected:
+	static backend_config config(const test::temp_dir &d)
+	{
+		backend_config c;
+		c.ivshmem_socket = d.path("ivs.sock");
+		c.mem_file = d.path("mem");
+		c.ram_size = 4 << 20;
+		c.vhost_user_socket = d.path("vu.sock");
+		c.inval_timeout_ms = 500;
+		return c;
+	}
+	void SetUp() override
+	{
+		loop_ = std::thread([this] {
+			while (!stop_.load())
+				be_.run_once(2);
+		});
+	}
+	void TearDown() override
+	{
+		stop_ = true;
+		loop_.join();
+	}
+	void stop_loop()
+	{
+		stop_ = true;
+		loop_.join();
+		loop_ = std::thread([] {});
+	}
+	vpci_ctrl &ctrl() { return be_.control().raw(); }
+
+	test::temp_dir dir_;
+	backend be_{config(dir_)};
+	std::atomic<bool> stop_{false};
+	std::thread loop_;
+};
+
+TEST_F(SimFrontendBackend, NegotiatesSetsUpRingsAndServesMisses)
+{
+	const std::uint64_t ram = 4 << 20;
+	unique_fd memfd(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_TRUE(memfd);
+	mmap_area area = mmap_area::map_shared(memfd.get(), ram, 0, true);
+	guest_mem gm{static_cast<std::uint8_t *>(area.data()), ram};
+	recording_port port;
+	vm1_config vc;
+	vc.policy = iova_policy::static_pool;
+	vc.ring_size = 64;
+	vm1 vm(gm, vc, port);
+	vm.map_static();
+
+	vu_frontend fe(vu_frontend::connect(dir_.path("vu.sock"), 2000), vm.mmu, 1000);
+	const std::uint64_t f = fe.negotiate(bit(vf::version_1) | bit(vf::access_platform) |
+						     bit(vf::event_idx) | bit(vf::mrg_rxbuf) |
+						     bit(vf::csum),
+					     bit(vf::version_1));
+	EXPECT_EQ(f, bit(vf::version_1) | bit(vf::access_platform) | bit(vf::event_idx) |
+			     bit(vf::mrg_rxbuf))
+		<< "CSUM is not offered by the backend, so not acked";
+	EXPECT_EQ(fe.protocol_features(), bit(vu::pf::reply_ack) | bit(vu::pf::slave_req));
+	EXPECT_GE(fe.channel_fd(), 0);
+	fe.set_mem_table({memfd.get(), ram, reinterpret_cast<std::uint64_t>(area.data())});
+	unique_fd kick = make_eventfd(), call = make_eventfd();
+	for (unsigned q : {rxq, txq}) {
+		const auto &l = vm.layout(q);
+		fe.setup_vring(q, l.num, l.desc_iova, l.avail_iova, l.used_iova, kick.get(),
+			       call.get());
+		fe.enable_vring(q, true);
+	}
+	// Unbound driver: invalidations are acked at once by the backend.
+	fe.invalidate({{iova_offset + vm.spare_gpa(0), P, vm.spare_gpa(0), perm_rw}});
+	EXPECT_EQ(fe.stats().acks, 1u);
+
+	// Play VM2's driver: bind, then report misses for a mapped ring page
+	// and an unmapped IOVA.
+	le_store(ctrl().driver.device_features, default_device_features);
+	le_store(ctrl().driver.status, VPCI_DS_BOUND, std::memory_order_release);
+	eventfd_signal(be_.ivshmem().doorbell_fd(VPCI_VEC_CONFIG));
+	std::this_thread::sleep_for(std::chrono::milliseconds(50));
+	auto &d2b = ctrl().d2b;
+	std::uint32_t p = le_load(d2b.prod);
+	for (std::uint64_t iova : {vm.layout(txq).used_iova + 8, unmapped_iova}) {
+		vpci_msg m{};
+		m.type = VPCI_MSG_IOTLB_MISS;
+		m.perm = VPCI_PERM_RW;
+		m.queue = htole16(1);
+		m.iova = htole64(iova);
+		m.size = htole64(1);
+		d2b.ent[p++ % VPCI_MSG_RING_SIZE] = m;
+	}
+	le_store(d2b.prod, p, std::memory_order_release);
+	eventfd_signal(be_.ivshmem().doorbell_fd(VPCI_VEC_CONFIG));
+	for (int i = 0; i < 100 && fe.stats().misses < 2; i++) {
+		fe.service();
+		std::this_thread::sleep_for(std::chrono::milliseconds(5));
+	}
+	EXPECT_EQ(fe.stats().misses, 2u);
+	EXPECT_EQ(fe.stats().misses_unanswered, 1u) << "an unmapped IOVA gets no answer";
+	EXPECT_EQ(fe.stats().updates, 1u);
+	stop_loop();
+
+	EXPECT_EQ(le_load(ctrl().vq_config[txq].desc), vm.layout(txq).desc_iova);
+	EXPECT_EQ(le_load(ctrl().vq_config[rxq].num), 64);
+	EXPECT_EQ(le_load(ctrl().vq_config[txq].enabled), 1);
+	EXPECT_TRUE(le_load(ctrl().backend.status) & VPCI_BS_IOMMU);
+	// The backend turned our UPDATE into a b2d message: the ring page's
+	// BAR offset is its GPA (RAM starts at file offset 0).
+	bool found = false;
+	auto &b2d = ctrl().b2d;
+	for (std::uint32_t c = le_load(b2d.cons), e = le_load(b2d.prod); c != e; c++) {
+		const vpci_msg &m = b2d.ent[c % VPCI_MSG_RING_SIZE];
+		if (m.type == VPCI_MSG_IOTLB_UPDATE &&
+		    le64toh(m.iova) == (vm.layout(txq).used_iova & ~(P - 1))) {
+			EXPECT_EQ(le64toh(m.bar_offset), vm.layout(txq).used_gpa & ~(P - 1));
+			EXPECT_EQ(m.perm, VPCI_PERM_RW);
+			found = true;
+		}
+	}
+	EXPECT_TRUE(found) << "UPDATE for the missed ring page reached the driver";
+}
+
+TEST_F(SimFrontendBackend, RefusalIsAnErrorNamingTheRequest)
+{
+	recording_port port;
+	iommu mmu(1 << 20);
+	vu_frontend fe(vu_frontend::connect(dir_.path("vu.sock"), 2000), mmu, 1000);
+	fe.negotiate(bit(vf::version_1) | bit(vf::access_platform), bit(vf::version_1));
+	// A memfd is not the backend's memory file: SET_MEM_TABLE is refused.
+	unique_fd other(::memfd_create("other", MFD_CLOEXEC));
+	ASSERT_EQ(::ftruncate(other.get(), 1 << 20), 0);
+	try {
+		fe.set_mem_table({other.get(), 1 << 20, 0x7f0000000000ULL});
+		FAIL() << "no exception";
+	} catch (const std::runtime_error &e) {
+		EXPECT_NE(std::string(e.what()).find("VHOST_USER_SET_MEM_TABLE"), std::string::npos)
+			<< e.what();
+	}
+	EXPECT_THROW(vu_frontend::connect(dir_.path("nope.sock"), 50), std::system_error);
+}
+
+} // namespace
