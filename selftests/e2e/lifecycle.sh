@@ -44,7 +44,14 @@ log_test $? "VM2 saw VM1's rings stop and start again"
 dmesg | grep -E 'queue [01]: (stopped|started)' | sed 's/^/# /'
 
 reachable 60 && no_loss 20
-log_test $? "traffic resumes after VM1's reset: 20 pings, zero loss"
+rc=$?
+if [ $rc -ne 0 ]; then
+	ethtool -S "$ifname" | grep -vE ': 0$' | sed 's/^/# /'
+	dmesg | tail -n 20 | sed 's/^/# /'
+	vm1 'ip -s link; cat /proc/interrupts | grep -i virtio'
+	echo "$HOST_OUT" | sed 's/^/# vm1: /'
+fi
+log_test $rc "traffic resumes after VM1's reset: 20 pings, zero loss"
 
 rmmod vhost_pci_net
 log_test $? "VM2 unloads the driver while VM1 stays up"

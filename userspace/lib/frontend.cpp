@@ -45,22 +45,32 @@ void frontend::disconnect(const std::string &why)
 	set_status(0, VPCI_BS_FRONTEND | VPCI_BS_RUNNING | VPCI_BS_IOMMU);
 }
 
-void frontend::reset_session()
+void frontend::flush_driver_iotlb(const char *why)
 {
 	// Everything the driver may still hold is invalidated: one message
 	// for the whole IOVA space (the driver drops all its translations).
-	// No ack is waited for: VM1 is gone or restarting, its memory map is
-	// not changing under us, and the vq configs below are disabled.
-	if (shadow_.size() && driver_bound()) {
+	// No ack is waited for here: either VM1's device is gone or stopped
+	// (QEMU unregisters its IOMMU notifiers when vhost stops, so no
+	// invalidation would ever reach us for what VM1 unmaps next), or the
+	// caller waits for the driver's generation ack, which the driver gives
+	// only after it applied every earlier b2d message.
+	if (driver_bound()) {
 		vpci_msg m{};
 		m.type = VPCI_MSG_IOTLB_INVALIDATE;
 		m.queue = 0xffff;
 		m.seq = next_seq_++;
 		m.iova = 0;
-		m.size = ~0ULL; // iova + size - 1 == ~0: no wrap
-		post(m);
+		m.size = ~0ULL; // last = 2^64 - 2: no wrap
+		flush_seq_ = m.seq;
+		if (post(m))
+			spdlog::info("iotlb: flushed the driver's IOTLB ({})", why);
 	}
 	shadow_.clear();
+}
+
+void frontend::reset_session()
+{
+	flush_driver_iotlb("front-end session reset");
 	slave_.reset();
 	features_ = 0;
 	features_set_ = false;
@@ -548,6 +558,14 @@ bool frontend::on_get_vring_base(const vu::message &m, unsigned q, bool &deferre
 {
 	vring &v = vrings_[q];
 	v.started = false; // stopped until the next SET_VRING_KICK
+	// The device stopped (no ring left): QEMU no longer forwards VM1's
+	// unmaps, so nothing translated so far may be trusted later.  The
+	// flush is applied before the generation ack the reply waits for.
+	bool any_live = false;
+	for (unsigned i = 0; i < num_queues(); i++)
+		any_live |= vrings_[i].live();
+	if (!any_live && iommu())
+		flush_driver_iotlb("device stopped");
 	publish_vq(q);
 	update_running(); // bumps the generation and notifies
 	if (!driver_bound()) {
@@ -597,6 +615,17 @@ void frontend::on_driver_doorbell()
 		replay_shadow();
 	} else if (!d.bound() && was_bound_) {
 		was_bound_ = false;
+		// The next driver resumes each running ring where this one
+		// stopped (it published its progress before clearing BOUND);
+		// GET_VRING_BASE without a driver reports the same index.
+		for (unsigned q = 0; q < num_queues(); q++) {
+			if (!vrings_[q].live())
+				continue;
+			vrings_[q].base = le_load(ctrl_.raw().vq_state[q].last_avail_idx);
+			publish_vq(q);
+			spdlog::info("vhost-user: queue {} resumes at {} for the next driver", q,
+				     vrings_[q].base);
+		}
 		// Rule (docs/backend.md): the driver clears BOUND only after it
 		// stopped every access, so nothing remains to wait for.
 		if (pending_ && pending_->k == pending_op::kind::invalidate) {
@@ -615,7 +644,11 @@ void frontend::on_driver_doorbell()
 				stats_.acks++;
 				complete_pending(true, 0);
 			} else {
-				spdlog::warn("iotlb: stale or unexpected INV_ACK seq {}", m->seq);
+				if (m->seq == flush_seq_)
+					spdlog::debug("iotlb: flush seq {} acked", m->seq);
+				else
+					spdlog::warn("iotlb: stale or unexpected INV_ACK seq {}",
+						     m->seq);
 			}
 			break;
 		case VPCI_MSG_IOTLB_MISS: {

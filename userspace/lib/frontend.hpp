@@ -151,6 +151,7 @@ private:
 	void set_status(std::uint32_t set, std::uint32_t clear);
 	void changed();
 	void reset_session();
+	void flush_driver_iotlb(const char *why);
 
 	control_area &ctrl_;
 	frontend_events &ev_;
@@ -167,6 +168,7 @@ private:
 	msg_producer b2d_;
 	msg_consumer d2b_;
 	std::uint32_t next_seq_ = 1;
+	std::uint32_t flush_seq_ = 0; // last fire-and-forget flush
 	std::optional<pending_op> pending_;
 	bool was_bound_ = false;
 	iotlb_counters stats_;

@@ -487,6 +487,62 @@ TEST_F(VhostUserTest, GetVringBaseWaitsForDriver)
 	EXPECT_EQ(s.num, 42u);
 }
 
+// QEMU stops forwarding VM1's unmaps once vhost stops: when the last ring
+// stops, the driver's IOTLB is flushed before the GET_VRING_BASE reply.
+TEST_F(VhostUserTest, LastRingStopFlushesDriverIotlb)
+{
+	bind_driver();
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	setup_ring(0, 0x10000, 0x11000, 0x12000);
+	setup_ring(1, 0x20000, 0x21000, 0x22000);
+	send_p(vu::request::set_vring_enable, vu::vring_state{0, 1});
+	EXPECT_EQ(ack(), 0u);
+	send_p(vu::request::set_vring_enable, vu::vring_state{1, 1});
+	EXPECT_EQ(ack(), 0u);
+	driver_drain();
+	auto stop = [&](unsigned q) {
+		send_p(vu::request::get_vring_base, vu::vring_state{q, 0}, false);
+		le_store(ctrl().driver.generation_seen, be_.control().generation(),
+			 std::memory_order_release);
+		ring_doorbell();
+		ASSERT_TRUE(recv_reply());
+	};
+	stop(0);
+	EXPECT_TRUE(driver_drain().empty()) << "ring 1 still runs: no flush yet";
+	stop(1);
+	auto msgs = driver_drain();
+	ASSERT_EQ(msgs.size(), 1u);
+	EXPECT_EQ(msgs[0].type, VPCI_MSG_IOTLB_INVALIDATE);
+	EXPECT_EQ(le_load(msgs[0].iova), 0u);
+	EXPECT_EQ(le_load(msgs[0].size), ~0ULL);
+}
+
+// A driver unloaded while VM1 runs: the next one resumes where it stopped.
+TEST_F(VhostUserTest, DriverUnbindCarriesProgressToNextDriver)
+{
+	bind_driver();
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	setup_ring(0, 0x10000, 0x11000, 0x12000);
+	send_p(vu::request::set_vring_enable, vu::vring_state{0, 1});
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_EQ(le_load(ctrl().vq_config[0].base), 7);
+	le_store(ctrl().vq_state[0].last_avail_idx, 1234);
+	le_store(ctrl().driver.status, 0u, std::memory_order_release);
+	ring_doorbell();
+	EXPECT_EQ(le_load(ctrl().vq_config[0].base), 1234);
+	EXPECT_EQ(le_load(ctrl().vq_config[0].enabled), 1) << "VM1 still runs";
+	send_p(vu::request::get_vring_base, vu::vring_state{0, 0}, false);
+	auto r = recv_reply();
+	ASSERT_TRUE(r);
+	vu::vring_state st;
+	std::memcpy(&st, r->payload.data(), 8);
+	EXPECT_EQ(st.num, 1234u) << "no driver: VM1 learns the last progress";
+}
+
 TEST_F(VhostUserTest, ReconnectClearsState)
 {
 	bind_driver();
