@@ -53,8 +53,11 @@ protected:
 		c.vhost_user_socket = d.path("vu.sock");
 		c.inval_timeout_ms = 200;
 		c.vring_base_timeout_ms = 200;
+		c.reannounce_peer = reannounce_peer;
 		return c;
 	}
+	/** backend_config::reannounce_peer for the next fixture. */
+	static inline bool reannounce_peer = true;
 
 	void SetUp() override { connect(); }
 
@@ -848,6 +851,36 @@ TEST_F(VhostUserTest, CallFdsAnnouncedAsPeerVectorsAndReannounced)
 	for (unsigned v = 0; v < kVectors; v++)
 		EXPECT_TRUE(same_file(c.peer[v].get(), be_.ivshmem().doorbell_fd(v))) << v;
 	EXPECT_EQ(qstatus(0)["notify"], "none");
+}
+
+class NoReannounceTest : public VhostUserTest {
+protected:
+	static void SetUpTestSuite() { reannounce_peer = false; }
+	static void TearDownTestSuite() { reannounce_peer = true; }
+};
+
+TEST_F(NoReannounceTest, ChangedCallsRelayedUntilVm2Reconnects)
+{
+	vm2 c = connect_vm2();
+	negotiate(default_device_features);
+	unique_fd call0 = make_eventfd();
+	set_call(0, call0.get());
+	EXPECT_EQ(vm2_read(c), 0u) << "peer 0 re-announced although disabled";
+	EXPECT_EQ(qstatus(0)["call"], "relay");
+	EXPECT_EQ(le_load(ctrl().vq_config[0].notify), VPCI_NOTIFY_RELAY);
+	eventfd_signal(c.peer[VPCI_VEC_QUEUE(0)].get());
+	EXPECT_FALSE(readable(call0.get()));
+	pump();
+	EXPECT_TRUE(readable(call0.get()));
+	EXPECT_EQ(qstatus(0)["calls_relayed"], 1);
+	EXPECT_EQ(be_.status()["notify"]["reannounce_peer"], false);
+
+	// A new VM2 gets VM1's call fd at connect: direct.
+	c.sock.reset();
+	pump();
+	vm2 c2 = connect_vm2();
+	EXPECT_TRUE(same_file(c2.peer[VPCI_VEC_QUEUE(0)].get(), call0.get()));
+	EXPECT_EQ(qstatus(0)["call"], "direct");
 }
 
 TEST_F(VhostUserTest, StatusReportsCpuSeconds)
