@@ -7,6 +7,7 @@
 #include <system_error>
 #include <vector>
 
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -75,15 +76,29 @@ static const char *mode_name(std::uint16_t m)
 	return m == VPCI_NOTIFY_DIRECT ? "direct" : m == VPCI_NOTIFY_RELAY ? "relay" : "none";
 }
 
+/** True if @p fd has data to read right now. */
+static bool input_pending(int fd)
+{
+	pollfd p{fd, POLLIN, 0};
+	return fd >= 0 && ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
 void backend::rewire()
 {
 	try {
 		wire_own_vectors();
 		if (!fe_)
 			return;
-		wire_peer_vectors();
 		for (unsigned q = 0; q < fe_->num_queues(); q++)
 			wire_kick(q);
+		// VM1's QEMU sends SET_VRING_CALL for each queue back to back:
+		// while more of its messages wait (and are going to be read),
+		// hold back peer 0's re-announcement and the mode publication so
+		// a burst costs one "peer 0 gone" instead of one per queue.  A
+		// doorbell meanwhile is relayed.
+		if (ivs_.client_connected() && !fe_->busy() && input_pending(fe_->fd()))
+			return;
+		wire_peer_vectors();
 		for (unsigned q = 0; q < fe_->num_queues(); q++) {
 			const vring &v = fe_->queue(q);
 			std::uint16_t call = VPCI_NOTIFY_NONE;

@@ -853,6 +853,31 @@ TEST_F(VhostUserTest, CallFdsAnnouncedAsPeerVectorsAndReannounced)
 	EXPECT_EQ(qstatus(0)["notify"], "none");
 }
 
+TEST_F(VhostUserTest, BurstOfCallFdsCostsOneReannouncement)
+{
+	vm2 c = connect_vm2();
+	negotiate(default_device_features);
+	// QEMU sends SET_VRING_CALL for every queue back to back.
+	std::vector<unique_fd> calls;
+	for (std::uint64_t q = 0; q < 4; q++) {
+		calls.push_back(make_eventfd());
+		std::uint32_t msg[5] = {static_cast<std::uint32_t>(vu::request::set_vring_call),
+					vu::version | vu::flag_need_reply, 8};
+		std::memcpy(&msg[3], &q, 8);
+		vu::send_raw(sock_.get(), msg, sizeof(msg), {calls.back().get()});
+	}
+	for (int i = 0; i < 4; i++)
+		EXPECT_EQ(ack(), 0u);
+	pump();
+	EXPECT_EQ(vm2_read(c), 1u + kVectors);
+	EXPECT_EQ(c.peer_gone, 1u);
+	EXPECT_EQ(be_.status()["notify"]["peer_reannouncements"], 1);
+	for (unsigned q = 0; q < 4; q++) {
+		EXPECT_TRUE(same_file(c.peer[VPCI_VEC_QUEUE(q)].get(), calls[q].get())) << q;
+		EXPECT_EQ(qstatus(q)["call"], "direct") << q;
+	}
+}
+
 class NoReannounceTest : public VhostUserTest {
 protected:
 	static void SetUpTestSuite() { reannounce_peer = false; }
