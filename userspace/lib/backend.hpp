@@ -48,11 +48,12 @@ struct backend_config {
 	int vring_base_timeout_ms = 1000;
 	/**
 	 * Re-announce peer 0 ("peer 0 gone" + all vectors) to a connected VM2
-	 * when VM1's call fds change.  Off: VM2 keeps the set it got at
-	 * connect and changed calls are relayed (see docs/backend.md for why
-	 * one may want that with QEMU 7.2).
+	 * when VM1's call fds change.  Off (default): VM2 keeps the set it got
+	 * at connect and changed calls are relayed.  QEMU 7.2 corrupts its
+	 * heap when a gone peer id is added again (docs/backend.md), so only
+	 * turn this on for a QEMU that is fixed.
 	 */
-	bool reannounce_peer = true;
+	bool reannounce_peer = false;
 };
 
 class backend : private frontend_events {
