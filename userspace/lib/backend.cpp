@@ -99,6 +99,8 @@ void backend::rewire()
 		if (ivs_.client_connected() && !fe_->busy() && input_pending(fe_->fd()))
 			return;
 		wire_peer_vectors();
+		for (unsigned q = 0; q < fe_->num_queues(); q++)
+			wire_stale_call(q);
 		for (unsigned q = 0; q < fe_->num_queues(); q++) {
 			const vring &v = fe_->queue(q);
 			std::uint16_t call = VPCI_NOTIFY_NONE;
@@ -183,6 +185,40 @@ void backend::wire_peer_vectors()
 	ivs_.set_peer_vectors(fds);
 	for (unsigned q = 0; q < nq; q++)
 		wire_[q].announced_call_seq = fe_->queue(q).call ? fe_->queue(q).call_seq : 0;
+}
+
+void backend::wire_stale_call(unsigned q)
+{
+	// VM2 has one of VM1's call fds as peer 0's vector, but VM1 has since
+	// set another (and peer 0 was not re-announced): VM2 still rings the
+	// old eventfd, so read it and write VM1's current call fd.  If VM1's
+	// QEMU still reads the old one too, whoever reads first interrupts VM1.
+	queue_wiring &w = wire_[q];
+	const vring &v = fe_->queue(q);
+	const unsigned vec = VPCI_VEC_QUEUE(q);
+	const bool need = ivs_.client_connected() && w.announced_call_seq != 0 &&
+			  w.announced_call_seq != v.call_seq;
+	if (need && !w.stale_call) {
+		w.stale_call = dup_fd(ivs_.peer_vector_fd(vec), "announced call fd");
+		watch(w.stale_call.get(), tag::stale_call);
+		spdlog::info("notify: queue {}: VM2 rings VM1's previous call eventfd, relaying", q);
+	} else if (!need && w.stale_call) {
+		epoll_del(epoll_.get(), w.stale_call.get());
+		w.stale_call.reset();
+	}
+}
+
+void backend::on_stale_call(int fd)
+{
+	for (unsigned q = 0; q < VPCI_MAX_QUEUES; q++) {
+		if (wire_[q].stale_call.get() != fd)
+			continue;
+		if (eventfd_consume(fd) && fe_->queue(q).call) {
+			eventfd_signal(fe_->queue(q).call.get());
+			fe_->queue(q).calls_relayed++;
+		}
+		return;
+	}
 }
 
 void backend::wire_kick(unsigned q)
@@ -373,6 +409,9 @@ void backend::dispatch(tag t, int fd)
 		break;
 	case tag::doorbell_queue:
 		on_queue_doorbell(fd);
+		break;
+	case tag::stale_call:
+		on_stale_call(fd);
 		break;
 	case tag::signal: {
 		signalfd_siginfo si;

@@ -97,6 +97,7 @@ private:
 		vu_client,
 		kick,
 		doorbell_queue,
+		stale_call,
 	};
 	struct ctl_client {
 		unique_fd fd;
@@ -119,6 +120,8 @@ private:
 	void wire_own_vectors();
 	void wire_peer_vectors();
 	void wire_kick(unsigned q);
+	void wire_stale_call(unsigned q);
+	void on_stale_call(int fd);
 
 	shm_file shm_;
 	control_area ctrl_;
@@ -143,6 +146,12 @@ private:
 		std::uint64_t announced_call_seq = 0;
 		/** Our dup of VM1's kick fd while relaying it. */
 		unique_fd relay_kick;
+		/**
+		 * Our dup of a VM1 call fd VM2 still has as peer 0's vector
+		 * after VM1 replaced it (no re-announcement): watched, and
+		 * relayed to VM1's current call fd.
+		 */
+		unique_fd stale_call;
 		std::uint16_t kick = VPCI_NOTIFY_NONE;
 	};
 	std::array<queue_wiring, VPCI_MAX_QUEUES> wire_;

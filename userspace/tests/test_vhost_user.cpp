@@ -910,6 +910,37 @@ TEST_F(VhostUserTest, ChangedCallsRelayedUntilVm2Reconnects)
 	EXPECT_EQ(qstatus(0)["call"], "direct");
 }
 
+TEST_F(VhostUserTest, ReplacedDirectCallIsRelayedFromTheOldEventfd)
+{
+	negotiate(default_device_features);
+	unique_fd call0 = make_eventfd();
+	set_call(0, call0.get());
+	vm2 c = connect_vm2();
+	ASSERT_TRUE(same_file(c.peer[VPCI_VEC_QUEUE(0)].get(), call0.get()));
+	EXPECT_EQ(qstatus(0)["call"], "direct");
+
+	// VM1 replaces its call fd; VM2 keeps ringing the one it has.
+	unique_fd call0b = make_eventfd();
+	set_call(0, call0b.get());
+	EXPECT_EQ(vm2_read(c), 0u) << "re-announced although off by default";
+	EXPECT_EQ(qstatus(0)["call"], "relay");
+	EXPECT_EQ(le_load(ctrl().vq_config[0].notify), VPCI_NOTIFY_RELAY);
+	eventfd_signal(c.peer[VPCI_VEC_QUEUE(0)].get());
+	pump();
+	EXPECT_TRUE(readable(call0b.get())) << "call lost on VM1's previous eventfd";
+	EXPECT_FALSE(readable(call0.get()));
+	EXPECT_EQ(qstatus(0)["calls_relayed"], 1);
+
+	// VM1 goes back to the first eventfd (QEMU unmasking): direct again,
+	// the backend no longer reads it.
+	set_call(0, call0.get());
+	EXPECT_EQ(qstatus(0)["call"], "direct");
+	eventfd_signal(c.peer[VPCI_VEC_QUEUE(0)].get());
+	pump();
+	EXPECT_EQ(eventfd_consume(call0.get()), 1u);
+	EXPECT_EQ(qstatus(0)["calls_relayed"], 1);
+}
+
 TEST_F(VhostUserTest, StatusReportsCpuSeconds)
 {
 	const auto st = be_.status();
