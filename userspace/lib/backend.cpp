@@ -2,6 +2,7 @@
 #include "backend.hpp"
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <system_error>
@@ -95,9 +96,17 @@ void backend::rewire()
 		// while more of its messages wait (and are going to be read),
 		// hold back peer 0's re-announcement and the mode publication so
 		// a burst costs one "peer 0 gone" instead of one per queue.  A
-		// doorbell meanwhile is relayed.
-		if (ivs_.client_connected() && !fe_->busy() && input_pending(fe_->fd()))
-			return;
+		// doorbell meanwhile is relayed.  Bounded: a steady stream (IOTLB
+		// traffic in strict mode) must not hold it back for long.
+		const auto now = std::chrono::steady_clock::now();
+		if (reannounce_peer_ && ivs_.client_connected() && !fe_->busy() &&
+		    input_pending(fe_->fd())) {
+			if (!holding_since_)
+				holding_since_ = now;
+			if (now - *holding_since_ < std::chrono::milliseconds(50))
+				return;
+		}
+		holding_since_.reset();
 		wire_peer_vectors();
 		for (unsigned q = 0; q < fe_->num_queues(); q++)
 			wire_stale_call(q);

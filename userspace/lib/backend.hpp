@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <array>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -156,6 +157,8 @@ private:
 	};
 	std::array<queue_wiring, VPCI_MAX_QUEUES> wire_;
 	bool reannounce_peer_;
+	/** Since when peer 0's re-announcement waits for a message burst. */
+	std::optional<std::chrono::steady_clock::time_point> holding_since_;
 	bool stopping_ = false;
 };
 
