@@ -768,12 +768,12 @@ TEST_F(VhostUserTest, GapBeforeALiveQueueIsFilledAndRelayed)
 	vm2 c = connect_vm2();
 	negotiate(default_device_features);
 	set_mem_table(be_.memory().fd());
+	setup_ring(1, 0x1000, 0x2000, 0x3000); // ends with a kick without fd
 	unique_fd kick1 = make_eventfd();
 	set_kick(1, kick1.get());
-	EXPECT_EQ(vm2_read(c), 0u);
+	EXPECT_EQ(vm2_read(c), 0u) << "queue 1 not live yet: its vector waits for queue 0's";
 	// Queue 1 goes live while queue 0 still has no kick: its vector must
 	// not wait forever.
-	setup_ring(1, 0x1000, 0x2000, 0x3000);
 	send_p(vu::request::set_vring_enable, vu::vring_state{1, 1});
 	EXPECT_EQ(ack(), 0u);
 	EXPECT_EQ(vm2_read(c), 2u);
