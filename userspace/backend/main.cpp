@@ -82,6 +82,10 @@ int main(int argc, char **argv)
 		       "how long an IOTLB invalidation waits for VM2's driver to ack before the "
 		       "device is marked broken and VM1 gets a failure")
 		->check(CLI::Range(1, 600000));
+	app.add_flag("--peer-reannounce", cfg.reannounce_peer,
+		     "re-announce peer 0's vectors (\"peer 0 gone\" + all) to a connected VM2 "
+		     "when VM1's call eventfds change, instead of relaying those calls; QEMU 7.2 "
+		     "corrupts its heap on this, see docs/backend.md");
 	app.add_option("--log-level", log_level, "stderr log level")
 		->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
 	app.add_flag("--foreground", foreground,

@@ -2,10 +2,15 @@
 #include "backend.hpp"
 
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
+#include <system_error>
+#include <vector>
 
+#include <poll.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <fcntl.h>
@@ -23,7 +28,7 @@ backend::backend(const backend_config &cfg)
 	: shm_(cfg.mem_file, cfg.ram_size),
 	  ctrl_(control_area::create(shm_, cfg.ctrl)),
 	  ivs_(cfg.ivshmem_socket, shm_.fd(), VPCI_NUM_VECTORS(cfg.ctrl.max_queue_pairs)),
-	  epoll_(make_epoll())
+	  epoll_(make_epoll()), reannounce_peer_(cfg.reannounce_peer)
 {
 	spdlog::info("memory file {}: {} bytes, VM1 RAM {} bytes, control area at {:#x}",
 		     shm_.path(), shm_.file_size(), shm_.ram_size(), shm_.ctrl_offset());
@@ -61,34 +66,213 @@ void backend::notify_driver()
 	ivs_.notify_vm2(VPCI_VEC_CONFIG);
 }
 
-void backend::queue_fds_changed(unsigned q)
+void backend::queue_fds_changed(unsigned)
 {
-	// Notification wiring: relay mode.  A kick from VM1 is read here and
-	// raised as VM2's vector VPCI_VEC_QUEUE(q); VM2 ringing the backend's
-	// doorbell vector VPCI_VEC_QUEUE(q) is written to VM1's call eventfd.
-	if (relay_kick_[q]) {
-		epoll_del(epoll_.get(), relay_kick_[q].get());
-		relay_kick_[q].reset();
+	// Nothing to do at once: rewire() runs at the end of every loop turn
+	// and compares each queue's kick_seq/call_seq with what it wired.
+}
+
+static const char *mode_name(std::uint16_t m)
+{
+	return m == VPCI_NOTIFY_DIRECT ? "direct" : m == VPCI_NOTIFY_RELAY ? "relay" : "none";
+}
+
+/** True if @p fd has data to read right now. */
+static bool input_pending(int fd)
+{
+	pollfd p{fd, POLLIN, 0};
+	return fd >= 0 && ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+void backend::rewire()
+{
+	try {
+		wire_own_vectors();
+		if (!fe_)
+			return;
+		for (unsigned q = 0; q < fe_->num_queues(); q++)
+			wire_kick(q);
+		// VM1's QEMU sends SET_VRING_CALL for each queue back to back:
+		// while more of its messages wait (and are going to be read),
+		// hold back peer 0's re-announcement and the mode publication so
+		// a burst costs one "peer 0 gone" instead of one per queue.  A
+		// doorbell meanwhile is relayed.  Bounded: a steady stream (IOTLB
+		// traffic in strict mode) must not hold it back for long.
+		const auto now = std::chrono::steady_clock::now();
+		if (reannounce_peer_ && ivs_.client_connected() && !fe_->busy() &&
+		    input_pending(fe_->fd())) {
+			if (!holding_since_)
+				holding_since_ = now;
+			if (now - *holding_since_ < std::chrono::milliseconds(50))
+				return;
+		}
+		holding_since_.reset();
+		wire_peer_vectors();
+		for (unsigned q = 0; q < fe_->num_queues(); q++)
+			wire_stale_call(q);
+		for (unsigned q = 0; q < fe_->num_queues(); q++) {
+			const vring &v = fe_->queue(q);
+			std::uint16_t call = VPCI_NOTIFY_NONE;
+			if (v.call)
+				call = ivs_.client_connected() &&
+						       wire_[q].announced_call_seq == v.call_seq
+					       ? VPCI_NOTIFY_DIRECT
+					       : VPCI_NOTIFY_RELAY;
+			if (call != v.call_mode)
+				spdlog::info("notify: queue {} call {}", q, mode_name(call));
+			fe_->set_notify_modes(q, wire_[q].kick, call);
+		}
+	} catch (const std::system_error &e) {
+		spdlog::error("notify: rewiring failed: {}", e.what());
 	}
+}
+
+void backend::wire_own_vectors()
+{
+	// VM2's own vectors can only be added, one message per next vector.
+	// Vector VPCI_VEC_QUEUE(q) is VM1's kick fd of queue q as soon as it is
+	// known; a missing lower kick holds the higher ones back (a count
+	// pending on a kick eventfd is delivered once QEMU attaches it) unless
+	// a higher queue is already live: then the gap gets a backend eventfd
+	// and that queue is relayed once its kick arrives.
+	const unsigned nvec = ivs_.num_vectors();
+	while (ivs_.client_connected() && ivs_.own_vectors_sent() < nvec) {
+		const unsigned v = ivs_.own_vectors_sent(), q = v - 1;
+		if (fe_ && fe_->queue(q).kick) {
+			if (!ivs_.add_own_vector(fe_->queue(q).kick.get()))
+				return;
+			spdlog::info("notify: VM2 vector {} = VM1's kick of queue {}", v, q);
+			continue;
+		}
+		bool fill = !fe_; // no front-end: no kick will ever come
+		for (unsigned h = q + 1; fe_ && !fill && h < fe_->num_queues(); h++)
+			fill = fe_->queue(h).kick && fe_->queue(h).live();
+		if (!fill)
+			return;
+		unique_fd placeholder = make_eventfd();
+		if (!ivs_.add_own_vector(placeholder.get()))
+			return;
+		if (fe_)
+			spdlog::info("notify: VM2 vector {} = backend eventfd (queue {} has no kick "
+				     "yet, a higher queue is live); queue {} will be relayed",
+				     v, q, q);
+	}
+}
+
+void backend::wire_peer_vectors()
+{
+	// Peer 0's vector VPCI_VEC_QUEUE(q) is VM1's call fd of queue q when
+	// known, else the backend's doorbell eventfd; vector 0 is always the
+	// backend's doorbell.  A change is announced as "peer 0 gone" + all
+	// vectors again.
+	const unsigned nq = fe_->num_queues();
+	bool differs = false;
+	for (unsigned q = 0; q < nq; q++) {
+		const vring &v = fe_->queue(q);
+		queue_wiring &w = wire_[q];
+		const std::uint64_t want = v.call ? v.call_seq : 0;
+		if (w.announced_call_seq == want)
+			continue;
+		// QEMU often sends the same eventfd again: nothing to re-wire.
+		const int fd = v.call ? v.call.get() : ivs_.doorbell_fd(VPCI_VEC_QUEUE(q));
+		if (same_file(fd, ivs_.peer_vector_fd(VPCI_VEC_QUEUE(q)))) {
+			w.announced_call_seq = want;
+			continue;
+		}
+		differs = true;
+	}
+	if (!differs || (ivs_.client_connected() && !reannounce_peer_))
+		return;
+	std::vector<int> fds;
+	for (unsigned vec = 0; vec < ivs_.num_vectors(); vec++) {
+		const unsigned q = vec - 1;
+		if (vec != VPCI_VEC_CONFIG && q < nq && fe_->queue(q).call)
+			fds.push_back(fe_->queue(q).call.get());
+		else
+			fds.push_back(ivs_.doorbell_fd(vec));
+	}
+	ivs_.set_peer_vectors(fds);
+	for (unsigned q = 0; q < nq; q++)
+		wire_[q].announced_call_seq = fe_->queue(q).call ? fe_->queue(q).call_seq : 0;
+}
+
+void backend::wire_stale_call(unsigned q)
+{
+	// VM2 has one of VM1's call fds as peer 0's vector, but VM1 has since
+	// set another (and peer 0 was not re-announced): VM2 still rings the
+	// old eventfd, so read it and write VM1's current call fd.  If VM1's
+	// QEMU still reads the old one too, whoever reads first interrupts VM1.
+	queue_wiring &w = wire_[q];
 	const vring &v = fe_->queue(q);
-	if (v.kick) {
-		relay_kick_[q].reset(::fcntl(v.kick.get(), F_DUPFD_CLOEXEC, 0));
-		if (!relay_kick_[q])
-			throw_errno("fcntl(F_DUPFD_CLOEXEC, kick fd)");
-		watch(relay_kick_[q].get(), tag::kick);
+	const unsigned vec = VPCI_VEC_QUEUE(q);
+	const bool need = ivs_.client_connected() && w.announced_call_seq != 0 &&
+			  w.announced_call_seq != v.call_seq;
+	if (need && !w.stale_call) {
+		w.stale_call = dup_fd(ivs_.peer_vector_fd(vec), "announced call fd");
+		watch(w.stale_call.get(), tag::stale_call);
+		spdlog::info("notify: queue {}: VM2 rings VM1's previous call eventfd, relaying", q);
+	} else if (!need && w.stale_call) {
+		epoll_del(epoll_.get(), w.stale_call.get());
+		w.stale_call.reset();
 	}
-	fe_->set_notify_mode(q, (v.kick || v.call) ? VPCI_NOTIFY_RELAY : VPCI_NOTIFY_NONE);
+}
+
+void backend::on_stale_call(int fd)
+{
+	for (unsigned q = 0; q < VPCI_MAX_QUEUES; q++) {
+		if (wire_[q].stale_call.get() != fd)
+			continue;
+		if (eventfd_consume(fd) && fe_->queue(q).call) {
+			eventfd_signal(fe_->queue(q).call.get());
+			fe_->queue(q).calls_relayed++;
+		}
+		return;
+	}
+}
+
+void backend::wire_kick(unsigned q)
+{
+	const vring &v = fe_->queue(q);
+	queue_wiring &w = wire_[q];
+	const unsigned vec = VPCI_VEC_QUEUE(q);
+	const bool sent = vec < ivs_.own_vectors_sent();
+	if (w.kick_seq == v.kick_seq && w.epoch == ivs_.epoch() && w.vec_sent == sent)
+		return;
+	w.kick_seq = v.kick_seq;
+	w.epoch = ivs_.epoch();
+	w.vec_sent = sent;
+
+	// Without VM2, or before its vector is sent, a kick stays pending on
+	// VM1's eventfd.  Once sent, the vector is VM1's kick (direct) or,
+	// after VM1 replaced its kick fd, the relay writes the fd VM2 has.
+	std::uint16_t mode = VPCI_NOTIFY_NONE;
+	if (v.kick && sent)
+		mode = same_file(v.kick.get(), ivs_.own_vector_fd(vec)) ? VPCI_NOTIFY_DIRECT
+									  : VPCI_NOTIFY_RELAY;
+	if (mode == VPCI_NOTIFY_RELAY) {
+		if (!w.relay_kick || !same_file(w.relay_kick.get(), v.kick.get())) {
+			if (w.relay_kick)
+				epoll_del(epoll_.get(), w.relay_kick.get());
+			w.relay_kick = dup_fd(v.kick.get(), "kick fd");
+			watch(w.relay_kick.get(), tag::kick);
+		}
+	} else if (w.relay_kick) {
+		epoll_del(epoll_.get(), w.relay_kick.get());
+		w.relay_kick.reset();
+	}
+	if (mode != w.kick)
+		spdlog::info("notify: queue {} kick {}", q, mode_name(mode));
+	w.kick = mode;
 }
 
 void backend::on_kick(int fd)
 {
 	for (unsigned q = 0; q < VPCI_MAX_QUEUES; q++) {
-		if (relay_kick_[q].get() != fd)
+		if (wire_[q].relay_kick.get() != fd)
 			continue;
 		if (eventfd_consume(fd)) {
 			fe_->queue(q).kicks_relayed++;
-			if (VPCI_VEC_QUEUE(q) < ivs_.num_vectors())
-				ivs_.notify_vm2(VPCI_VEC_QUEUE(q));
+			ivs_.notify_vm2(VPCI_VEC_QUEUE(q));
 		}
 		return;
 	}
@@ -99,8 +283,13 @@ void backend::on_queue_doorbell(int fd)
 	for (unsigned v = 1; v < ivs_.num_vectors(); v++) {
 		if (ivs_.doorbell_fd(v) != fd)
 			continue;
-		if (eventfd_consume(fd) && fe_ && v - 1 < fe_->num_queues() && fe_->queue(v - 1).call)
+		// VM2 rang a backend eventfd for a queue: VM1's call fd was not
+		// (yet) peer 0's vector when VM2 rang.
+		if (eventfd_consume(fd) && fe_ && v - 1 < fe_->num_queues() &&
+		    fe_->queue(v - 1).call) {
 			eventfd_signal(fe_->queue(v - 1).call.get());
+			fe_->queue(v - 1).calls_relayed++;
+		}
 		return;
 	}
 }
@@ -180,6 +369,7 @@ void backend::run_once(int timeout_ms)
 		fe_->check_timeout();
 		sync_frontend_watch();
 	}
+	rewire();
 }
 
 void backend::dispatch(tag t, int fd)
@@ -229,6 +419,9 @@ void backend::dispatch(tag t, int fd)
 	case tag::doorbell_queue:
 		on_queue_doorbell(fd);
 		break;
+	case tag::stale_call:
+		on_stale_call(fd);
+		break;
 	case tag::signal: {
 		signalfd_siginfo si;
 		if (::read(sigfd_.get(), &si, sizeof(si)) == sizeof(si)) {
@@ -238,6 +431,18 @@ void backend::dispatch(tag t, int fd)
 		break;
 	}
 	}
+}
+
+/** User + system CPU time of this process (getrusage(RUSAGE_SELF)). */
+static double cpu_seconds()
+{
+	rusage ru{};
+	if (::getrusage(RUSAGE_SELF, &ru) < 0)
+		throw_errno("getrusage(RUSAGE_SELF)");
+	auto sec = [](const timeval &t) {
+		return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+	};
+	return sec(ru.ru_utime) + sec(ru.ru_stime);
 }
 
 static std::string ds_status_string(std::uint32_t s)
@@ -300,6 +505,11 @@ nlohmann::json backend::status() const
 		{"mem_file", shm_.path()},
 		{"file_size", shm_.file_size()},
 		{"peer_mem_size", shm_.ram_size()},
+		{"cpu_seconds", cpu_seconds()},
+		{"notify",
+		 {{"own_vectors_sent", ivs_.own_vectors_sent()},
+		  {"peer_reannouncements", ivs_.peer_reannouncements()},
+		  {"reannounce_peer", reannounce_peer_}}},
 	};
 	if (fe_) {
 		r["frontend"] = fe_->status();

@@ -9,7 +9,8 @@
  *     -> {"ok":true,"vm2_connected":B,"client_id":N,"link":"up"|"down",
  *         "generation":N,"driver":{"status":N,"bound":B,"up":B,
  *         "features":N,"mtu":N},"mem_file":S,"file_size":N,
- *         "peer_mem_size":N}
+ *         "peer_mem_size":N,"cpu_seconds":X,"notify":{...}, with a
+ *         front-end also "frontend":{...},"iotlb":{...}}
  *   {"cmd":"link","state":"up"|"down"}  -> {"ok":true}
  *   anything else -> {"ok":false,"error":"..."}; the connection stays open.
  */
@@ -17,6 +18,7 @@
 
 #include <cstdint>
 #include <array>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -45,6 +47,14 @@ struct backend_config {
 	int inval_timeout_ms = 2000;
 	/** How long GET_VRING_BASE waits for the driver to see the stop. */
 	int vring_base_timeout_ms = 1000;
+	/**
+	 * Re-announce peer 0 ("peer 0 gone" + all vectors) to a connected VM2
+	 * when VM1's call fds change.  Off (default): VM2 keeps the set it got
+	 * at connect and changed calls are relayed.  QEMU 7.2 corrupts its
+	 * heap when a gone peer id is added again (docs/backend.md), so only
+	 * turn this on for a QEMU that is fixed.
+	 */
+	bool reannounce_peer = false;
 };
 
 class backend : private frontend_events {
@@ -88,6 +98,7 @@ private:
 		vu_client,
 		kick,
 		doorbell_queue,
+		stale_call,
 	};
 	struct ctl_client {
 		unique_fd fd;
@@ -105,6 +116,13 @@ private:
 	void sync_frontend_watch();
 	void on_kick(int fd);
 	void on_queue_doorbell(int fd);
+	/** Bring the notification wiring in line with VM1's fds and VM2. */
+	void rewire();
+	void wire_own_vectors();
+	void wire_peer_vectors();
+	void wire_kick(unsigned q);
+	void wire_stale_call(unsigned q);
+	void on_stale_call(int fd);
 
 	shm_file shm_;
 	control_area ctrl_;
@@ -118,8 +136,29 @@ private:
 	std::unique_ptr<frontend> fe_;
 	int vu_watched_fd_ = -1;
 	bool vu_paused_ = false;
-	/** Our dup of each queue's kick fd, registered for the relay. */
-	std::array<unique_fd, VPCI_MAX_QUEUES> relay_kick_;
+	/** Notification wiring of one queue, as last evaluated. */
+	struct queue_wiring {
+		/** vring::kick_seq / call_seq evaluated (~0: never). */
+		std::uint64_t kick_seq = ~0ULL, call_seq = ~0ULL;
+		/** ivshmem epoch and own-vector count the kick was evaluated for. */
+		std::uint64_t epoch = ~0ULL;
+		bool vec_sent = false;
+		/** vring::call_seq whose fd peer 0's vector holds (0: a doorbell). */
+		std::uint64_t announced_call_seq = 0;
+		/** Our dup of VM1's kick fd while relaying it. */
+		unique_fd relay_kick;
+		/**
+		 * Our dup of a VM1 call fd VM2 still has as peer 0's vector
+		 * after VM1 replaced it (no re-announcement): watched, and
+		 * relayed to VM1's current call fd.
+		 */
+		unique_fd stale_call;
+		std::uint16_t kick = VPCI_NOTIFY_NONE;
+	};
+	std::array<queue_wiring, VPCI_MAX_QUEUES> wire_;
+	bool reannounce_peer_;
+	/** Since when peer 0's re-announcement waits for a message burst. */
+	std::optional<std::chrono::steady_clock::time_point> holding_since_;
 	bool stopping_ = false;
 };
 

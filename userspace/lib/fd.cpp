@@ -11,7 +11,9 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <linux/kcmp.h>
 #include <unistd.h>
 
 namespace vpci {
@@ -82,6 +84,22 @@ std::optional<std::uint64_t> eventfd_consume(int fd)
 		throw_errno("read(eventfd " + std::to_string(fd) + ")");
 	}
 	return v;
+}
+
+unique_fd dup_fd(int fd, const std::string &what)
+{
+	unique_fd r(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+	if (!r)
+		throw_errno("fcntl(F_DUPFD_CLOEXEC, " + what + ")");
+	return r;
+}
+
+bool same_file(int a, int b) noexcept
+{
+	if (a < 0 || b < 0)
+		return false;
+	const long pid = ::getpid();
+	return ::syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b) == 0;
 }
 
 unique_fd make_epoll()

@@ -75,6 +75,15 @@ void eventfd_signal(int fd);
 /** Read and reset an eventfd counter; nullopt if it was zero (EAGAIN). */
 std::optional<std::uint64_t> eventfd_consume(int fd);
 
+/** fcntl(F_DUPFD_CLOEXEC): a second descriptor for the open file @p fd. */
+unique_fd dup_fd(int fd, const std::string &what);
+/**
+ * True if @p a and @p b refer to the same open file description
+ * (kcmp(KCMP_FILE)).  False if they differ, if either is -1, or if kcmp is
+ * not available: callers must treat "unknown" as "different".
+ */
+bool same_file(int a, int b) noexcept;
+
 /** epoll_create1(EPOLL_CLOEXEC). */
 unique_fd make_epoll();
 /** epoll_ctl(EPOLL_CTL_ADD) with @p events and user data @p data. */

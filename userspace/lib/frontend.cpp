@@ -117,11 +117,19 @@ void frontend::publish_vq(unsigned q)
 	le_store(c.notify, v.notify);
 }
 
-void frontend::set_notify_mode(unsigned q, std::uint16_t mode)
+void frontend::set_notify_modes(unsigned q, std::uint16_t kick, std::uint16_t call)
 {
-	if (vrings_.at(q).notify == mode)
+	vring &v = vrings_.at(q);
+	v.kick_mode = kick;
+	v.call_mode = call;
+	std::uint16_t mode = VPCI_NOTIFY_NONE;
+	if (kick == VPCI_NOTIFY_RELAY || call == VPCI_NOTIFY_RELAY)
+		mode = VPCI_NOTIFY_RELAY;
+	else if (kick == VPCI_NOTIFY_DIRECT || call == VPCI_NOTIFY_DIRECT)
+		mode = VPCI_NOTIFY_DIRECT;
+	if (v.notify == mode)
 		return;
-	vrings_[q].notify = mode;
+	v.notify = mode;
 	publish_vq(q);
 	changed();
 }
@@ -292,6 +300,10 @@ bool frontend::handle(vu::message &m, std::uint64_t &, bool &replied)
 		if (!check_queue(static_cast<std::uint32_t>(idx), what))
 			return false;
 		vrings_[idx].*which = m.fds.empty() ? unique_fd() : std::move(m.fds[0]);
+		if (which == &vring::kick)
+			vrings_[idx].kick_seq = ++fd_seq_;
+		else if (which == &vring::call)
+			vrings_[idx].call_seq = ++fd_seq_;
 		return true;
 	};
 	if (auto *x = std::get_if<set_vring_kick>(&m.body)) {
@@ -756,7 +768,10 @@ nlohmann::json frontend::status() const
 				  {"used", v.used},
 				  {"enabled", v.live()},
 				  {"notify", modes[v.notify <= 2 ? v.notify : 0]},
-				  {"kicks_relayed", v.kicks_relayed}});
+				  {"kick", modes[v.kick_mode <= 2 ? v.kick_mode : 0]},
+				  {"call", modes[v.call_mode <= 2 ? v.call_mode : 0]},
+				  {"kicks_relayed", v.kicks_relayed},
+				  {"calls_relayed", v.calls_relayed}});
 	}
 	return {{"connected", connected()},
 		{"features", features_},

@@ -66,8 +66,12 @@ struct vring {
 	bool enabled = false; // as VM1 asked; QEMU may enable before NUM/ADDR
 	bool started = false; // SET_VRING_KICK seen since the last GET_VRING_BASE
 	unique_fd kick, call, err;
+	/** Bumped (frontend-wide counter, never reused) when kick/call is set. */
+	std::uint64_t kick_seq = 0, call_seq = 0;
+	/** Published VPCI_NOTIFY_* of the queue, and of each direction. */
 	std::uint16_t notify = VPCI_NOTIFY_NONE;
-	std::uint64_t kicks_relayed = 0;
+	std::uint16_t kick_mode = VPCI_NOTIFY_NONE, call_mode = VPCI_NOTIFY_NONE;
+	std::uint64_t kicks_relayed = 0, calls_relayed = 0;
 
 	/**
 	 * Started, enabled and fully described: what the driver sees as
@@ -107,8 +111,12 @@ public:
 	const vring &queue(unsigned q) const { return vrings_.at(q); }
 	vring &queue(unsigned q) { return vrings_.at(q); }
 	unsigned num_queues() const noexcept { return 2u * cfg_.max_queue_pairs; }
-	/** Set how queue @p q's notifications are wired and publish it. */
-	void set_notify_mode(unsigned q, std::uint16_t mode);
+	/**
+	 * Set how queue @p q's kick and call are wired (VPCI_NOTIFY_*).  The
+	 * queue's mode is RELAY if either is relayed, else DIRECT if either is
+	 * direct, else NONE; a change is published (generation, vector 0).
+	 */
+	void set_notify_modes(unsigned q, std::uint16_t kick, std::uint16_t call);
 	const iotlb_counters &counters() const noexcept { return stats_; }
 	const shadow_iotlb &shadow() const noexcept { return shadow_; }
 	nlohmann::json status() const;
@@ -169,6 +177,7 @@ private:
 	msg_consumer d2b_;
 	std::uint32_t next_seq_ = 1;
 	std::uint32_t flush_seq_ = 0; // last fire-and-forget flush
+	std::uint64_t fd_seq_ = 0;
 	std::optional<pending_op> pending_;
 	bool was_bound_ = false;
 	iotlb_counters stats_;

@@ -24,8 +24,10 @@ ivshmem_server::ivshmem_server(const std::string &socket_path, int shm_fd, unsig
 	shm_fd_.reset(::fcntl(shm_fd, F_DUPFD_CLOEXEC, 0));
 	if (!shm_fd_)
 		throw_errno("fcntl(F_DUPFD_CLOEXEC, shm fd)");
-	for (unsigned v = 0; v < num_vectors; v++)
+	for (unsigned v = 0; v < num_vectors; v++) {
 		doorbells_.push_back(make_eventfd());
+		peer0_.push_back(dup_fd(doorbells_.back().get(), "doorbell eventfd"));
+	}
 	// Listen last: a client may connect as soon as the path exists.
 	listener_ = unix_listener(socket_path);
 	spdlog::info("ivshmem: listening on {} ({} vectors)", socket_path, num_vectors);
@@ -62,19 +64,75 @@ void ivshmem_server::setup_client(unique_fd sock)
 	client c{std::move(sock), next_id_, {}};
 	next_id_ = next_id_ == 65535 ? 1 : next_id_ + 1;
 
-	for (unsigned v = 0; v < num_vectors_; v++)
-		c.vectors.push_back(make_eventfd());
+	// Only own vector 0 (VPCI_VEC_CONFIG) now; the others follow in order
+	// through add_own_vector() once their eventfds are known.
+	c.vectors.push_back(make_eventfd());
 
 	const int s = c.sock.get();
 	send_msg(s, 0, -1); // protocol version
 	send_msg(s, c.id, -1);
 	send_msg(s, -1, shm_fd_.get());
 	for (unsigned v = 0; v < num_vectors_; v++) // peer 0: the backend
-		send_msg(s, 0, doorbells_[v].get());
-	for (unsigned v = 0; v < num_vectors_; v++) // the client's own vectors
-		send_msg(s, c.id, c.vectors[v].get());
+		send_msg(s, 0, peer0_[v].get());
+	send_msg(s, c.id, c.vectors[0].get());
 	spdlog::info("ivshmem: client {} connected", c.id);
 	client_ = std::move(c);
+	epoch_++;
+}
+
+int ivshmem_server::own_vector_fd(unsigned vector) const noexcept
+{
+	if (!client_ || vector >= client_->vectors.size())
+		return -1;
+	return client_->vectors[vector].get();
+}
+
+bool ivshmem_server::add_own_vector(int fd)
+{
+	if (!client_ || client_->vectors.size() >= num_vectors_)
+		return false;
+	const auto v = client_->vectors.size();
+	try {
+		unique_fd d = dup_fd(fd, "own vector fd");
+		send_msg(client_->sock.get(), client_->id, d.get());
+		client_->vectors.push_back(std::move(d));
+	} catch (const std::system_error &e) {
+		spdlog::warn("ivshmem: sending own vector {} to client {} failed: {}", v,
+			     client_->id, e.what());
+		drop_client("dropped");
+		return false;
+	}
+	spdlog::debug("ivshmem: client {} own vector {} sent", client_->id, v);
+	return true;
+}
+
+void ivshmem_server::set_peer_vectors(const std::vector<int> &fds)
+{
+	if (fds.size() != num_vectors_)
+		throw std::invalid_argument("ivshmem: set_peer_vectors: " +
+					    std::to_string(fds.size()) + " fds for " +
+					    std::to_string(num_vectors_) + " vectors");
+	std::vector<unique_fd> next;
+	for (int fd : fds)
+		next.push_back(dup_fd(fd, "peer vector fd"));
+	peer0_ = std::move(next);
+	if (!client_)
+		return;
+	try {
+		// QEMU: process_msg_disconnect() closes peer 0's eventfds, then
+		// each connect message adds the next vector again.
+		send_msg(client_->sock.get(), 0, -1);
+		for (const unique_fd &fd : peer0_)
+			send_msg(client_->sock.get(), 0, fd.get());
+	} catch (const std::system_error &e) {
+		spdlog::warn("ivshmem: re-announcing peer 0 to client {} failed: {}", client_->id,
+			     e.what());
+		drop_client("dropped");
+		return;
+	}
+	reannounced_++;
+	spdlog::info("ivshmem: peer 0's {} vectors re-announced to client {}", num_vectors_,
+		     client_->id);
 }
 
 bool ivshmem_server::handle_listen()
@@ -122,6 +180,7 @@ void ivshmem_server::drop_client(const char *why)
 {
 	spdlog::info("ivshmem: client {} {}", client_->id, why);
 	client_.reset();
+	epoch_++;
 }
 
 void ivshmem_server::notify_vm2(unsigned vector)
@@ -133,6 +192,11 @@ void ivshmem_server::notify_vm2(unsigned vector)
 	if (vector >= num_vectors_)
 		throw std::out_of_range("ivshmem: vector " + std::to_string(vector) +
 					" >= " + std::to_string(num_vectors_));
+	if (vector >= client_->vectors.size()) {
+		spdlog::debug("ivshmem: vector {} not sent to client {} yet, not raised", vector,
+			      client_->id);
+		return;
+	}
 	eventfd_signal(client_->vectors[vector].get());
 }
 

@@ -7,12 +7,18 @@
  * The backend is peer 0.  On connect the client receives, each message one
  * little-endian int64 with at most one fd (SCM_RIGHTS):
  *   0 (protocol version); its id (1..65535); -1 + the memory file;
- *   num_vectors x (0 + doorbell eventfd): the backend's vectors, VM2 rings
- *     them with Doorbell = 0 << 16 | vector;
- *   num_vectors x (id + eventfd): VM2's own MSI-X vectors, raised by
- *     notify_vm2().
- * The doorbell eventfds live as long as the server; VM2's vector eventfds
- * as long as its connection.
+ *   num_vectors x (0 + eventfd): peer 0's vectors, VM2 rings them with
+ *     Doorbell = 0 << 16 | vector (set_peer_vectors(); by default the
+ *     backend's doorbell eventfds);
+ *   id + eventfd: VM2's own MSI-X vector 0 (VPCI_VEC_CONFIG), raised by
+ *     notify_vm2(0).
+ * Later, while connected:
+ *   id + fd: VM2's next own vector (add_own_vector(), strictly in vector
+ *     order; QEMU counts messages, an own vector can never be replaced);
+ *   0 without fd, then 0 + fd for every vector: peer 0's vectors re-wired
+ *     (set_peer_vectors()).
+ * The server keeps a dup of every fd it sent.  The doorbell eventfds live
+ * as long as the server; VM2's vector fds as long as its connection.
  */
 #pragma once
 
@@ -52,8 +58,38 @@ public:
 	/** The client socket is readable or hung up: drop the client on EOF. */
 	void handle_client();
 
-	/** Raise VM2's MSI-X @p vector (no-op without a client). */
+	/**
+	 * Raise VM2's MSI-X @p vector (no-op without a client or before the
+	 * vector was sent).  Throws std::out_of_range past num_vectors().
+	 */
 	void notify_vm2(unsigned vector);
+
+	/** Own vectors the client has been given so far (0 without a client). */
+	unsigned own_vectors_sent() const noexcept
+	{
+		return client_ ? static_cast<unsigned>(client_->vectors.size()) : 0;
+	}
+	/** Our dup of the fd sent as the client's own @p vector, -1 if none. */
+	int own_vector_fd(unsigned vector) const noexcept;
+	/**
+	 * Send a dup of @p fd as the client's next own vector
+	 * (own_vectors_sent()).  False without a client, when all vectors were
+	 * sent, or if sending failed (the client is then dropped).
+	 */
+	bool add_own_vector(int fd);
+
+	/**
+	 * Set peer 0's vectors (index = vector, num_vectors() fds, dups kept).
+	 * With a client connected: "peer 0 gone", then every vector again.
+	 * Without one the set is used at the next connect.
+	 */
+	void set_peer_vectors(const std::vector<int> &fds);
+	/** Our dup of the fd announced as peer 0's @p vector. */
+	int peer_vector_fd(unsigned vector) const { return peer0_.at(vector).get(); }
+	/** Times peer 0's vectors were re-announced to a connected client. */
+	std::uint64_t peer_reannouncements() const noexcept { return reannounced_; }
+	/** Incremented whenever a client connects or goes away. */
+	std::uint64_t epoch() const noexcept { return epoch_; }
 
 private:
 	struct client {
@@ -70,6 +106,9 @@ private:
 	unique_fd shm_fd_;
 	unsigned num_vectors_;
 	std::vector<unique_fd> doorbells_;
+	std::vector<unique_fd> peer0_;
+	std::uint64_t reannounced_ = 0;
+	std::uint64_t epoch_ = 0;
 	std::optional<client> client_;
 	std::uint16_t next_id_ = 1;
 };

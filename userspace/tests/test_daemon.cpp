@@ -3,6 +3,7 @@
 // control via vpci-ctl, clean shutdown on SIGTERM.  Processes are only ever
 // signalled by the pid this test spawned.
 #include <chrono>
+#include <cstring>
 #include <csignal>
 #include <fstream>
 #include <string>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "test_util.hpp"
 #include "vhost_user.hpp"
@@ -122,6 +124,86 @@ TEST_F(Daemon, VhostUserSocketServedAndRemoved)
 	EXPECT_EQ(wait_exit(pid), 0);
 	pid = -1;
 	EXPECT_NE(::access(vus.c_str(), F_OK), 0) << "vhost-user socket left behind";
+}
+
+/** One control request over a fresh connection; the parsed reply. */
+nlohmann::json ctl_request(const std::string &path, const std::string &req)
+{
+	vpci::unique_fd s = vpci::unix_connect(path);
+	const std::string line = req + "\n";
+	if (::send(s.get(), line.data(), line.size(), MSG_NOSIGNAL) !=
+	    static_cast<ssize_t>(line.size()))
+		return nullptr;
+	std::string in;
+	char buf[4096];
+	ssize_t n;
+	while (in.find('\n') == std::string::npos && (n = ::recv(s.get(), buf, sizeof(buf), 0)) > 0)
+		in.append(buf, static_cast<std::size_t>(n));
+	return nlohmann::json::parse(in.substr(0, in.find('\n')), nullptr, false);
+}
+
+// Direct kicks: the daemon's CPU time does not grow with VM1's kicks.
+TEST_F(Daemon, DirectKicksCostTheBackendNothing)
+{
+	const std::string ready = dir.path("ready"), vus = dir.path("vu.sock"),
+			  ivs = dir.path("ivs.sock"), ctl = dir.path("ctl.sock");
+	pid = spawn({VPCI_BACKEND_BIN, "--ivshmem-socket", ivs, "--mem-file", dir.path("mem"),
+		     "--ram-size", "1M", "--vhost-user-socket", vus, "--control-socket", ctl,
+		     "--ready-file", ready, "--log-level", "warn"});
+	ASSERT_GT(pid, 0);
+	for (int i = 0; i < 500 && ::access(ready.c_str(), F_OK) != 0; i++)
+		std::this_thread::sleep_for(10ms);
+	ASSERT_EQ(::access(ready.c_str(), F_OK), 0) << "ready file never appeared";
+
+	// VM2: version, id, shm, peer 0's 3 vectors, own vector 0.
+	vpci::unique_fd vm2 = vpci::unix_connect(ivs);
+	std::int64_t id = 0;
+	for (int i = 0; i < 7; i++) {
+		auto m = vpci::test::recv_ivshmem_msg(vm2.get());
+		ASSERT_TRUE(m) << "setup message " << i;
+		if (i == 1)
+			id = m->value;
+	}
+	// VM1: both kicks (no features needed for SET_VRING_KICK).
+	vpci::unique_fd vm1 = vpci::unix_connect(vus);
+	std::vector<vpci::unique_fd> kicks;
+	for (std::uint64_t q = 0; q < 2; q++) {
+		kicks.push_back(vpci::make_eventfd());
+		std::uint32_t msg[5] = {12, vpci::vu::version | vpci::vu::flag_need_reply, 8};
+		std::memcpy(&msg[3], &q, 8);
+		vpci::vu::send_raw(vm1.get(), msg, sizeof(msg), {kicks.back().get()});
+		std::uint32_t rh[3] = {};
+		std::uint64_t ack = ~0ULL;
+		ASSERT_EQ(::recv(vm1.get(), rh, sizeof(rh), MSG_WAITALL), 12);
+		ASSERT_EQ(::recv(vm1.get(), &ack, sizeof(ack), MSG_WAITALL), 8);
+		ASSERT_EQ(ack, 0u);
+	}
+	std::vector<vpci::unique_fd> own;
+	for (int v = 1; v <= 2; v++) {
+		auto m = vpci::test::recv_ivshmem_msg(vm2.get());
+		ASSERT_TRUE(m && m->value == id && m->fd) << "own vector " << v;
+		own.push_back(std::move(m->fd));
+	}
+
+	auto before = ctl_request(ctl, R"({"cmd":"status"})");
+	ASSERT_TRUE(before.is_object());
+	ASSERT_EQ(before["frontend"]["queues"][0]["notify"], "direct");
+	const double cpu0 = before["cpu_seconds"].get<double>();
+	EXPECT_GE(cpu0, 0.0);
+	for (int i = 0; i < 20000; i++) {
+		vpci::eventfd_signal(kicks[static_cast<std::size_t>(i % 2)].get());
+		ASSERT_TRUE(vpci::eventfd_consume(own[static_cast<std::size_t>(i % 2)].get()));
+	}
+	auto after = ctl_request(ctl, R"({"cmd":"status"})");
+	ASSERT_TRUE(after.is_object());
+	EXPECT_LT(after["cpu_seconds"].get<double>() - cpu0, 0.05)
+		<< "the backend worked for direct kicks";
+	EXPECT_EQ(after["frontend"]["queues"][0]["kicks_relayed"], 0);
+	EXPECT_EQ(after["frontend"]["queues"][1]["kicks_relayed"], 0);
+
+	ASSERT_EQ(::kill(pid, SIGTERM), 0);
+	EXPECT_EQ(wait_exit(pid), 0);
+	pid = -1;
 }
 
 TEST_F(Daemon, StartupErrorsExitOne)

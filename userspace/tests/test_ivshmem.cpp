@@ -62,13 +62,13 @@ protected:
 			if (m)
 				c.doorbells.push_back(std::move(m->fd));
 		}
-		for (unsigned v = 0; v < nvec; v++) {
-			m = recv_ivshmem_msg(c.sock.get());
-			EXPECT_TRUE(m && m->value == c.id && m->fd) << "own vector " << v;
-			if (m)
-				c.own.push_back(std::move(m->fd));
-		}
+		// Only own vector 0 at connect; the rest come with add_own_vector().
+		m = recv_ivshmem_msg(c.sock.get());
+		EXPECT_TRUE(m && m->value == c.id && m->fd) << "own vector 0";
+		if (m)
+			c.own.push_back(std::move(m->fd));
 		EXPECT_FALSE(readable(c.sock.get())) << "extra messages after setup";
+		EXPECT_EQ(srv_.own_vectors_sent(), 1u);
 		EXPECT_TRUE(srv_.client_connected());
 		EXPECT_EQ(srv_.client_id(), c.id);
 		return c;
@@ -91,12 +91,96 @@ TEST_F(IvshmemTest, SetupSequence)
 	EXPECT_EQ(a.st_ino, b.st_ino);
 	EXPECT_EQ(a.st_dev, b.st_dev);
 	EXPECT_EQ(c.doorbells.size(), nvec);
-	EXPECT_EQ(c.own.size(), nvec);
+	EXPECT_EQ(c.own.size(), 1u);
+}
+
+/** Add own vectors 1.. as fresh eventfds; the client records them. */
+static void add_all_own(ivshmem_server &srv, fake_client &c)
+{
+	while (c.own.size() < nvec) {
+		unique_fd e = make_eventfd();
+		ASSERT_TRUE(srv.add_own_vector(e.get()));
+		auto m = recv_ivshmem_msg(c.sock.get());
+		ASSERT_TRUE(m && m->value == c.id && m->fd) << "own vector " << c.own.size();
+		c.own.push_back(std::move(m->fd));
+	}
+}
+
+TEST_F(IvshmemTest, OwnVectorsAddedInOrderAndKept)
+{
+	fake_client c = connect_client();
+	unique_fd e1 = make_eventfd(), e2 = make_eventfd();
+	// Vector 1 not sent yet: raising it is a quiet no-op.
+	EXPECT_NO_THROW(srv_.notify_vm2(1));
+	EXPECT_EQ(srv_.own_vector_fd(1), -1);
+	ASSERT_TRUE(srv_.add_own_vector(e1.get()));
+	ASSERT_TRUE(srv_.add_own_vector(e2.get()));
+	EXPECT_EQ(srv_.own_vectors_sent(), 3u);
+	EXPECT_FALSE(srv_.add_own_vector(e2.get())) << "more vectors than the device has";
+	for (int v = 1; v <= 2; v++) {
+		auto m = recv_ivshmem_msg(c.sock.get());
+		ASSERT_TRUE(m && m->value == c.id && m->fd) << "own vector " << v;
+		// The client got the very eventfd we passed (a dup of it).
+		const int mine = v == 1 ? e1.get() : e2.get();
+		EXPECT_TRUE(same_file(m->fd.get(), mine));
+		EXPECT_TRUE(same_file(srv_.own_vector_fd(static_cast<unsigned>(v)), mine));
+		eventfd_signal(mine);
+		EXPECT_TRUE(readable(m->fd.get()));
+	}
+	EXPECT_FALSE(readable(c.sock.get()));
+	// The server's dup outlives our fd.
+	e1.reset();
+	srv_.notify_vm2(1);
+	EXPECT_EQ(eventfd_consume(srv_.own_vector_fd(1)), 2u);
+}
+
+TEST_F(IvshmemTest, AddOwnVectorWithoutClientFails)
+{
+	unique_fd e = make_eventfd();
+	EXPECT_FALSE(srv_.add_own_vector(e.get()));
+	EXPECT_EQ(srv_.own_vectors_sent(), 0u);
+}
+
+TEST_F(IvshmemTest, PeerVectorsReannounced)
+{
+	fake_client c = connect_client();
+	unique_fd a = make_eventfd(), b = make_eventfd();
+	EXPECT_THROW(srv_.set_peer_vectors({a.get()}), std::invalid_argument);
+	srv_.set_peer_vectors({srv_.doorbell_fd(0), a.get(), b.get()});
+	EXPECT_EQ(srv_.peer_reannouncements(), 1u);
+	auto gone = recv_ivshmem_msg(c.sock.get());
+	ASSERT_TRUE(gone);
+	EXPECT_EQ(gone->value, 0);
+	EXPECT_FALSE(gone->fd) << "peer gone carries no fd";
+	std::vector<unique_fd> got;
+	for (unsigned v = 0; v < nvec; v++) {
+		auto m = recv_ivshmem_msg(c.sock.get());
+		ASSERT_TRUE(m && m->value == 0 && m->fd) << "peer 0 vector " << v;
+		got.push_back(std::move(m->fd));
+	}
+	EXPECT_FALSE(readable(c.sock.get()));
+	EXPECT_TRUE(same_file(got[0].get(), srv_.doorbell_fd(0)));
+	EXPECT_TRUE(same_file(got[1].get(), a.get()));
+	EXPECT_TRUE(same_file(got[2].get(), b.get()));
+	EXPECT_FALSE(same_file(got[1].get(), b.get()));
+	eventfd_signal(got[2].get());
+	EXPECT_TRUE(readable(b.get()));
+}
+
+TEST_F(IvshmemTest, PeerVectorsSetWithoutClientUsedAtConnect)
+{
+	unique_fd a = make_eventfd();
+	srv_.set_peer_vectors({srv_.doorbell_fd(0), a.get(), srv_.doorbell_fd(2)});
+	EXPECT_EQ(srv_.peer_reannouncements(), 0u);
+	fake_client c = connect_client();
+	EXPECT_TRUE(same_file(c.doorbells[1].get(), a.get()));
+	EXPECT_TRUE(same_file(c.doorbells[2].get(), srv_.doorbell_fd(2)));
 }
 
 TEST_F(IvshmemTest, NotifyRaisesOwnVector)
 {
 	fake_client c = connect_client();
+	add_all_own(srv_, c);
 	ASSERT_EQ(c.own.size(), nvec);
 	for (unsigned k = 0; k < nvec; k++) {
 		srv_.notify_vm2(k);
@@ -135,13 +219,16 @@ TEST_F(IvshmemTest, ReconnectGetsNewIdAndSameDoorbells)
 
 	fake_client c2 = connect_client();
 	EXPECT_EQ(c2.id, 2);
+	add_all_own(srv_, c2);
 	// The backend's doorbells outlive clients: the old fd still rings it.
 	eventfd_signal(c1.doorbells[0].get());
 	EXPECT_TRUE(readable(srv_.doorbell_fd(0)));
 	// VM2's vectors are per connection.
+	srv_.notify_vm2(0);
+	EXPECT_TRUE(readable(c2.own[0].get()));
+	EXPECT_FALSE(readable(c1.own[0].get()));
 	srv_.notify_vm2(1);
 	EXPECT_TRUE(readable(c2.own[1].get()));
-	EXPECT_FALSE(readable(c1.own[1].get()));
 }
 
 TEST_F(IvshmemTest, SecondConcurrentClientClosed)

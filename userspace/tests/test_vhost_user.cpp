@@ -53,8 +53,11 @@ protected:
 		c.vhost_user_socket = d.path("vu.sock");
 		c.inval_timeout_ms = 200;
 		c.vring_base_timeout_ms = 200;
+		c.reannounce_peer = reannounce_peer;
 		return c;
 	}
+	/** backend_config::reannounce_peer for the next fixture (default off). */
+	static inline bool reannounce_peer = false;
 
 	void SetUp() override { connect(); }
 
@@ -201,6 +204,80 @@ protected:
 		ASSERT_EQ(ack(), 0u);
 	}
 	std::uint32_t bstatus() { return le_load(ctrl().backend.status); }
+
+	/** VM2's QEMU as an ivshmem client: what it was given so far. */
+	struct vm2 {
+		unique_fd sock;
+		std::int64_t id = 0;
+		std::vector<unique_fd> peer; // peer 0's vectors (current set)
+		std::vector<unique_fd> own;  // own MSI-X vectors, in order
+		unsigned peer_gone = 0;
+	};
+	static constexpr unsigned kVectors = VPCI_NUM_VECTORS(2);
+
+	/** Connect, pump, read the setup sequence (checked) and anything after. */
+	vm2 connect_vm2()
+	{
+		vm2 c;
+		c.sock = unix_connect(dir_.path("ivs.sock"));
+		pump();
+		auto m = recv_ivshmem_msg(c.sock.get());
+		EXPECT_TRUE(m && m->value == 0 && !m->fd) << "version";
+		m = recv_ivshmem_msg(c.sock.get());
+		EXPECT_TRUE(m && m->value > 0 && !m->fd) << "id";
+		c.id = m ? m->value : -1;
+		m = recv_ivshmem_msg(c.sock.get());
+		EXPECT_TRUE(m && m->value == -1 && m->fd) << "shm";
+		for (unsigned v = 0; v < kVectors; v++) {
+			m = recv_ivshmem_msg(c.sock.get());
+			EXPECT_TRUE(m && m->value == 0 && m->fd) << "peer 0 vector " << v;
+			if (m)
+				c.peer.push_back(std::move(m->fd));
+		}
+		m = recv_ivshmem_msg(c.sock.get());
+		EXPECT_TRUE(m && m->value == c.id && m->fd) << "own vector 0";
+		if (m)
+			c.own.push_back(std::move(m->fd));
+		return c;
+	}
+	/**
+	 * Read what the server sent since, as QEMU would apply it: own vectors
+	 * appended, "peer 0 gone" clears peer 0, "0 + fd" appends.
+	 * @return messages read
+	 */
+	unsigned vm2_read(vm2 &c)
+	{
+		unsigned n = 0;
+		while (readable(c.sock.get())) {
+			auto m = recv_ivshmem_msg(c.sock.get());
+			if (!m)
+				break;
+			n++;
+			if (m->value == c.id) {
+				EXPECT_TRUE(m->fd) << "own vector without fd";
+				c.own.push_back(std::move(m->fd));
+			} else if (m->value == 0 && !m->fd) {
+				c.peer_gone++;
+				c.peer.clear();
+			} else if (m->value == 0) {
+				c.peer.push_back(std::move(m->fd));
+			} else {
+				ADD_FAILURE() << "unexpected message " << m->value;
+			}
+		}
+		return n;
+	}
+	nlohmann::json qstatus(unsigned q) { return be_.status()["frontend"]["queues"][q]; }
+	void set_kick(unsigned q, int fd)
+	{
+		send_u64(vu::request::set_vring_kick, q, true, {fd});
+		EXPECT_EQ(ack(), 0u);
+	}
+	void set_call(unsigned q, int fd)
+	{
+		send_u64(vu::request::set_vring_call, q, true, {fd});
+		EXPECT_EQ(ack(), 0u);
+	}
 
 	temp_dir dir_;
 	backend be_{config(dir_)};
@@ -586,22 +663,347 @@ TEST_F(VhostUserTest, ShadowReplayedWhenDriverBinds)
 	EXPECT_EQ(le_load(msgs[1].iova), 0x9000u);
 }
 
-TEST_F(VhostUserTest, KickRelayedToVm2AndCallFromDoorbell)
+TEST_F(VhostUserTest, WithoutVm2KicksStayPendingAndCallsAreRelayed)
 {
 	negotiate(default_device_features);
 	unique_fd kick = make_eventfd(), call = make_eventfd();
-	send_u64(vu::request::set_vring_kick, 1, true, {kick.get()});
-	EXPECT_EQ(ack(), 0u);
-	send_u64(vu::request::set_vring_call, 1, true, {call.get()});
-	EXPECT_EQ(ack(), 0u);
-	EXPECT_EQ(le_load(ctrl().vq_config[1].notify), VPCI_NOTIFY_RELAY);
+	set_kick(1, kick.get());
+	set_call(1, call.get());
+	// No VM2: nothing takes the kick, its count waits on VM1's eventfd for
+	// VM2's QEMU to attach it.
 	eventfd_signal(kick.get());
 	pump();
-	EXPECT_EQ(be_.status()["frontend"]["queues"][1]["kicks_relayed"], 1);
-	EXPECT_EQ(be_.status()["frontend"]["queues"][1]["notify"], "relay");
+	EXPECT_TRUE(readable(kick.get())) << "backend consumed a kick nobody can receive";
+	EXPECT_EQ(qstatus(1)["kick"], "none");
+	EXPECT_EQ(qstatus(1)["kicks_relayed"], 0);
+	// The backend's doorbell for queue 1 still reaches VM1's call fd.
+	EXPECT_EQ(le_load(ctrl().vq_config[1].notify), VPCI_NOTIFY_RELAY);
+	EXPECT_EQ(qstatus(1)["notify"], "relay");
+	EXPECT_EQ(qstatus(1)["call"], "relay");
 	eventfd_signal(be_.ivshmem().doorbell_fd(VPCI_VEC_QUEUE(1)));
 	pump();
 	EXPECT_TRUE(readable(call.get()));
+	EXPECT_EQ(qstatus(1)["calls_relayed"], 1);
+	EXPECT_EQ(qstatus(0)["notify"], "none");
+}
+
+TEST_F(VhostUserTest, Vm2FirstThenKicksSentInOrderAndDirect)
+{
+	vm2 c = connect_vm2();
+	EXPECT_EQ(c.own.size(), 1u) << "only vector 0 at connect";
+	EXPECT_EQ(vm2_read(c), 0u);
+	// VM2's peer 0 vectors are the backend's doorbells for now.
+	for (unsigned v = 0; v < kVectors; v++)
+		EXPECT_TRUE(same_file(c.peer[v].get(), be_.ivshmem().doorbell_fd(v))) << v;
+
+	negotiate(default_device_features);
+	unique_fd kick0 = make_eventfd(), kick1 = make_eventfd();
+	set_kick(1, kick1.get());
+	EXPECT_EQ(vm2_read(c), 0u) << "queue 1's vector sent before queue 0's";
+	EXPECT_EQ(qstatus(1)["kick"], "none");
+	const auto gen = be_.control().generation();
+	set_kick(0, kick0.get());
+	EXPECT_EQ(vm2_read(c), 2u);
+	ASSERT_EQ(c.own.size(), 3u);
+	EXPECT_TRUE(same_file(c.own[VPCI_VEC_QUEUE(0)].get(), kick0.get()));
+	EXPECT_TRUE(same_file(c.own[VPCI_VEC_QUEUE(1)].get(), kick1.get()));
+	EXPECT_EQ(be_.status()["notify"]["own_vectors_sent"], 3);
+	for (unsigned q : {0u, 1u}) {
+		EXPECT_EQ(qstatus(q)["kick"], "direct") << q;
+		EXPECT_EQ(qstatus(q)["notify"], "direct") << q;
+		EXPECT_EQ(le_load(ctrl().vq_config[q].notify), VPCI_NOTIFY_DIRECT) << q;
+	}
+	EXPECT_GT(be_.control().generation(), gen) << "mode change not published";
+	EXPECT_EQ(qstatus(2)["notify"], "none");
+
+	// VM1 kicks: VM2's vector fires with no backend involvement (the loop
+	// does not run between the write and the check).
+	eventfd_signal(kick1.get());
+	EXPECT_TRUE(readable(c.own[VPCI_VEC_QUEUE(1)].get()));
+	EXPECT_FALSE(readable(c.own[VPCI_VEC_QUEUE(0)].get()));
+	eventfd_signal(kick0.get());
+	EXPECT_TRUE(readable(c.own[VPCI_VEC_QUEUE(0)].get()));
+	pump();
+	// Nobody took the counts but VM2.
+	EXPECT_EQ(eventfd_consume(c.own[VPCI_VEC_QUEUE(0)].get()), 1u);
+	EXPECT_EQ(eventfd_consume(c.own[VPCI_VEC_QUEUE(1)].get()), 1u);
+	EXPECT_EQ(qstatus(0)["kicks_relayed"], 0);
+	EXPECT_EQ(qstatus(1)["kicks_relayed"], 0);
+}
+
+TEST_F(VhostUserTest, Vm1FirstThenVm2GetsEverythingAtConnect)
+{
+	negotiate(default_device_features);
+	unique_fd kick0 = make_eventfd(), kick1 = make_eventfd();
+	unique_fd call0 = make_eventfd(), call1 = make_eventfd();
+	set_kick(0, kick0.get());
+	set_call(0, call0.get());
+	set_kick(1, kick1.get());
+	set_call(1, call1.get());
+	eventfd_signal(kick0.get()); // before VM2 exists: delivered once attached
+
+	vm2 c = connect_vm2();
+	EXPECT_EQ(vm2_read(c), 2u) << "kick vectors right after vector 0";
+	EXPECT_EQ(c.peer_gone, 0u) << "no re-announcement needed";
+	ASSERT_EQ(c.own.size(), 3u);
+	EXPECT_TRUE(same_file(c.own[1].get(), kick0.get()));
+	EXPECT_TRUE(same_file(c.own[2].get(), kick1.get()));
+	EXPECT_TRUE(readable(c.own[1].get())) << "pending kick lost";
+	ASSERT_EQ(c.peer.size(), kVectors);
+	EXPECT_TRUE(same_file(c.peer[0].get(), be_.ivshmem().doorbell_fd(0)));
+	EXPECT_TRUE(same_file(c.peer[1].get(), call0.get()));
+	EXPECT_TRUE(same_file(c.peer[2].get(), call1.get()));
+	EXPECT_TRUE(same_file(c.peer[3].get(), be_.ivshmem().doorbell_fd(3)));
+	for (unsigned q : {0u, 1u}) {
+		EXPECT_EQ(qstatus(q)["kick"], "direct") << q;
+		EXPECT_EQ(qstatus(q)["call"], "direct") << q;
+		EXPECT_EQ(le_load(ctrl().vq_config[q].notify), VPCI_NOTIFY_DIRECT) << q;
+	}
+	// VM2 rings peer 0's vector 2: VM1's call fd of queue 1, directly.
+	eventfd_signal(c.peer[VPCI_VEC_QUEUE(1)].get());
+	EXPECT_TRUE(readable(call1.get()));
+	EXPECT_FALSE(readable(call0.get()));
+	pump();
+	EXPECT_EQ(qstatus(1)["calls_relayed"], 0);
+	EXPECT_EQ(be_.status()["notify"]["peer_reannouncements"], 0);
+}
+
+TEST_F(VhostUserTest, ReplacedKickIsRelayedUntilVm2Reconnects)
+{
+	vm2 c = connect_vm2();
+	negotiate(default_device_features);
+	unique_fd kick0 = make_eventfd(), kick1 = make_eventfd();
+	set_kick(0, kick0.get());
+	set_kick(1, kick1.get());
+	vm2_read(c);
+	ASSERT_EQ(c.own.size(), 3u);
+	EXPECT_EQ(qstatus(0)["kick"], "direct");
+
+	// VM1 re-sends the same eventfd (QEMU does on vhost restart): still direct.
+	set_kick(0, kick0.get());
+	EXPECT_EQ(vm2_read(c), 0u);
+	EXPECT_EQ(qstatus(0)["kick"], "direct");
+
+	// VM1 recreates queue 0's kick: an own vector cannot be replaced.
+	const auto gen = be_.control().generation();
+	unique_fd kick0b = make_eventfd();
+	set_kick(0, kick0b.get());
+	EXPECT_EQ(vm2_read(c), 0u) << "nothing can be sent for a vector VM2 has";
+	EXPECT_EQ(qstatus(0)["kick"], "relay");
+	EXPECT_EQ(qstatus(0)["notify"], "relay");
+	EXPECT_EQ(le_load(ctrl().vq_config[0].notify), VPCI_NOTIFY_RELAY);
+	EXPECT_GT(be_.control().generation(), gen);
+	EXPECT_EQ(qstatus(1)["kick"], "direct") << "other queues unaffected";
+
+	eventfd_signal(kick0b.get());
+	EXPECT_FALSE(readable(c.own[1].get())) << "relay needs the backend loop";
+	pump();
+	EXPECT_TRUE(readable(c.own[1].get()));
+	EXPECT_EQ(eventfd_consume(c.own[1].get()), 1u);
+	EXPECT_EQ(qstatus(0)["kicks_relayed"], 1);
+	// The old kick still reaches VM2 (it holds that fd) but VM1 no longer uses it.
+
+	// A new VM2 (QEMU restarted) starts over: direct again.
+	c.sock.reset();
+	pump();
+	EXPECT_FALSE(be_.ivshmem().client_connected());
+	EXPECT_EQ(qstatus(0)["kick"], "none");
+	vm2 c2 = connect_vm2();
+	EXPECT_EQ(vm2_read(c2), 2u);
+	ASSERT_EQ(c2.own.size(), 3u);
+	EXPECT_TRUE(same_file(c2.own[1].get(), kick0b.get()));
+	EXPECT_EQ(qstatus(0)["kick"], "direct");
+	eventfd_signal(kick0b.get());
+	EXPECT_TRUE(readable(c2.own[1].get()));
+	pump();
+	EXPECT_EQ(qstatus(0)["kicks_relayed"], 1) << "relay still running";
+}
+
+TEST_F(VhostUserTest, GapBeforeALiveQueueIsFilledAndRelayed)
+{
+	vm2 c = connect_vm2();
+	negotiate(default_device_features);
+	set_mem_table(be_.memory().fd());
+	setup_ring(1, 0x1000, 0x2000, 0x3000); // ends with a kick without fd
+	unique_fd kick1 = make_eventfd();
+	set_kick(1, kick1.get());
+	EXPECT_EQ(vm2_read(c), 0u) << "queue 1 not live yet: its vector waits for queue 0's";
+	// Queue 1 goes live while queue 0 still has no kick: its vector must
+	// not wait forever.
+	send_p(vu::request::set_vring_enable, vu::vring_state{1, 1});
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_EQ(vm2_read(c), 2u);
+	ASSERT_EQ(c.own.size(), 3u);
+	EXPECT_TRUE(same_file(c.own[2].get(), kick1.get()));
+	EXPECT_EQ(qstatus(1)["kick"], "direct");
+	// Queue 0's kick arrives later: its vector is the backend's eventfd.
+	unique_fd kick0 = make_eventfd();
+	set_kick(0, kick0.get());
+	EXPECT_EQ(qstatus(0)["kick"], "relay");
+	eventfd_signal(kick0.get());
+	pump();
+	EXPECT_TRUE(readable(c.own[1].get()));
+	EXPECT_EQ(qstatus(0)["kicks_relayed"], 1);
+}
+
+/** With --peer-reannounce (for a QEMU without the peer-id reuse bug). */
+class ReannounceTest : public VhostUserTest {
+protected:
+	static void SetUpTestSuite() { reannounce_peer = true; }
+	static void TearDownTestSuite() { reannounce_peer = false; }
+};
+
+TEST_F(ReannounceTest, CallFdsAnnouncedAsPeerVectorsAndReannounced)
+{
+	vm2 c = connect_vm2();
+	negotiate(default_device_features);
+	unique_fd call0 = make_eventfd();
+	set_call(0, call0.get());
+	vm2_read(c);
+	EXPECT_EQ(c.peer_gone, 1u) << "\"peer 0 gone\" before the new set";
+	ASSERT_EQ(c.peer.size(), kVectors);
+	EXPECT_TRUE(same_file(c.peer[0].get(), be_.ivshmem().doorbell_fd(0)))
+		<< "vector 0 stays the backend's doorbell";
+	EXPECT_TRUE(same_file(c.peer[1].get(), call0.get()));
+	EXPECT_TRUE(same_file(c.peer[2].get(), be_.ivshmem().doorbell_fd(2)));
+	EXPECT_EQ(qstatus(0)["call"], "direct");
+	EXPECT_EQ(le_load(ctrl().vq_config[0].notify), VPCI_NOTIFY_DIRECT);
+	// Direct: VM2's doorbell write lands on VM1's call fd without the loop.
+	eventfd_signal(c.peer[VPCI_VEC_QUEUE(0)].get());
+	EXPECT_TRUE(readable(call0.get()));
+	EXPECT_EQ(eventfd_consume(call0.get()), 1u);
+	// Vector 0 still reaches the backend.
+	eventfd_signal(c.peer[VPCI_VEC_CONFIG].get());
+	EXPECT_TRUE(readable(be_.ivshmem().doorbell_fd(VPCI_VEC_CONFIG)));
+	pump();
+
+	// Same eventfd again: nothing to re-wire.
+	set_call(0, call0.get());
+	EXPECT_EQ(vm2_read(c), 0u);
+
+	// Queue 1 gets a call fd.  VM2 rings with the fd it still has (the
+	// backend's doorbell) before it sees the new set: relayed, not lost.
+	unique_fd old_q1 = std::move(c.peer[2]);
+	unique_fd call1 = make_eventfd();
+	set_call(1, call1.get());
+	eventfd_signal(old_q1.get());
+	pump();
+	EXPECT_TRUE(readable(call1.get()));
+	EXPECT_EQ(qstatus(1)["calls_relayed"], 1);
+	EXPECT_EQ(vm2_read(c), 1u + kVectors);
+	EXPECT_EQ(c.peer_gone, 2u);
+	EXPECT_TRUE(same_file(c.peer[2].get(), call1.get()));
+	EXPECT_EQ(qstatus(1)["call"], "direct");
+
+	// VM1 changes queue 0's call fd: "peer 0 gone", then the new set.
+	unique_fd call0b = make_eventfd();
+	set_call(0, call0b.get());
+	EXPECT_EQ(vm2_read(c), 1u + kVectors);
+	EXPECT_EQ(c.peer_gone, 3u);
+	EXPECT_TRUE(same_file(c.peer[1].get(), call0b.get()));
+	EXPECT_TRUE(same_file(c.peer[2].get(), call1.get()));
+	eventfd_signal(c.peer[1].get());
+	EXPECT_TRUE(readable(call0b.get()));
+	EXPECT_FALSE(readable(call0.get()));
+	EXPECT_EQ(be_.status()["notify"]["peer_reannouncements"], 3);
+
+	// VM1 goes away: its call fds are dropped and peer 0 is the backend again.
+	sock_.reset();
+	pump();
+	EXPECT_EQ(vm2_read(c), 1u + kVectors);
+	for (unsigned v = 0; v < kVectors; v++)
+		EXPECT_TRUE(same_file(c.peer[v].get(), be_.ivshmem().doorbell_fd(v))) << v;
+	EXPECT_EQ(qstatus(0)["notify"], "none");
+}
+
+TEST_F(ReannounceTest, BurstOfCallFdsCostsOneReannouncement)
+{
+	vm2 c = connect_vm2();
+	negotiate(default_device_features);
+	// QEMU sends SET_VRING_CALL for every queue back to back.
+	std::vector<unique_fd> calls;
+	for (std::uint64_t q = 0; q < 4; q++) {
+		calls.push_back(make_eventfd());
+		std::uint32_t msg[5] = {static_cast<std::uint32_t>(vu::request::set_vring_call),
+					vu::version | vu::flag_need_reply, 8};
+		std::memcpy(&msg[3], &q, 8);
+		vu::send_raw(sock_.get(), msg, sizeof(msg), {calls.back().get()});
+	}
+	for (int i = 0; i < 4; i++)
+		EXPECT_EQ(ack(), 0u);
+	pump();
+	EXPECT_EQ(vm2_read(c), 1u + kVectors);
+	EXPECT_EQ(c.peer_gone, 1u);
+	EXPECT_EQ(be_.status()["notify"]["peer_reannouncements"], 1);
+	for (unsigned q = 0; q < 4; q++) {
+		EXPECT_TRUE(same_file(c.peer[VPCI_VEC_QUEUE(q)].get(), calls[q].get())) << q;
+		EXPECT_EQ(qstatus(q)["call"], "direct") << q;
+	}
+}
+
+// The default: peer 0 is never re-announced to a connected VM2.
+TEST_F(VhostUserTest, ChangedCallsRelayedUntilVm2Reconnects)
+{
+	vm2 c = connect_vm2();
+	negotiate(default_device_features);
+	unique_fd call0 = make_eventfd();
+	set_call(0, call0.get());
+	EXPECT_EQ(vm2_read(c), 0u) << "peer 0 re-announced although disabled";
+	EXPECT_EQ(qstatus(0)["call"], "relay");
+	EXPECT_EQ(le_load(ctrl().vq_config[0].notify), VPCI_NOTIFY_RELAY);
+	eventfd_signal(c.peer[VPCI_VEC_QUEUE(0)].get());
+	EXPECT_FALSE(readable(call0.get()));
+	pump();
+	EXPECT_TRUE(readable(call0.get()));
+	EXPECT_EQ(qstatus(0)["calls_relayed"], 1);
+	EXPECT_EQ(be_.status()["notify"]["reannounce_peer"], false);
+
+	// A new VM2 gets VM1's call fd at connect: direct.
+	c.sock.reset();
+	pump();
+	vm2 c2 = connect_vm2();
+	EXPECT_TRUE(same_file(c2.peer[VPCI_VEC_QUEUE(0)].get(), call0.get()));
+	EXPECT_EQ(qstatus(0)["call"], "direct");
+}
+
+TEST_F(VhostUserTest, ReplacedDirectCallIsRelayedFromTheOldEventfd)
+{
+	negotiate(default_device_features);
+	unique_fd call0 = make_eventfd();
+	set_call(0, call0.get());
+	vm2 c = connect_vm2();
+	ASSERT_TRUE(same_file(c.peer[VPCI_VEC_QUEUE(0)].get(), call0.get()));
+	EXPECT_EQ(qstatus(0)["call"], "direct");
+
+	// VM1 replaces its call fd; VM2 keeps ringing the one it has.
+	unique_fd call0b = make_eventfd();
+	set_call(0, call0b.get());
+	EXPECT_EQ(vm2_read(c), 0u) << "re-announced although off by default";
+	EXPECT_EQ(qstatus(0)["call"], "relay");
+	EXPECT_EQ(le_load(ctrl().vq_config[0].notify), VPCI_NOTIFY_RELAY);
+	eventfd_signal(c.peer[VPCI_VEC_QUEUE(0)].get());
+	pump();
+	EXPECT_TRUE(readable(call0b.get())) << "call lost on VM1's previous eventfd";
+	EXPECT_FALSE(readable(call0.get()));
+	EXPECT_EQ(qstatus(0)["calls_relayed"], 1);
+
+	// VM1 goes back to the first eventfd (QEMU unmasking): direct again,
+	// the backend no longer reads it.
+	set_call(0, call0.get());
+	EXPECT_EQ(qstatus(0)["call"], "direct");
+	eventfd_signal(c.peer[VPCI_VEC_QUEUE(0)].get());
+	pump();
+	EXPECT_EQ(eventfd_consume(call0.get()), 1u);
+	EXPECT_EQ(qstatus(0)["calls_relayed"], 1);
+}
+
+TEST_F(VhostUserTest, StatusReportsCpuSeconds)
+{
+	const auto st = be_.status();
+	ASSERT_TRUE(st.contains("cpu_seconds"));
+	ASSERT_TRUE(st["cpu_seconds"].is_number_float());
+	EXPECT_GE(st["cpu_seconds"].get<double>(), 0.0);
+	EXPECT_EQ(st["notify"]["reannounce_peer"], false) << "default must be safe for QEMU 7.2";
 }
 
 // Bad input: each case leaves the daemon serving and the control area as
