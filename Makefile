@@ -16,7 +16,7 @@ KBUILD_OUT := $(BUILD)/kernel/$(KVER)
 KO         := $(KBUILD_OUT)/vhost_pci_net.ko
 US_BUILD   := $(BUILD)/userspace
 JOBS       ?= $(shell nproc)
-SELFTESTS  ?= vm2/basic.sh vm2/ctrl_area.sh e2e/vm1_rings.sh e2e/ping.sh e2e/ping.sh:iommu=iommu.strict=0 e2e/ping.sh:iommu=iommu=pt e2e/modes.sh e2e/lifecycle.sh e2e/traffic.sh
+SELFTESTS  ?= vm2/basic.sh vm2/ctrl_area.sh e2e/vm1_rings.sh e2e/ping.sh e2e/ping.sh:iommu=iommu.strict=0 e2e/ping.sh:iommu=iommu=pt e2e/ping.sh:viommu=:viommu_cmdline=:iommu=:iommu_platform=off e2e/modes.sh e2e/lifecycle.sh e2e/traffic.sh
 
 export VPCI_BUILD := $(BUILD)
 

@@ -7,7 +7,7 @@
 # each reply VM1's TX ring into VM2's NAPI.  Zero loss in every IOMMU mode.
 source "$(dirname "$0")/../lib.sh"
 
-tap_begin 6
+tap_begin 7
 
 check "insmod vhost_pci_net" insmod "$VPCI_KO"
 dev=$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")
@@ -28,6 +28,11 @@ out=$(ping -c 50 -i 0.05 -W 2 "$VPCI_VM1_IP")
 echo "$out" | tail -n 2 | sed 's/^/# /'
 echo "$out" | grep -q ' 0% packet loss'
 log_test $? "50 pings, zero loss"
+
+host vm vm1 "ping -c 20 -i 0.05 -W 2 ${VPCI_VM2_ADDR%/*}"
+echo "$HOST_OUT" | tail -n 2 | sed 's/^/# VM1: /'
+echo "$HOST_OUT" | grep -q ' 0% packet loss'
+log_test $? "VM1 -> VM2: 20 pings, zero loss"
 
 ethtool -S "$ifname" | grep -vE ': 0$' | sed 's/^/# /'
 ethtool -S "$ifname" | awk '/fault/ && $2 != 0 { bad = 1 } END { exit bad }'

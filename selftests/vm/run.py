@@ -210,7 +210,10 @@ class Guest:
                 "-fsdev", "local,id=root,path=/,security_model=none,readonly=on",
                 "-device", "virtio-9p-pci,fsdev=root,mount_tag=hostroot"]
         for dev in spec.get("devices", []):
-            argv += dev
+            # An entry whose arguments expanded to nothing is left out
+            # (a topology variable set empty turns a device off).
+            if all(a for a in dev):
+                argv += dev
         with open(os.path.join(self.run, f"{self.name}.cmdline"), "w") as f:
             f.write(shlex.join(argv) + "\n")
         self.proc = Proc(self.name, argv,
