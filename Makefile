@@ -25,7 +25,7 @@ export VPCI_BUILD := $(BUILD)
 all: module userspace
 
 help:
-	@echo "make demo       two VMs over vhost-pci: ping, iperf3 both ways (IOMMU=strict|lazy|pt TIME=5)"
+	@echo "make demo       two VMs over vhost-pci: ping, iperf3 both ways (IOMMU=strict|lazy|pt TIME=5 MODE=interrupt|poll|hybrid)"
 	@echo "make check      install deps, build, unit tests, in-guest selftests"
 	@echo "make deps       install the Debian packages (scripts/debian-packages.txt)"
 	@echo "make module     build vhost_pci_net.ko for KVER=$(KVER) (W=1, warnings fail)"
@@ -76,16 +76,19 @@ check: deps
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory selftests
 
-# IOMMU=strict|lazy|pt|off-less modes of VM1's intel-iommu; TIME= iperf3 seconds
+# IOMMU=strict|lazy|pt (VM1's intel-iommu), TIME= iperf3 seconds,
+# MODE=interrupt|poll|hybrid (VM2's driver)
 IOMMU ?= strict
 TIME  ?= 5
+MODE  ?= interrupt
 demo_iommu_strict := iommu.strict=1
 demo_iommu_lazy   := iommu.strict=0
 demo_iommu_pt     := iommu=pt
 
 demo: module userspace
 	@test -n "$(demo_iommu_$(IOMMU))" || { echo "IOMMU must be strict, lazy or pt"; exit 2; }
-	@VPCI_DEMO_TIME=$(TIME) $(REPO)/selftests/vm/run.py --timeout 600 \
+	@case "$(MODE)" in interrupt|poll|hybrid) ;; *) echo "MODE must be interrupt, poll or hybrid"; exit 2;; esac
+	@VPCI_DEMO_TIME=$(TIME) VPCI_DEMO_MODE=$(MODE) $(REPO)/selftests/vm/run.py --timeout 600 \
 		--var "iommu=$(demo_iommu_$(IOMMU))" $(REPO)/selftests/demo/two_vms.sh
 
 style: deps

@@ -28,6 +28,12 @@ if ! wait_until 120 started; then
 fi
 dmesg | grep -E 'queue [01]: (rings mapped|started)' | sed 's/^/    /'
 
+case ${VPCI_DEMO_MODE:-interrupt} in
+poll) ethtool --set-priv-flags "$ifname" poll-mode on ;;
+hybrid) ethtool -C "$ifname" rx-usecs 500 ;;
+esac
+summary+=("mode:      ${VPCI_DEMO_MODE:-interrupt} ($(ethtool --show-priv-flags "$ifname" | grep -o 'poll-mode.*'), rx-usecs $(ethtool -c "$ifname" | awk '/rx-usecs:/ { print $2 }'))")
+
 step "ip -d link show dev $ifname; ethtool -i $ifname"
 ip -d link show dev "$ifname"
 ethtool -i "$ifname" | head -n 3
