@@ -65,7 +65,7 @@ static void vpci_fault(struct vpci_queue *q, int err, u64 iova, u64 len)
 		break;
 	}
 	/* Translation faults know the access; otherwise the queue's direction. */
-	if (err == -EACCES || err == -ENOENT)
+	if ((err == -EACCES || err == -ENOENT) && q->vr.miss_perm)
 		ev.access = q->vr.miss_perm;
 	else
 		ev.access = q->index & 1 ? VPCI_PERM_RO : VPCI_PERM_WO;

@@ -429,6 +429,10 @@ int cmd_monitor(unsigned count, double timeout, bool as_json)
 		return NL_OK;
 	}, &c);
 
+	/* Events carry sequence number 0: no sequence check. */
+	nl_cb_set(cb.get(), NL_CB_SEQ_CHECK, NL_CB_CUSTOM, [](nl_msg *, void *) -> int { return NL_OK; },
+		  nullptr);
+
 	std::signal(SIGINT, [](int) { g_stop = 1; });
 	std::signal(SIGTERM, [](int) { g_stop = 1; });
 	auto deadline = std::chrono::steady_clock::now() +
