@@ -16,11 +16,18 @@ KBUILD_OUT := $(BUILD)/kernel/$(KVER)
 KO         := $(KBUILD_OUT)/vhost_pci_net.ko
 US_BUILD   := $(BUILD)/userspace
 JOBS       ?= $(shell nproc)
-SELFTESTS  ?= vm2/basic.sh vm2/ctrl_area.sh e2e/vm1_rings.sh e2e/ping.sh e2e/ping.sh:iommu=iommu.strict=0 e2e/ping.sh:iommu=iommu=pt e2e/ping.sh:viommu=:viommu_cmdline=:iommu=:iommu_platform=off e2e/modes.sh e2e/lifecycle.sh e2e/traffic.sh
+SELFTESTS  ?= vm2/basic.sh vm2/ctrl_area.sh vm2/netlink.sh e2e/vm1_rings.sh e2e/ping.sh e2e/ping.sh:iommu=iommu.strict=0 e2e/ping.sh:iommu=iommu=pt e2e/ping.sh:viommu=:viommu_cmdline=:iommu=:iommu_platform=off e2e/modes.sh e2e/lifecycle.sh e2e/traffic.sh e2e/control.sh
+# The same driver on Debian's 6.12 LTS guest kernel (single-VM tests, ~2 min)
+KVER_612   ?= $(shell $(REPO)/scripts/guest-kver.sh 6.12 2>/dev/null)
+SELFTESTS_612 ?= vm2/basic.sh vm2/ctrl_area.sh vm2/netlink.sh
+# make install: module into /lib/modules/KVER/updates, tools into PREFIX/bin
+PREFIX     ?= /usr/local
+DESTDIR    ?=
 
 export VPCI_BUILD := $(BUILD)
 
-.PHONY: all deps module userspace unit fuzz bench selftests check demo style clean help
+.PHONY: all deps module module-612 userspace unit fuzz bench selftests selftests-612 \
+	check demo style clean help install install-test dkms-install
 
 all: module userspace
 
@@ -32,6 +39,9 @@ help:
 	@echo "make userspace  build the C++ backend, tools and tests"
 	@echo "make unit       run the userspace unit tests (ctest)"
 	@echo "make selftests  run SELFTESTS inside QEMU guests"
+	@echo "make selftests-612  run SELFTESTS_612 on the 6.12 guest kernel"
+	@echo "make install    module (KVER) + depmod, tools to PREFIX/bin, systemd unit (DESTDIR=)"
+	@echo "make dkms-install  register the module source with DKMS (root)"
 	@echo "make style      checkpatch on the kernel sources"
 	@echo "make fuzz       fuzz the driver core (FUZZ_SECONDS=20)"
 	@echo "make bench      micro-benchmarks of the driver core (Google Benchmark)"
@@ -69,12 +79,56 @@ bench: userspace
 selftests: module userspace
 	@$(REPO)/selftests/run_selftests.sh $(SELFTESTS)
 
+module-612: deps
+	@test -n "$(KVER_612)" || { echo "linux-image-6.12-amd64 missing (make deps)"; exit 1; }
+	@$(MAKE) --no-print-directory module KVER=$(KVER_612) KDIR=/usr/src/linux-headers-$(KVER_612)
+
+selftests-612: module-612 userspace
+	@VPCI_GUEST_KERNEL=6.12 $(REPO)/selftests/run_selftests.sh $(SELFTESTS_612)
+
+# DESTDIR=... installs into a staging tree (no depmod there).
+install: module userspace
+	install -D -m 0644 $(KO) $(DESTDIR)/lib/modules/$(KVER)/updates/vhost_pci_net.ko
+	install -D -m 0755 -t $(DESTDIR)$(PREFIX)/bin \
+		$(US_BUILD)/vpci-backend $(US_BUILD)/vpci-ctl $(US_BUILD)/vpci-nl
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/lib/systemd/system \
+		$(REPO)/userspace/systemd/vpci-backend@.service
+	install -D -m 0644 $(REPO)/userspace/systemd/vpci-backend.env.example \
+		$(DESTDIR)$(PREFIX)/share/doc/vhost-pci/vpci-backend.env.example
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/vhost-pci \
+		$(REPO)/docs/backend.md $(REPO)/docs/control-plane.md
+	@if [ -z "$(DESTDIR)" ]; then depmod -a $(KVER); fi
+
+# What make check runs: an install into build/destdir, checked file by file.
+install-test:
+	@rm -rf $(BUILD)/destdir
+	@$(MAKE) --no-print-directory install DESTDIR=$(BUILD)/destdir >/dev/null
+	@cd $(BUILD)/destdir && for f in lib/modules/$(KVER)/updates/vhost_pci_net.ko \
+		usr/local/bin/vpci-backend usr/local/bin/vpci-ctl usr/local/bin/vpci-nl \
+		usr/local/lib/systemd/system/vpci-backend@.service; do \
+		test -s $$f || { echo "install-test: $$f missing"; exit 1; }; done
+	@modinfo -F parm $(BUILD)/destdir/lib/modules/$(KVER)/updates/vhost_pci_net.ko | \
+		grep -q '^miss_timeout_ms:' || { echo "install-test: modinfo lacks parameters"; exit 1; }
+	@echo "install-test: ok ($(BUILD)/destdir)"
+
+# The module source under /usr/src, built by DKMS for every installed kernel.
+DKMS_VER := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' $(REPO)/dkms.conf)
+dkms-install:
+	rm -rf /usr/src/vhost-pci-net-$(DKMS_VER)
+	mkdir -p /usr/src/vhost-pci-net-$(DKMS_VER)
+	cp -r $(REPO)/kernel $(REPO)/uapi $(REPO)/dkms.conf /usr/src/vhost-pci-net-$(DKMS_VER)/
+	dkms add -m vhost-pci-net -v $(DKMS_VER)
+	dkms build -m vhost-pci-net -v $(DKMS_VER)
+	dkms install -m vhost-pci-net -v $(DKMS_VER)
+
 check: deps
 	@$(MAKE) --no-print-directory module
 	@$(MAKE) --no-print-directory style
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz
+	@$(MAKE) --no-print-directory install-test
 	@$(MAKE) --no-print-directory selftests
+	@$(MAKE) --no-print-directory selftests-612
 
 # IOMMU=strict|lazy|pt (VM1's intel-iommu), TIME= iperf3 seconds,
 # MODE=interrupt|poll|hybrid (VM2's driver)

@@ -10,7 +10,7 @@
  * under it cannot race with a copy, so it is acknowledged right after.
  * A missing translation stalls only its queue: the chain is given back, a
  * miss is posted, and the queue resumes when the config work sees the
- * update (or gives the chain up as a fault after VPCI_MISS_TIMEOUT).
+ * update (or gives the chain up as a fault after vdev->miss_timeout).
  */
 #include <linux/etherdevice.h>
 #include <linux/if_vlan.h>
@@ -18,32 +18,60 @@
 #include <linux/netdevice.h>
 #include <linux/skbuff.h>
 #include "vpci.h"
+#include "trace.h"
 
 #define VPCI_HDR_LEN	sizeof(struct virtio_net_hdr_mrg_rxbuf)
 
-static void vpci_fault(struct vpci_queue *q, int err)
+/*
+ * Count a fault of VM1's on @q, trace it and report it on the netlink
+ * "events" group.  @iova/@len: what was being accessed (0 when unknown, e.g.
+ * a malformed descriptor).  Called under dp_lock, possibly in softirq.
+ */
+static void vpci_fault(struct vpci_queue *q, int err, u64 iova, u64 len)
 {
+	struct vpci_event ev = {
+		.type = VPCI_EVENT_FAULT,
+		.queue = q->index,
+		.iova = iova,
+		.len = len,
+		.err = err,
+	};
+
 	switch (err) {
 	case -EACCES:
 		vpci_q_add(q, &q->stats.fault_perm, 1);
+		ev.reason = VPCI_FAULT_PERM;
 		break;
 	case -ENOENT:
 		vpci_q_add(q, &q->stats.fault_miss_timeout, 1);
+		ev.reason = VPCI_FAULT_MISS_TIMEOUT;
 		break;
 	case -ELOOP:
 	case -E2BIG:
 		vpci_q_add(q, &q->stats.fault_chain, 1);
+		ev.reason = VPCI_FAULT_CHAIN;
 		break;
 	case -ERANGE:
 		vpci_q_add(q, &q->stats.fault_head, 1);
+		ev.reason = VPCI_FAULT_HEAD;
 		break;
 	case -EPROTO:
 		vpci_q_add(q, &q->stats.fault_ring, 1);
+		ev.reason = VPCI_FAULT_RING;
 		break;
 	default:
 		vpci_q_add(q, &q->stats.fault_desc, 1);
+		ev.reason = VPCI_FAULT_DESC;
 		break;
 	}
+	/* Translation faults know the access; otherwise the queue's direction. */
+	if ((err == -EACCES || err == -ENOENT) && q->vr.miss_perm)
+		ev.access = q->vr.miss_perm;
+	else
+		ev.access = q->index & 1 ? VPCI_PERM_RO : VPCI_PERM_WO;
+	trace_vpci_fault(q->vdev->netdev->ifindex, q->index, err, ev.reason,
+			 iova, len, ev.access);
+	vpci_nl_event(q->vdev, &ev);
 	netdev_warn_once(q->vdev->netdev, "queue %u: fault %d from peer (see ethtool -S)\n",
 			 q->index, err);
 }
@@ -51,7 +79,7 @@ static void vpci_fault(struct vpci_queue *q, int err)
 /*
  * A translation is missing at vr.miss_iova.  Returns true when the caller
  * should stall and retry later, false when the miss has lasted longer than
- * VPCI_MISS_TIMEOUT and the chain must be given up as a fault.
+ * vdev->miss_timeout and the chain must be given up as a fault.
  * Called under dp_lock.
  */
 static bool vpci_stall(struct vpci_queue *q)
@@ -59,7 +87,7 @@ static bool vpci_stall(struct vpci_queue *q)
 	struct vpci_dev *vdev = q->vdev;
 
 	if (q->miss_pending && q->miss_iova == q->vr.miss_iova) {
-		if (time_after(jiffies, q->miss_since + VPCI_MISS_TIMEOUT)) {
+		if (time_after(jiffies, q->miss_since + vdev->miss_timeout)) {
 			q->miss_pending = false;
 			return false;
 		}
@@ -69,10 +97,23 @@ static bool vpci_stall(struct vpci_queue *q)
 	q->miss_iova = q->vr.miss_iova;
 	q->miss_since = jiffies;
 	vpci_q_add(q, &q->stats.iotlb_misses, 1);
+	trace_vpci_iotlb_miss(vdev->netdev->ifindex, q->index, q->vr.miss_iova,
+			      q->vr.miss_perm);
+	if (READ_ONCE(vdev->events) & VPCI_EVENTS_IOTLB) {
+		struct vpci_event ev = {
+			.type = VPCI_EVENT_IOTLB_MISS,
+			.queue = q->index,
+			.iova = q->vr.miss_iova,
+			.len = 1,
+			.access = q->vr.miss_perm,
+		};
+
+		vpci_nl_event(vdev, &ev);
+	}
 	if (!vpci_post_miss(vdev, q->index, q->vr.miss_iova, q->vr.miss_perm))
 		vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
 	/* No answer comes for an unmapped IOVA: look again after the timeout. */
-	mod_delayed_work(system_wq, &vdev->retry_work, VPCI_MISS_TIMEOUT + 1);
+	mod_delayed_work(system_wq, &vdev->retry_work, vdev->miss_timeout + 1);
 	return true;
 }
 
@@ -83,13 +124,15 @@ static void vpci_signal(struct vpci_queue *q)
 
 	if (err) {
 		/* The used ring does not translate: VM1 unmapped its own ring. */
-		vpci_fault(q, err);
+		vpci_fault(q, err, q->vr.miss_iova, 0);
 		return;
 	}
 	WRITE_ONCE(q->vdev->ctrl->vq_state[q->index].used_idx,
 		   cpu_to_le16(q->vr.used_idx));
 	WRITE_ONCE(q->vdev->ctrl->vq_state[q->index].last_avail_idx,
 		   cpu_to_le16(q->vr.last_avail));
+	trace_vpci_notify(q->vdev->netdev->ifindex, q->index, q->vr.used_idx,
+			  notify);
 	if (notify) {
 		vpci_ring_backend(q->vdev, VPCI_VEC_QUEUE(q->index));
 		vpci_q_add(q, &q->stats.notify_sent, 1);
@@ -101,7 +144,7 @@ static void vpci_signal(struct vpci_queue *q)
 /* Stop serving a queue for good after a ring-level fault (VM1 reset recovers). */
 static void vpci_q_break(struct vpci_queue *q, int err)
 {
-	vpci_fault(q, err);
+	vpci_fault(q, err, err == -EPROTO ? 0 : q->vr.miss_iova, 0);
 	q->running = false;
 	WRITE_ONCE(q->vdev->ctrl->vq_state[q->index].stopped, cpu_to_le16(1));
 	netdev_err_once(q->vdev->netdev, "queue %u stopped after a ring fault (%d)\n",
@@ -144,13 +187,14 @@ static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 			if (err == -ENOENT || err == -EACCES || err == -EPROTO)
 				goto fail;
 			/* Malformed buffer: complete it empty, use the next. */
-			vpci_fault(q, err);
+			vpci_fault(q, err, 0, 0);
 			if (err != -ERANGE)
 				vpci_vring_push(vr, q->chain.head, 0);
 			continue;
 		}
 		if (!q->chain.nin || q->chain.nout) {
-			vpci_fault(q, -EINVAL);
+			vpci_fault(q, -EINVAL, q->chain.seg[0].addr,
+				   q->chain.out_len + q->chain.in_len);
 			vpci_vring_push(vr, q->chain.head, 0);
 			continue;
 		}
@@ -209,7 +253,8 @@ fail:
 		vpci_q_break(q, err);
 		return err;
 	}
-	vpci_fault(q, err);
+	vpci_fault(q, err, err == -ENOENT || err == -EACCES ? vr->miss_iova : 0,
+		   total);
 	for (i = 0; i < nbufs; i++)
 		vpci_vring_push(vr, heads[i], 0);
 	return err;
@@ -295,7 +340,7 @@ static int vpci_tx_one(struct vpci_queue *q, u16 avail, struct sk_buff **pskb)
 			vpci_q_break(q, err);	/* the ring itself is gone */
 			return 0;
 		}
-		vpci_fault(q, err);
+		vpci_fault(q, err, 0, 0);
 		if (err != -ERANGE)
 			vpci_vring_push(vr, q->chain.head, 0);
 		return 1;
@@ -304,7 +349,7 @@ static int vpci_tx_one(struct vpci_queue *q, u16 avail, struct sk_buff **pskb)
 	len = q->chain.out_len;
 	if (q->chain.nin || len <= VPCI_HDR_LEN ||
 	    len > VPCI_HDR_LEN + dev->mtu + VLAN_ETH_HLEN) {
-		vpci_fault(q, -EINVAL);
+		vpci_fault(q, -EINVAL, q->chain.seg[0].addr, len);
 		vpci_vring_push(vr, q->chain.head, 0);
 		return 1;
 	}
@@ -321,7 +366,7 @@ static int vpci_tx_one(struct vpci_queue *q, u16 avail, struct sk_buff **pskb)
 			vpci_vring_unpop(vr);
 			return 0;
 		}
-		vpci_fault(q, err);
+		vpci_fault(q, err, vr->miss_iova, len);
 		vpci_vring_push(vr, q->chain.head, 0);
 		return 1;
 	}
@@ -437,6 +482,7 @@ irqreturn_t vpci_queue_irq(int irq, void *data)
 	struct vpci_queue *q = data;
 
 	atomic64_inc(&q->kicks);
+	trace_vpci_kick(q->vdev->netdev->ifindex, q->index);
 	if (q->index & 1)
 		napi_schedule(&q->napi);
 	else
@@ -496,6 +542,9 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 			q->mrg_rxbuf = features & BIT_ULL(VIRTIO_NET_F_MRG_RXBUF);
 			q->miss_pending = false;
 			q->running = true;
+			/* Poll mode (default_poll, or set before VM1 came): no kicks */
+			if (READ_ONCE(vdev->poll_mode))
+				vpci_vring_kick_enable(&q->vr, false);
 			WRITE_ONCE(vdev->ctrl->vq_state[i].stopped, 0);
 			netdev_info(vdev->netdev, "queue %u: started at %u\n", i,
 				    q->vr.last_avail);
@@ -523,7 +572,7 @@ void vpci_dp_sync(struct vpci_dev *vdev)
  * @work: &vpci_dev.retry_work
  *
  * Misses for IOVAs VM1 never mapped get no answer; this turns them into
- * faults after VPCI_MISS_TIMEOUT instead of a queue stalled forever.
+ * faults after vdev->miss_timeout instead of a queue stalled forever.
  */
 void vpci_dp_retry_work(struct work_struct *work)
 {
@@ -588,4 +637,48 @@ void vpci_dp_stop_all(struct vpci_dev *vdev)
 			   cpu_to_le16(q->vr.used_idx));
 	}
 	spin_unlock_bh(&vdev->dp_lock);
+}
+
+/**
+ * vpci_dp_queue_state() - the state of a queue as netlink reports it
+ * @q: the queue
+ *
+ * Called under dp_lock.
+ *
+ * Return: a VPCI_QUEUE_* value.
+ */
+u32 vpci_dp_queue_state(struct vpci_queue *q)
+{
+	if (q->broken)
+		return VPCI_QUEUE_BROKEN;
+	if (!q->running)
+		return VPCI_QUEUE_STOPPED;
+	return q->miss_pending ? VPCI_QUEUE_STALLED : VPCI_QUEUE_RUNNING;
+}
+
+/**
+ * vpci_dp_inject_fault() - raise a synthetic fault (debugfs error injection)
+ * @vdev: the device
+ * @queue: virtqueue to blame
+ * @err: the error a real fault would carry (-EACCES, -ENOENT, -ELOOP, ...)
+ * @iova: address to report
+ * @len: length to report
+ *
+ * Goes through the same path as a fault found by the datapath: counters,
+ * tracepoint, warning and netlink event; nothing else changes, the queue
+ * keeps running.  The access reported for -EACCES/-ENOENT is the last miss
+ * permission of the queue.
+ *
+ * Return: 0, or -EINVAL for a queue out of range.
+ */
+int vpci_dp_inject_fault(struct vpci_dev *vdev, unsigned int queue, int err,
+			 u64 iova, u64 len)
+{
+	if (queue >= vdev->nqueues)
+		return -EINVAL;
+	/* vpci_fault() expects dp_lock held, as on the datapath. */
+	spin_lock_bh(&vdev->dp_lock);
+	vpci_fault(&vdev->queues[queue], err, iova, len);
+	spin_unlock_bh(&vdev->dp_lock);
+	return 0;
 }

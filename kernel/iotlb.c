@@ -8,6 +8,23 @@
  */
 #include <linux/ratelimit.h>
 #include "vpci.h"
+#include "trace.h"
+
+/* Report a miss or an invalidation on netlink if the device asked for it. */
+static void vpci_iotlb_event(struct vpci_dev *vdev, u32 type, u16 queue,
+			     u64 iova, u64 len, u32 access)
+{
+	struct vpci_event ev = {
+		.type = type,
+		.queue = queue,
+		.iova = iova,
+		.len = len,
+		.access = access,
+	};
+
+	if (READ_ONCE(vdev->events) & VPCI_EVENTS_IOTLB)
+		vpci_nl_event(vdev, &ev);
+}
 
 static int vpci_post(struct vpci_dev *vdev, u8 type, u8 perm, u16 queue,
 		     u32 seq, u64 iova, u64 size)
@@ -47,7 +64,10 @@ static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
 		spin_lock_bh(&vdev->dp_lock);
 		err = vpci_iotlb_add(&vdev->iotlb, iova, size,
 				     le64_to_cpu(m->bar_offset), m->perm);
+		vdev->iotlb_gen++;
 		spin_unlock_bh(&vdev->dp_lock);
+		trace_vpci_iotlb_update(vdev->netdev->ifindex, iova, size,
+					le64_to_cpu(m->bar_offset), m->perm, err);
 		if (err) {
 			vdev->stats.iotlb_bad_msgs++;
 			dev_warn_ratelimited(&vdev->pdev->dev,
@@ -61,8 +81,11 @@ static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
 	case VPCI_MSG_IOTLB_INVALIDATE:
 		spin_lock_bh(&vdev->dp_lock);
 		err = vpci_iotlb_del(&vdev->iotlb, iova, size);
+		vdev->iotlb_gen++;
 		spin_unlock_bh(&vdev->dp_lock);
 		if (err) {
+			trace_vpci_iotlb_invalidate(vdev->netdev->ifindex, iova,
+						    size, seq, err, false);
 			/* Never ack what was not removed: the backend times out. */
 			vdev->stats.iotlb_bad_msgs++;
 			dev_warn_ratelimited(&vdev->pdev->dev,
@@ -71,14 +94,26 @@ static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
 			return false;
 		}
 		vdev->stats.iotlb_invalidations++;
+		vpci_iotlb_event(vdev, VPCI_EVENT_IOTLB_INVALIDATE, 0xffff, iova,
+				 size, 0);
+		if (vpci_withhold_inv_ack(vdev)) {
+			/* debugfs fail_next_inv_ack: let the backend time out */
+			dev_info(&vdev->pdev->dev,
+				 "error injection: withholding the ack of invalidation %u\n",
+				 seq);
+			trace_vpci_iotlb_invalidate(vdev->netdev->ifindex, iova,
+						    size, seq, 0, false);
+			return false;
+		}
 		/*
 		 * The datapath uses translations only inside dp_lock, which we
 		 * just held to remove these: no access to the range remains.
 		 */
-		if (vpci_post(vdev, VPCI_MSG_IOTLB_INV_ACK, 0, 0xffff, seq, iova,
-			      size))
-			return false;
-		return true;
+		err = vpci_post(vdev, VPCI_MSG_IOTLB_INV_ACK, 0, 0xffff, seq,
+				iova, size);
+		trace_vpci_iotlb_invalidate(vdev->netdev->ifindex, iova, size,
+					    seq, err, !err);
+		return !err;
 	default:
 		vdev->stats.iotlb_bad_msgs++;
 		dev_warn_ratelimited(&vdev->pdev->dev, "unknown b2d message type %u\n",
@@ -161,6 +196,10 @@ static bool vpci_map_rings(struct vpci_dev *vdev)
 			mapped = false;
 			if (err == -ENOENT && !vpci_post_miss(vdev, q, iova, perm)) {
 				vdev->stats.iotlb_misses++;
+				trace_vpci_iotlb_miss(vdev->netdev->ifindex, q, iova,
+						      perm);
+				vpci_iotlb_event(vdev, VPCI_EVENT_IOTLB_MISS, q,
+						 iova, 1, perm);
 				rung = true;
 			} else if (err != -ENOENT) {
 				dev_warn_ratelimited(&vdev->pdev->dev,
@@ -206,4 +245,34 @@ bool vpci_iotlb_process(struct vpci_dev *vdev)
 		schedule_work(&vdev->config_work);
 	ring |= vpci_map_rings(vdev);
 	return ring;
+}
+
+/**
+ * vpci_iotlb_copy() - copy a slice of the private IOTLB out
+ * @vdev: the device
+ * @pos: index of the first entry wanted (entries are sorted by IOVA)
+ * @buf: where to copy
+ * @max: entries @buf holds
+ * @gen: set to the table's generation (changes whenever the table does)
+ *
+ * Takes dp_lock for the copy only, so a long dump never holds the
+ * datapath off for more than @max entries.
+ *
+ * Return: entries copied, 0 past the end.
+ */
+unsigned int vpci_iotlb_copy(struct vpci_dev *vdev, u32 pos,
+			     struct vpci_iotlb_entry *buf, unsigned int max,
+			     u32 *gen)
+{
+	unsigned int n = 0;
+
+	/* dp_lock: the datapath's softirqs use the IOTLB too */
+	spin_lock_bh(&vdev->dp_lock);
+	if (pos < vdev->iotlb.n) {
+		n = min_t(u32, max, vdev->iotlb.n - pos);
+		memcpy(buf, &vdev->iotlb.ent[pos], n * sizeof(*buf));
+	}
+	*gen = vdev->iotlb_gen;
+	spin_unlock_bh(&vdev->dp_lock);
+	return n;
 }

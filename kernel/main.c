@@ -14,7 +14,20 @@
 #include <linux/pci.h>
 #include "vpci.h"
 
+#define CREATE_TRACE_POINTS
+#include "trace.h"
+
 #define PCI_DEVICE_ID_IVSHMEM	0x1110
+
+static bool default_poll;
+module_param(default_poll, bool, 0444);
+MODULE_PARM_DESC(default_poll,
+		 "Start new devices in poll mode instead of interrupt mode (default: false)");
+
+static unsigned int miss_timeout_ms = VPCI_MISS_TIMEOUT_MS_DEFAULT;
+module_param(miss_timeout_ms, uint, 0444);
+MODULE_PARM_DESC(miss_timeout_ms,
+		 "Milliseconds an IOTLB miss may stay unanswered before the access is a fault (10..60000, default 2000)");
 
 static irqreturn_t vpci_config_irq(int irq, void *data)
 {
@@ -139,6 +152,13 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	spin_lock_init(&vdev->msg_lock);
 	INIT_WORK(&vdev->config_work, vpci_config_work);
 	INIT_DELAYED_WORK(&vdev->retry_work, vpci_dp_retry_work);
+	vdev->miss_timeout = msecs_to_jiffies(miss_timeout_ms);
+	vdev->poll_mode = default_poll;
+	atomic64_set(&vdev->events_dropped, 0);
+	atomic_set(&vdev->fail_inv_ack, 0);
+	/* No "callbacks suppressed" lines: drops are counted instead. */
+	ratelimit_state_init(&vdev->event_rs, HZ, VPCI_EVENTS_PER_SEC);
+	ratelimit_set_flags(&vdev->event_rs, RATELIMIT_MSG_ON_RELEASE);
 
 	err = pcim_enable_device(pdev);
 	if (err)
@@ -212,6 +232,8 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		goto err_clear_status;
 	vpci_napi(vdev, true);
 
+	vpci_debugfs_add(vdev);
+
 	/* Apply the current link state; later changes arrive as interrupts. */
 	schedule_work(&vdev->config_work);
 	vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
@@ -243,6 +265,9 @@ err_destroy_iotlb:
 static void vpci_remove(struct pci_dev *pdev)
 {
 	struct vpci_dev *vdev = pci_get_drvdata(pdev);
+
+	/* First, so no error injection races with the teardown below. */
+	vpci_debugfs_del(vdev);
 
 	/*
 	 * Stop interrupts, then the work they queue, then the stack's and
@@ -281,7 +306,45 @@ static struct pci_driver vpci_driver = {
 	.probe		= vpci_probe,
 	.remove		= vpci_remove,
 };
-module_pci_driver(vpci_driver);
+
+/*
+ * The netlink family exists before any device can send an event on it and
+ * goes away after the last one is gone.
+ */
+static int __init vpci_init(void)
+{
+	int err;
+
+	if (miss_timeout_ms < VPCI_MISS_TIMEOUT_MS_MIN ||
+	    miss_timeout_ms > VPCI_MISS_TIMEOUT_MS_MAX) {
+		pr_err("miss_timeout_ms=%u out of range [%u, %u]\n",
+		       miss_timeout_ms, VPCI_MISS_TIMEOUT_MS_MIN,
+		       VPCI_MISS_TIMEOUT_MS_MAX);
+		return -EINVAL;
+	}
+	err = vpci_nl_init();
+	if (err)
+		return err;
+	vpci_debugfs_init();
+	err = pci_register_driver(&vpci_driver);
+	if (err)
+		goto err_debugfs_exit;
+	return 0;
+
+err_debugfs_exit:
+	vpci_debugfs_exit();
+	vpci_nl_exit();
+	return err;
+}
+module_init(vpci_init);
+
+static void __exit vpci_exit(void)
+{
+	pci_unregister_driver(&vpci_driver);
+	vpci_debugfs_exit();
+	vpci_nl_exit();
+}
+module_exit(vpci_exit);
 
 MODULE_DESCRIPTION("vhost-pci: device side of a peer VM's virtio-net");
 MODULE_AUTHOR("The vhost-pci authors");

@@ -4,6 +4,7 @@
  */
 #include <linux/etherdevice.h>
 #include <linux/ethtool.h>
+#include <linux/log2.h>
 #include <linux/netdevice.h>
 #include "vpci.h"
 
@@ -210,6 +211,50 @@ static int vpci_set_coalesce(struct net_device *dev,
 	return 0;
 }
 
+/* Queue pairs are fixed by the backend (the control area header). */
+static void vpci_get_channels(struct net_device *dev,
+			      struct ethtool_channels *ch)
+{
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
+
+	ch->max_combined = vdev->nqueues / 2;
+	ch->combined_count = vdev->nqueues / 2;
+}
+
+/* A ring size VM1 configured, or 0 when unset or not a power of two. */
+static u32 vpci_vq_num(struct vpci_dev *vdev, unsigned int q)
+{
+	u16 num = le16_to_cpu(READ_ONCE(vdev->ctrl->vq_config[q].num));
+
+	return num && num <= VPCI_VRING_MAX && is_power_of_2(num) ? num : 0;
+}
+
+/*
+ * VM1's rings, sized by VM1's driver: our RX is VM1's TX ring of pair 0
+ * (virtqueue 1), our TX is VM1's RX ring (virtqueue 0).
+ */
+static void vpci_get_ringparam(struct net_device *dev,
+			       struct ethtool_ringparam *ring,
+			       struct kernel_ethtool_ringparam *kring,
+			       struct netlink_ext_ack *extack)
+{
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
+
+	ring->rx_max_pending = VPCI_VRING_MAX;
+	ring->tx_max_pending = VPCI_VRING_MAX;
+	ring->rx_pending = vpci_vq_num(vdev, 1);
+	ring->tx_pending = vpci_vq_num(vdev, 0);
+}
+
+static int vpci_set_ringparam(struct net_device *dev,
+			      struct ethtool_ringparam *ring,
+			      struct kernel_ethtool_ringparam *kring,
+			      struct netlink_ext_ack *extack)
+{
+	NL_SET_ERR_MSG(extack, "ring sizes are chosen by the peer's virtio-net driver");
+	return -EOPNOTSUPP;
+}
+
 static const struct ethtool_ops vpci_ethtool_ops = {
 	.supported_coalesce_params = ETHTOOL_COALESCE_RX_USECS,
 	.get_drvinfo		= vpci_get_drvinfo,
@@ -217,11 +262,25 @@ static const struct ethtool_ops vpci_ethtool_ops = {
 	.set_priv_flags		= vpci_set_priv_flags,
 	.get_coalesce		= vpci_get_coalesce,
 	.set_coalesce		= vpci_set_coalesce,
+	.get_channels		= vpci_get_channels,
+	.get_ringparam		= vpci_get_ringparam,
+	.set_ringparam		= vpci_set_ringparam,
 	.get_link		= ethtool_op_get_link,
 	.get_sset_count		= vpci_get_sset_count,
 	.get_strings		= vpci_get_strings,
 	.get_ethtool_stats	= vpci_get_ethtool_stats,
 };
+
+/**
+ * vpci_netdev_is_ours() - tell whether this driver created @dev
+ * @dev: any net_device
+ *
+ * Return: true if @dev is a vhost-pci interface (vpci_from_netdev() valid).
+ */
+bool vpci_netdev_is_ours(const struct net_device *dev)
+{
+	return dev->netdev_ops == &vpci_netdev_ops;
+}
 
 /**
  * vpci_netdev_update_carrier() - make the carrier follow the backend's link

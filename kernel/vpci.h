@@ -9,12 +9,15 @@
 #include <linux/interrupt.h>
 #include <linux/netdevice.h>
 #include <linux/pci.h>
+#include <linux/ratelimit.h>
 #include <linux/u64_stats_sync.h>
 #include <linux/types.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_net.h>
 #include <linux/virtio_ring.h>
 #include <linux/workqueue.h>
+#include <linux/vhost_pci_netlink.h>
+#include "compat.h"
 #include "vpci_core.h"
 
 #define VPCI_DRV_NAME		"vhost_pci_net"
@@ -30,8 +33,16 @@
 /* Most translations the private IOTLB holds (24 bytes each + slack) */
 #define VPCI_IOTLB_MAX		65536
 
-/* A miss unanswered this long turns the chain into a fault */
-#define VPCI_MISS_TIMEOUT	(2 * HZ)
+/* A miss unanswered this long turns the chain into a fault (miss_timeout_ms) */
+#define VPCI_MISS_TIMEOUT_MS_DEFAULT	2000
+#define VPCI_MISS_TIMEOUT_MS_MIN	10
+#define VPCI_MISS_TIMEOUT_MS_MAX	60000
+
+/* Events (netlink *_NTF) sent per device and second, at most */
+#define VPCI_EVENTS_PER_SEC	200
+
+/* Largest split virtqueue (VIRTIO 1.x) */
+#define VPCI_VRING_MAX		32768
 
 /* Most VM1 RX buffers one frame may span (mergeable buffers) */
 #define VPCI_RX_MAX_BUFS	64
@@ -163,6 +174,15 @@ struct vpci_queue {
  * @poll_mode: poll VM1's rings instead of waiting for kicks
  * @hybrid_usecs: in interrupt mode, keep polling this long after the last
  *	frame before re-arming kicks (ethtool -C rx-usecs)
+ * @miss_timeout: jiffies after which an unanswered miss is a fault
+ *	(module parameter miss_timeout_ms, read at probe)
+ * @iotlb_gen: bumped on every change of @iotlb, under dp_lock (netlink
+ *	dumps use it to flag a table that changed under them)
+ * @events: VPCI_EVENTS_* enabled through netlink, READ_ONCE/WRITE_ONCE
+ * @event_rs: rate limit of the netlink events of this device
+ * @events_dropped: events not sent (rate limit, allocation failure)
+ * @debugfs: this device's debugfs directory (NULL without debugfs)
+ * @fail_inv_ack: debugfs error injection: invalidation acks to withhold
  */
 struct vpci_dev {
 	struct pci_dev *pdev;
@@ -193,6 +213,33 @@ struct vpci_dev {
 	bool link_up;
 	bool poll_mode;
 	u32 hybrid_usecs;
+	unsigned long miss_timeout;
+	u32 iotlb_gen;
+	u32 events;
+	struct ratelimit_state event_rs;
+	atomic64_t events_dropped;
+	struct dentry *debugfs;
+	atomic_t fail_inv_ack;
+};
+
+/**
+ * struct vpci_event - one event for the netlink "events" group
+ * @type: VPCI_EVENT_*
+ * @queue: virtqueue, 0xffff if none
+ * @iova: first IOVA concerned
+ * @len: bytes concerned
+ * @access: VPCI_PERM_* attempted
+ * @reason: VPCI_FAULT_* (faults)
+ * @err: the driver's error code (faults)
+ */
+struct vpci_event {
+	u32 type;
+	u16 queue;
+	u64 iova;
+	u64 len;
+	u32 access;
+	u32 reason;
+	int err;
 };
 
 /* Add to one counter of a queue; each queue's updaters are serialised. */
@@ -217,6 +264,9 @@ void vpci_config_work(struct work_struct *work);
 /* iotlb.c */
 bool vpci_iotlb_process(struct vpci_dev *vdev);
 int vpci_post_miss(struct vpci_dev *vdev, u16 queue, u64 iova, u32 perm);
+unsigned int vpci_iotlb_copy(struct vpci_dev *vdev, u32 pos,
+			     struct vpci_iotlb_entry *buf, unsigned int max,
+			     u32 *gen);
 
 /* datapath.c */
 netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev);
@@ -226,9 +276,40 @@ void vpci_dp_sync(struct vpci_dev *vdev);
 void vpci_dp_retry_work(struct work_struct *work);
 void vpci_dp_stop_all(struct vpci_dev *vdev);
 void vpci_dp_set_poll(struct vpci_dev *vdev, bool poll);
+int vpci_dp_inject_fault(struct vpci_dev *vdev, unsigned int queue, int err,
+			 u64 iova, u64 len);
+u32 vpci_dp_queue_state(struct vpci_queue *q);
 
 /* netdev.c */
 struct net_device *vpci_netdev_alloc(struct vpci_dev *vdev);
 void vpci_netdev_update_carrier(struct vpci_dev *vdev);
+bool vpci_netdev_is_ours(const struct net_device *dev);
+
+/* netlink.c */
+int vpci_nl_init(void);
+void vpci_nl_exit(void);
+void vpci_nl_event(struct vpci_dev *vdev, const struct vpci_event *ev);
+
+/* debugfs.c: absent without CONFIG_DEBUG_FS */
+#if IS_ENABLED(CONFIG_DEBUG_FS)
+void vpci_debugfs_init(void);
+void vpci_debugfs_exit(void);
+void vpci_debugfs_add(struct vpci_dev *vdev);
+void vpci_debugfs_del(struct vpci_dev *vdev);
+#else
+static inline void vpci_debugfs_init(void) {}
+static inline void vpci_debugfs_exit(void) {}
+static inline void vpci_debugfs_add(struct vpci_dev *vdev) {}
+static inline void vpci_debugfs_del(struct vpci_dev *vdev) {}
+#endif
+
+/*
+ * Error injection: take one withheld invalidation ack if debugfs asked for
+ * it.  Always false without debugfs (nothing can set the counter).
+ */
+static inline bool vpci_withhold_inv_ack(struct vpci_dev *vdev)
+{
+	return atomic_add_unless(&vdev->fail_inv_ack, -1, 0);
+}
 
 #endif /* _VPCI_H */

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * vhost_pci_net: the kernel APIs that differ between the kernels the
+ * driver is built for (Debian's 6.1 and 6.12), in one place.
+ */
+#ifndef _VPCI_COMPAT_H
+#define _VPCI_COMPAT_H
+
+#include <linux/version.h>
+#include <net/genetlink.h>
+
+/* The request's attributes in a dumpit: 6.2 moved them into a genl_info. */
+static inline struct nlattr **vpci_genl_dump_attrs(struct netlink_callback *cb)
+{
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 2, 0)
+	return genl_dumpit_info(cb)->attrs;
+#else
+	return genl_dumpit_info(cb)->info.attrs;
+#endif
+}
+
+#endif /* _VPCI_COMPAT_H */
