@@ -136,6 +136,12 @@ std::uint64_t vm1::check_canaries(std::vector<std::uint64_t> &damaged) const
 void vm1::map(std::uint64_t gpa, std::uint64_t size, std::uint8_t perm)
 {
 	const iommu_range r{dev_addr(gpa), size, gpa, perm};
+	// Remapping a mapped range (e.g. read-only over identity's RW): a
+	// real IOMMU driver invalidates the old entry before the device may
+	// rely on the new permission.
+	auto old = mmu.unmap(r.iova, size);
+	if (!old.empty())
+		port_.invalidate(old);
 	mmu.map(r.iova, gpa, size, perm);
 	maps++;
 	port_.mapped(r);
