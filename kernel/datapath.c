@@ -146,6 +146,8 @@ static void vpci_q_break(struct vpci_queue *q, int err)
 {
 	vpci_fault(q, err, err == -EPROTO ? 0 : q->vr.miss_iova, 0);
 	q->running = false;
+	/* Not restarted by the next config change: only a ring reset. */
+	q->broken = true;
 	WRITE_ONCE(q->vdev->ctrl->vq_state[q->index].stopped, cpu_to_le16(1));
 	netdev_err_once(q->vdev->netdev, "queue %u stopped after a ring fault (%d)\n",
 			q->index, err);
@@ -241,14 +243,16 @@ static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 	return 0;
 
 fail:
-	if (err == -ENOENT || err == -ENOBUFS) {
+	if (err == -ENOBUFS || (err == -ENOENT && vpci_stall(q))) {
 		/* Give every buffer back; the frame is retried unchanged. */
 		for (i = 0; i < nbufs; i++)
 			vpci_vring_unpop(vr);
-		if (err == -ENOBUFS || vpci_stall(q))
-			return -EAGAIN;
-		err = -ENOENT;	/* timed out: a fault now */
+		return -EAGAIN;
 	}
+	/*
+	 * A miss timed out (a fault now), or another error: the buffers
+	 * stay consumed and are completed empty below, each exactly once.
+	 */
 	if (err == -EPROTO) {
 		vpci_q_break(q, err);
 		return err;
@@ -530,6 +534,13 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 				   cpu_to_le16(q->vr.used_idx));
 			netdev_info(vdev->netdev, "queue %u: stopped at %u\n", i,
 				    q->vr.last_avail);
+			/*
+			 * Still enabled but VM1 unmapped its rings: a ring
+			 * fault.  The queue stays stopped until VM1 disables
+			 * the ring: restarting it at vc->base would replay.
+			 */
+			if (READ_ONCE(vc->enabled) && !(vdev->rings_mapped & BIT(i)))
+				vpci_q_break(q, -EPROTO);
 		}
 		if (want && !q->running && !q->broken) {
 			if (vpci_vring_init(&q->vr, &vdev->peer, desc, avail, used,

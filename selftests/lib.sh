@@ -84,7 +84,11 @@ tap_end()
 	exit $KSFT_PASS
 }
 
-# host <vpci-ctl args...>: run a command on the host (through the runner);
+# host [timeout=N] <prog args...>: run an allow-listed program (vpci-ctl,
+# vpci-sim) on the host through the runner; it may run N seconds (default
+# 30, at most 600).  {run} in the arguments is the run directory.
+# host [timeout=N] bg <name> <prog args...>: start it in the background;
+# host wait <name>: wait for that job, its exit status and output (tail).
 # host vm <guest> <shell command>: run it inside another guest of the run.
 # Sets HOST_OUT to its output; returns its exit status.
 host()

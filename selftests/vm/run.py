@@ -39,7 +39,13 @@ SPLAT = re.compile(r"\b(BUG:|WARNING:|Oops|Call Trace:|general protection fault|
 # Programs a guest may run on the host, and where they live.
 HOST_PROGRAMS = {
     "vpci-ctl": os.path.join(BUILD, "userspace", "vpci-ctl"),
+    "vpci-sim": os.path.join(BUILD, "userspace", "vpci-sim"),
 }
+# Seconds a host command may run: default, and the cap of "timeout=N".
+HOST_TIMEOUT = 30
+HOST_TIMEOUT_MAX = 600
+# Bytes of a background job's output sent back by "host wait".
+BG_REPLY_MAX = 64 << 10
 
 
 class RunnerError(Exception):
@@ -115,6 +121,7 @@ class Proc:
 
     def __init__(self, name, argv, log_path, deadline):
         self.name = name
+        self.waiters = []
         remaining = max(1, int(deadline - time.monotonic()))
         # timeout(1) is a second line of defence should this runner die.
         full = ["timeout", "-s", "TERM", "-k", "5", str(remaining)] + argv
@@ -330,6 +337,7 @@ def main():
     log(f"topology {os.path.basename(topo)}, kernel {kver}, run dir {run}")
 
     services, guests = [], []
+    bgjobs = {}
     status = 1
     try:
         initramfs = build_initramfs(kver)
@@ -361,17 +369,64 @@ def main():
                     cmd = shlex.join(argv[2:])
                 target.forward(asker, str(next(requests)), cmd)
                 return None
+            # "[timeout=N] PROG ARGS": run PROG, answer when it exits;
+            # "[timeout=N] bg NAME PROG ARGS": start it in the background;
+            # "wait NAME": answer when that job exits (rc + output).
+            limit = HOST_TIMEOUT
+            if argv and argv[0].startswith("timeout="):
+                try:
+                    limit = min(HOST_TIMEOUT_MAX, max(1, int(argv[0][8:])))
+                except ValueError:
+                    return 2, f"bad {argv[0]}\n".encode()
+                argv = argv[1:]
+            asker = next(g for g in guests if g.name == vm)
+            if len(argv) == 2 and argv[0] == "wait":
+                job = bgjobs.get(argv[1])
+                if job is None:
+                    return 127, f"no background job {argv[1]}\n".encode()
+                job.waiters.append(asker)
+                return None         # answered by reap_bg()
+            bg = None
+            if len(argv) > 2 and argv[0] == "bg":
+                bg, argv = argv[1], argv[2:]
+                if not re.fullmatch(r"[A-Za-z0-9_.-]+", bg) or bg in bgjobs:
+                    return 2, f"bad or duplicate job name {bg!r}\n".encode()
             if not argv or argv[0] not in HOST_PROGRAMS:
                 return 127, f"host command not allowed: {cmd}\n".encode()
             argv = [HOST_PROGRAMS[argv[0]]] + expand(argv[1:], env)
+            with open(os.path.join(run, "host-commands.log"), "a") as f:
+                f.write(f"[{vm}] {'bg ' + bg + ' ' if bg else ''}"
+                        f"{shlex.join(argv)} (limit {limit}s)\n")
+            if bg:
+                # Own session under timeout(1), killed by process group at
+                # the end of the run on every path.
+                bgjobs[bg] = Proc(bg, argv, os.path.join(run, f"bg-{bg}.log"),
+                                  min(deadline, time.monotonic() + limit))
+                return 0, f"started {bg}\n".encode()
             try:
-                r = subprocess.run(argv, capture_output=True, timeout=30,
+                r = subprocess.run(argv, capture_output=True, timeout=limit,
                                    stdin=subprocess.DEVNULL)
             except subprocess.TimeoutExpired:
                 return 124, b"host command timed out\n"
             with open(os.path.join(run, "host-commands.log"), "a") as f:
                 f.write(f"[{vm}] {shlex.join(argv)} -> {r.returncode}\n")
             return r.returncode, r.stdout + r.stderr
+
+        def reap_bg():
+            """Answer "host wait" for background jobs that have exited."""
+            for name, job in bgjobs.items():
+                if not job.waiters or job.alive():
+                    continue
+                job.log.flush()
+                with open(job.log_path, "rb") as f:
+                    f.seek(0, os.SEEK_END)
+                    f.seek(max(0, f.tell() - BG_REPLY_MAX))
+                    out = f.read()
+                with open(os.path.join(run, "host-commands.log"), "a") as f:
+                    f.write(f"bg {name} -> {job.p.returncode}\n")
+                for g in job.waiters:
+                    g.reply(job.p.returncode, out)
+                job.waiters = []
 
         for vspec in expand(topology["vms"], env):
             gscript = script if vspec.get("test", True) else vspec.get("script", "")
@@ -393,7 +448,9 @@ def main():
             for s in services:
                 if not s.alive():
                     raise RunnerError(f"service {s.name} died; see {s.log_path}")
-            for key, _ in sel.select(timeout=0.5):
+            reap_bg()
+            waiting = any(j.waiters for j in bgjobs.values())
+            for key, _ in sel.select(timeout=0.1 if waiting else 0.5):
                 g = key.data
                 was_listening = g.conn is None
                 g.on_readable(handle_host)
@@ -409,6 +466,8 @@ def main():
         print(f"not ok runner # {e}", flush=True)
         status = 1
     finally:
+        for j in bgjobs.values():
+            j.close()
         for g in guests:
             g.close()
         for s in reversed(services):

@@ -98,6 +98,7 @@ nlohmann::json run(const run_config &c)
 	vc.mrg_rxbuf = acked & bit(vf::mrg_rxbuf);
 
 	vm1 vm(gm, vc, p);
+	vm.paint_canaries();
 	fe.bind_iommu(vm.mmu);
 	fe.set_miss_ranges(vc.policy == iova_policy::identity);
 	p.fe = &fe;
@@ -152,6 +153,8 @@ nlohmann::json run(const run_config &c)
 		const double elapsed = std::chrono::duration<double>(now - t0).count();
 		// TX completions.
 		while (auto comp = vm.tx.get_used()) {
+			if (comp->token & fault_token)
+				vm.fault_used_len = std::max(vm.fault_used_len, comp->len);
 			vm.complete_tx(*comp);
 			if (!(comp->token & fault_token))
 				tx_done++;
@@ -274,7 +277,13 @@ nlohmann::json run(const run_config &c)
 	const std::uint64_t lost = sending && receiving ? val.lost(sent) : 0;
 	// With a fault injected, what the device does is the observation;
 	// only a corrupted frame (bad magic, length or checksum) fails.
-	bool ok = val.corrupt == 0;
+	std::vector<std::uint64_t> damaged;
+	const std::uint64_t canary_pages = vm.check_canaries(damaged);
+	const bool canaries_ok = damaged.empty() && vm.rx_tail_damaged == 0;
+	nlohmann::json damaged_json = nlohmann::json::array();
+	for (std::size_t i = 0; i < damaged.size() && i < 16; i++)
+		damaged_json.push_back(fmt::format("{:#x}", damaged[i]));
+	bool ok = val.corrupt == 0 && canaries_ok;
 	if (!fault)
 		ok = ok && val.duplicates == 0 && val.out_of_range == 0 &&
 		     vm.rx.counters().bad_used == 0 && vm.tx.counters().bad_used == 0 && lost == 0 &&
@@ -325,6 +334,9 @@ nlohmann::json run(const run_config &c)
 			{"latency", val.latency_json()}}},
 		{"iommu_ops", {{"maps", vm.maps}, {"unmaps", vm.unmaps}, {"pages", vm.mmu.pages()}}},
 		{"wakeups", wakeups},
+		{"canaries", {{"ok", canaries_ok}, {"pages_checked", canary_pages},
+			      {"damaged_pages", damaged.size()}, {"damaged", damaged_json},
+			      {"rx_tail_damaged", vm.rx_tail_damaged}}},
 		{"frontend", fe.to_json()},
 		{"fault", fault_json},
 	};
@@ -354,6 +366,11 @@ std::string summary_text(const nlohmann::json &j)
 				 j["rx"]["latency"]["p50_us"].get<double>(),
 				 j["rx"]["latency"]["p99_us"].get<double>(),
 				 j["rx"]["latency"]["max_us"].get<double>());
+	s += fmt::format("  canaries: {} ({} pages checked, {} damaged, {} RX tails written)\n",
+			 j["canaries"]["ok"].get<bool>() ? "intact" : "DAMAGED",
+			 j["canaries"]["pages_checked"].get<std::uint64_t>(),
+			 j["canaries"]["damaged_pages"].get<std::uint64_t>(),
+			 j["canaries"]["rx_tail_damaged"].get<std::uint64_t>());
 	if (!j["fault"].is_null())
 		s += fmt::format("  fault {}: {} (sent after {}, received after {})\n",
 				 j["fault"]["name"].get<std::string>(),

@@ -119,6 +119,23 @@ public:
 	/** Undo what a fault changed in the IOMMU (ring-unmapped: map the rings again). */
 	void repair(const fault_report &f);
 
+	/**
+	 * Canaries: every page of guest RAM outside the rings is filled with
+	 * canary_byte at start (unmapped pages, gaps, spare pages, buffer
+	 * slots); each RX slot again before it is posted.  A device may write
+	 * only the RX bytes it reports in a used entry.
+	 */
+	static constexpr std::uint8_t canary_byte = 0xc5;
+	void paint_canaries();
+	/** Pages outside the rings, the TX slots, spare page 0 (the sim's own
+	 * frame) and RX slots still posted whose canaries changed; appends
+	 * their GPAs to @p damaged. */
+	std::uint64_t check_canaries(std::vector<std::uint64_t> &damaged) const;
+	/** RX completions that wrote past their used length (checked in complete_rx). */
+	std::uint64_t rx_tail_damaged = 0;
+	/** Largest used length a fault head came back with (fault tokens). */
+	std::uint32_t fault_used_len = 0;
+
 	std::uint64_t slot_gpa(unsigned q, std::uint16_t slot) const
 	{
 		return buf_base_gpa + (q == rxq ? 0 : cfg_.ring_size) * page_size + slot * page_size;
@@ -144,6 +161,8 @@ private:
 	vm1_config cfg_;
 	iotlb_port &port_;
 	std::vector<std::uint16_t> tx_free_;
+	std::vector<bool> rx_posted_;
+	std::string fault_name_;
 };
 
 } // namespace vpci::sim
