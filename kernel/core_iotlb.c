@@ -137,6 +137,21 @@ int vpci_iotlb_del(struct vpci_iotlb *t, u64 iova, u64 size)
 }
 
 /**
+ * vpci_iotlb_del_to_end() - remove every translation at or above @iova
+ * @t: the table
+ * @iova: first byte
+ */
+void vpci_iotlb_del_to_end(struct vpci_iotlb *t, u64 iova)
+{
+	if (!iova) {
+		t->n = 0;
+		return;
+	}
+	/* 0 - iova bytes reach exactly the last byte of the space. */
+	vpci_iotlb_del(t, iova, 0 - iova);
+}
+
+/**
  * vpci_iotlb_add() - map [@iova, @iova + @size - 1] to @bar_offset
  * @t: the table
  * @iova: first byte

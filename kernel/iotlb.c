@@ -80,7 +80,13 @@ static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
 		return false;
 	case VPCI_MSG_IOTLB_INVALIDATE:
 		spin_lock_bh(&vdev->dp_lock);
-		err = vpci_iotlb_del(&vdev->iotlb, iova, size);
+		if (size) {
+			err = vpci_iotlb_del(&vdev->iotlb, iova, size);
+		} else {
+			/* 0: from iova to the end (a global flush in VM1) */
+			vpci_iotlb_del_to_end(&vdev->iotlb, iova);
+			err = 0;
+		}
 		vdev->iotlb_gen++;
 		spin_unlock_bh(&vdev->dp_lock);
 		if (err) {

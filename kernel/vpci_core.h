@@ -72,6 +72,7 @@ bool vpci_iotlb_range_ok(u64 iova, u64 size);
 int vpci_iotlb_add(struct vpci_iotlb *t, u64 iova, u64 size, u64 bar_offset,
 		   u32 perm);
 int vpci_iotlb_del(struct vpci_iotlb *t, u64 iova, u64 size);
+void vpci_iotlb_del_to_end(struct vpci_iotlb *t, u64 iova);
 int vpci_iotlb_translate(const struct vpci_iotlb *t, u64 iova, u64 len,
 			 u32 perm, u64 *bar_offset, u64 *contig);
 

@@ -208,7 +208,9 @@ struct vpci_vq_state {
  * @queue: queue the miss was taken on, 0xffff if none
  * @seq: sequence number chosen by the sender; acks echo it
  * @iova: first byte of the range
- * @size: bytes in the range, non-zero, @iova + @size - 1 must not wrap
+ * @size: bytes in the range, non-zero, @iova + @size - 1 must not wrap;
+ *	except in VPCI_MSG_IOTLB_INVALIDATE, where 0 means from @iova to the
+ *	end of the IOVA space (QEMU's global device-IOTLB flush)
  * @bar_offset: BAR offset of @iova (updates only)
  */
 struct vpci_msg {

@@ -60,7 +60,7 @@ void frontend::flush_driver_iotlb(const char *why)
 		m.queue = 0xffff;
 		m.seq = next_seq_++;
 		m.iova = 0;
-		m.size = ~0ULL; // last = 2^64 - 2: no wrap
+		m.size = 0; // from iova to the end of the space (uapi)
 		flush_seq_ = m.seq;
 		if (post(m))
 			spdlog::info("iotlb: flushed the driver's IOTLB ({})", why);
@@ -508,9 +508,16 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 	};
 	if (t.type != vu::iotlb_update && t.type != vu::iotlb_invalidate)
 		return reject("type is neither UPDATE nor INVALIDATE");
-	if (t.size == 0)
+	// An INVALIDATE of size 0 is what QEMU sends for a global device-IOTLB
+	// flush (VM1 in lazy mode): its addr_mask + 1 overflows to 0.  It, and
+	// any invalidation running past the end of the IOVA space, means
+	// "everything from iova on": invalidating more is always safe, while
+	// refusing would leave the driver with stale translations.
+	const bool inv_to_end = t.type == vu::iotlb_invalidate &&
+				(t.size == 0 || t.iova + (t.size - 1) < t.iova);
+	if (t.size == 0 && !inv_to_end)
 		return reject("size 0");
-	if (t.iova + (t.size - 1) < t.iova)
+	if (!inv_to_end && t.iova + (t.size - 1) < t.iova)
 		return reject("IOVA range wraps");
 
 	if (t.type == vu::iotlb_update) {
@@ -541,8 +548,12 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 
 	// INVALIDATE: the shadow forgets now; VM1 learns it is done only
 	// once the driver acked (or no driver exists to hold it).
-	shadow_.remove(t.iova, t.size);
+	// (size 0 - iova reaches the last byte; for iova 0 it is 0, which
+	// remove() reads the same way.)
+	shadow_.remove(t.iova, inv_to_end ? 0 - t.iova : t.size);
 	stats_.invalidations++;
+	if (inv_to_end)
+		spdlog::debug("iotlb: invalidation from {:#x} to the end of the IOVA space", t.iova);
 	if (!driver_bound())
 		return true;
 	vpci_msg inv{};
@@ -550,7 +561,7 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 	inv.queue = 0xffff;
 	inv.seq = next_seq_++;
 	inv.iova = t.iova;
-	inv.size = t.size;
+	inv.size = inv_to_end ? 0 : t.size; // 0: to the end (uapi)
 	pending_ = pending_op{pending_op::kind::invalidate, static_cast<std::uint32_t>(m.req()),
 			      m.need_reply(), inv.seq, 0, 0,
 			      clock::now() + std::chrono::milliseconds(cfg_.inval_timeout_ms)};

@@ -94,6 +94,21 @@ TEST(KcoreIotlb, WholeAddressSpaceEntry)
 	EXPECT_EQ(c, 64u);
 }
 
+TEST(KcoreIotlb, DeleteToEnd)
+{
+	Table t(16, ~0ULL);
+	ASSERT_EQ(vpci_iotlb_add(&t.t, 0x1000, 0x1000, 0, VPCI_PERM_RW), 0);
+	ASSERT_EQ(vpci_iotlb_add(&t.t, 0x8000, 0x2000, 0x1000, VPCI_PERM_RW), 0);
+	ASSERT_EQ(vpci_iotlb_add(&t.t, ~0ULL - 0xfff, 0x1000, 0x3000, VPCI_PERM_RW), 0);
+	u64 off, c;
+	vpci_iotlb_del_to_end(&t.t, 0x9000);
+	EXPECT_EQ(t.tr(0x8fff, 1, VPCI_PERM_RO, &off, &c), 0) << "below: kept";
+	EXPECT_EQ(t.tr(0x9000, 1, VPCI_PERM_RO, &off, &c), -ENOENT);
+	EXPECT_EQ(t.tr(~0ULL, 1, VPCI_PERM_RO, &off, &c), -ENOENT) << "the very last byte too";
+	vpci_iotlb_del_to_end(&t.t, 0);
+	EXPECT_EQ(t.t.n, 0u);
+}
+
 TEST(KcoreIotlb, DeleteSplitsTrimsAndRemoves)
 {
 	Table t;

@@ -513,10 +513,13 @@ TEST_F(VhostUserTest, InvalidateWithoutDriverAckedAtOnce)
 	iotlb(vu::iotlb_invalidate, 0x4000, 0x1000);
 	EXPECT_EQ(ack(), 0u);
 	EXPECT_TRUE(driver_drain().empty());
+	// Size 0 (QEMU's global flush) and ranges past the end invalidate
+	// everything from iova on: accepted, never refused.
 	iotlb(vu::iotlb_invalidate, 0x4000, 0);
-	EXPECT_EQ(ack(), 1u) << "size 0";
+	EXPECT_EQ(ack(), 0u) << "size 0: to the end";
 	iotlb(vu::iotlb_invalidate, ~0ULL, 2);
-	EXPECT_EQ(ack(), 1u) << "wraps";
+	EXPECT_EQ(ack(), 0u) << "past the end: to the end";
+	EXPECT_EQ(be_.status()["iotlb"]["rejected"], 0);
 }
 
 TEST_F(VhostUserTest, InvalidateTimeoutBreaksDevice)
@@ -593,7 +596,25 @@ TEST_F(VhostUserTest, LastRingStopFlushesDriverIotlb)
 	ASSERT_EQ(msgs.size(), 1u);
 	EXPECT_EQ(msgs[0].type, VPCI_MSG_IOTLB_INVALIDATE);
 	EXPECT_EQ(le_load(msgs[0].iova), 0u);
-	EXPECT_EQ(le_load(msgs[0].size), ~0ULL);
+	EXPECT_EQ(le_load(msgs[0].size), 0u) << "0: to the end of the space";
+}
+
+// QEMU's global device-IOTLB flush (VM1 in lazy mode) arrives as an
+// INVALIDATE of size 0: everything from iova on, acked only after the driver.
+TEST_F(VhostUserTest, InvalidateSizeZeroMeansToTheEnd)
+{
+	bind_driver();
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	driver_drain();
+	iotlb(vu::iotlb_invalidate, 0, 0);
+	EXPECT_FALSE(recv_reply(50)) << "waits for the driver";
+	auto msgs = driver_drain();
+	ASSERT_EQ(msgs.size(), 1u);
+	EXPECT_EQ(msgs[0].type, VPCI_MSG_IOTLB_INVALIDATE);
+	EXPECT_EQ(le_load(msgs[0].size), 0u);
+	EXPECT_EQ(be_.status()["iotlb"]["rejected"], 0);
 }
 
 // A driver unloaded while VM1 runs: the next one resumes where it stopped.
@@ -636,7 +657,7 @@ TEST_F(VhostUserTest, ReconnectClearsState)
 	auto msgs = driver_drain();
 	ASSERT_EQ(msgs.size(), 1u) << "one invalidate-all";
 	EXPECT_EQ(msgs[0].type, VPCI_MSG_IOTLB_INVALIDATE);
-	EXPECT_EQ(le_load(msgs[0].size), ~0ULL);
+	EXPECT_EQ(le_load(msgs[0].size), 0u) << "0: to the end of the space";
 	EXPECT_EQ(be_.status()["frontend"]["connected"], false);
 	connect();
 	EXPECT_TRUE(bstatus() & VPCI_BS_FRONTEND);
