@@ -25,8 +25,9 @@ rate_for()
 	[ -n "$VPCI_TEST_SIM_RATE" ] && { echo "$VPCI_TEST_SIM_RATE"; return; }
 	case $policy:$1 in
 	transient:poll|transient:switch) echo 800 ;;
+	transient:hybrid) echo 1200 ;;
 	transient:*) echo 1500 ;;
-	*) echo 20000 ;;
+	*) echo 15000 ;;
 	esac
 }
 frames=${VPCI_TEST_SIM_FRAMES:-100000}
