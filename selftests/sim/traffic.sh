@@ -25,8 +25,9 @@ rate_for()
 	[ -n "$VPCI_TEST_SIM_RATE" ] && { echo "$VPCI_TEST_SIM_RATE"; return; }
 	case $policy:$1 in
 	transient:poll|transient:switch) echo 800 ;;
+	transient:hybrid) echo 1200 ;;
 	transient:*) echo 1500 ;;
-	*) echo 20000 ;;
+	*) echo 15000 ;;
 	esac
 }
 frames=${VPCI_TEST_SIM_FRAMES:-100000}
@@ -91,7 +92,8 @@ run_switch()
 	local rc secs step rate
 
 	ethtool --set-priv-flags "$ifname" poll-mode off && ethtool -C "$ifname" rx-usecs 0
-	host timeout=$limit bg switch $(sim_cmd switch)
+	job=$((job + 1))
+	host timeout=$limit bg "switch$job" $(sim_cmd "switch$job")
 	rc=$?
 	if [ $rc -eq 0 ]; then
 		rate=$(rate_for switch)
@@ -104,13 +106,14 @@ run_switch()
 		ethtool -C "$ifname" rx-usecs 200
 		sleep "$step"
 		ethtool -C "$ifname" rx-usecs 0
-		host wait switch
+		host wait "switch$job"
 		rc=$?
 	fi
-	check_run switch $rc
+	check_run "switch$job" $rc
 	log_test $? "$policy, interrupt -> poll -> hybrid -> interrupt during one run: lossless, in order"
 }
 
+job=0
 for m in $modes; do
 	"run_$m"
 done
@@ -120,6 +123,7 @@ faults=$(ethtool -S "$ifname" | awk '/fault/ && $2 != 0')
 log_test $? "no datapath fault counted"
 [ -z "$faults" ] || echo "$faults" | sed 's/^/# /'
 ethtool -S "$ifname" | grep -E 'stalls|misses|packets' | sed 's/^/# /'
+[ -z "$faults" ] || dmesg | grep -E 'queue [0-9]|fault|mode$' | tail -n 30 | sed 's/^/# /'
 
 [ "$(sim_stat vq0_rx_packets)" -ge $((nmodes * frames)) ] &&
 	[ "$(sim_stat vq0_tx_packets)" -ge $((nmodes * frames)) ]
