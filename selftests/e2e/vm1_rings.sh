@@ -8,7 +8,7 @@
 # IOTLB misses, VM1's QEMU answers with updates, and the driver maps the rings.
 source "$(dirname "$0")/../lib.sh"
 
-tap_begin 7
+tap_begin 8
 
 check "insmod vhost_pci_net" insmod "$VPCI_KO"
 
@@ -36,6 +36,14 @@ dmesg | grep 'rings mapped' | sed 's/^/# /'
 status && [ "$(jget 'd["iotlb"]["misses_sent"] > 0 and d["iotlb"]["updates"] > 0')" = True ]
 log_test $? "backend forwarded misses and relayed updates"
 diag "iotlb: $(jget 'd["iotlb"]')"
+
+# With VM1 idle the backend must not spin: no busy loop on the host.
+status && c0=$(jget 'd["cpu_seconds"]')
+sleep 5
+status && c1=$(jget 'd["cpu_seconds"]')
+diag "backend CPU over 5 s with VM1 idle: $(python3 -c "print(round($c1 - $c0, 3))") s"
+python3 -c "import sys; sys.exit(0 if $c1 - $c0 < 0.1 else 1)"
+log_test $? "backend idle while VM1 is idle (< 0.1 CPU s in 5 s)"
 
 check "no BUG/WARNING/Oops in dmesg" dmesg_clean
 
