@@ -166,6 +166,7 @@ static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 	u16 heads[VPCI_RX_MAX_BUFS];
 	u32 lens[VPCI_RX_MAX_BUFS];
 	unsigned int nbufs = 0, i;
+	bool rewindable = true;
 	u16 avail;
 	int err;
 
@@ -192,12 +193,15 @@ static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 			vpci_fault(q, err, 0, 0);
 			if (err != -ERANGE)
 				vpci_vring_push(vr, q->chain.head, 0);
+			/* Its slot is spent: buffers before it can't be given back. */
+			rewindable = !nbufs && rewindable;
 			continue;
 		}
 		if (!q->chain.nin || q->chain.nout) {
 			vpci_fault(q, -EINVAL, q->chain.seg[0].addr,
 				   q->chain.out_len + q->chain.in_len);
 			vpci_vring_push(vr, q->chain.head, 0);
+			rewindable = !nbufs && rewindable;
 			continue;
 		}
 		heads[nbufs] = q->chain.head;
@@ -243,7 +247,14 @@ static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 	return 0;
 
 fail:
-	if (err == -ENOBUFS || (err == -ENOENT && vpci_stall(q))) {
+	/*
+	 * Rewinding last_avail over nbufs slots is only right when they are
+	 * the last slots taken; after a malformed buffer completed between
+	 * them it would hand that buffer out (and complete it) twice.  Then
+	 * the frame is dropped and its buffers completed empty instead.
+	 */
+	if (rewindable &&
+	    (err == -ENOBUFS || (err == -ENOENT && vpci_stall(q)))) {
 		/* Give every buffer back; the frame is retried unchanged. */
 		for (i = 0; i < nbufs; i++)
 			vpci_vring_unpop(vr);
