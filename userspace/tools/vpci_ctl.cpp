@@ -19,10 +19,13 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "parse.hpp"
 #include "control_area.hpp"
 #include "fd.hpp"
 
 namespace {
+
+using vpci::parse_u64;
 
 /** Send one request line and return the reply line (5 s timeout). */
 nlohmann::json request(const std::string &sock_path, const nlohmann::json &req)
@@ -54,22 +57,6 @@ nlohmann::json request(const std::string &sock_path, const nlohmann::json &req)
 	if (reply.is_discarded() || !reply.is_object())
 		throw std::runtime_error("malformed reply: " + in);
 	return reply;
-}
-
-/** Parse decimal or 0x-prefixed hex, the whole string. */
-std::optional<std::uint64_t> parse_u64(const std::string &s)
-{
-	std::uint64_t v = 0;
-	int base = 10;
-	const char *b = s.data(), *e = s.data() + s.size();
-	if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-		base = 16;
-		b += 2;
-	}
-	auto [p, ec] = std::from_chars(b, e, v, base);
-	if (b == e || ec != std::errc() || p != e)
-		return std::nullopt;
-	return v;
 }
 
 int cmd_header(const std::string &mem_file, const std::vector<std::string> &sets, bool json)

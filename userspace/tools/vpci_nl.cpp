@@ -34,9 +34,12 @@
 #include <linux/vhost_pci_net.h>
 #include <linux/vhost_pci_netlink.h>
 
+#include "parse.hpp"
 #include "genl.hpp"
 
 namespace {
+
+using vpci::parse_u64;
 
 using json = nlohmann::json;
 namespace genl = vpci::genl;
@@ -289,22 +292,6 @@ int cmd_iotlb(const std::string &ifname, bool as_json)
 			   e["last"].get<std::string>(), e["bar_offset"].get<std::string>(),
 			   e["perm"].get<std::string>());
 	return 0;
-}
-
-/** Parse decimal or 0x-prefixed hex, the whole string. */
-std::optional<std::uint64_t> parse_u64(const std::string &s)
-{
-	std::uint64_t v = 0;
-	int base = 10;
-	const char *b = s.data(), *e = s.data() + s.size();
-	if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-		base = 16;
-		b += 2;
-	}
-	auto [p, ec] = std::from_chars(b, e, v, base);
-	if (b == e || ec != std::errc() || p != e)
-		return std::nullopt;
-	return v;
 }
 
 int mode_set(const std::string &ifname, const std::map<int, std::uint32_t> &attrs, bool as_json,
