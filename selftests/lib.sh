@@ -151,3 +151,19 @@ netdev_of()
 {
 	ls "/sys/bus/pci/devices/$1/net" 2>/dev/null | head -n1
 }
+
+# The vhost_pci_net interface (after insmod), and the first virtio-net one;
+# false while there is none.
+vpci_netdev()
+{
+	local n
+	n=$(netdev_of "$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")")
+	[ -n "$n" ] && echo "$n"
+}
+
+virtio_netdev()
+{
+	local n
+	n=$(ls /sys/bus/virtio/drivers/virtio_net/*/net 2>/dev/null | head -n1)
+	[ -n "$n" ] && echo "$n"
+}

@@ -194,9 +194,9 @@ class Guest:
             f.write(f"VPCI_SCRIPT={shlex.quote(script)}\n")
             for k, v in spec.get("env", {}).items():
                 f.write(f"{k}={shlex.quote(str(v))}\n")
-            # Knobs of demos and tests pass through from the host.
+            # Knobs of demos, tests and benchmarks pass through from the host.
             for k, v in os.environ.items():
-                if k.startswith(("VPCI_DEMO_", "VPCI_TEST_")):
+                if k.startswith(("VPCI_DEMO_", "VPCI_TEST_", "VPCI_BENCH_")):
                     f.write(f"{k}={shlex.quote(v)}\n")
         self.console = os.path.join(self.run, f"{self.name}-console.log")
         cmdline = ("console=ttyS0 panic=-1 loglevel=6 quiet_splash=0 "
@@ -286,13 +286,37 @@ class Guest:
         return rc
 
 
-def wait_for(path, proc, deadline, what):
-    while not os.path.exists(path):
+def wait_for(ready, proc, deadline, what):
+    """Until ready() is true; fail if proc exits first or at deadline."""
+    while not ready():
         if not proc.alive():
             raise RunnerError(f"{what} exited early; see {proc.log_path}")
         if time.monotonic() > deadline:
             raise RunnerError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def log_has(path, pattern):
+    with open(path, errors="replace") as f:
+        return re.search(pattern, f.read()) is not None
+
+
+def group_cpu_seconds(pgid):
+    """User + system CPU seconds of the live processes in process group pgid
+    (all threads; a runner child leads its own group)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -324,7 +348,7 @@ def main():
     kver = args.kernel if re.match(r"^\d+\.\d+\.\d+-", args.kernel) else guest_kver(args.kernel)
     os.makedirs(os.path.join(BUILD, "vm"), exist_ok=True)
     run = tempfile.mkdtemp(prefix="run-", dir=os.path.join(BUILD, "vm"))
-    env = {"run": run, "build": BUILD, "repo": REPO}
+    env = {"run": run, "runid": os.path.basename(run), "build": BUILD, "repo": REPO}
     tvars = dict(topology.get("vars", {}))
     for kv in args.var:
         k, sep, v = kv.partition("=")
@@ -350,7 +374,11 @@ def main():
                      os.path.join(run, sspec["name"] + ".log"), deadline)
             services.append(p)
             if "ready_file" in sspec:
-                wait_for(sspec["ready_file"], p, deadline, sspec["name"])
+                wait_for(lambda: os.path.exists(sspec["ready_file"]), p, deadline,
+                         sspec["name"])
+            if "ready_pattern" in sspec:
+                wait_for(lambda: log_has(p.log_path, sspec["ready_pattern"]), p, deadline,
+                         sspec["name"])
 
         requests = iter(range(1, 1 << 30))
 
@@ -380,6 +408,16 @@ def main():
                     return 2, f"bad {argv[0]}\n".encode()
                 argv = argv[1:]
             asker = next(g for g in guests if g.name == vm)
+            if argv and argv[0] == "cpu":
+                # "cpu [NAME...]": CPU seconds of services and guests
+                # (their process groups) and the runner's monotonic clock.
+                procs = {p.name: p for p in services + [g.proc for g in guests]}
+                names = argv[1:] or list(procs)
+                if any(n not in procs for n in names):
+                    return 127, f"no service or guest among {names}\n".encode()
+                out = {n: group_cpu_seconds(procs[n].p.pid) for n in names}
+                out["wall"] = time.monotonic()
+                return 0, (json.dumps(out) + "\n").encode()
             if len(argv) == 2 and argv[0] == "wait":
                 job = bgjobs.get(argv[1])
                 if job is None:

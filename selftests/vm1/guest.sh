@@ -3,12 +3,10 @@
 # VM1's side of two-VM topologies: bring virtio-net up behind the vIOMMU
 # and stay up until the runner ends the run.  Output goes to the runner as
 # "# vm1:" diagnostics (VM1 is not the VM whose TAP is judged).
+source "$(dirname "$0")/../lib.sh"
 modprobe virtio_net
-for _ in $(seq 100); do
-	ifname=$(ls /sys/bus/virtio/drivers/virtio_net/*/net 2>/dev/null | head -n1)
-	[ -n "$ifname" ] && break
-	sleep 0.1
-done
+wait_until 10 virtio_netdev >/dev/null
+ifname=$(virtio_netdev)
 if [ -z "$ifname" ]; then
 	echo "# vm1: no virtio-net interface"
 	exit 1

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -192,14 +193,18 @@ struct send_opts {
 };
 
 // Stops at count datagrams or after seconds (whichever first; 0 = no
-// limit).  IP_RECVERR makes a full qdisc an ENOBUFS we back off from
-// instead of a silent drop counted as sent.
+// limit), also when the path stalls: the socket is non-blocking and a full
+// send buffer is waited for only until then.  IP_RECVERR makes a full
+// qdisc an ENOBUFS we back off from instead of a silent drop counted as
+// sent.
 int do_send(const send_opts &o)
 {
 	auto dst = parse_addr(o.to);
 	auto sock = udp_socket();
 	int one = 1;
 	::setsockopt(sock.get(), IPPROTO_IP, IP_RECVERR, &one, sizeof(one));
+	if (::fcntl(sock.get(), F_SETFL, O_NONBLOCK) < 0)
+		throw std::system_error(errno, std::generic_category(), "fcntl(O_NONBLOCK)");
 	writer w(o.min_size == o.max_size ? o.min_size : 0);
 	const unsigned batch = o.rate > 0 ? 1 : o.batch;
 	std::vector<std::uint8_t> bufs(static_cast<std::size_t>(batch) * o.max_size);
@@ -208,10 +213,12 @@ int do_send(const send_opts &o)
 	const auto start = clock_type::now();
 	const auto end = after(o.seconds);
 	std::uint64_t sent = 0, bytes = 0, backoffs = 0;
+	bool out_of_time = false;
+	auto timed_out = [&] { return o.seconds > 0 && clock_type::now() >= end; };
 	auto size_of = [&](std::uint64_t seq) {
 		return o.min_size + (o.max_size > o.min_size ? (seq * 7919) % (o.max_size - o.min_size + 1) : 0);
 	};
-	while (sent < o.count && (o.seconds <= 0 || clock_type::now() < end)) {
+	while (sent < o.count && !out_of_time && !timed_out()) {
 		unsigned n = static_cast<unsigned>(std::min<std::uint64_t>(batch, o.count - sent));
 		for (unsigned i = 0; i < n; i++) {
 			std::uint8_t *b = bufs.data() + static_cast<std::size_t>(i) * o.max_size;
@@ -229,7 +236,8 @@ int do_send(const send_opts &o)
 			std::this_thread::sleep_until(
 				std::chrono::time_point_cast<clock_type::duration>(due));
 		}
-		for (unsigned done = 0; done < n;) {
+		unsigned done = 0;
+		while (done < n) {
 			int r = ::sendmmsg(sock.get(), msgs.data() + done, n - done, 0);
 			if (r > 0) {
 				for (int i = 0; i < r; i++)
@@ -237,16 +245,23 @@ int do_send(const send_opts &o)
 				done += static_cast<unsigned>(r);
 				continue;
 			}
-			// ECONNREFUSED: an ICMP error from earlier (receiver not
-			// up yet); this datagram was not sent, try it again.
-			if (r < 0 && (errno == ENOBUFS || errno == EAGAIN || errno == ECONNREFUSED)) {
+			if (r < 0 && errno == EAGAIN) {
+				pollfd p{sock.get(), POLLOUT, 0};
+				::poll(&p, 1, o.seconds > 0 ? ms_until(end) : -1);
+			} else if (r < 0 && (errno == ENOBUFS || errno == ECONNREFUSED)) {
+				// ECONNREFUSED: an ICMP error from earlier (receiver
+				// not up yet); this datagram was not sent either.
 				backoffs++;
 				std::this_thread::sleep_for(std::chrono::microseconds(200));
-				continue;
+			} else if (r < 0 && errno != EINTR) {
+				throw std::system_error(errno, std::generic_category(), "sendmmsg");
 			}
-			throw std::system_error(errno, std::generic_category(), "sendmmsg");
+			if (timed_out()) {
+				out_of_time = true;
+				break;
+			}
 		}
-		sent += n;
+		sent += done;
 	}
 	double secs = since(start);
 	nlohmann::json j = {{"role", "send"},
