@@ -253,6 +253,13 @@ static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 			return err;
 		}
 	}
+	/*
+	 * Whatever stalled the queue was served.  A stale miss_pending would
+	 * keep kicks off after the next "no buffers" stall (the queue then
+	 * waits for retry_work) and turn the next miss at a reused IOVA into
+	 * an instant miss timeout.
+	 */
+	q->miss_pending = false;
 	return 0;
 
 fail:
