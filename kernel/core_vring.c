@@ -122,8 +122,10 @@ int vpci_vring_avail_idx(struct vpci_vring *vr, u16 *idx)
 
 	if (err)
 		return err;
-	if ((u16)(*idx - vr->last_avail) > vr->num)
+	if ((u16)(*idx - vr->last_avail) > vr->num) {
+		vr->bad_avail = *idx;
 		return -EPROTO;
+	}
 	/*
 	 * Ring entries and descriptors are read after the index: pairs with
 	 * the driver's write barrier before it publishes avail->idx.

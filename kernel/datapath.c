@@ -17,6 +17,7 @@
 #include <linux/interrupt.h>
 #include <linux/netdevice.h>
 #include <linux/skbuff.h>
+#include <linux/virtio_byteorder.h>
 #include "vpci.h"
 #include "trace.h"
 
@@ -149,8 +150,10 @@ static void vpci_q_break(struct vpci_queue *q, int err)
 	/* Not restarted by the next config change: only a ring reset. */
 	q->broken = true;
 	WRITE_ONCE(q->vdev->ctrl->vq_state[q->index].stopped, cpu_to_le16(1));
-	netdev_err_once(q->vdev->netdev, "queue %u stopped after a ring fault (%d)\n",
-			q->index, err);
+	net_err_ratelimited("%s: queue %u stopped after a ring fault (%d): last avail %u (bad avail %u), used %u published %u\n",
+			    netdev_name(q->vdev->netdev), q->index, err,
+			    q->vr.last_avail, q->vr.bad_avail, q->vr.used_idx,
+			    q->vr.used_pub);
 }
 
 /*
@@ -173,6 +176,12 @@ static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 	err = vpci_vring_avail_idx(vr, &avail);
 	if (err)
 		goto fail;
+	/* CHECKSUM_PARTIAL only reaches here when VM1 takes it (q->csum). */
+	if (skb->ip_summed == CHECKSUM_PARTIAL) {
+		hdr.hdr.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+		hdr.hdr.csum_start = __cpu_to_virtio16(true, skb_checksum_start_offset(skb));
+		hdr.hdr.csum_offset = __cpu_to_virtio16(true, skb->csum_offset);
+	}
 
 	while (done < total) {
 		u32 chunk, off;
@@ -233,7 +242,7 @@ static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 		}
 	}
 
-	hdr.num_buffers = cpu_to_le16(nbufs);
+	hdr.num_buffers = __cpu_to_virtio16(true, nbufs);
 	err = vpci_chain_write(vr, &q->first, 0, &hdr, VPCI_HDR_LEN);
 	if (err)
 		goto fail;
@@ -244,6 +253,13 @@ static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 			return err;
 		}
 	}
+	/*
+	 * Whatever stalled the queue was served.  A stale miss_pending would
+	 * keep kicks off after the next "no buffers" stall (the queue then
+	 * waits for retry_work) and turn the next miss at a reused IOVA into
+	 * an instant miss timeout.
+	 */
+	q->miss_pending = false;
 	return 0;
 
 fail:
@@ -290,22 +306,25 @@ netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
 	u16 qi = skb_get_queue_mapping(skb);
 	struct vpci_queue *q = &vdev->queues[2 * qi];
 	unsigned int len = skb->len;
+	bool partial;
 	int err;
 
-	if (skb_linearize(skb) ||
-	    (skb->ip_summed == CHECKSUM_PARTIAL && skb_checksum_help(skb))) {
+	if (skb_linearize(skb)) {
 		dev_core_stats_tx_dropped_inc(dev);
 		dev_kfree_skb_any(skb);
 		return NETDEV_TX_OK;
 	}
 
 	spin_lock(&vdev->dp_lock);
-	if (!q->running) {
+	/* q->csum is stable under dp_lock: VM1 without GUEST_CSUM gets it done. */
+	if (!q->running || (skb->ip_summed == CHECKSUM_PARTIAL && !q->csum &&
+			    skb_checksum_help(skb))) {
 		spin_unlock(&vdev->dp_lock);
 		dev_core_stats_tx_dropped_inc(dev);
 		dev_kfree_skb_any(skb);
 		return NETDEV_TX_OK;
 	}
+	partial = skb->ip_summed == CHECKSUM_PARTIAL;
 	err = vpci_rx_one(q, skb);
 	if (err == -EAGAIN) {
 		u16 avail;
@@ -330,9 +349,32 @@ netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
 	} else {
 		vpci_q_add(q, &q->stats.packets, 1);
 		vpci_q_add(q, &q->stats.bytes, len);
+		if (partial)
+			vpci_q_add(q, &q->stats.csum_partial, 1);
 	}
 	dev_kfree_skb_any(skb);
 	return NETDEV_TX_OK;
+}
+
+/*
+ * Apply the virtio_net_hdr VM1 sent with a frame (VIRTIO 1.x 5.1.6.2): a
+ * partial checksum is honoured when CSUM was negotiated and lies inside the
+ * frame; GSO was never offered.  Returns 0 or -EINVAL (a fault).
+ */
+static int vpci_rx_hdr(struct vpci_queue *q, struct sk_buff *skb,
+		       const struct virtio_net_hdr *h)
+{
+	if (h->gso_type != VIRTIO_NET_HDR_GSO_NONE)
+		return -EINVAL;
+	if (!(h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM))
+		return 0;
+	/* skb_partial_csum_set() checks start + offset + 2 <= the frame. */
+	if (!q->csum ||
+	    !skb_partial_csum_set(skb, __virtio16_to_cpu(true, h->csum_start),
+				  __virtio16_to_cpu(true, h->csum_offset)))
+		return -EINVAL;
+	vpci_q_add(q, &q->stats.csum_partial, 1);
+	return 0;
 }
 
 /* Take one frame from VM1's TX virtqueue.  Returns 1, 0 (empty or stalled). */
@@ -340,6 +382,7 @@ static int vpci_tx_one(struct vpci_queue *q, u16 avail, struct sk_buff **pskb)
 {
 	struct net_device *dev = q->vdev->netdev;
 	struct vpci_vring *vr = &q->vr;
+	struct virtio_net_hdr hdr;
 	struct sk_buff *skb;
 	u32 len;
 	int err;
@@ -374,14 +417,20 @@ static int vpci_tx_one(struct vpci_queue *q, u16 avail, struct sk_buff **pskb)
 		vpci_vring_unpop(vr);
 		return 0;
 	}
-	err = vpci_chain_read(vr, &q->chain, VPCI_HDR_LEN, skb_put(skb, len), len);
+	err = vpci_chain_read(vr, &q->chain, 0, &hdr, sizeof(hdr));
+	if (!err)
+		err = vpci_chain_read(vr, &q->chain, VPCI_HDR_LEN,
+				      skb_put(skb, len), len);
+	if (!err)
+		err = vpci_rx_hdr(q, skb, &hdr);
 	if (err) {
 		kfree_skb(skb);
 		if (err == -ENOENT && vpci_stall(q)) {
 			vpci_vring_unpop(vr);
 			return 0;
 		}
-		vpci_fault(q, err, vr->miss_iova, len);
+		vpci_fault(q, err, err == -EINVAL ? q->chain.seg[0].addr :
+			   vr->miss_iova, len);
 		vpci_vring_push(vr, q->chain.head, 0);
 		return 1;
 	}
@@ -550,8 +599,11 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 			 * fault.  The queue stays stopped until VM1 disables
 			 * the ring: restarting it at vc->base would replay.
 			 */
-			if (READ_ONCE(vc->enabled) && !(vdev->rings_mapped & BIT(i)))
+			if (READ_ONCE(vc->enabled) && !(vdev->rings_mapped & BIT(i))) {
+				netdev_err(vdev->netdev, "queue %u: rings no longer translate\n",
+					   i);
 				vpci_q_break(q, -EPROTO);
+			}
 		}
 		if (want && !q->running && !q->broken) {
 			if (vpci_vring_init(&q->vr, &vdev->peer, desc, avail, used,
@@ -562,6 +614,8 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 				continue;
 			}
 			q->mrg_rxbuf = features & BIT_ULL(VIRTIO_NET_F_MRG_RXBUF);
+			q->csum = features & BIT_ULL(i & 1 ? VIRTIO_NET_F_CSUM :
+							     VIRTIO_NET_F_GUEST_CSUM);
 			q->miss_pending = false;
 			q->running = true;
 			/* Poll mode (default_poll, or set before VM1 came): no kicks */

@@ -200,6 +200,10 @@ static bool vpci_map_rings(struct vpci_dev *vdev)
 			if (!err)
 				continue;
 			mapped = false;
+			if (vdev->rings_mapped & BIT(q))
+				netdev_warn(vdev->netdev,
+					    "queue %u: ring part %u no longer translates at %#llx (%d)\n",
+					    q, part, iova, err);
 			if (err == -ENOENT && !vpci_post_miss(vdev, q, iova, perm)) {
 				vdev->stats.iotlb_misses++;
 				trace_vpci_iotlb_miss(vdev->netdev->ifindex, q, iova,

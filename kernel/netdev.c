@@ -105,7 +105,7 @@ static const char vpci_priv_flags[][ETH_GSTRING_LEN] = {
 static const char vpci_q_stat_names[][ETH_GSTRING_LEN] = {
 	"packets", "bytes", "notify_sent", "notify_suppressed", "iotlb_misses",
 	"stalls", "fault_perm", "fault_miss_timeout", "fault_chain",
-	"fault_head", "fault_ring", "fault_desc", "kicks",
+	"fault_head", "fault_ring", "fault_desc", "csum_partial", "kicks",
 };
 
 static const char vpci_dev_stat_names[][ETH_GSTRING_LEN] = {
@@ -333,6 +333,12 @@ struct net_device *vpci_netdev_alloc(struct vpci_dev *vdev)
 	SET_NETDEV_DEV(dev, &vdev->pdev->dev);
 	dev->netdev_ops = &vpci_netdev_ops;
 	dev->ethtool_ops = &vpci_ethtool_ops;
+	/*
+	 * Checksums are left to VM1 when it negotiated GUEST_CSUM, and
+	 * computed in vpci_start_xmit() otherwise; no SG, so no GSO either.
+	 */
+	dev->hw_features = NETIF_F_HW_CSUM;
+	dev->features = dev->hw_features;
 
 	memcpy(mac, bs->mac, ETH_ALEN);
 	if (is_valid_ether_addr(mac)) {

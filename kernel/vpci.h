@@ -54,6 +54,8 @@
 #define VPCI_DEVICE_FEATURES	(BIT_ULL(VIRTIO_F_VERSION_1) |		\
 				 BIT_ULL(VIRTIO_F_ACCESS_PLATFORM) |	\
 				 BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) |	\
+				 BIT_ULL(VIRTIO_NET_F_CSUM) |		\
+				 BIT_ULL(VIRTIO_NET_F_GUEST_CSUM) |	\
 				 BIT_ULL(VIRTIO_RING_F_EVENT_IDX))
 
 /**
@@ -83,7 +85,11 @@ struct vpci_stats {
  * @fault_chain: descriptor chains too long or looping
  * @fault_head: head indexes out of range
  * @fault_ring: ring-level faults that stopped the queue
- * @fault_desc: malformed descriptors (length, range, flags)
+ * @fault_desc: malformed descriptors (length, range, flags) and frames
+ *	whose virtio_net_hdr asks for what was not negotiated or is out of
+ *	the frame
+ * @csum_partial: frames whose checksum the receiver completes
+ *	(VIRTIO_NET_HDR_F_NEEDS_CSUM: from VM1 on odd queues, to VM1 on even)
  */
 struct vpci_q_stats {
 	u64 packets;
@@ -98,6 +104,7 @@ struct vpci_q_stats {
 	u64 fault_head;
 	u64 fault_ring;
 	u64 fault_desc;
+	u64 csum_partial;
 };
 
 #define VPCI_Q_NSTATS	(sizeof(struct vpci_q_stats) / sizeof(u64))
@@ -112,6 +119,8 @@ struct vpci_dev;
  * @running: @vr is live, under dp_lock
  * @broken: stopped after a ring-level fault until VM1 disables the ring
  * @mrg_rxbuf: VIRTIO_NET_F_MRG_RXBUF negotiated
+ * @csum: odd queues: VIRTIO_NET_F_CSUM negotiated (VM1 may send partial
+ *	checksums); even queues: VIRTIO_NET_F_GUEST_CSUM (VM1 takes them)
  * @miss_pending: a miss for @miss_iova is outstanding, under dp_lock
  * @miss_iova: address of the outstanding miss
  * @miss_since: jiffies when it was posted
@@ -130,6 +139,7 @@ struct vpci_queue {
 	bool running;
 	bool broken;
 	bool mrg_rxbuf;
+	bool csum;
 	bool miss_pending;
 	u64 miss_iova;
 	unsigned long miss_since;

@@ -136,6 +136,8 @@ struct vpci_chain {
  * @last_avail: next available entry to take
  * @used_idx: next used entry to fill
  * @used_pub: used index VM1 last saw
+ * @bad_avail: the avail index that made vpci_vring_avail_idx() fail with
+ *	-EPROTO (for the report)
  * @event_idx: VIRTIO_RING_F_EVENT_IDX in use
  * @miss_iova: first untranslated address after an -ENOENT/-EACCES
  * @miss_perm: the permission that was wanted there
@@ -149,6 +151,7 @@ struct vpci_vring {
 	u16 last_avail;
 	u16 used_idx;
 	u16 used_pub;
+	u16 bad_avail;
 	bool event_idx;
 	u64 miss_iova;
 	u32 miss_perm;

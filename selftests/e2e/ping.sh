@@ -7,7 +7,7 @@
 # each reply VM1's TX ring into VM2's NAPI.  Zero loss in every IOMMU mode.
 source "$(dirname "$0")/../lib.sh"
 
-tap_begin 7
+tap_begin 9
 
 check "insmod vhost_pci_net" insmod "$VPCI_KO"
 dev=$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")
@@ -28,6 +28,20 @@ out=$(ping -c 50 -i 0.05 -W 2 "$VPCI_VM1_IP")
 echo "$out" | tail -n 2 | sed 's/^/# /'
 echo "$out" | grep -q ' 0% packet loss'
 log_test $? "50 pings, zero loss"
+
+# Every echo missed in VM1's RX ring (strict) and was served: once idle,
+# both queues are running, neither is left "stalled" on a served miss.
+out=$("$VPCI_BUILD/userspace/vpci-nl" --json status 2>&1)
+echo "$out" | grep -o '"state": *"[a-z]*"' | xargs | sed 's/^/# queue states: /'
+[ "$(echo "$out" | grep -cE '"state": *"running"')" = 2 ]
+log_test $? "idle after traffic: both queues running, none stalled"
+
+# Idle gaps longer than the miss timeout (2 s): VM1 hands out the same
+# IOVAs again, and a miss there must be a new miss, not an old one timed out.
+out=$(ping -c 4 -i 2.5 -W 3 "$VPCI_VM1_IP")
+echo "$out" | tail -n 2 | sed 's/^/# /'
+echo "$out" | grep -q ' 0% packet loss'
+log_test $? "4 pings 2.5 s apart, zero loss"
 
 host vm vm1 "ping -c 20 -i 0.05 -W 2 ${VPCI_VM2_ADDR%/*}"
 echo "$HOST_OUT" | tail -n 2 | sed 's/^/# VM1: /'

@@ -8,7 +8,7 @@
 # corruption.  Rates are modest: this runs under TCG.
 source "$(dirname "$0")/../lib.sh"
 
-tap_begin 8
+tap_begin 9
 
 TRAFFIC=$VPCI_BUILD/userspace/vpci-traffic
 N=${VPCI_TEST_DATAGRAMS:-8000}
@@ -40,6 +40,14 @@ iperf "tcp VM2->VM1"
 log_test $? "iperf3 TCP VM2 -> VM1"
 iperf "tcp VM1->VM2" -R
 log_test $? "iperf3 TCP VM1 -> VM2"
+# VM1's virtio-net negotiated CSUM and GUEST_CSUM: TCP went with partial
+# checksums both ways (the receiver completes them), counted per queue.
+stat() { ethtool -S "$ifname" | awk -v k="$1:" '$1 == k { print $2 }'; }
+vm1 "ethtool -k eth0 | grep -E '^(tx-checksumming|rx-checksumming):'"
+diag "VM1: $(echo "$HOST_OUT" | xargs); VM2 csum_partial from VM1 $(stat vq0_rx_csum_partial), to VM1 $(stat vq0_tx_csum_partial)"
+echo "$HOST_OUT" | grep -q '^tx-checksumming: on' &&
+	[ "$(stat vq0_rx_csum_partial)" -gt 0 ] && [ "$(stat vq0_tx_csum_partial)" -gt 0 ]
+log_test $? "checksum offload both ways (VM1 tx-checksumming on, partial checksums counted)"
 iperf "udp VM2->VM1" -u -b 4M
 log_test $? "iperf3 UDP VM2 -> VM1"
 iperf "udp VM1->VM2" -u -b 4M -R

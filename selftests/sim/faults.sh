@@ -10,8 +10,11 @@
 # (a reconnect disables and re-enables the rings, i.e. a device reset,
 # which is how a queue stopped by a ring-level fault comes back).
 #
-# VM1's TX ring is the driver's receive side (vq0_rx_*), VM1's RX ring its
-# transmit side (vq0_tx_*).
+# VM1's TX ring is the driver's receive side (vq0_rx_*, virtqueue 1), VM1's
+# RX ring its transmit side (vq0_tx_*, virtqueue 0).  "vpci-nl monitor"
+# listens on the driver's netlink events group during every fault run: the
+# fault must also arrive there as an event with that queue and reason, and
+# no event of another reason may (none at all for a fault no counter can see).
 source "$(dirname "$0")/../lib.sh"
 source "$(dirname "$0")/lib_sim.sh"
 
@@ -41,7 +44,9 @@ host vpci-sim --list-faults
 faults=$(echo "$HOST_OUT" | awk '{ print $1 }')
 nfaults=$(echo "$faults" | wc -w)
 
-tap_begin $((2 + 2 * nfaults))
+tap_begin $((2 + 3 * nfaults))
+
+NL=$VPCI_BUILD/userspace/vpci-nl
 
 sim_setup
 log_test $? "driver loaded, $ifname up, tc mirred reflector on ingress"
@@ -59,9 +64,39 @@ sim_cmd()
 		"--json $VPCI_RUN/sim-$1.json $2"
 }
 
+# monitor_start: stream fault events (JSON lines) to /tmp/mon.out.
+monitor_start()
+{
+	"$NL" --json monitor --timeout 120 >/tmp/mon.out 2>/tmp/mon.err &
+	mon=$!
+	wait_until 10 grep -q monitoring /tmp/mon.err
+}
+
+# monitor_check WANT: the events received match the expected counter WANT
+# (vq0_rx_fault_R: queue 1, reason R; vq0_tx_fault_R: queue 0; "-": none).
+monitor_check()
+{
+	local q r events
+
+	kill -TERM "$mon" 2>/dev/null
+	wait "$mon"
+	events=$(jq -c 'select(.event == "fault") | {queue, reason, iova, len, access}' /tmp/mon.out)
+	diag "events: $(echo "$events" | sort | uniq -c | head -n 4 | xargs)"
+	case $1 in
+	-) [ -z "$events" ]; return ;;
+	vq0_rx_fault_*) q=1; r=${1#vq0_rx_fault_} ;;
+	vq0_tx_fault_*) q=0; r=${1#vq0_tx_fault_} ;;
+	*) return 1 ;;
+	esac
+	[ -n "$events" ] &&
+		echo "$events" | jq -se --argjson q "$q" --arg r "$r" \
+			'all(.[]; .queue == $q and .reason == $r)' >/dev/null
+}
+
 for f in $faults; do
 	want=${expect[$f]:-unknown}
 	fault_counters > /tmp/before
+	monitor_start || diag "vpci-nl monitor did not start: $(cat /tmp/mon.err)"
 	w0=$( [ "$want" = - ] || [ "$want" = unknown ] || sim_stat "$want")
 	host timeout=60 $(sim_cmd "fault-$f" "-n $n --fault $f --drain-ms 4000")
 	rc=$?
@@ -88,6 +123,8 @@ for f in $faults; do
 	   [ "$w1" -gt "$w0" ] && [ -z "$moved" ] || ok=1 ;;
 	esac
 	log_test $ok "$policy, fault $f: $want moved (only it), canaries intact"
+	monitor_check "$want"
+	log_test $? "$policy, fault $f: vpci-nl monitor got the matching fault event(s) only"
 
 	host timeout=60 $(sim_cmd "after-$f" "-n $n --drain-ms 3000")
 	rc=$?

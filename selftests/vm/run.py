@@ -333,6 +333,12 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the run directory")
     args = ap.parse_args()
 
+    # timeout(1), make or CI stopping us: tear everything down on the way out.
+    def on_signal(signum, _frame):
+        raise RunnerError(f"stopped by signal {signal.Signals(signum).name}")
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
     deadline = time.monotonic() + args.timeout
     script = os.path.realpath(args.script)
     topo = args.topology

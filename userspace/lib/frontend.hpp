@@ -26,12 +26,16 @@
 namespace vpci {
 
 /**
- * Virtio features offered while no driver is bound in VM2:
- * VERSION_1 | ACCESS_PLATFORM | MRG_RXBUF | EVENT_IDX | NET_F_STATUS.
- * With a bound driver exactly driver.device_features is offered.
+ * Virtio features offered while no driver is bound in VM2: what the
+ * project's driver implements as the device (kernel/vpci.h) plus
+ * NET_F_STATUS: VERSION_1 | ACCESS_PLATFORM | MRG_RXBUF | EVENT_IDX |
+ * CSUM | GUEST_CSUM | NET_F_STATUS.  QEMU asks once, when it starts, so
+ * this is what VM1 usually gets.  With a bound driver exactly
+ * driver.device_features is offered.
  */
-constexpr std::uint64_t default_device_features =
-	(1ULL << 32) | (1ULL << 33) | (1ULL << 15) | (1ULL << 29) | (1ULL << 16);
+constexpr std::uint64_t default_device_features = (1ULL << 32) | (1ULL << 33) | (1ULL << 15) |
+						   (1ULL << 29) | (1ULL << 0) | (1ULL << 1) |
+						   (1ULL << 16);
 constexpr unsigned virtio_f_access_platform = 33;
 
 /** Protocol features offered: MQ | REPLY_ACK | SLAVE_REQ (BACKEND_REQ). */

@@ -589,11 +589,11 @@ TEST_F(SimFrontendBackend, NegotiatesSetsUpRingsAndServesMisses)
 	vu_frontend fe(vu_frontend::connect(dir_.path("vu.sock"), 2000), vm.mmu, 1000);
 	const std::uint64_t f = fe.negotiate(bit(vf::version_1) | bit(vf::access_platform) |
 						     bit(vf::event_idx) | bit(vf::mrg_rxbuf) |
-						     bit(vf::csum),
+						     bit(vf::csum) | bit(vf::mac),
 					     bit(vf::version_1));
 	EXPECT_EQ(f, bit(vf::version_1) | bit(vf::access_platform) | bit(vf::event_idx) |
-			     bit(vf::mrg_rxbuf))
-		<< "CSUM is not offered by the backend, so not acked";
+			     bit(vf::mrg_rxbuf) | bit(vf::csum))
+		<< "MAC is not offered by the backend, so not acked";
 	EXPECT_EQ(fe.protocol_features(), bit(vu::pf::reply_ack) | bit(vu::pf::slave_req));
 	EXPECT_GE(fe.channel_fd(), 0);
 	fe.set_mem_table({memfd.get(), ram, reinterpret_cast<std::uint64_t>(area.data())});
