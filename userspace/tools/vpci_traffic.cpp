@@ -15,6 +15,7 @@
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -103,6 +104,19 @@ private:
 	std::size_t fixed_;
 	std::array<std::optional<std::uint64_t>, 256> sums_{};
 };
+
+// SIGTERM/SIGINT end recv and echo early, with their summary.
+volatile sig_atomic_t stop_requested;
+
+void on_stop(int) { stop_requested = 1; }
+
+void stop_on_signals()
+{
+	struct sigaction sa {};
+	sa.sa_handler = on_stop; // no SA_RESTART: poll() returns EINTR
+	::sigaction(SIGTERM, &sa, nullptr);
+	::sigaction(SIGINT, &sa, nullptr);
+}
 
 enum class verdict { ok, foreign, corrupt };
 
@@ -276,6 +290,7 @@ int do_send(const send_opts &o)
 }
 
 // count > 0: expect datagrams 0..count-1 and stop when all arrived.
+// SIGTERM ends the wait early (with the summary).
 // count == 0: open-ended (a --seconds sender): stop after @idle seconds
 // without a datagram once one arrived; "expected" is then the highest
 // sequence number + 1, so losses at the tail are the sender's to count.
@@ -302,7 +317,8 @@ int do_recv(const std::string &bind_to, std::uint64_t count, double timeout_s, d
 	bool any = false;
 	auto first = clock_type::now(), last = first;
 	const auto deadline = after(timeout_s);
-	for (;;) {
+	stop_on_signals();
+	while (!stop_requested) {
 		if (count && received >= count)
 			break;
 		auto now = clock_type::now();
@@ -394,7 +410,8 @@ int do_echo(const std::string &bind_to, std::uint64_t count, double timeout_s, d
 	bool any = false;
 	auto last = clock_type::now();
 	const auto deadline = after(timeout_s);
-	while ((!count || echoed < count) && clock_type::now() < deadline) {
+	stop_on_signals();
+	while ((!count || echoed < count) && clock_type::now() < deadline && !stop_requested) {
 		auto until = deadline;
 		if (any && idle > 0) {
 			auto quiet = last + std::chrono::duration_cast<clock_type::duration>(
