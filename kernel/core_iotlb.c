@@ -25,6 +25,8 @@ int vpci_iotlb_init(struct vpci_iotlb *t, u32 max_entries, u64 peer_mem_size)
 {
 	t->n = 0;
 	t->evict = 0;
+	t->evictions = 0;
+	t->gen = 0;
 	t->peer_mem_size = peer_mem_size;
 	t->ent = kvmalloc_array(max_entries ? max_entries : 1, sizeof(*t->ent),
 				GFP_KERNEL);
@@ -98,6 +100,8 @@ int vpci_iotlb_del(struct vpci_iotlb *t, u64 iova, u64 size)
 	if (!vpci_iotlb_range_ok(iova, size))
 		return -EINVAL;
 	last = iova + (size - 1);
+	/* Even when nothing overlaps: cheaper than proving it for caches. */
+	t->gen++;
 
 	i = vpci_iotlb_lower(t, iova);
 	if (i < t->n && t->ent[i].start < iova && t->ent[i].last > last) {
@@ -145,6 +149,7 @@ void vpci_iotlb_del_to_end(struct vpci_iotlb *t, u64 iova)
 {
 	if (!iova) {
 		t->n = 0;
+		t->gen++;
 		return;
 	}
 	/* 0 - iova bytes reach exactly the last byte of the space. */
@@ -192,7 +197,25 @@ int vpci_iotlb_add(struct vpci_iotlb *t, u64 iova, u64 size, u64 bar_offset,
 	t->ent[i].bar_offset = bar_offset;
 	t->ent[i].perm = perm;
 	t->n++;
+	t->gen++;
 	return 0;
+}
+
+/**
+ * vpci_iotlb_find() - the entry that translates @iova
+ * @t: the table
+ * @iova: address
+ *
+ * Return: the entry (valid until the next change of @t), or NULL.
+ */
+const struct vpci_iotlb_entry *vpci_iotlb_find(const struct vpci_iotlb *t,
+					       u64 iova)
+{
+	u32 i = vpci_iotlb_lower(t, iova);
+
+	if (i == t->n || t->ent[i].start > iova)
+		return NULL;
+	return &t->ent[i];
 }
 
 /**
@@ -212,14 +235,12 @@ int vpci_iotlb_translate(const struct vpci_iotlb *t, u64 iova, u64 len,
 			 u32 perm, u64 *bar_offset, u64 *contig)
 {
 	const struct vpci_iotlb_entry *e;
-	u32 i;
 
 	if (!vpci_iotlb_range_ok(iova, len))
 		return -EINVAL;
-	i = vpci_iotlb_lower(t, iova);
-	if (i == t->n || t->ent[i].start > iova)
+	e = vpci_iotlb_find(t, iova);
+	if (!e)
 		return -ENOENT;
-	e = &t->ent[i];
 	if ((e->perm & perm) != perm)
 		return -EACCES;
 	*bar_offset = e->bar_offset + (iova - e->start);

@@ -28,6 +28,48 @@
 #define VR_USED_RING(i)		(4 + 8 * (u64)(i))
 
 /*
+ * Translate like vpci_iotlb_translate(), first from the queue's own copies
+ * of the entries it used last.  The copies are dropped whenever the IOTLB
+ * changed since they were taken (tlb_gen), so an invalidation applied under
+ * the caller's lock is never bypassed.
+ */
+static int vpci_vr_translate(struct vpci_vring *vr, u64 iova, u64 len,
+			     u32 perm, u64 *off, u64 *contig)
+{
+	const struct vpci_iotlb *t = vr->peer->iotlb;
+	const struct vpci_iotlb_entry *e;
+	unsigned int i;
+
+	if (!vpci_iotlb_range_ok(iova, len))
+		return -EINVAL;
+	if (vr->tlb_gen != t->gen) {
+		memset(vr->tlb, 0, sizeof(vr->tlb));	/* perm 0: matches nothing */
+		vr->tlb_gen = t->gen;
+	}
+	for (i = 0; i < VPCI_VRING_TLB_SLOTS; i++) {
+		e = &vr->tlb[i];
+		if (e->perm && e->start <= iova && iova <= e->last)
+			break;
+	}
+	if (i < VPCI_VRING_TLB_SLOTS) {
+		vr->tlb_hits++;
+	} else {
+		vr->tlb_lookups++;
+		e = vpci_iotlb_find(t, iova);
+		if (!e)
+			return -ENOENT;
+		vr->tlb[vr->tlb_next++ % VPCI_VRING_TLB_SLOTS] = *e;
+	}
+	if ((e->perm & perm) != perm)
+		return -EACCES;
+	*off = e->bar_offset + (iova - e->start);
+	*contig = e->last - iova + 1;
+	if (*contig == 0 || *contig > len)	/* 0: the entry spans 2^64 */
+		*contig = len;
+	return 0;
+}
+
+/*
  * Copy between peer memory at @iova and @buf, one IOTLB entry at a time.
  * @write: true to write peer memory (needs VPCI_PERM_WO).
  */
@@ -40,8 +82,7 @@ static int vpci_vr_copy(struct vpci_vring *vr, u64 iova, void *buf, u64 len,
 	int err;
 
 	while (len) {
-		err = vpci_iotlb_translate(vr->peer->iotlb, iova, len, perm,
-					   &off, &contig);
+		err = vpci_vr_translate(vr, iova, len, perm, &off, &contig);
 		if (err) {
 			vr->miss_iova = iova;
 			vr->miss_perm = perm;

@@ -118,6 +118,17 @@ static bool vpci_stall(struct vpci_queue *q)
 	return true;
 }
 
+/* Move the core's translation counters of @q into its stats.  Under dp_lock. */
+static void vpci_q_account_tlb(struct vpci_queue *q)
+{
+	if (!q->vr.tlb_hits && !q->vr.tlb_lookups)
+		return;
+	vpci_q_add(q, &q->stats.iotlb_cache_hits, q->vr.tlb_hits);
+	vpci_q_add(q, &q->stats.iotlb_lookups, q->vr.tlb_lookups);
+	q->vr.tlb_hits = 0;
+	q->vr.tlb_lookups = 0;
+}
+
 static void vpci_signal(struct vpci_queue *q)
 {
 	bool notify;
@@ -337,11 +348,13 @@ netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
 		vpci_q_add(q, &q->stats.stalls, 1);
 		if (q->vr.used_idx != q->vr.used_pub)
 			vpci_signal(q);
+		vpci_q_account_tlb(q);
 		spin_unlock(&vdev->dp_lock);
 		return NETDEV_TX_BUSY;
 	}
 	if (!netdev_xmit_more() || netif_xmit_stopped(netdev_get_tx_queue(dev, qi)))
 		vpci_signal(q);
+	vpci_q_account_tlb(q);
 	spin_unlock(&vdev->dp_lock);
 
 	if (err) {
@@ -497,6 +510,7 @@ int vpci_poll(struct napi_struct *napi, int budget)
 		else
 			vpci_q_break(q, -EPROTO);
 	}
+	vpci_q_account_tlb(q);
 	spin_unlock(&vdev->dp_lock);
 
 	while ((skb = __skb_dequeue(&list))) {

@@ -90,6 +90,8 @@ struct vpci_stats {
  *	the frame
  * @csum_partial: frames whose checksum the receiver completes
  *	(VIRTIO_NET_HDR_F_NEEDS_CSUM: from VM1 on odd queues, to VM1 on even)
+ * @iotlb_cache_hits: translations served by the queue's own cache
+ * @iotlb_lookups: translations looked up in the IOTLB (cache misses)
  */
 struct vpci_q_stats {
 	u64 packets;
@@ -105,6 +107,8 @@ struct vpci_q_stats {
 	u64 fault_ring;
 	u64 fault_desc;
 	u64 csum_partial;
+	u64 iotlb_cache_hits;
+	u64 iotlb_lookups;
 };
 
 #define VPCI_Q_NSTATS	(sizeof(struct vpci_q_stats) / sizeof(u64))

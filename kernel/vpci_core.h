@@ -52,6 +52,7 @@ struct vpci_iotlb_entry {
  * @cap: entries allocated (the maximum)
  * @evict: round-robin eviction cursor
  * @evictions: entries evicted to make room
+ * @gen: bumped by every change (add, del); caches of entries compare it
  * @peer_mem_size: no entry reaches at or past this BAR offset
  *
  * Not locked: the owner (struct vpci_dev) serialises every call.
@@ -62,6 +63,7 @@ struct vpci_iotlb {
 	u32 cap;
 	u32 evict;
 	u64 evictions;
+	u64 gen;
 	u64 peer_mem_size;
 };
 
@@ -75,6 +77,8 @@ int vpci_iotlb_del(struct vpci_iotlb *t, u64 iova, u64 size);
 void vpci_iotlb_del_to_end(struct vpci_iotlb *t, u64 iova);
 int vpci_iotlb_translate(const struct vpci_iotlb *t, u64 iova, u64 len,
 			 u32 perm, u64 *bar_offset, u64 *contig);
+const struct vpci_iotlb_entry *vpci_iotlb_find(const struct vpci_iotlb *t,
+					       u64 iova);
 
 /* Split virtqueue flags (VIRTIO 1.x 2.7), spelled here for both builds */
 #define VPCI_VRING_DESC_F_NEXT		1
@@ -126,6 +130,9 @@ struct vpci_chain {
 	struct vpci_seg seg[VPCI_CHAIN_MAX];
 };
 
+/* Translations a queue keeps at hand: its ring pages and the last buffer */
+#define VPCI_VRING_TLB_SLOTS		4
+
 /**
  * struct vpci_vring - device-side state of one of VM1's virtqueues
  * @peer: memory and translations
@@ -141,6 +148,13 @@ struct vpci_chain {
  * @event_idx: VIRTIO_RING_F_EVENT_IDX in use
  * @miss_iova: first untranslated address after an -ENOENT/-EACCES
  * @miss_perm: the permission that was wanted there
+ * @tlb: copies of IOTLB entries this queue used last (a per-queue cache,
+ *	as vhost's meta cache); valid only while @tlb_gen equals the IOTLB's
+ *	gen, so any update or invalidation empties it
+ * @tlb_gen: IOTLB generation @tlb was filled under
+ * @tlb_next: slot the next fill replaces (round robin)
+ * @tlb_hits: translations served from @tlb
+ * @tlb_lookups: translations looked up in the IOTLB itself
  */
 struct vpci_vring {
 	struct vpci_peer *peer;
@@ -155,6 +169,11 @@ struct vpci_vring {
 	bool event_idx;
 	u64 miss_iova;
 	u32 miss_perm;
+	struct vpci_iotlb_entry tlb[VPCI_VRING_TLB_SLOTS];
+	u64 tlb_gen;
+	u32 tlb_next;
+	u64 tlb_hits;
+	u64 tlb_lookups;
 };
 
 /* core_vring.c */

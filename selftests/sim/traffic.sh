@@ -11,7 +11,8 @@
 # transient: every buffer mapped before it is posted and unmapped after
 # use, no mapping pushed, so each one costs the driver a miss; the driver
 # stalls on a miss, never drops).  The topology variable "modes" picks the
-# runs (default interrupt,poll,hybrid,switch).
+# runs (default interrupt,poll,hybrid,switch), "frames" the frames each way
+# per run (default 100000).
 source "$(dirname "$0")/../lib.sh"
 source "$(dirname "$0")/lib_sim.sh"
 
@@ -30,7 +31,7 @@ rate_for()
 	*) echo 15000 ;;
 	esac
 }
-frames=${VPCI_TEST_SIM_FRAMES:-100000}
+frames=${VPCI_TEST_SIM_FRAMES:-${VPCI_SIM_FRAMES:-100000}}
 limit=170
 modes=${VPCI_SIM_MODES:-interrupt,poll,hybrid,switch}
 modes=${modes//,/ }

@@ -282,3 +282,42 @@ TEST(KcoreVring, RejectsBadGeometry)
 	EXPECT_EQ(vpci_vring_init(&vr, &p, 0x1000, 0x2001, 0x3000, 8, 0, false), -EINVAL);
 	EXPECT_EQ(vpci_vring_init(&vr, &p, 0x1000, 0x2000, 0x3002, 8, 0, false), -EINVAL);
 }
+
+// The per-queue translation cache never outlives a change of the IOTLB: a
+// cached buffer translation that VM1 invalidates is a miss next time, one it
+// remaps elsewhere is read from the new place, and a permission narrowed by
+// an update is enforced at once.
+TEST(KcoreVring, TranslationCacheFollowsEveryIotlbChange)
+{
+	Vm1 v(false, false);
+	v.map(0, 0x4000, VPCI_PERM_RW); // rings
+	v.map(0x10000, 0x1000, VPCI_PERM_RO);
+	std::memcpy(&v.mem[0x10000], "first", 5);
+	std::memcpy(&v.mem[0x20000], "moved", 5);
+	v.set_desc(0, kIova + 0x10000, 5, 0);
+	char buf[8] = {};
+	vpci_chain c;
+
+	v.post(0);
+	ASSERT_EQ(v.pop(c), 1);
+	ASSERT_EQ(vpci_chain_read(&v.vr, &c, 0, buf, 5), 0);
+	EXPECT_EQ(std::string(buf, 5), "first");
+	ASSERT_EQ(vpci_chain_read(&v.vr, &c, 0, buf, 5), 0);
+	EXPECT_GT(v.vr.tlb_hits, 0u) << "the second read is served by the cache";
+	const u64 lookups = v.vr.tlb_lookups;
+	ASSERT_EQ(vpci_chain_read(&v.vr, &c, 0, buf, 5), 0);
+	EXPECT_EQ(v.vr.tlb_lookups, lookups) << "no IOTLB lookup while nothing changed";
+
+	v.unmap(0x10000, 0x1000);
+	EXPECT_EQ(vpci_chain_read(&v.vr, &c, 0, buf, 5), -ENOENT) << "invalidated: a miss";
+
+	// VM1 reuses the IOVA for another page.
+	ASSERT_EQ(vpci_iotlb_add(&v.iotlb, kIova + 0x10000, 0x1000, 0x20000, VPCI_PERM_RO), 0);
+	ASSERT_EQ(vpci_chain_read(&v.vr, &c, 0, buf, 5), 0);
+	EXPECT_EQ(std::string(buf, 5), "moved") << "never the stale page";
+
+	// An unrelated change elsewhere also empties the cache (it is cheap to
+	// refill), and a narrowed permission is enforced.
+	ASSERT_EQ(vpci_iotlb_add(&v.iotlb, kIova + 0x10000, 0x1000, 0x20000, VPCI_PERM_WO), 0);
+	EXPECT_EQ(vpci_chain_read(&v.vr, &c, 0, buf, 5), -EACCES);
+}
