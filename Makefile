@@ -33,7 +33,7 @@ DESTDIR    ?=
 
 export VPCI_BUILD := $(BUILD)
 
-.PHONY: all deps module module-612 userspace unit fuzz bench selftests selftests-612 \
+.PHONY: all deps module module-612 userspace unit fuzz bench bench-smoke selftests selftests-612 \
 	check demo style clean help install install-test dkms-install
 
 all: module userspace
@@ -51,7 +51,8 @@ help:
 	@echo "make dkms-install  register the module source with DKMS (root)"
 	@echo "make style      checkpatch on the kernel sources"
 	@echo "make fuzz       fuzz the driver core (FUZZ_SECONDS=20)"
-	@echo "make bench      micro-benchmarks of the driver core (Google Benchmark)"
+	@echo "make bench      core micro-benchmark, host-only and VM-to-VM (vs DPDK) matrices -> docs/benchmarks.md"
+	@echo "make bench-smoke  one short VM-to-VM boot per path, report into build/bench-smoke"
 
 # Idempotent, fast when nothing is missing.
 deps:
@@ -79,9 +80,15 @@ FUZZ_SECONDS ?= 20
 fuzz: deps
 	@$(REPO)/scripts/fuzz.sh $(FUZZ_SECONDS)
 
-# Benchmarks print figures; not part of check (ctest runs a smoke of it).
-bench: userspace
-	@$(US_BUILD)/vpci-bench-core --benchmark_min_time=0.5
+# Benchmarks: the core micro-benchmark, the host-only matrix (if
+# scripts/bench-host.sh exists) and VM to VM against DPDK testpmd; rewrites
+# docs/benchmarks.md and docs/bench/*.png (about 20-25 min on 2 cores).
+# Not part of check; bench-smoke (about 4 min) checks the machinery.
+bench: module userspace
+	@$(REPO)/scripts/bench.sh $(BUILD)/bench
+
+bench-smoke: module userspace
+	@$(REPO)/scripts/bench.sh --smoke $(BUILD)/bench-smoke
 
 selftests: module userspace
 	@$(REPO)/selftests/run_selftests.sh $(SELFTESTS)

@@ -502,7 +502,14 @@ def main():
                     sel.unregister(g.listener)
                     sel.register(g.conn, selectors.EVENT_READ, g)
         status = max(g.exit_code for g in tested)
-        # Let the guests power off so their consoles are complete.
+        # Guests that only serve others (VM1's command loop) are told to
+        # stop; then let all power off so their consoles are complete.
+        for g in guests:
+            if g not in tested and g.conn is not None:
+                try:
+                    g.conn.sendall(b"@quit\n")
+                except OSError:
+                    pass
         end = min(deadline, time.monotonic() + 30)
         while any(g.proc.alive() for g in guests) and time.monotonic() < end:
             time.sleep(0.1)

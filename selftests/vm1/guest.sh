@@ -22,8 +22,10 @@ dev=$(basename "$(readlink -f "/sys/class/net/$ifname/device")")
 echo "# vm1: $ifname up, virtio status $(cat "/sys/bus/virtio/devices/$dev/status"), features $(cat "/sys/bus/virtio/devices/$dev/features")"
 echo "# vm1: iommu groups $(ls /sys/kernel/iommu_groups | wc -l), cmdline: $(grep -o 'iommu[^ ]*' /proc/cmdline | tr '\n' ' ')"
 # Serve commands other guests send through the runner ("vm vm1 CMD" from a
-# test's `host` helper): "@run ID BASE64" in, "@done ID RC BASE64" out.
+# test's `host` helper): "@run ID BASE64" in, "@done ID RC BASE64" out,
+# until the runner sends "@quit" (the test is over: power off).
 while read -r tag id b64 <&3; do
+	[ "$tag" = "@quit" ] && exit 0
 	[ "$tag" = "@run" ] || continue
 	out=$(echo "$b64" | base64 -d | timeout 120 bash 2>&1)
 	rc=$?

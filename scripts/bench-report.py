@@ -1,0 +1,627 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Turn a `make bench` run directory into docs/benchmarks.md and its plots.
+
+  bench-report.py env OUTDIR          record the machine (OUTDIR/env.json)
+  bench-report.py report OUTDIR [--doc FILE] [--plots DIR] [--require-traffic]
+
+report reads OUTDIR/env.json, OUTDIR/core.json (Google Benchmark JSON of
+vpci-bench-core), OUTDIR/host.json (scripts/bench-host.sh, optional) and
+OUTDIR/vm/results.jsonl (scripts/bench-vm.sh), prints the tables and writes
+the same text as the document, so the numbers in the document are exactly
+those the run printed.  Plots are PNGs drawn by gnuplot.  Python stdlib only.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), ".."))
+PATHS = ("vhost-pci", "dpdk")       # A, B
+SWITCH = {"vhost-pci": "backend", "dpdk": "testpmd"}
+DIR_LABEL = {"vm1-vm2": "VM1 → VM2", "vm2-vm1": "VM2 → VM1"}
+MODE_ORDER = ("pt", "strict")
+MODE_LABEL = {"pt": "passthrough (`iommu=pt`)", "strict": "strict (`iommu.strict=1`)"}
+# virtio-net feature bits, for the setup table.
+FEATURES = {0: "CSUM", 1: "GUEST_CSUM", 2: "CTRL_GUEST_OFFLOADS", 3: "MTU", 5: "MAC",
+            7: "GUEST_TSO4", 8: "GUEST_TSO6", 9: "GUEST_ECN", 10: "GUEST_UFO",
+            11: "HOST_TSO4", 12: "HOST_TSO6", 13: "HOST_ECN", 14: "HOST_UFO",
+            15: "MRG_RXBUF", 16: "STATUS", 17: "CTRL_VQ", 18: "CTRL_RX", 19: "CTRL_VLAN",
+            20: "CTRL_RX_EXTRA", 21: "GUEST_ANNOUNCE", 22: "MQ", 23: "CTRL_MAC_ADDR",
+            28: "RING_INDIRECT_DESC", 29: "RING_EVENT_IDX", 32: "VERSION_1",
+            33: "ACCESS_PLATFORM", 34: "RING_PACKED", 35: "IN_ORDER", 36: "ORDER_PLATFORM"}
+
+
+def run(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+# ---------------------------------------------------------------- env
+
+def capture_env(outdir):
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    env = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "started": time.time(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "host_kernel": platform.release(),
+        "guest_kernel": run([os.path.join(REPO, "scripts", "guest-kver.sh")]),
+        "qemu": run(["qemu-system-x86_64", "--version"]).splitlines()[0:1],
+        "dpdk": run(["dpkg-query", "-W", "-f=${Version}", "dpdk"]),
+        "commit": run(["git", "-C", REPO, "describe", "--always", "--dirty"]),
+    }
+    env["qemu"] = env["qemu"][0] if env["qemu"] else ""
+    os.makedirs(outdir, exist_ok=True)
+    with open(os.path.join(outdir, "env.json"), "w") as f:
+        json.dump(env, f, indent=1)
+
+
+# ---------------------------------------------------------------- helpers
+
+def load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def fmt_int(x):
+    return "—" if x is None else f"{x:,.0f}"
+
+
+def fmt(x, digits=2):
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def fmt_sig(x):
+    """Three significant digits, for CPU per packet spanning decades."""
+    if x is None:
+        return "—"
+    if x == 0:
+        return "0"
+    if x >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.3g}"
+
+
+def mmm(xs, digits=2):
+    """min / median / max."""
+    if not xs:
+        return "—"
+    return f"{min(xs):.{digits}f} / {statistics.median(xs):.{digits}f} / {max(xs):.{digits}f}"
+
+
+def table(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def features(bits):
+    """(value, [names]) from the sysfs string of 0/1 characters, bit 0 first."""
+    if not bits or set(bits) - {"0", "1"}:
+        return None, []
+    v = sum(1 << i for i, c in enumerate(bits) if c == "1")
+    return v, [FEATURES.get(i, f"bit{i}") for i, c in enumerate(bits) if c == "1"]
+
+
+# ---------------------------------------------------------------- VM results
+
+class VmResults:
+    def __init__(self, path):
+        self.tput = {}      # (path, iommu, size, dir) -> {round: record}
+        self.rtt = {}
+        self.runs = []
+        self.setup = {}     # path -> first setup record
+        self.bad_lines = 0
+        try:
+            f = open(path)
+        except OSError:
+            return
+        with f:
+            for line in f:
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    self.bad_lines += 1
+                    continue
+                kind = r.get("kind")
+                if kind == "run":
+                    self.runs.append(r)
+                elif kind == "setup":
+                    self.setup.setdefault(r["path"], r)
+                elif kind == "throughput":
+                    t = self.derive(r)
+                    if t:
+                        self.tput.setdefault(self.key(r), {})[r["round"]] = t
+                    else:
+                        self.bad_lines += 1
+                elif kind == "rtt":
+                    if isinstance(r.get("rtt"), dict):
+                        self.rtt.setdefault(self.key(r), {})[r["round"]] = r["rtt"]
+                    else:
+                        self.bad_lines += 1
+
+    @staticmethod
+    def key(r):
+        return (r["path"], r["iommu"], r["size"], r["dir"])
+
+    @staticmethod
+    def derive(r):
+        s, v, c0, c1 = r.get("send"), r.get("recv"), r.get("cpu0"), r.get("cpu1")
+        if not all(isinstance(x, dict) for x in (s, v)):
+            return None
+        t = {"sent": s["sent"], "received": v["received"],
+             "lost": max(0, s["sent"] - v["received"]),
+             "socket_drops": v.get("socket_drops", 0),
+             "pps": v["pps"], "mbps": v["pps"] * r["size"] * 8 / 1e6,
+             "send_seconds": s["seconds"]}
+        t["loss_pct"] = 100.0 * t["lost"] / t["sent"] if t["sent"] else 0.0
+        if isinstance(c0, dict) and isinstance(c1, dict):
+            d = {k: c1[k] - c0[k] for k in c1 if k in c0}
+            sw = d.get(SWITCH[r["path"]])
+            t["wall"] = d.get("wall")
+            t["switch_cpu"] = sw
+            if sw is not None and t["wall"]:
+                t["switch_core_pct"] = 100.0 * sw / t["wall"]
+            if sw is not None and t["received"]:
+                t["switch_per_mpkt"] = sw / t["received"] * 1e6
+                t["vms_per_mpkt"] = (d.get("vm1", 0) + d.get("vm2", 0)) / t["received"] * 1e6
+        return t
+
+    def cells(self):
+        """(iommu, size, dir) present in the throughput results, in order."""
+        keys = {(k[1], k[2], k[3]) for k in list(self.tput) + list(self.rtt)}
+        return sorted(keys, key=lambda k: (MODE_ORDER.index(k[0]) if k[0] in MODE_ORDER else 9,
+                                           k[1], k[2]))
+
+    def modes(self):
+        seen = {c[0] for c in self.cells()}
+        return [m for m in MODE_ORDER if m in seen] + sorted(seen - set(MODE_ORDER))
+
+    def values(self, path, cell, field, source=None):
+        runs = (source or self.tput).get((path,) + cell, {})
+        return [runs[r][field] for r in sorted(runs) if runs[r].get(field) is not None]
+
+    def ratios(self, cell, field="pps"):
+        """A/B of field per round in which both ran."""
+        a = self.tput.get(("vhost-pci",) + cell, {})
+        b = self.tput.get(("dpdk",) + cell, {})
+        return [a[r][field] / b[r][field] for r in sorted(a)
+                if r in b and b[r].get(field)]
+
+
+# ---------------------------------------------------------------- sections
+
+def header(env, vm, elapsed):
+    e = env or {}
+    rows = [("machine", f"{e.get('cpu', '?')}, {e.get('cores', '?')} cores"),
+            ("host kernel", e.get("host_kernel", "?")),
+            ("guest kernel", e.get("guest_kernel", "?") + " (Debian), QEMU TCG (`-accel tcg`, no KVM)"),
+            ("QEMU", e.get("qemu", "?")),
+            ("DPDK", e.get("dpdk", "?") + " (Debian `dpdk`, `dpdk-testpmd`)"),
+            ("date", e.get("date", "?")),
+            ("commit", f"`{e.get('commit', '?')}`")]
+    if elapsed is not None:
+        rows.append(("`make bench` took", f"{elapsed / 60:.1f} min"))
+    return table(("", ""), rows)
+
+
+def section_headline(vm):
+    out = []
+    rows = []
+    for mode in vm.modes():
+        rs = [x for c in vm.cells() if c[0] == mode for x in vm.ratios(c)]
+        rows.append((MODE_LABEL.get(mode, mode), len(rs), mmm(rs)))
+    if rows:
+        out.append("Throughput ratio A/B (A = vhost-pci, B = DPDK testpmd), received packets/s, "
+                   "one ratio per size, direction and round (A and B booted back to back):\n")
+        out.append(table(("VM1 IOMMU", "pairs", "A/B min / median / max"), rows))
+    return "\n".join(out)
+
+
+def section_setup(vm):
+    rows = []
+    for path, who, field in (("vhost-pci", "A: VM1 (virtio-net ↔ vpci-backend)", "vm1_features"),
+                             ("dpdk", "B: VM1 (virtio-net ↔ testpmd port 0)", "vm1_features"),
+                             ("dpdk", "B: VM2 (virtio-net ↔ testpmd port 1)", "vm2_features")):
+        s = vm.setup.get(path)
+        v, names = features(s.get(field) if s else None)
+        rows.append((who, "—" if v is None else f"`{v:#x}`", " ".join(names) or "—"))
+    return table(("device", "negotiated features", "names"), rows)
+
+
+def section_throughput(vm):
+    rows = []
+    for c in vm.cells():
+        a, b = vm.values("vhost-pci", c, "pps"), vm.values("dpdk", c, "pps")
+        am, bm = vm.values("vhost-pci", c, "mbps"), vm.values("dpdk", c, "mbps")
+        rows.append((c[0], c[1], DIR_LABEL.get(c[2], c[2]), fmt_int(med(a)), fmt_int(med(b)),
+                     mmm(vm.ratios(c)), fmt(med(am), 1), fmt(med(bm), 1)))
+    return table(("IOMMU", "size (B)", "direction", "A pkt/s", "B pkt/s",
+                  "A/B min / median / max", "A Mbit/s", "B Mbit/s"), rows)
+
+
+def section_loss(vm):
+    rows = []
+    for c in vm.cells():
+        row = [c[0], c[1], DIR_LABEL.get(c[2], c[2])]
+        for p in PATHS:
+            sent = sum(vm.values(p, c, "sent"))
+            lost = sum(vm.values(p, c, "lost"))
+            drops = sum(vm.values(p, c, "socket_drops"))
+            row += [fmt_int(sent), f"{fmt_int(lost)} ({fmt(100.0 * lost / sent if sent else None)} %)",
+                    fmt_int(drops)]
+        rows.append(row)
+    return table(("IOMMU", "size (B)", "direction", "A sent", "A lost", "A of which rcvbuf",
+                  "B sent", "B lost", "B of which rcvbuf"), rows)
+
+
+def section_cpu(vm):
+    rows = []
+    for c in vm.cells():
+        row = [c[0], c[1], DIR_LABEL.get(c[2], c[2])]
+        for p in PATHS:
+            row += [fmt(med(vm.values(p, c, "switch_core_pct")), 1),
+                    fmt_sig(med(vm.values(p, c, "switch_per_mpkt"))),
+                    fmt_sig(med(vm.values(p, c, "vms_per_mpkt")))]
+        rows.append(row)
+    return table(("IOMMU", "size (B)", "direction",
+                  "A backend % of a core", "A backend CPU s / Mpkt", "A both VMs CPU s / Mpkt",
+                  "B testpmd % of a core", "B testpmd CPU s / Mpkt", "B both VMs CPU s / Mpkt"),
+                 rows)
+
+
+def section_rtt(vm):
+    rows = []
+    for c in vm.cells():
+        row = [c[0], c[1], DIR_LABEL.get(c[2], c[2]).split(" ")[0]]
+        for p in PATHS:
+            p50 = vm.values(p, c, "p50_us", vm.rtt)
+            p99 = vm.values(p, c, "p99_us", vm.rtt)
+            sent = sum(vm.values(p, c, "sent", vm.rtt))
+            lost = sum(vm.values(p, c, "lost", vm.rtt))
+            row += [fmt(med(p50) / 1000 if p50 else None), fmt(med(p99) / 1000 if p99 else None),
+                    f"{lost}/{sent}"]
+        rows.append(row)
+    return table(("IOMMU", "size (B)", "initiator", "A p50 ms", "A p99 ms", "A lost",
+                  "B p50 ms", "B p99 ms", "B lost"), rows)
+
+
+def section_targets(vm):
+    rows = []
+    for mode in vm.modes():
+        rs = [x for c in vm.cells() if c[0] == mode for x in vm.ratios(c)]
+        m = med(rs)
+        rows.append((f"A ≥ 2 × B throughput, {mode}",
+                     f"median A/B {fmt(m)} (min {fmt(min(rs) if rs else None)})",
+                     "—" if m is None else ("met" if m >= 2 else "missed")))
+    pct = [x for c in vm.cells() for x in vm.values("vhost-pci", c, "switch_core_pct")]
+    rows.append(("vpci-backend < 1 % of a core during traffic",
+                 f"median {fmt(med(pct))} %, max {fmt(max(pct) if pct else None)} % "
+                 f"(over {len(pct)} runs)",
+                 "—" if not pct else ("met" if max(pct) < 1 else
+                                      "met at the median, missed at the max" if med(pct) < 1
+                                      else "missed")))
+    for p, name in (("vhost-pci", "A"), ("dpdk", "B")):
+        fr, lost, sent = [], 0, 0
+        for c in vm.cells():
+            if c[0] != "strict":
+                continue
+            pt = med(vm.values(p, ("pt",) + c[1:], "pps"))
+            st = med(vm.values(p, c, "pps"))
+            if pt and st is not None:
+                fr.append(st / pt)
+            lost += sum(vm.values(p, c, "lost"))
+            sent += sum(vm.values(p, c, "sent"))
+        verdict = "—" if not fr else ("met" if min(fr) >= 0.5 and lost == 0 else "missed")
+        rows.append((f"{name}: strict ≥ ½ passthrough, zero loss",
+                     f"strict/pt {mmm(fr)} (min / median / max over sizes and directions); "
+                     f"strict lost {lost:,} of {sent:,}", verdict))
+    return table(("target", "measured", "verdict"), rows)
+
+
+def section_runs(vm):
+    rows = []
+    for r in vm.runs:
+        probs = "; ".join(p.replace("|", "\\|") for p in r.get("problems", [])[:4]) or "—"
+        rows.append((r["round"], r["path"], r["iommu"], r["rc"], r["seconds"], probs))
+    return table(("round", "path", "IOMMU", "exit", "seconds", "problems"), rows)
+
+
+def host_section(host):
+    if host is None:
+        return None, "not run (`scripts/bench-host.sh` is absent in this tree)."
+    runs = host.get("runs", [])
+    by = {}
+    for r in runs:
+        by.setdefault((r["iommu"], r["size"]), {}).setdefault(r["path"], []).append(r)
+    order = {"off": 0, "transient": 1, "pool": 2}
+    rows = []
+    for key in sorted(by, key=lambda k: (order.get(k[0], 9), k[1])):
+        a = by[key].get("vhost-pci-core", [])
+        b = by[key].get("dpdk-vhost-pmd", [])
+        bi = {r["iter"]: r for r in b}
+        ratios = [r["pps"] / bi[r["iter"]]["pps"] for r in a
+                  if r["iter"] in bi and bi[r["iter"]]["pps"]]
+        row = [key[0], key[1]]
+        for rs in (a, b):
+            row += [fmt(med([r["pps"] / 1e6 for r in rs]), 3) if rs else "—",
+                    fmt(med([r["gbps"] for r in rs]), 2) if rs else "—",
+                    f"{sum(r['lost'] for r in rs):,} / {sum(r['corrupt'] for r in rs):,}" if rs else "—"]
+        row.append(mmm(ratios))
+        rows.append(row)
+    text = (f"memcpy: {fmt(host.get('memcpy_gbytes_per_s'))} GB/s.\n\n" +
+            table(("IOMMU", "size (B)", "vhost-pci core Mpkt/s", "Gbit/s", "lost / corrupt",
+                   "DPDK vhost PMD Mpkt/s", "Gbit/s", "lost / corrupt",
+                   "ratio min / median / max"), rows))
+    return by, text
+
+
+def core_section(core):
+    if not core:
+        return "not run."
+    rows = []
+    for b in core.get("benchmarks", []):
+        if b.get("run_type") != "iteration":
+            continue
+        rows.append((f"`{b['name']}`", b.get("label", ""),
+                     f"{b['real_time']:.1f} {b['time_unit']}",
+                     fmt(b.get("items_per_second", 0) / 1e6, 2),
+                     fmt(b.get("bytes_per_second", 0) / 1e9, 2)))
+    note = ""
+    if core.get("context", {}).get("library_build_type") == "debug":
+        note = ("\n\n(Google Benchmark reports its own library as a debug build: that is "
+                "Debian's `libbenchmark`; the code measured is built RelWithDebInfo.)")
+    return table(("benchmark", "IOTLB", "time / iteration", "M items/s", "GB/s"), rows) + note
+
+
+# ---------------------------------------------------------------- plots
+
+def gnuplot(script, workdir):
+    if not shutil.which("gnuplot"):
+        print("bench-report: gnuplot missing (make deps): no plots", file=sys.stderr)
+        return False
+    r = subprocess.run(["gnuplot"], input=script, text=True, cwd=workdir,
+                       capture_output=True)
+    if r.returncode:
+        print(f"bench-report: gnuplot failed: {r.stderr}", file=sys.stderr)
+    return r.returncode == 0
+
+
+def clustered(png, title, ylabel, panels, series, tmp, logy=False):
+    """panels: [(title, [(xlabel, [values a series])])]; one PNG, side by side."""
+    n = max(1, len(panels))
+    lines = ["set terminal pngcairo size %d,420 font ',9'" % (420 * n + 60),
+             f"set output '{png}'",
+             "set style data histograms", "set style histogram clustered gap 1",
+             "set style fill solid 0.85 border -1", "set boxwidth 0.9",
+             "set key top right", "set grid ytics", "set xtics rotate by -30 nomirror",
+             f"set ylabel '{ylabel}'", "set yrange [0:*]" if not logy else "set logscale y",
+             f"set multiplot layout 1,{n} title '{title}'"]
+    for i, (ptitle, rows) in enumerate(panels):
+        dat = os.path.join(tmp, f"{os.path.basename(png)}.{i}.dat")
+        with open(dat, "w") as f:
+            for label, vals in rows:
+                f.write('"%s" %s\n' % (label, " ".join(
+                    "NaN" if v is None or (logy and v <= 0) else repr(v) for v in vals)))
+        plots = ", ".join(f"'{dat}' using {j + 2}:xtic(1) title '{s}'"
+                          for j, s in enumerate(series))
+        lines += [f"set title '{ptitle}'", f"plot {plots}"]
+    lines.append("unset multiplot")
+    return "\n".join(lines) + "\n"
+
+
+def plots(vm, host_by, plotdir):
+    os.makedirs(plotdir, exist_ok=True)
+    made = {}
+    with tempfile.TemporaryDirectory(prefix="vpci-bench-plot-") as tmp:
+        def panel_rows(mode, fn):
+            return [(f"{c[1]} B {DIR_LABEL.get(c[2], c[2]).replace('→', '>')}", fn(c))
+                    for c in vm.cells() if c[0] == mode]
+        mtitle = {"pt": "IOMMU passthrough", "strict": "IOMMU strict"}
+        jobs = []
+        if vm.tput:
+            jobs.append(("vm-throughput.png", clustered(
+                os.path.join(plotdir, "vm-throughput.png"),
+                "VM to VM throughput (received packets/s, median of rounds)", "packets/s",
+                [(mtitle.get(m, m), panel_rows(m, lambda c: [
+                    med(vm.values(p, c, "pps")) for p in PATHS])) for m in vm.modes()],
+                ["A: vhost-pci", "B: DPDK testpmd"], tmp)))
+            jobs.append(("vm-cpu.png", clustered(
+                os.path.join(plotdir, "vm-cpu.png"),
+                "Host CPU seconds per million packets: the switch (log scale)",
+                "CPU s / Mpkt", [(mtitle.get(m, m), panel_rows(m, lambda c: [
+                    med(vm.values(p, c, "switch_per_mpkt")) for p in PATHS]))
+                    for m in vm.modes()],
+                ["A: vpci-backend", "B: testpmd"], tmp, logy=True)))
+        if vm.rtt:
+            jobs.append(("vm-rtt.png", clustered(
+                os.path.join(plotdir, "vm-rtt.png"),
+                "UDP round trip (ms, median of rounds)", "ms",
+                [(mtitle.get(m, m), panel_rows(m, lambda c: [
+                    (lambda v: v / 1000 if v is not None else None)(
+                        med(vm.values(p, c, q, vm.rtt)))
+                    for p in PATHS for q in ("p50_us", "p99_us")])) for m in vm.modes()],
+                ["A p50", "A p99", "B p50", "B p99"], tmp)))
+        if host_by:
+            order = {"off": 0, "transient": 1, "pool": 2}
+            rows = [(f"{k[0]} {k[1]} B", [
+                med([r["pps"] / 1e6 for r in host_by[k].get(p, [])]) if host_by[k].get(p) else None
+                for p in ("vhost-pci-core", "dpdk-vhost-pmd")])
+                for k in sorted(host_by, key=lambda k: (order.get(k[0], 9), k[1]))]
+            jobs.append(("host.png", clustered(
+                os.path.join(plotdir, "host.png"), "Host-only datapath (Mpkt/s, median)",
+                "Mpkt/s", [("", rows)], ["vhost-pci core", "DPDK vhost PMD"], tmp)))
+        for name, script in jobs:
+            made[name] = gnuplot(script, tmp)
+    return made
+
+
+# ---------------------------------------------------------------- main
+
+def report(args):
+    outdir = args.outdir
+    env = load_json(os.path.join(outdir, "env.json"))
+    core = load_json(os.path.join(outdir, "core.json"))
+    host = load_json(os.path.join(outdir, "host.json"))
+    vm = VmResults(os.path.join(outdir, "vm", "results.jsonl"))
+    elapsed = time.time() - env["started"] if env and "started" in env else None
+    host_by, host_text = host_section(host)
+
+    plotdir = args.plots or os.path.join(outdir, "plots")
+    made = plots(vm, host_by, plotdir)
+    docdir = os.path.dirname(os.path.abspath(args.doc)) if args.doc else outdir
+
+    def img(name, alt):
+        if not made.get(name):
+            return ""
+        rel = os.path.relpath(os.path.join(plotdir, name), docdir)
+        return f"\n\n![{alt}]({rel})"
+
+    rounds = sorted({r["round"] for r in vm.runs})
+    seconds = sorted({round(t["send_seconds"]) for runs in vm.tput.values()
+                      for t in runs.values()})
+    parts = [
+        "# Benchmarks",
+        "Generated by `make bench` (`scripts/bench.sh`); every number below is one the run "
+        "printed. To reproduce: `make bench` on a Debian 12 host (it installs what is "
+        "missing, builds, and rewrites this file and `docs/bench/*.png`); `make bench-smoke` is "
+        "a two-minute check of the same machinery. The guests run under QEMU TCG on a small "
+        "shared machine, so absolute rates are those of emulated CPUs and vary between runs; "
+        "the ratios between paths measured back to back are the result.",
+        header(env, vm, elapsed),
+        "## Headline",
+        section_headline(vm) or "The VM-to-VM matrix did not run.",
+        "## VM to VM: vhost-pci against DPDK",
+        "* **A, vhost-pci**: VM1 virtio-net (behind intel-iommu) → `vpci-backend` (control "
+        "plane only) → VM2's `vhost_pci_net` driver, which copies between VM1's rings and its "
+        "own netdev (topology `selftests/topologies/vm1vm2.json`).\n"
+        "* **B, DPDK**: the same VM1 → `dpdk-testpmd` with two vhost-user ports "
+        "(`iommu-support=1`, `--forward-mode=io`, ports paired, `--no-huge -m 1024`, the "
+        "forwarding lcore pinned to CPU 1) → VM2, an ordinary virtio-net guest behind "
+        "intel-iommu in the same mode (`selftests/topologies/vm1dpdkvm2.json`).\n"
+        "* Both guests: Debian's kernel, 1 vCPU, 256 MiB. Traffic: `vpci-traffic` "
+        "(UDP, sequence numbers, every payload byte checked), unpaced, batched `sendmmsg`, "
+        f"{'/'.join(str(s) for s in seconds) or '?'} s a run; sizes are IP packet bytes "
+        "(UDP payload = size − 28), Mbit/s counts IP bytes. Round trips: `vpci-traffic rtt` "
+        "against `vpci-traffic echo`, one datagram in flight, 100 ms until one counts as lost. "
+        f"Rounds: {len(rounds)}; in each, A and B boot back to back for each IOMMU mode, "
+        "in ABBA order over rounds (`scripts/bench-vm.sh`), and every size and direction runs "
+        "inside one boot.\n"
+        "* Host CPU: user + system seconds of the switch's process (`vpci-backend` or "
+        "`testpmd`, all threads) and of both QEMU processes (a guest's CPU under TCG), read "
+        "from `/proc` by the runner just before and just after each send; the window is "
+        "0.5 to 2.5 s longer than the traffic (the command round trip into the sending "
+        "guest), which a busy-polling switch pays for and an idle one does not.",
+        "Negotiated virtio features (what each guest's driver acked):",
+        section_setup(vm),
+        "### Throughput",
+        "Received packets/s (median over rounds) and the A/B ratio per round." +
+        img("vm-throughput.png", "VM to VM throughput"),
+        section_throughput(vm),
+        "### Loss",
+        "Sender's count minus receiver's count, summed over rounds. \"rcvbuf\": of those, "
+        "dropped by the receiving socket (the receiving guest's application fell behind), "
+        "the rest were lost on the path (B: testpmd drops when VM2's RX ring is full or a "
+        "translation misses; A stops the sender's queue instead).",
+        section_loss(vm),
+        "### Host CPU",
+        "The switch: % of one core over the window, and CPU seconds per million packets "
+        "received; then the same for both guests' QEMU together." +
+        img("vm-cpu.png", "CPU per packet"),
+        section_cpu(vm),
+        "### Round-trip time",
+        "Median over rounds of each run's p50 and p99; lost/sent summed." +
+        img("vm-rtt.png", "Round-trip time"),
+        section_rtt(vm),
+        "### Targets",
+        section_targets(vm),
+        "### Runs",
+        "One line a boot; a non-zero exit is a failed TAP test (traffic did not move, or a "
+        "kernel splat on a console — under heavy host load TCG guests can report RCU stalls "
+        "while booting) or a runner error. Records of a failed boot are still used." +
+        (f" {vm.bad_lines} result line(s) could not be used." if vm.bad_lines else ""),
+        section_runs(vm),
+        "## Host-only matrix",
+        "`scripts/bench-host.sh`: the driver core and DPDK's vhost PMD on the host, no VMs." +
+        img("host.png", "Host-only matrix"),
+        host_text,
+        "## Driver core micro-benchmark",
+        "`vpci-bench-core --benchmark_min_time=0.5`: the device side of a TX ring in userspace "
+        "(`kernel/core_*.c`), IOTLB lookups, memcpy.",
+        core_section(core),
+        "## Reproducing",
+        "`make bench` runs `scripts/bench.sh build/bench`: the core micro-benchmark, "
+        "`scripts/bench-host.sh` if present, `scripts/bench-vm.sh` (knobs: `BENCH_ROUNDS`, "
+        "`BENCH_IOMMU`, `BENCH_SECONDS`, `BENCH_SIZES`, `BENCH_DIRS`, `BENCH_RTT`, "
+        "`BENCH_PATHS`), then `scripts/bench-report.py report build/bench --doc "
+        "docs/benchmarks.md --plots docs/bench`. Raw records stay in "
+        "`build/bench/vm/results.jsonl`, each boot's log next to them. One boot by hand: "
+        "`VPCI_BENCH_IOMMU=pt selftests/vm/run.py --topology vm1dpdkvm2 --var iommu=iommu=pt "
+        "selftests/bench/vm2vm.sh`.",
+    ]
+    text = "\n\n".join(p for p in parts if p) + "\n"
+    print(text)
+    if args.doc:
+        with open(args.doc, "w") as f:
+            f.write(text)
+    status = 0
+    if args.require_traffic:
+        for p in PATHS:
+            recs = [t for k, runs in vm.tput.items() if k[0] == p for t in runs.values()]
+            if not recs or any(t["received"] == 0 for t in recs):
+                print(f"bench-report: path {p}: a run moved no traffic "
+                      f"({len(recs)} throughput records)", file=sys.stderr)
+                status = 1
+            if not any(k[0] == p for k in vm.rtt):
+                print(f"bench-report: path {p}: no round trips", file=sys.stderr)
+                status = 1
+        if not all(made.get(n) for n in ("vm-throughput.png", "vm-cpu.png", "vm-rtt.png")):
+            print("bench-report: plots missing", file=sys.stderr)
+            status = 1
+    return status
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("env", help="record the machine into OUTDIR/env.json")
+    e.add_argument("outdir")
+    r = sub.add_parser("report", help="tables on stdout, the document and plots")
+    r.add_argument("outdir")
+    r.add_argument("--doc", help="write the document here (e.g. docs/benchmarks.md)")
+    r.add_argument("--plots", help="PNG directory (default OUTDIR/plots)")
+    r.add_argument("--require-traffic", action="store_true",
+                   help="exit 1 unless both paths moved traffic in every run and the plots exist")
+    args = ap.parse_args()
+    if args.cmd == "env":
+        capture_env(args.outdir)
+        return 0
+    return report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# `make bench`: (i) the driver core micro-benchmark, (ii) the host-only
+# matrix (scripts/bench-host.sh, when this tree has it), (iii) the VM-to-VM
+# matrix (scripts/bench-vm.sh), then docs/benchmarks.md and docs/bench/*.png
+# from what this run printed (scripts/bench-report.py).
+#
+# usage: scripts/bench.sh [--smoke] OUTDIR
+#   --smoke  `make bench-smoke`: one short boot of each path (IOMMU pt, 64 B,
+#            both directions), the report into OUTDIR (docs/ untouched),
+#            and fail unless both paths moved traffic and the plots exist.
+set -u
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+smoke=0
+if [ "${1:-}" = --smoke ]; then
+	smoke=1
+	shift
+fi
+[ $# -eq 1 ] || { echo "usage: $0 [--smoke] OUTDIR" >&2; exit 2; }
+out=$1
+rm -rf "$out"
+mkdir -p "$out"
+us=${VPCI_BUILD:-$repo/build}/userspace
+report="$repo/scripts/bench-report.py"
+rc=0
+
+"$report" env "$out" || exit 1
+
+if [ $smoke -eq 0 ]; then
+	echo "== (i) driver core micro-benchmark"
+	"$us/vpci-bench-core" --benchmark_min_time=0.5 \
+		--benchmark_out="$out/core.json" --benchmark_out_format=json || rc=1
+
+	echo "== (ii) host-only matrix"
+	if [ -x "$repo/scripts/bench-host.sh" ]; then
+		"$repo/scripts/bench-host.sh" "$out" || rc=1
+	else
+		echo "not run: scripts/bench-host.sh is not in this tree"
+	fi
+fi
+
+echo "== (iii) VM to VM: vhost-pci (A) against DPDK testpmd (B)"
+if [ $smoke -eq 1 ]; then
+	BENCH_ROUNDS=1 BENCH_IOMMU=pt BENCH_SIZES=64 BENCH_SECONDS=2 BENCH_RTT=50 \
+		"$repo/scripts/bench-vm.sh" "$out" || rc=1
+	echo "== report (into $out)"
+	"$report" report "$out" --doc "$out/benchmarks.md" --plots "$out/plots" \
+		--require-traffic >"$out/report.txt" || rc=1
+	grep -A 8 '^## Headline' "$out/report.txt"
+	echo "bench-smoke: $([ $rc -eq 0 ] && echo ok || echo FAILED) ($out)"
+	exit $rc
+fi
+"$repo/scripts/bench-vm.sh" "$out" || rc=1
+
+echo "== report: docs/benchmarks.md, docs/bench/*.png"
+"$report" report "$out" --doc "$repo/docs/benchmarks.md" --plots "$repo/docs/bench" || rc=1
+exit $rc
