@@ -3,7 +3,7 @@
 """Turn a `make bench` run directory into docs/benchmarks.md and its plots.
 
   bench-report.py env OUTDIR          record the machine (OUTDIR/env.json)
-  bench-report.py report OUTDIR [--doc FILE] [--plots DIR] [--require-traffic]
+  bench-report.py report OUTDIR [--doc FILE] [--plots DIR] [--elapsed S] [--require-traffic]
 
 report reads OUTDIR/env.json, OUTDIR/core.json (Google Benchmark JSON of
 vpci-bench-core), OUTDIR/host.json (scripts/bench-host.sh, optional) and
@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), ".."))
 PATHS = ("vhost-pci", "dpdk")       # A, B
@@ -58,7 +57,6 @@ def capture_env(outdir):
                 break
     env = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "started": time.time(),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "host_kernel": platform.release(),
@@ -264,50 +262,48 @@ def section_throughput(vm):
                   "A/B min / median / max", "A Mbit/s", "B Mbit/s"), rows)
 
 
-def section_loss(vm):
+def cell_table(vm, cols, per_path, initiator=False):
+    """One row a cell (IOMMU, size, direction), then per_path(path, cell)
+    for A and then B under the column names cols (prefixed "A "/"B ")."""
     rows = []
     for c in vm.cells():
-        row = [c[0], c[1], DIR_LABEL.get(c[2], c[2])]
+        d = DIR_LABEL.get(c[2], c[2])
+        row = [c[0], c[1], d.split(" ")[0] if initiator else d]
         for p in PATHS:
-            sent = sum(vm.values(p, c, "sent"))
-            lost = sum(vm.values(p, c, "lost"))
-            drops = sum(vm.values(p, c, "socket_drops"))
-            row += [fmt_int(sent), f"{fmt_int(lost)} ({fmt(100.0 * lost / sent if sent else None)} %)",
-                    fmt_int(drops)]
+            row += per_path(p, c)
         rows.append(row)
-    return table(("IOMMU", "size (B)", "direction", "A sent", "A lost", "A of which rcvbuf",
-                  "B sent", "B lost", "B of which rcvbuf"), rows)
+    head = ("IOMMU", "size (B)", "initiator" if initiator else "direction")
+    return table(head + tuple(f"{n} {h}" for n in "AB" for h in cols), rows)
+
+
+def section_loss(vm):
+    def cols(p, c):
+        sent = sum(vm.values(p, c, "sent"))
+        lost = sum(vm.values(p, c, "lost"))
+        pct = fmt(100.0 * lost / sent if sent else None)
+        return [fmt_int(sent), f"{fmt_int(lost)} ({pct} %)",
+                fmt_int(sum(vm.values(p, c, "socket_drops")))]
+    return cell_table(vm, ("sent", "lost", "of which rcvbuf"), cols)
 
 
 def section_cpu(vm):
-    rows = []
-    for c in vm.cells():
-        row = [c[0], c[1], DIR_LABEL.get(c[2], c[2])]
-        for p in PATHS:
-            row += [fmt(med(vm.values(p, c, "switch_core_pct")), 1),
-                    fmt_sig(med(vm.values(p, c, "switch_per_mpkt"))),
-                    fmt_sig(med(vm.values(p, c, "vms_per_mpkt")))]
-        rows.append(row)
-    return table(("IOMMU", "size (B)", "direction",
-                  "A backend % of a core", "A backend CPU s / Mpkt", "A both VMs CPU s / Mpkt",
-                  "B testpmd % of a core", "B testpmd CPU s / Mpkt", "B both VMs CPU s / Mpkt"),
-                 rows)
+    def cols(p, c):
+        return [fmt(med(vm.values(p, c, "switch_core_pct")), 1),
+                fmt_sig(med(vm.values(p, c, "switch_per_mpkt"))),
+                fmt_sig(med(vm.values(p, c, "vms_per_mpkt")))]
+    return cell_table(vm, ("switch % of a core", "switch CPU s / Mpkt",
+                           "both VMs CPU s / Mpkt"), cols)
 
 
 def section_rtt(vm):
-    rows = []
-    for c in vm.cells():
-        row = [c[0], c[1], DIR_LABEL.get(c[2], c[2]).split(" ")[0]]
-        for p in PATHS:
-            p50 = vm.values(p, c, "p50_us", vm.rtt)
-            p99 = vm.values(p, c, "p99_us", vm.rtt)
-            sent = sum(vm.values(p, c, "sent", vm.rtt))
-            lost = sum(vm.values(p, c, "lost", vm.rtt))
-            row += [fmt(med(p50) / 1000 if p50 else None), fmt(med(p99) / 1000 if p99 else None),
-                    f"{lost}/{sent}"]
-        rows.append(row)
-    return table(("IOMMU", "size (B)", "initiator", "A p50 ms", "A p99 ms", "A lost",
-                  "B p50 ms", "B p99 ms", "B lost"), rows)
+    def cols(p, c):
+        p50 = med(vm.values(p, c, "p50_us", vm.rtt))
+        p99 = med(vm.values(p, c, "p99_us", vm.rtt))
+        sent = sum(vm.values(p, c, "sent", vm.rtt))
+        lost = sum(vm.values(p, c, "lost", vm.rtt))
+        return [fmt(p50 / 1000 if p50 is not None else None),
+                fmt(p99 / 1000 if p99 is not None else None), f"{lost}/{sent}"]
+    return cell_table(vm, ("p50 ms", "p99 ms", "lost"), cols, initiator=True)
 
 
 def section_targets(vm):
@@ -376,7 +372,7 @@ def host_section(host):
     text = (f"memcpy: {fmt(host.get('memcpy_gbytes_per_s'))} GB/s.\n\n" +
             table(("IOMMU", "size (B)", "vhost-pci core Mpkt/s", "Gbit/s", "lost / corrupt",
                    "DPDK vhost PMD Mpkt/s", "Gbit/s", "lost / corrupt",
-                   "ratio min / median / max"), rows))
+                   "core/PMD min / median / max"), rows))
     return by, text
 
 
@@ -389,13 +385,13 @@ def core_section(core):
             continue
         rows.append((f"`{b['name']}`", b.get("label", ""),
                      f"{b['real_time']:.1f} {b['time_unit']}",
-                     fmt(b.get("items_per_second", 0) / 1e6, 2),
-                     fmt(b.get("bytes_per_second", 0) / 1e9, 2)))
+                     fmt(b["items_per_second"] / 1e6, 2) if b.get("items_per_second") else "—",
+                     fmt(b["bytes_per_second"] / 1e9, 2) if b.get("bytes_per_second") else "—"))
     note = ""
     if core.get("context", {}).get("library_build_type") == "debug":
         note = ("\n\n(Google Benchmark reports its own library as a debug build: that is "
                 "Debian's `libbenchmark`; the code measured is built RelWithDebInfo.)")
-    return table(("benchmark", "IOTLB", "time / iteration", "M items/s", "GB/s"), rows) + note
+    return table(("benchmark", "label", "time / iteration", "M items/s", "GB/s"), rows) + note
 
 
 # ---------------------------------------------------------------- plots
@@ -488,7 +484,7 @@ def report(args):
     core = load_json(os.path.join(outdir, "core.json"))
     host = load_json(os.path.join(outdir, "host.json"))
     vm = VmResults(os.path.join(outdir, "vm", "results.jsonl"))
-    elapsed = time.time() - env["started"] if env and "started" in env else None
+    elapsed = args.elapsed
     host_by, host_text = host_section(host)
 
     plotdir = args.plots or os.path.join(outdir, "plots")
@@ -549,8 +545,9 @@ def report(args):
         "translation misses; A stops the sender's queue instead).",
         section_loss(vm),
         "### Host CPU",
-        "The switch: % of one core over the window, and CPU seconds per million packets "
-        "received; then the same for both guests' QEMU together." +
+        "The switch (A: `vpci-backend`, B: `testpmd`): % of one core over the window, and "
+        "CPU seconds per million packets received; then CPU seconds per million packets of "
+        "both guests' QEMU together (under TCG that is the guests' own work)." +
         img("vm-cpu.png", "CPU per packet"),
         section_cpu(vm),
         "### Round-trip time",
@@ -614,6 +611,7 @@ def main():
     r.add_argument("outdir")
     r.add_argument("--doc", help="write the document here (e.g. docs/benchmarks.md)")
     r.add_argument("--plots", help="PNG directory (default OUTDIR/plots)")
+    r.add_argument("--elapsed", type=float, help="seconds the whole run took (for the header)")
     r.add_argument("--require-traffic", action="store_true",
                    help="exit 1 unless both paths moved traffic in every run and the plots exist")
     args = ap.parse_args()
