@@ -7,13 +7,16 @@
 #include "hostdp.hpp"
 
 #include <array>
+#include <atomic>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
 
 #include <endian.h>
 #include <fcntl.h>
@@ -92,6 +95,56 @@ struct queue {
 	bool live() const { return started && enabled && num && addr_set; }
 };
 
+/**
+ * The lock of the datapath state (kernel: dp_lock), held by the polling
+ * thread for each turn and by the control thread for each message.  The
+ * polling thread takes it again right after releasing it, so a plain mutex
+ * would starve the control thread: a waiting control thread makes the
+ * polling thread hold off until it got its turn.  The control thread
+ * blocks (futex) rather than spins: it shares a CPU with others.
+ */
+class dp_lock {
+public:
+	void lock_control()
+	{
+		waiting_.fetch_add(1, std::memory_order_acq_rel);
+		m_.lock();
+	}
+	void unlock_control()
+	{
+		m_.unlock();
+		waiting_.fetch_sub(1, std::memory_order_acq_rel);
+	}
+	void lock_datapath()
+	{
+		while (waiting_.load(std::memory_order_acquire))
+			relax();
+		m_.lock();
+	}
+	void unlock_datapath() { m_.unlock(); }
+
+	/** lock_control() for a scope. */
+	struct control_guard {
+		explicit control_guard(dp_lock &l) : l_(l) { l_.lock_control(); }
+		~control_guard() { l_.unlock_control(); }
+		control_guard(const control_guard &) = delete;
+		control_guard &operator=(const control_guard &) = delete;
+		dp_lock &l_;
+	};
+
+private:
+	static void relax()
+	{
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause();
+#else
+		std::this_thread::yield();
+#endif
+	}
+	std::mutex m_;
+	std::atomic<unsigned> waiting_{0};
+};
+
 /** A frame taken from VM1's TX ring, waiting for its RX ring. */
 struct frame {
 	std::vector<std::uint8_t> data;
@@ -159,7 +212,13 @@ struct device::impl {
 	~impl() { vpci_iotlb_destroy(&iotlb); }
 
 	config cfg;
+	/**
+	 * conn belongs to the control thread; everything else is under lock
+	 * (the polling thread sends misses on slave).
+	 */
+	dp_lock lock;
 	std::optional<vu::connection> conn, slave;
+	std::atomic<bool> active{false};
 	std::uint64_t features = 0, protocol_features = 0;
 	bool protocol_acked = false;
 	std::optional<guest_memory> mem;
@@ -861,18 +920,21 @@ struct device::impl {
 			return true;
 		}
 		vu::message &m = std::get<vu::message>(r);
-		spdlog::debug("vhost-user: {}", m.to_string());
-		msgs++;
+		if (spdlog::should_log(spdlog::level::debug))
+			spdlog::debug("vhost-user: {}", m.to_string());
 		bool replied = false, ok;
-		try {
-			ok = handle(m, replied);
-		} catch (const std::exception &e) {
-			spdlog::error("vhost-user: {} failed: {}", m.to_string(), e.what());
-			ok = false;
+		{
+			// Applied (an invalidation included) before the reply.
+			dp_lock::control_guard g(lock);
+			msgs++;
+			try {
+				ok = handle(m, replied);
+			} catch (const std::exception &e) {
+				spdlog::error("vhost-user: {} failed: {}", m.to_string(), e.what());
+				ok = false;
+			}
+			sync();
 		}
-		need_sync = true;
-		if (!conn)
-			return false;
 		if (!ok)
 			spdlog::warn("vhost-user: rejected {}", m.to_string());
 		if (!replied && m.need_reply())
@@ -885,7 +947,10 @@ struct device::impl {
 		if (!conn)
 			return;
 		spdlog::info("vhost-user: front-end disconnected: {}", why);
-		reset_session();
+		{
+			dp_lock::control_guard g(lock);
+			reset_session();
+		}
 		conn.reset();
 	}
 
@@ -923,9 +988,12 @@ bool device::attach(unique_fd sock)
 		spdlog::warn("vhost-user: rejecting a second front-end connection");
 		return false;
 	}
-	p_->reset_session();
+	{
+		dp_lock::control_guard g(p_->lock);
+		p_->reset_session();
+		p_->sessions++;
+	}
 	p_->conn.emplace(std::move(sock));
-	p_->sessions++;
 	spdlog::info("vhost-user: front-end connected");
 	return true;
 }
@@ -937,34 +1005,32 @@ void device::disconnect(const std::string &why) { p_->disconnect(why); }
 unsigned device::poll_control()
 {
 	unsigned n = 0;
-	// A bounded batch: the datapath gets its turn between batches.
-	while (p_->conn && n < 64 && p_->handle_one())
+	while (p_->conn && p_->handle_one())
 		n++;
-	if (p_->need_sync && p_->conn)
-		p_->sync();
 	return n;
 }
 
 unsigned device::poll_datapath()
 {
-	if (p_->need_sync)
-		p_->sync();
-	return p_->tx_burst() + p_->deliver();
+	impl &d = *p_;
+	d.lock.lock_datapath();
+	if (d.need_sync)
+		d.sync();
+	const unsigned work = d.tx_burst() + d.deliver();
+	bool act = d.pend_n || d.need_sync;
+	for (const queue &x : d.q)
+		act = act || x.running;
+	d.active.store(act, std::memory_order_relaxed);
+	d.lock.unlock_datapath();
+	return work;
 }
 
-bool device::active() const noexcept
-{
-	if (p_->pend_n || p_->need_sync)
-		return true;
-	for (const queue &x : p_->q)
-		if (x.running)
-			return true;
-	return false;
-}
+bool device::active() const noexcept { return p_->active.load(std::memory_order_relaxed); }
 
 nlohmann::json device::stats() const
 {
-	const impl &d = *p_;
+	impl &d = *p_;
+	dp_lock::control_guard g(d.lock);
 	nlohmann::json queues = nlohmann::json::array();
 	for (const queue &x : d.q)
 		queues.push_back(d.queue_json(x));

@@ -13,9 +13,12 @@
  * reserved range (the "peer BAR" of the core), keeps a private IOTLB built
  * from IOTLB_MSG updates (user address -> offset in that range), asks for
  * misses on the back-end channel and stalls only the queue that missed.
- * Single-threaded: control messages and the datapath run in one loop, so
- * an invalidation is applied between two bursts and acknowledged at once,
- * with no access to the range left in flight.
+ * Two threads, as DPDK's vhost library has: the control thread handles
+ * the front-end's messages (attach, connected, fd, disconnect,
+ * poll_control), the polling thread calls poll_datapath() in a loop.  The
+ * datapath state is under one lock, held for each burst (the kernel's
+ * dp_lock): an invalidation is applied between two bursts and acknowledged
+ * after, with no access to the range left in flight.
  */
 #pragma once
 
@@ -81,14 +84,14 @@ public:
 	/** Drop the front-end and everything of its session. */
 	void disconnect(const std::string &why);
 
-	/** Handle the messages waiting on the socket (never blocks); how many. */
+	/** Control thread: handle the messages waiting on the socket (never blocks). */
 	unsigned poll_control();
-	/** One datapath turn: chains taken from TX plus frames delivered to RX. */
+	/** Polling thread: one turn; chains taken from TX plus frames delivered to RX. */
 	unsigned poll_datapath();
-	/** A queue is served or about to be (the caller should keep polling). */
+	/** A queue is served or about to be (as of the last turn: keep polling). */
 	bool active() const noexcept;
 
-	/** Counters and queue states. */
+	/** Counters and queue states (any thread). */
 	nlohmann::json stats() const;
 
 private:

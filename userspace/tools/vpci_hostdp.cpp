@@ -3,12 +3,15 @@
 // vhost-user front-end, in a host process that busy-polls one core and
 // reflects every frame VM1 sends back to it.  See docs/host-datapath.md.
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -22,9 +25,10 @@
 
 namespace {
 
-volatile std::sig_atomic_t stop_requested = 0;
+std::atomic<bool> stop_requested{false};
+static_assert(std::atomic<bool>::is_always_lock_free); // so a handler may store it
 
-void on_signal(int) { stop_requested = 1; }
+void on_signal(int) { stop_requested = true; }
 
 void install_signals()
 {
@@ -37,13 +41,23 @@ void install_signals()
 	std::signal(SIGPIPE, SIG_IGN);
 }
 
-void pin_to_cpu(int cpu)
+/** Pin the calling thread to @p cpu, or (@p except) to every allowed CPU but it. */
+void pin_thread(int cpu, bool except)
 {
 	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
+	if (except) {
+		if (::sched_getaffinity(0, sizeof(set), &set) < 0)
+			vpci::throw_errno("sched_getaffinity()");
+		CPU_CLR(cpu, &set);
+		if (CPU_COUNT(&set) == 0)
+			return; // nothing else allowed: share the CPU
+	} else {
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+	}
 	if (::sched_setaffinity(0, sizeof(set), &set) < 0)
-		vpci::throw_errno(fmt::format("sched_setaffinity(cpu {})", cpu));
+		vpci::throw_errno(fmt::format("sched_setaffinity({}cpu {})", except ? "all but " : "",
+					      cpu));
 }
 
 void write_file(const std::string &path, const std::string &text)
@@ -58,11 +72,11 @@ void write_file(const std::string &path, const std::string &text)
 	std::filesystem::rename(tmp, path);
 }
 
-/** Wait up to @p ms for @p a or @p b (-1: none) to become readable. */
+/** Wait up to @p ms for @p a or @p b (-1: ignored) to become readable. */
 void wait_readable(int a, int b, int ms)
 {
 	pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
-	if (::poll(p, b >= 0 ? 2 : 1, ms) < 0 && errno != EINTR)
+	if (::poll(p, 2, ms) < 0 && errno != EINTR)
 		vpci::throw_errno("poll(vhost-user sockets)");
 }
 
@@ -78,7 +92,9 @@ int main(int argc, char **argv)
 	app.option_defaults()->always_capture_default();
 	app.add_option("-s,--socket", socket, "UNIX socket to listen on (the front-end connects)")
 		->required();
-	app.add_option("--cpu", cpu, "pin the polling thread to this CPU (-1: no pinning)")
+	app.add_option("--cpu", cpu,
+		       "pin the polling thread to this CPU and the control thread to the others "
+		       "(-1: no pinning)")
 		->check(CLI::Range(-1, CPU_SETSIZE - 1));
 	app.add_option("--burst", cfg.burst, "TX chains taken per turn")
 		->check(CLI::Range(1u, 1024u));
@@ -105,36 +121,49 @@ int main(int argc, char **argv)
 
 	try {
 		install_signals();
-		if (cpu >= 0)
-			pin_to_cpu(cpu);
 		vpci::unix_listener listener(socket);
 		vpci::hostdp::device dev(cfg);
+
+		// The polling thread: one core, spinning while a queue is served.
+		// Signals go to the control thread (its poll() returns EINTR).
+		sigset_t sigs, old;
+		sigemptyset(&sigs);
+		sigaddset(&sigs, SIGINT);
+		sigaddset(&sigs, SIGTERM);
+		pthread_sigmask(SIG_BLOCK, &sigs, &old);
+		std::exception_ptr poll_error;
+		std::jthread poller([&](std::stop_token st) {
+			try {
+				if (cpu >= 0)
+					pin_thread(cpu, false);
+				while (!st.stop_requested())
+					if (!dev.poll_datapath() && !dev.active())
+						std::this_thread::sleep_for(std::chrono::microseconds(200));
+			} catch (...) {
+				poll_error = std::current_exception();
+				stop_requested = true;
+			}
+		});
+		pthread_sigmask(SIG_SETMASK, &old, nullptr);
+
+		// The control thread (this one): the sockets, event driven.
+		if (cpu >= 0)
+			pin_thread(cpu, true);
 		if (!ready_file.empty())
 			write_file(ready_file, fmt::format("{}\n", ::getpid()));
-		spdlog::info("ready: pid {}, socket {}, cpu {}, burst {}", ::getpid(), socket, cpu,
-			     cfg.burst);
-
-		unsigned turn = 0;
-		bool busy = false;
+		spdlog::info("ready: pid {}, socket {}, polling cpu {}, burst {}", ::getpid(), socket,
+			     cpu, cfg.burst);
 		while (!stop_requested) {
-			if (!dev.connected()) {
-				wait_readable(listener.fd(), -1, 200);
-				if (auto s = listener.accept())
-					dev.attach(std::move(*s));
-				continue;
-			}
-			// While frames move, the socket is looked at every 8th turn.
-			const unsigned msgs = !busy || ++turn % 8 == 0 ? dev.poll_control() : 0;
-			const unsigned work = dev.poll_datapath();
-			busy = work > 0;
-			if (!dev.active() && !msgs && !work) {
-				// Nothing to serve: sleep until the front-end talks;
-				// a second front-end is turned away meanwhile.
-				wait_readable(dev.fd(), listener.fd(), 100);
-				if (auto s = listener.accept())
-					dev.attach(std::move(*s)); // refused and closed
-			}
+			wait_readable(listener.fd(), dev.fd(), 200);
+			if (auto s = listener.accept())
+				dev.attach(std::move(*s)); // a second one is refused and closed
+			if (dev.connected())
+				dev.poll_control();
 		}
+		poller.request_stop();
+		poller.join();
+		if (poll_error)
+			std::rethrow_exception(poll_error);
 		spdlog::info("signal: exiting");
 		const auto st = dev.stats();
 		spdlog::info("stats: {}", st.dump());
