@@ -233,6 +233,11 @@ struct device::impl {
 	// counters
 	std::uint64_t sessions = 0, iotlb_updates = 0, iotlb_invalidations = 0,
 		      iotlb_rejected = 0, misses_sent = 0, msgs = 0;
+	/** Polling turns while a queue was served, and those that moved nothing. */
+	std::uint64_t turns = 0, idle_turns = 0;
+	/** Time spent in those turns (since the previous turn), and in turns that moved frames. */
+	std::uint64_t active_ns = 0, busy_ns = 0;
+	clock::time_point last_turn{};
 
 	bool iommu() const { return features & (1ULL << virtio_f_access_platform); }
 
@@ -1013,6 +1018,7 @@ unsigned device::poll_control()
 unsigned device::poll_datapath()
 {
 	impl &d = *p_;
+	const auto t0 = clock::now();
 	d.lock.lock_datapath();
 	if (d.need_sync)
 		d.sync();
@@ -1020,6 +1026,19 @@ unsigned device::poll_datapath()
 	bool act = d.pend_n || d.need_sync;
 	for (const queue &x : d.q)
 		act = act || x.running;
+	const auto t1 = clock::now();
+	auto ns = [](clock::duration x) {
+		return static_cast<std::uint64_t>(
+			std::chrono::duration_cast<std::chrono::nanoseconds>(x).count());
+	};
+	if (act) {
+		d.turns++;
+		d.idle_turns += !work;
+		d.active_ns += ns(t1 - (d.last_turn > t0 - std::chrono::milliseconds(1) ? d.last_turn : t0));
+		if (work)
+			d.busy_ns += ns(t1 - t0);
+	}
+	d.last_turn = t1;
 	d.active.store(act, std::memory_order_relaxed);
 	d.lock.unlock_datapath();
 	return work;
@@ -1039,6 +1058,10 @@ nlohmann::json device::stats() const
 		{"messages", d.msgs},
 		{"features", d.features},
 		{"pending_frames", d.pend_n},
+		{"turns", d.turns},
+		{"idle_turns", d.idle_turns},
+		{"active_ns", d.active_ns},
+		{"busy_ns", d.busy_ns},
 		{"iotlb",
 		 {{"updates", d.iotlb_updates},
 		  {"invalidations", d.iotlb_invalidations},
