@@ -381,11 +381,14 @@ struct device::impl {
 				      std::strerror(errno));
 	}
 
+	enum class rings { mapped, missing, unusable };
 	/**
 	 * Whether every byte of @p x's rings translates with the access the
-	 * device needs; asks for the first missing one (kernel: vpci_map_rings).
+	 * device needs; with @p ask, a miss for the first missing byte goes out
+	 * (kernel: vpci_map_rings).  unusable: mapped without the permission
+	 * (only an IOTLB message can change that).
 	 */
-	bool rings_mapped(queue &x, bool ask)
+	rings rings_mapped(queue &x, bool ask)
 	{
 		const std::uint64_t addr[3] = {x.desc, x.avail, x.used};
 		for (unsigned part = 0; part < 3; part++) {
@@ -396,19 +399,19 @@ struct device::impl {
 				if (err == -ENOENT) {
 					if (ask && !stall(x, iova, perm))
 						stall(x, iova, perm); // timed out: ask again
-					return false;
+					return rings::missing;
 				}
 				if (err) {
 					if (ask)
 						spdlog::warn("queue {}: ring part {} at {:#x} unusable: {}",
 							     x.index, part, addr[part], err);
-					return false;
+					return rings::unusable;
 				}
 				iova += contig;
 				left -= contig;
 			}
 		}
-		return true;
+		return rings::mapped;
 	}
 
 	/** Start or stop queues to match the session (kernel: vpci_dp_sync). */
@@ -423,8 +426,9 @@ struct device::impl {
 				x.broken = false; // VM1 disabling the ring recovers it
 			if (!want || x.running || x.broken)
 				continue;
-			if (!rings_mapped(x, true)) {
-				need_sync = true; // look again next turn
+			if (const rings r = rings_mapped(x, true); r != rings::mapped) {
+				// Missing: look again next turn; unusable: at the next message.
+				need_sync = need_sync || r == rings::missing;
 				continue;
 			}
 			// Disabled and enabled again: resume where it stopped.
@@ -617,6 +621,8 @@ struct device::impl {
 			return -EAGAIN;
 		}
 		if (err == -EPROTO) {
+			spdlog::error("queue {}: avail idx {} but last_avail {} (num {})", x.index, avail,
+				      vr->last_avail, vr->num);
 			q_break(x, err);
 			return err;
 		}
@@ -635,10 +641,14 @@ struct device::impl {
 		std::uint16_t avail;
 		int err = vpci_vring_avail_idx(&x.vr, &avail);
 		if (err) {
-			if (err == -ENOENT)
+			if (err == -ENOENT) {
 				stall(x, x.vr.miss_iova, x.vr.miss_perm);
-			else
+			} else {
+				if (err == -EPROTO)
+					spdlog::error("queue {}: avail idx {} but last_avail {} (num {})",
+						      x.index, avail, x.vr.last_avail, x.vr.num);
 				q_break(x, -EPROTO);
+			}
 			return 0;
 		}
 		unsigned work = 0;
@@ -777,7 +787,7 @@ struct device::impl {
 		// A running queue whose rings no longer translate: a ring fault,
 		// stopped until VM1 disables the ring (kernel: vpci_dp_sync).
 		for (queue &x : q)
-			if (x.running && !rings_mapped(x, false))
+			if (x.running && rings_mapped(x, false) != rings::mapped)
 				q_break(x, -EPROTO);
 		return true;
 	}
