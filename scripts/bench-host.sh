@@ -56,6 +56,7 @@ stop_dev() {
 	wait "$DEV" 2>/dev/null
 	DEV=
 }
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
 	stop_dev
 	rm -rf "$TMP"
