@@ -100,10 +100,45 @@ static int vpci_vr_copy(struct vpci_vring *vr, u64 iova, void *buf, u64 len,
 	return 0;
 }
 
+/*
+ * The 16-bit ring fields (indices, flags, event indices) change while we
+ * read them and VM1 reads those we write at any time: each is accessed with
+ * one load or store.  A byte-wise copy (memcpy of 2 bytes is one in the
+ * x86 kernel and in glibc) tears an index crossing a multiple of 256, e.g.
+ * 0x0ffa -> 0x107a read as 0x10fa: more than the ring size ahead (-EPROTO)
+ * or, when less, entries VM1 has not published yet.  Only a field VM1 split
+ * across two translations or put at an odd address is copied bytewise; no
+ * single access can reach it, and it is VM1's own ring that suffers.
+ */
+static int vpci_vr_access16(struct vpci_vring *vr, u64 iova, __le16 *x,
+			    bool write)
+{
+	u32 perm = write ? VPCI_PERM_WO : VPCI_PERM_RO;
+	u64 off, contig;
+	__le16 *p;
+	int err;
+
+	err = vpci_iotlb_translate(vr->peer->iotlb, iova, sizeof(*x), perm,
+				   &off, &contig);
+	if (err) {
+		vr->miss_iova = iova;
+		vr->miss_perm = perm;
+		return err;
+	}
+	p = (__le16 *)(vr->peer->base + off);
+	if (contig < sizeof(*x) || ((unsigned long)p & 1))
+		return vpci_vr_copy(vr, iova, x, sizeof(*x), write);
+	if (write)
+		WRITE_ONCE(*p, *x);
+	else
+		*x = READ_ONCE(*p);
+	return 0;
+}
+
 static int vpci_vr_read16(struct vpci_vring *vr, u64 iova, u16 *v)
 {
-	__le16 x;
-	int err = vpci_vr_copy(vr, iova, &x, sizeof(x), false);
+	__le16 x = 0;
+	int err = vpci_vr_access16(vr, iova, &x, false);
 
 	*v = le16_to_cpu(x);
 	return err;
@@ -113,7 +148,7 @@ static int vpci_vr_write16(struct vpci_vring *vr, u64 iova, u16 v)
 {
 	__le16 x = cpu_to_le16(v);
 
-	return vpci_vr_copy(vr, iova, &x, sizeof(x), true);
+	return vpci_vr_access16(vr, iova, &x, true);
 }
 
 /**

@@ -46,12 +46,16 @@ void vpci_ctrl_set_mtu(struct vpci_dev *vdev, unsigned int mtu)
  * @vdev: the device
  * @vector: VPCI_VEC_CONFIG, or VPCI_VEC_QUEUE(q) to interrupt VM1
  *
- * writel() orders all earlier stores to the control area (normal memory)
- * before the doorbell MMIO write, so the backend sees them once woken.
+ * Queue vectors go to vdev->call_peer (VM1's call eventfds, once the
+ * backend announced them as a peer of their own), the config vector to the
+ * backend.  writel() orders all earlier stores to the control area (normal
+ * memory) before the doorbell MMIO write, so the backend sees them once
+ * woken.
  */
 void vpci_ring_backend(struct vpci_dev *vdev, unsigned int vector)
 {
-	u32 peer = le16_to_cpu(vdev->hdr.backend_peer_id);
+	u32 peer = vector == VPCI_VEC_CONFIG ? le16_to_cpu(vdev->hdr.backend_peer_id) :
+					       READ_ONCE(vdev->call_peer);
 
 	writel(peer << 16 | (vector & 0xffff), vdev->regs + IVSHMEM_REG_DOORBELL);
 }
@@ -67,9 +71,9 @@ void vpci_config_work(struct work_struct *work)
 {
 	struct vpci_dev *vdev = container_of(work, struct vpci_dev, config_work);
 	struct vpci_backend_state *bs = &vdev->ctrl->backend;
+	u16 link, call_peer, probe;
+	u32 gen, status;
 	bool ring;
-	u32 gen;
-	u16 link;
 
 	gen = le32_to_cpu(READ_ONCE(bs->generation));
 	/*
@@ -78,10 +82,20 @@ void vpci_config_work(struct work_struct *work)
 	 */
 	smp_rmb();
 	link = le16_to_cpu(READ_ONCE(bs->link));
+	status = le32_to_cpu(READ_ONCE(bs->status));
+	call_peer = le16_to_cpu(READ_ONCE(bs->call_peer_id));
+	probe = le16_to_cpu(READ_ONCE(bs->call_peer_probe));
 
 	mutex_lock(&vdev->state_lock);
 	vdev->link_up = link & VPCI_LINK_UP;
 	mutex_unlock(&vdev->state_lock);
+	/* Any peer id is harmless: QEMU drops a doorbell to an unknown one. */
+	WRITE_ONCE(vdev->call_peer, status & VPCI_BS_CALL_PEER ? call_peer :
+			le16_to_cpu(vdev->hdr.backend_peer_id));
+	/* Tell the backend its new peer reached us (see call_peer_probe). */
+	if (probe)
+		writel((u32)probe << 16 | VPCI_VEC_CONFIG,
+		       vdev->regs + IVSHMEM_REG_DOORBELL);
 
 	ring = vpci_iotlb_process(vdev);
 	/* Queues stop (and publish progress) before the generation is acked. */

@@ -71,6 +71,7 @@ static int vpci_map_ctrl(struct vpci_dev *vdev)
 	}
 
 	vdev->peer.size = le64_to_cpu(vdev->hdr.peer_mem_size);
+	vdev->call_peer = le16_to_cpu(vdev->hdr.backend_peer_id);
 	vdev->peer.base = devm_memremap(&pdev->dev, start, vdev->peer.size,
 					MEMREMAP_WB);
 	if (IS_ERR(vdev->peer.base))

@@ -185,6 +185,9 @@ struct vpci_queue {
  * @nqueues: 2 * hdr.max_queue_pairs
  * @retry_work: re-polls queues stalled on an unanswered miss
  * @link_up: backend link state, under @state_lock
+ * @call_peer: ivshmem peer whose queue vectors are VM1's call eventfds
+ *	(hdr.backend_peer_id until the backend names another); written by
+ *	the config work, read with READ_ONCE by whoever interrupts VM1
  * @poll_mode: poll VM1's rings instead of waiting for kicks
  * @hybrid_usecs: in interrupt mode, keep polling this long after the last
  *	frame before re-arming kicks (ethtool -C rx-usecs)
@@ -225,6 +228,7 @@ struct vpci_dev {
 	unsigned int nqueues;
 	struct delayed_work retry_work;
 	bool link_up;
+	u16 call_peer;
 	bool poll_mode;
 	u32 hybrid_usecs;
 	unsigned long miss_timeout;

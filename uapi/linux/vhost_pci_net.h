@@ -91,6 +91,8 @@ struct vpci_ctrl_hdr {
 #define VPCI_BS_IOMMU		(1U << 2)
 /** VPCI_BS_BROKEN - the backend gave up on the device; stop all queues */
 #define VPCI_BS_BROKEN		(1U << 3)
+/** VPCI_BS_CALL_PEER - ring vpci_backend_state.call_peer_id for queue vectors */
+#define VPCI_BS_CALL_PEER	(1U << 4)
 
 /** VPCI_LINK_UP - bit of vpci_backend_state.link */
 #define VPCI_LINK_UP		(1U << 0)
@@ -105,6 +107,13 @@ struct vpci_ctrl_hdr {
  * @max_mtu: largest MTU VM2's interface may use (at least 68)
  * @link: VPCI_LINK_* bits, link state of VM2's interface
  * @num_queue_pairs: queue pairs VM1 enabled, 0..max_queue_pairs
+ * @call_peer_id: with VPCI_BS_CALL_PEER, the ivshmem peer whose vector
+ *	VPCI_VEC_QUEUE(q) is VM1's call eventfd of queue q: the driver rings
+ *	it, instead of hdr.backend_peer_id, to interrupt VM1
+ * @call_peer_probe: non-zero while the backend announces a new call peer
+ *	to VM2's QEMU: the driver rings this peer's vector VPCI_VEC_CONFIG
+ *	whenever it sees a new generation, which tells the backend the peer
+ *	is attached (a doorbell to a peer QEMU does not know yet is dropped)
  * @reserved: zero
  */
 struct vpci_backend_state {
@@ -115,7 +124,9 @@ struct vpci_backend_state {
 	__le16 max_mtu;
 	__le16 link;
 	__le16 num_queue_pairs;
-	__u8 reserved[36];
+	__le16 call_peer_id;
+	__le16 call_peer_probe;
+	__u8 reserved[32];
 };
 
 /* Bits of vpci_driver_state.status */

@@ -51,7 +51,9 @@ static_assert(offsetof(vpci_backend_state, mac) == 16);
 static_assert(offsetof(vpci_backend_state, max_mtu) == 22);
 static_assert(offsetof(vpci_backend_state, link) == 24);
 static_assert(offsetof(vpci_backend_state, num_queue_pairs) == 26);
-static_assert(offsetof(vpci_backend_state, reserved) == 28);
+static_assert(offsetof(vpci_backend_state, call_peer_id) == 28);
+static_assert(offsetof(vpci_backend_state, call_peer_probe) == 30);
+static_assert(offsetof(vpci_backend_state, reserved) == 32);
 
 static_assert(offsetof(vpci_driver_state, status) == 0);
 static_assert(offsetof(vpci_driver_state, generation_seen) == 4);

@@ -107,6 +107,11 @@ void backend::rewire()
 				return;
 		}
 		holding_since_.reset();
+		if (call_epoch_ != ivs_.epoch()) {
+			// A new (or no) VM2: it knows peer 0 only.
+			call_epoch_ = ivs_.epoch();
+			reset_call_peer();
+		}
 		wire_peer_vectors();
 		for (unsigned q = 0; q < fe_->num_queues(); q++)
 			wire_stale_call(q);
@@ -175,14 +180,22 @@ void backend::wire_peer_vectors()
 			continue;
 		// QEMU often sends the same eventfd again: nothing to re-wire.
 		const int fd = v.call ? v.call.get() : ivs_.doorbell_fd(VPCI_VEC_QUEUE(q));
-		if (same_file(fd, ivs_.peer_vector_fd(VPCI_VEC_QUEUE(q)))) {
+		if (same_file(fd, ivs_.peer_fd(call_peer_, VPCI_VEC_QUEUE(q)))) {
 			w.announced_call_seq = want;
 			continue;
 		}
 		differs = true;
 	}
-	if (!differs || (ivs_.client_connected() && !reannounce_peer_))
+	if (!differs) {
+		if (probe_peer_) {
+			// VM1 went back to the fds VM2 already rings: no new peer.
+			epoll_del(epoll_.get(), probe_fd_.get());
+			probe_fd_.reset();
+			probe_peer_ = 0;
+			publish_call_peer();
+		}
 		return;
+	}
 	std::vector<int> fds;
 	for (unsigned vec = 0; vec < ivs_.num_vectors(); vec++) {
 		const unsigned q = vec - 1;
@@ -190,6 +203,10 @@ void backend::wire_peer_vectors()
 			fds.push_back(fe_->queue(q).call.get());
 		else
 			fds.push_back(ivs_.doorbell_fd(vec));
+	}
+	if (ivs_.client_connected() && !reannounce_peer_) {
+		start_call_peer(fds);
+		return;
 	}
 	ivs_.set_peer_vectors(fds);
 	for (unsigned q = 0; q < nq; q++)
@@ -208,13 +225,79 @@ void backend::wire_stale_call(unsigned q)
 	const bool need = ivs_.client_connected() && w.announced_call_seq != 0 &&
 			  w.announced_call_seq != v.call_seq;
 	if (need && !w.stale_call) {
-		w.stale_call = dup_fd(ivs_.peer_vector_fd(vec), "announced call fd");
+		w.stale_call = dup_fd(ivs_.peer_fd(call_peer_, vec), "announced call fd");
 		watch(w.stale_call.get(), tag::stale_call);
 		spdlog::info("notify: queue {}: VM2 rings VM1's previous call eventfd, relaying", q);
 	} else if (!need && w.stale_call) {
 		epoll_del(epoll_.get(), w.stale_call.get());
 		w.stale_call.reset();
 	}
+}
+
+void backend::start_call_peer(const std::vector<int> &fds)
+{
+	// Already waiting for a peer with exactly these call fds?
+	bool same = probe_peer_ != 0;
+	for (unsigned q = 0; same && q < fe_->num_queues(); q++)
+		same = probe_seq_[q] == (fe_->queue(q).call ? fe_->queue(q).call_seq : 0);
+	if (same)
+		return;
+	if (probe_fd_)
+		epoll_del(epoll_.get(), probe_fd_.get());
+	probe_fd_ = make_eventfd();
+	std::vector<int> with_probe = fds;
+	with_probe[VPCI_VEC_CONFIG] = probe_fd_.get();
+	probe_peer_ = ivs_.add_peer(with_probe);
+	if (!probe_peer_) {
+		probe_fd_.reset();
+		return;
+	}
+	watch(probe_fd_.get(), tag::call_probe);
+	for (unsigned q = 0; q < fe_->num_queues(); q++)
+		probe_seq_[q] = fe_->queue(q).call ? fe_->queue(q).call_seq : 0;
+	// A new VM2 gets the current set as peer 0 at connect.
+	ivs_.set_peer_vectors_for_next_client(fds);
+	spdlog::info("notify: VM1's call fds announced as peer {}; waiting for VM2 to ring it",
+		     probe_peer_);
+	publish_call_peer();
+}
+
+void backend::on_call_probe()
+{
+	if (!eventfd_consume(probe_fd_.get()) || !probe_peer_)
+		return;
+	epoll_del(epoll_.get(), probe_fd_.get());
+	probe_fd_.reset();
+	call_peer_ = probe_peer_;
+	probe_peer_ = 0;
+	for (unsigned q = 0; fe_ && q < fe_->num_queues(); q++)
+		wire_[q].announced_call_seq = probe_seq_[q];
+	spdlog::info("notify: VM2 attached peer {}: VM2 rings VM1's call fds directly", call_peer_);
+	publish_call_peer();
+}
+
+void backend::publish_call_peer()
+{
+	auto &b = ctrl_.raw().backend;
+	const std::uint32_t st = le_load(b.status);
+	le_store(b.call_peer_id, call_peer_);
+	le_store(b.call_peer_probe, probe_peer_);
+	le_store(b.status, call_peer_ ? st | VPCI_BS_CALL_PEER : st & ~VPCI_BS_CALL_PEER);
+	probe_nudge_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+	ctrl_.bump_generation();
+	ivs_.notify_vm2(VPCI_VEC_CONFIG);
+}
+
+void backend::reset_call_peer()
+{
+	if (probe_fd_)
+		epoll_del(epoll_.get(), probe_fd_.get());
+	probe_fd_.reset();
+	const bool had = call_peer_ || probe_peer_;
+	call_peer_ = 0;
+	probe_peer_ = 0;
+	if (had)
+		publish_call_peer();
 }
 
 void backend::on_stale_call(int fd)
@@ -356,6 +439,21 @@ void backend::run_once(int timeout_ms)
 				timeout_ms = static_cast<int>(left);
 		}
 	}
+	if (probe_peer_) {
+		// The driver's probe ring is lost if it beat QEMU attaching the
+		// peer: raise the config vector again until it comes.
+		const auto now = std::chrono::steady_clock::now();
+		if (now >= probe_nudge_) {
+			probe_nudge_ = now + std::chrono::milliseconds(100);
+			ctrl_.bump_generation();
+			ivs_.notify_vm2(VPCI_VEC_CONFIG);
+		}
+		const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+					  probe_nudge_ - now)
+					  .count() + 1;
+		if (timeout_ms < 0 || left < timeout_ms)
+			timeout_ms = static_cast<int>(left);
+	}
 	int n = ::epoll_wait(epoll_.get(), evs, 16, timeout_ms);
 	if (n < 0) {
 		if (errno == EINTR)
@@ -421,6 +519,9 @@ void backend::dispatch(tag t, int fd)
 		break;
 	case tag::stale_call:
 		on_stale_call(fd);
+		break;
+	case tag::call_probe:
+		on_call_probe();
 		break;
 	case tag::signal: {
 		signalfd_siginfo si;
@@ -509,6 +610,8 @@ nlohmann::json backend::status() const
 		{"notify",
 		 {{"own_vectors_sent", ivs_.own_vectors_sent()},
 		  {"peer_reannouncements", ivs_.peer_reannouncements()},
+		  {"call_peer", call_peer_},
+		  {"call_peer_probe", probe_peer_},
 		  {"reannounce_peer", reannounce_peer_}}},
 	};
 	if (fe_) {

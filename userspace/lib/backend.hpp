@@ -99,6 +99,7 @@ private:
 		kick,
 		doorbell_queue,
 		stale_call,
+		call_probe,
 	};
 	struct ctl_client {
 		unique_fd fd;
@@ -123,6 +124,10 @@ private:
 	void wire_kick(unsigned q);
 	void wire_stale_call(unsigned q);
 	void on_stale_call(int fd);
+	void start_call_peer(const std::vector<int> &fds);
+	void on_call_probe();
+	void publish_call_peer();
+	void reset_call_peer();
 
 	shm_file shm_;
 	control_area ctrl_;
@@ -157,6 +162,23 @@ private:
 	};
 	std::array<queue_wiring, VPCI_MAX_QUEUES> wire_;
 	bool reannounce_peer_;
+	/**
+	 * The peer VM2 rings for queue vectors (0: peer 0).  Without
+	 * re-announcing peer 0, new VM1 call fds go to VM2 as a fresh peer;
+	 * it is used once VM2's driver rang its vector 0 (the probe), which
+	 * proves VM2's QEMU attached it.
+	 */
+	std::uint16_t call_peer_ = 0;
+	/** Fresh peer announced, waiting for the driver's probe (0: none). */
+	std::uint16_t probe_peer_ = 0;
+	/** Vector 0 of probe_peer_: readable once the driver rang it. */
+	unique_fd probe_fd_;
+	/** vring::call_seq per queue that probe_peer_'s vectors carry. */
+	std::array<std::uint64_t, VPCI_MAX_QUEUES> probe_seq_{};
+	/** When to raise VM2's config vector again while the probe waits. */
+	std::chrono::steady_clock::time_point probe_nudge_;
+	/** ivshmem epoch call_peer_ belongs to. */
+	std::uint64_t call_epoch_ = 0;
 	/** Since when peer 0's re-announcement waits for a message burst. */
 	std::optional<std::chrono::steady_clock::time_point> holding_since_;
 	bool stopping_ = false;

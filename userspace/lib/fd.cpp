@@ -60,6 +60,35 @@ mmap_area mmap_area::map_shared(int fd, std::size_t len, std::uint64_t offset, b
 	return a;
 }
 
+mmap_area mmap_area::reserve(std::size_t len)
+{
+	void *p = ::mmap(nullptr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+			 0);
+	if (p == MAP_FAILED)
+		throw_errno("mmap(reserve " + std::to_string(len) + " bytes)");
+	mmap_area a;
+	a.addr_ = p;
+	a.len_ = len;
+	return a;
+}
+
+void mmap_area::map_fixed_shared(std::size_t at, int fd, std::size_t len, std::uint64_t offset,
+				 bool writable)
+{
+	if (at > len_ || len > len_ - at) {
+		errno = EINVAL;
+		throw_errno("mmap(MAP_FIXED at " + std::to_string(at) + ", len " +
+			    std::to_string(len) + ": outside the reserved " + std::to_string(len_) +
+			    " bytes)");
+	}
+	int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+	void *want = static_cast<std::uint8_t *>(addr_) + at;
+	void *p = ::mmap(want, len, prot, MAP_SHARED | MAP_FIXED, fd, static_cast<off_t>(offset));
+	if (p == MAP_FAILED)
+		throw_errno("mmap(fd " + std::to_string(fd) + ", len " + std::to_string(len) +
+			    ", offset " + std::to_string(offset) + ", MAP_FIXED)");
+}
+
 unique_fd make_eventfd()
 {
 	int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

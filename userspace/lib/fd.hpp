@@ -59,6 +59,15 @@ public:
 	/** mmap(MAP_SHARED) @p len bytes of @p fd at @p offset (page aligned). */
 	static mmap_area map_shared(int fd, std::size_t len, std::uint64_t offset,
 				    bool writable);
+	/** Reserve @p len bytes of address space: PROT_NONE, nothing behind it. */
+	static mmap_area reserve(std::size_t len);
+	/**
+	 * mmap(MAP_SHARED | MAP_FIXED) @p len bytes of @p fd at file offset
+	 * @p offset over bytes [@p at, @p at + @p len) of this area (all page
+	 * aligned, inside the area); unmapped with the area.
+	 */
+	void map_fixed_shared(std::size_t at, int fd, std::size_t len, std::uint64_t offset,
+			      bool writable);
 
 	void *data() const noexcept { return addr_; }
 	std::size_t size() const noexcept { return len_; }

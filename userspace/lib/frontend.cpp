@@ -260,7 +260,7 @@ bool frontend::handle(vu::message &m, std::uint64_t &, bool &replied)
 		if (!check_queue(x->p.index, "SET_VRING_NUM"))
 			return false;
 		const std::uint32_t n = x->p.num;
-		if (n == 0 || n > 32768 || (n & (n - 1))) {
+		if (!vu::valid_ring_size(n)) {
 			spdlog::warn("vhost-user: ring size {} is not a power of two in 1..32768", n);
 			return false;
 		}
@@ -292,13 +292,14 @@ bool frontend::handle(vu::message &m, std::uint64_t &, bool &replied)
 		return true;
 	}
 	auto vring_fd = [&](std::uint64_t u, unique_fd vring::*which, const char *what) {
-		const std::uint64_t idx = u & vring_idx_mask;
-		if (u & ~(vring_idx_mask | vring_nofd_mask)) {
-			spdlog::warn("vhost-user: {}: unknown bits in {:#x}", what, u);
+		const auto i = vring_fd_index(u, num_queues());
+		if (!i) {
+			spdlog::warn("vhost-user: {}: bad index or unknown bits in {:#x} (have {} "
+				     "queues)",
+				     what, u, num_queues());
 			return false;
 		}
-		if (!check_queue(static_cast<std::uint32_t>(idx), what))
-			return false;
+		const unsigned idx = *i;
 		vrings_[idx].*which = m.fds.empty() ? unique_fd() : std::move(m.fds[0]);
 		if (which == &vring::kick)
 			vrings_[idx].kick_seq = ++fd_seq_;
@@ -379,7 +380,7 @@ bool frontend::on_set_features(std::uint64_t f)
 bool frontend::on_mem_table(vu::message &m)
 {
 	const auto &mem = std::get<vu::set_mem_table>(m.body).p;
-	std::vector<region> regs;
+	std::vector<vu::region> regs;
 	for (std::uint32_t i = 0; i < mem.nregions; i++) {
 		const vu::mem_region &r = mem.regions[i];
 		struct stat st;
@@ -391,22 +392,22 @@ bool frontend::on_mem_table(vu::message &m)
 				     i);
 			return false;
 		}
-		std::uint64_t end;
-		if (r.memory_size == 0 || __builtin_add_overflow(r.mmap_offset, r.memory_size, &end) ||
-		    end > cfg_.peer_mem_size || r.userspace_addr + (r.memory_size - 1) < r.userspace_addr ||
-		    r.guest_phys_addr + (r.memory_size - 1) < r.guest_phys_addr) {
-			spdlog::warn("vhost-user: SET_MEM_TABLE region {} (offset {:#x} size {:#x}) "
-				     "overflows or reaches past peer_mem_size {:#x}",
-				     i, r.mmap_offset, r.memory_size, cfg_.peer_mem_size);
+		const char *why = vu::region_error(r);
+		if (why || r.mmap_offset + r.memory_size > cfg_.peer_mem_size) {
+			spdlog::warn("vhost-user: SET_MEM_TABLE region {} (offset {:#x} size {:#x}): {}",
+				     i, r.mmap_offset, r.memory_size,
+				     why ? why
+					 : fmt::format("reaches past peer_mem_size {:#x}",
+						       cfg_.peer_mem_size));
 			return false;
 		}
-		regs.push_back(region{r.guest_phys_addr, r.memory_size, r.userspace_addr,
-				      r.mmap_offset});
+		regs.push_back(vu::region{r.guest_phys_addr, r.memory_size, r.userspace_addr,
+					  r.mmap_offset});
 	}
 	// Without ACCESS_PLATFORM the driver's table is GPA -> BAR, one entry
 	// per region.  Old entries are dropped first (a new table replaces).
 	if (!iommu()) {
-		for (const region &r : regions_) {
+		for (const vu::region &r : regions_) {
 			shadow_.remove(r.gpa, r.size);
 			if (driver_bound()) {
 				vpci_msg inv{};
@@ -421,8 +422,8 @@ bool frontend::on_mem_table(vu::message &m)
 	}
 	regions_ = std::move(regs);
 	if (!iommu()) {
-		for (const region &r : regions_) {
-			shadow_.insert(r.gpa, r.size, r.uaddr, r.bar_offset, VPCI_PERM_RW);
+		for (const vu::region &r : regions_) {
+			shadow_.insert(r.gpa, r.size, r.uaddr, r.offset, VPCI_PERM_RW);
 			if (driver_bound()) {
 				vpci_msg up{};
 				up.type = VPCI_MSG_IOTLB_UPDATE;
@@ -430,7 +431,7 @@ bool frontend::on_mem_table(vu::message &m)
 				up.queue = 0xffff;
 				up.iova = r.gpa;
 				up.size = r.size;
-				up.bar_offset = r.bar_offset;
+				up.bar_offset = r.offset;
 				post(up);
 			}
 		}
@@ -440,43 +441,21 @@ bool frontend::on_mem_table(vu::message &m)
 	return true;
 }
 
-std::optional<std::uint64_t> frontend::uaddr_to_bar(std::uint64_t uaddr, std::uint64_t size) const
-{
-	for (const region &r : regions_)
-		if (uaddr >= r.uaddr && uaddr - r.uaddr < r.size && size <= r.size - (uaddr - r.uaddr))
-			return r.bar_offset + (uaddr - r.uaddr);
-	return std::nullopt;
-}
-
-std::optional<std::uint64_t> frontend::uaddr_to_gpa(std::uint64_t uaddr) const
-{
-	for (const region &r : regions_)
-		if (uaddr >= r.uaddr && uaddr - r.uaddr < r.size)
-			return r.gpa + (uaddr - r.uaddr);
-	return std::nullopt;
-}
-
 bool frontend::on_vring_addr(const vu::vring_addr &a)
 {
 	if (!check_queue(a.index, "SET_VRING_ADDR"))
 		return false;
-	std::uint64_t desc = a.desc_user_addr, avail = a.avail_user_addr, used = a.used_user_addr;
-	if (!iommu()) {
-		auto d = uaddr_to_gpa(desc), av = uaddr_to_gpa(avail), u = uaddr_to_gpa(used);
-		if (!d || !av || !u) {
-			spdlog::warn("vhost-user: SET_VRING_ADDR queue {}: ring address does not "
-				     "translate through the memory table",
-				     a.index);
-			return false;
-		}
-		desc = *d;
-		avail = *av;
-		used = *u;
+	const auto r = vu::ring_addresses(a, iommu(), regions_);
+	if (!r) {
+		spdlog::warn("vhost-user: SET_VRING_ADDR queue {}: ring address does not "
+			     "translate through the memory table",
+			     a.index);
+		return false;
 	}
 	vring &v = vrings_[a.index];
-	v.desc = desc;
-	v.avail = avail;
-	v.used = used;
+	v.desc = r->desc;
+	v.avail = r->avail;
+	v.used = r->used;
 	v.addr_set = true;
 	publish_vq(a.index);
 	update_running();
@@ -506,26 +485,15 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 		spdlog::warn("iotlb: rejected {}: {}", m.to_string(), why);
 		return false;
 	};
-	if (t.type != vu::iotlb_update && t.type != vu::iotlb_invalidate)
-		return reject("type is neither UPDATE nor INVALIDATE");
-	// An INVALIDATE of size 0 is what QEMU sends for a global device-IOTLB
-	// flush (VM1 in lazy mode): its addr_mask + 1 overflows to 0.  It, and
-	// any invalidation running past the end of the IOVA space, means
-	// "everything from iova on": invalidating more is always safe, while
-	// refusing would leave the driver with stale translations.
-	const bool inv_to_end = t.type == vu::iotlb_invalidate &&
-				(t.size == 0 || t.iova + (t.size - 1) < t.iova);
-	if (t.size == 0 && !inv_to_end)
-		return reject("size 0");
-	if (!inv_to_end && t.iova + (t.size - 1) < t.iova)
-		return reject("IOVA range wraps");
+	// An INVALIDATE of size 0 (QEMU's global device-IOTLB flush, VM1 in
+	// lazy mode) or past the end of the space drops everything from iova on.
+	const vu::iotlb_check chk = vu::check_iotlb(t);
+	if (chk.error)
+		return reject(chk.error);
+	const bool inv_to_end = chk.to_end;
 
 	if (t.type == vu::iotlb_update) {
-		if (t.perm < VPCI_PERM_RO || t.perm > VPCI_PERM_RW)
-			return reject("bad permission");
-		if (t.uaddr + (t.size - 1) < t.uaddr)
-			return reject("user address range wraps");
-		auto bar = uaddr_to_bar(t.uaddr, t.size);
+		auto bar = vu::uaddr_to_offset(regions_, t.uaddr, t.size);
 		if (!bar)
 			return reject("user address range is not inside one memory region");
 		shadow_.insert(t.iova, t.size, t.uaddr, *bar, t.perm);

@@ -126,9 +126,6 @@ public:
 	nlohmann::json status() const;
 
 private:
-	struct region {
-		std::uint64_t gpa, size, uaddr, bar_offset;
-	};
 	struct pending_op {
 		enum class kind { invalidate, vring_base } k;
 		std::uint32_t req;
@@ -152,8 +149,6 @@ private:
 
 	bool driver_bound() const noexcept { return ctrl_.read_driver().bound(); }
 	bool iommu() const noexcept { return features_ & (1ULL << virtio_f_access_platform); }
-	std::optional<std::uint64_t> uaddr_to_bar(std::uint64_t uaddr, std::uint64_t size) const;
-	std::optional<std::uint64_t> uaddr_to_gpa(std::uint64_t uaddr) const;
 	bool post(const vpci_msg &m);
 	void replay_shadow();
 	void complete_pending(bool ok, std::uint64_t value);
@@ -174,7 +169,7 @@ private:
 	bool features_set_ = false;
 	std::uint64_t protocol_features_ = 0;
 	bool owner_ = false;
-	std::vector<region> regions_;
+	std::vector<vu::region> regions_; // offset: BAR offset
 	std::array<vring, VPCI_MAX_QUEUES> vrings_;
 	shadow_iotlb shadow_;
 	msg_producer b2d_;

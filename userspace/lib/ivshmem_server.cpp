@@ -59,10 +59,21 @@ void ivshmem_server::send_msg(int sock, std::int64_t value, int fd)
 	}
 }
 
+std::uint16_t ivshmem_server::take_id() noexcept
+{
+	// Client ids and add_peer() ids come from one counter: never equal.
+	const std::uint16_t id = next_id_;
+	next_id_ = next_id_ == 65535 ? 1 : next_id_ + 1;
+	return id;
+}
+
 void ivshmem_server::setup_client(unique_fd sock)
 {
-	client c{std::move(sock), next_id_, {}};
-	next_id_ = next_id_ == 65535 ? 1 : next_id_ + 1;
+	client c{std::move(sock), take_id(), {}};
+	peers_.clear();
+	if (!next_peer0_.empty())
+		peer0_ = std::move(next_peer0_);
+	next_peer0_.clear();
 
 	// Only own vector 0 (VPCI_VEC_CONFIG) now; the others follow in order
 	// through add_own_vector() once their eventfds are known.
@@ -112,6 +123,7 @@ void ivshmem_server::set_peer_vectors(const std::vector<int> &fds)
 		throw std::invalid_argument("ivshmem: set_peer_vectors: " +
 					    std::to_string(fds.size()) + " fds for " +
 					    std::to_string(num_vectors_) + " vectors");
+	next_peer0_.clear();
 	std::vector<unique_fd> next;
 	for (int fd : fds)
 		next.push_back(dup_fd(fd, "peer vector fd"));
@@ -176,10 +188,62 @@ void ivshmem_server::handle_client()
 	}
 }
 
+std::uint16_t ivshmem_server::add_peer(const std::vector<int> &fds)
+{
+	if (fds.size() != num_vectors_)
+		throw std::invalid_argument("ivshmem: add_peer: " + std::to_string(fds.size()) +
+					    " fds for " + std::to_string(num_vectors_) + " vectors");
+	if (!client_)
+		return 0;
+	std::vector<unique_fd> dups;
+	for (int fd : fds)
+		dups.push_back(dup_fd(fd, "peer vector fd"));
+	const std::uint16_t id = take_id();
+	try {
+		for (const unique_fd &fd : dups)
+			send_msg(client_->sock.get(), id, fd.get());
+	} catch (const std::system_error &e) {
+		spdlog::warn("ivshmem: announcing peer {} to client {} failed: {}", id, client_->id,
+			     e.what());
+		drop_client("dropped");
+		return 0;
+	}
+	peers_[id] = std::move(dups);
+	spdlog::info("ivshmem: peer {} ({} vectors) announced to client {}", id, num_vectors_,
+		     client_->id);
+	return id;
+}
+
+int ivshmem_server::peer_fd(std::uint16_t id, unsigned vector) const noexcept
+{
+	if (id == 0)
+		return vector < peer0_.size() ? peer0_[vector].get() : -1;
+	auto it = peers_.find(id);
+	if (it == peers_.end() || vector >= it->second.size())
+		return -1;
+	return it->second[vector].get();
+}
+
+void ivshmem_server::set_peer_vectors_for_next_client(const std::vector<int> &fds)
+{
+	if (fds.size() != num_vectors_)
+		throw std::invalid_argument("ivshmem: peer 0: " + std::to_string(fds.size()) +
+					    " fds for " + std::to_string(num_vectors_) + " vectors");
+	std::vector<unique_fd> next;
+	for (int fd : fds)
+		next.push_back(dup_fd(fd, "peer vector fd"));
+	// peer0_ stays what the connected client was told.
+	if (client_)
+		next_peer0_ = std::move(next);
+	else
+		peer0_ = std::move(next);
+}
+
 void ivshmem_server::drop_client(const char *why)
 {
 	spdlog::info("ivshmem: client {} {}", client_->id, why);
 	client_.reset();
+	peers_.clear();
 	epoch_++;
 }
 

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -86,6 +87,18 @@ public:
 	void set_peer_vectors(const std::vector<int> &fds);
 	/** Our dup of the fd announced as peer 0's @p vector. */
 	int peer_vector_fd(unsigned vector) const { return peer0_.at(vector).get(); }
+	/**
+	 * Announce a new peer to the connected client with @p fds as its
+	 * vectors (num_vectors() of them, dups kept while the client stays).
+	 * The id is fresh and never announced "gone": QEMU 7.2's ivshmem
+	 * writes into a freed array when a gone peer id is added again.
+	 * @return the peer's id, 0 without a client or when sending failed
+	 */
+	std::uint16_t add_peer(const std::vector<int> &fds);
+	/** Our dup of peer @p id's @p vector (peer 0 or one from add_peer()), -1 if none. */
+	int peer_fd(std::uint16_t id, unsigned vector) const noexcept;
+	/** Peer 0's vectors for the next client, without telling the current one. */
+	void set_peer_vectors_for_next_client(const std::vector<int> &fds);
 	/** Times peer 0's vectors were re-announced to a connected client. */
 	std::uint64_t peer_reannouncements() const noexcept { return reannounced_; }
 	/** Incremented whenever a client connects or goes away. */
@@ -107,10 +120,15 @@ private:
 	unsigned num_vectors_;
 	std::vector<unique_fd> doorbells_;
 	std::vector<unique_fd> peer0_;
+	/** Peer 0's vectors for the next client, when they differ from peer0_. */
+	std::vector<unique_fd> next_peer0_;
+	/** Peers announced with add_peer() to the current client. */
+	std::map<std::uint16_t, std::vector<unique_fd>> peers_;
 	std::uint64_t reannounced_ = 0;
 	std::uint64_t epoch_ = 0;
 	std::optional<client> client_;
 	std::uint16_t next_id_ = 1;
+	std::uint16_t take_id() noexcept;
 };
 
 } // namespace vpci

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -22,7 +23,7 @@ namespace {
 /** The front-end as the VM's iotlb_port. */
 class port : public iotlb_port {
 public:
-	explicit port(bool push) : push_(push) {}
+	port(bool push, bool pages) : push_(push), pages_(pages) {}
 	void invalidate(const std::vector<iommu_range> &rs) override
 	{
 		if (fe && fe->iommu_on())
@@ -30,13 +31,25 @@ public:
 	}
 	void mapped(const iommu_range &r) override
 	{
-		if (fe && fe->iommu_on() && push_)
+		if (push_)
+			push(r);
+	}
+	/** Push @p r, page by page with push_pages. */
+	void push(const iommu_range &r)
+	{
+		if (!fe || !fe->iommu_on())
+			return;
+		if (!pages_) {
 			fe->push_update(r);
+			return;
+		}
+		for (std::uint64_t o = 0; o < r.size; o += page_size)
+			fe->push_update({r.iova + o, std::min(page_size, r.size - o), r.gpa + o, r.perm});
 	}
 	vu_frontend *fe = nullptr;
 
 private:
-	bool push_;
+	bool push_, pages_;
 };
 
 unique_fd open_memory(const run_config &c, std::uint64_t &size)
@@ -80,7 +93,7 @@ nlohmann::json run(const run_config &c)
 	mmap_area area = mmap_area::map_shared(memfd.get(), ram, 0, true);
 	guest_mem gm{static_cast<std::uint8_t *>(area.data()), ram};
 
-	port p(c.push);
+	port p(c.push, c.push_pages);
 	vm1_config vc = c.vm;
 	iommu dummy(0);
 	vu_frontend fe(vu_frontend::connect(c.socket, c.connect_wait_ms), dummy, c.reply_timeout_ms);
@@ -123,7 +136,7 @@ nlohmann::json run(const run_config &c)
 	// exist is lost, so push the static mappings now.
 	if (c.push && c.iommu)
 		for (const auto &r : vm.mmu.ranges())
-			fe.push_update(r);
+			p.push(r);
 	if (vm.rx.kick_prepare())
 		eventfd_signal(kick[rxq].get());
 
@@ -314,6 +327,8 @@ nlohmann::json run(const run_config &c)
 		{"policy", policy_name(vc.policy)},
 		{"iommu", c.iommu},
 		{"push", c.push},
+		{"push_pages", c.push_pages},
+		{"extra_mappings", vc.extra_pages},
 		{"direction", dir_name(c.dir)},
 		{"mode", c.interrupt ? "interrupt" : "poll"},
 		{"ring_size", vc.ring_size},

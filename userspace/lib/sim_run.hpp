@@ -27,6 +27,8 @@ struct run_config {
 	bool iommu = true;
 	/** Send an UPDATE for every new mapping (QEMU never does). */
 	bool push = false;
+	/** Push one UPDATE per 4 KiB page (intel-iommu's granularity), not per range. */
+	bool push_pages = false;
 	vm1_config vm;
 	direction dir = direction::both;
 	std::uint64_t count = 10000;

@@ -169,6 +169,28 @@ void vm1::map_static()
 		map(slot_gpa(rxq, 0), cfg_.ring_size * page_size, cfg_.rx_perm);
 		map(slot_gpa(txq, 0), cfg_.ring_size * page_size, perm_ro);
 	}
+	map_extra();
+}
+
+void vm1::map_extra()
+{
+	const std::uint32_t n = cfg_.extra_pages;
+	if (n && cfg_.policy == iova_policy::identity)
+		throw std::invalid_argument("extra mappings need an IOVA space apart from GPAs "
+					    "(static-pool or transient)");
+	// 0x10000000 bytes leave room for 32768 pages at every other page.
+	if (n > 65536)
+		throw std::invalid_argument(fmt::format("{} extra mappings: at most 65536", n));
+	const std::uint64_t gpa = spare_gpa(spare_pages - 1);
+	for (std::uint32_t i = 0; i < n; i++) {
+		const std::uint64_t k = i / 2;
+		const std::uint64_t iova = i % 2 ? extra_above_iova + 2 * k * page_size
+						 : extra_below_iova + 2 * k * page_size;
+		const iommu_range r{iova, page_size, gpa, perm_ro};
+		mmu.map(iova, gpa, page_size, perm_ro);
+		maps++;
+		port_.mapped(r);
+	}
 }
 
 bool vm1::post_rx(std::uint16_t slot)

@@ -56,7 +56,19 @@ struct vm1_config {
 	bool mrg_rxbuf = true;
 	/** Permission RX buffers are mapped with (Linux: DMA_FROM_DEVICE = WO). */
 	std::uint8_t rx_perm = perm_rw;
+	/**
+	 * static-pool and transient: this many more 4 KiB mappings that no
+	 * traffic uses (a guest's other DMA mappings), read-only onto the last
+	 * spare page, every other IOVA page (so none merge), half of them
+	 * below the rings' and buffers' IOVAs and half above.  They fill a
+	 * device's IOTLB, which is what a lookup costs depends on.
+	 */
+	std::uint32_t extra_pages = 0;
 };
+
+/** IOVA of the first extra mapping below / above the buffers (see extra_pages). */
+constexpr std::uint64_t extra_below_iova = iova_offset - 0x10000000ULL,
+			extra_above_iova = iova_offset + 0x10000000ULL;
 
 /** Smallest guest RAM the layout needs for @p ring_size. */
 std::uint64_t min_ram_size(std::uint16_t ring_size);
@@ -153,6 +165,7 @@ public:
 
 private:
 	void map(std::uint64_t gpa, std::uint64_t size, std::uint8_t perm);
+	void map_extra();
 	void unmap(std::uint64_t gpa, std::uint64_t size);
 	void unmap_iova(std::uint64_t iova, std::uint64_t size);
 	vring_layout ring_layout(unsigned q) const;

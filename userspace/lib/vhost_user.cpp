@@ -269,6 +269,12 @@ connection::result connection::recv(int payload_timeout_ms)
 	do
 		n = ::recvmsg(sock_.get(), &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		// Nothing was received: cbuf is uninitialised, not control data.
+		if (errno == EAGAIN)
+			return parse_error{false, 0, 0, "spurious wakeup"};
+		return parse_error{true, 0, 0, fmt::format("recvmsg: {}", std::strerror(errno))};
+	}
 	std::vector<unique_fd> fds;
 	for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
@@ -281,11 +287,6 @@ connection::result connection::recv(int payload_timeout_ms)
 		}
 	}
 	const bool ctrunc = mh.msg_flags & MSG_CTRUNC;
-	if (n < 0) {
-		if (errno == EAGAIN)
-			return parse_error{false, 0, 0, "spurious wakeup"};
-		return parse_error{true, 0, 0, fmt::format("recvmsg: {}", std::strerror(errno))};
-	}
 	if (n == 0)
 		return eof{};
 	if (static_cast<std::size_t>(n) < header_size &&
@@ -361,6 +362,79 @@ void connection::send_request(std::uint32_t req, std::uint32_t flags, const void
 		std::memcpy(buf.data() + header_size, payload, len);
 	// The slave channel is non-blocking; QEMU reads it from its main loop.
 	send_raw(sock_.get(), buf.data(), buf.size(), {});
+}
+
+const char *region_error(const mem_region &r) noexcept
+{
+	std::uint64_t end;
+	if (r.memory_size == 0)
+		return "size 0";
+	if (__builtin_add_overflow(r.mmap_offset, r.memory_size, &end))
+		return "mmap offset + size overflows";
+	if (r.userspace_addr + (r.memory_size - 1) < r.userspace_addr)
+		return "user address range wraps";
+	if (r.guest_phys_addr + (r.memory_size - 1) < r.guest_phys_addr)
+		return "guest physical range wraps";
+	return nullptr;
+}
+
+std::optional<std::uint64_t> uaddr_to_offset(const std::vector<region> &rs, std::uint64_t uaddr,
+					     std::uint64_t size) noexcept
+{
+	for (const region &r : rs)
+		if (uaddr >= r.uaddr && uaddr - r.uaddr < r.size && size <= r.size - (uaddr - r.uaddr))
+			return r.offset + (uaddr - r.uaddr);
+	return std::nullopt;
+}
+
+std::optional<std::uint64_t> uaddr_to_gpa(const std::vector<region> &rs,
+					  std::uint64_t uaddr) noexcept
+{
+	for (const region &r : rs)
+		if (uaddr >= r.uaddr && uaddr - r.uaddr < r.size)
+			return r.gpa + (uaddr - r.uaddr);
+	return std::nullopt;
+}
+
+std::optional<ring_addrs> ring_addresses(const vring_addr &a, bool iommu,
+					 const std::vector<region> &rs) noexcept
+{
+	if (iommu)
+		return ring_addrs{a.desc_user_addr, a.avail_user_addr, a.used_user_addr};
+	auto d = uaddr_to_gpa(rs, a.desc_user_addr), av = uaddr_to_gpa(rs, a.avail_user_addr),
+	     u = uaddr_to_gpa(rs, a.used_user_addr);
+	if (!d || !av || !u)
+		return std::nullopt;
+	return ring_addrs{*d, *av, *u};
+}
+
+iotlb_check check_iotlb(const iotlb_msg &t) noexcept
+{
+	iotlb_check c;
+	if (t.type != iotlb_update && t.type != iotlb_invalidate) {
+		c.error = "type is neither UPDATE nor INVALIDATE";
+		return c;
+	}
+	const bool wraps = t.size && t.iova + (t.size - 1) < t.iova;
+	c.to_end = t.type == iotlb_invalidate && (t.size == 0 || wraps);
+	if (c.to_end)
+		return c;
+	if (t.size == 0)
+		c.error = "size 0";
+	else if (wraps)
+		c.error = "IOVA range wraps";
+	else if (t.type == iotlb_update && (t.perm < 1 || t.perm > 3)) // VHOST_ACCESS_RO..RW
+		c.error = "bad permission";
+	else if (t.type == iotlb_update && t.uaddr + (t.size - 1) < t.uaddr)
+		c.error = "user address range wraps";
+	return c;
+}
+
+std::optional<unsigned> vring_fd_index(std::uint64_t u, unsigned nqueues) noexcept
+{
+	if (u & ~(vring_idx_mask | vring_nofd_mask) || (u & vring_idx_mask) >= nqueues)
+		return std::nullopt;
+	return static_cast<unsigned>(u & vring_idx_mask);
 }
 
 std::optional<std::uint64_t> raw_message::u64() const

@@ -244,6 +244,73 @@ private:
 	unique_fd sock_;
 };
 
+/**
+ * Checks and translations every back-end applies the same way (vpci-backend's
+ * session and vpci-hostdp's device).
+ */
+
+/** A ring size SET_VRING_NUM may carry: a power of two in 1..32768. */
+constexpr bool valid_ring_size(std::uint32_t n) noexcept
+{
+	return n && n <= 32768 && !(n & (n - 1));
+}
+
+/**
+ * One memory region as a back-end keeps it: GPA, size, the front-end's
+ * address of it, and where it lies in the back-end's own view (its offset
+ * in the peer BAR, or in the back-end's mapping of guest memory).
+ */
+struct region {
+	std::uint64_t gpa, size, uaddr, offset;
+};
+
+/** Why SET_MEM_TABLE region @p r is unusable (size 0, a wrapping range), or nullptr. */
+const char *region_error(const mem_region &r) noexcept;
+/** Offset of [uaddr, uaddr + size) when it lies inside one region. */
+std::optional<std::uint64_t> uaddr_to_offset(const std::vector<region> &rs, std::uint64_t uaddr,
+					     std::uint64_t size) noexcept;
+/** GPA of @p uaddr when a region holds it. */
+std::optional<std::uint64_t> uaddr_to_gpa(const std::vector<region> &rs,
+					  std::uint64_t uaddr) noexcept;
+
+/** A ring's device addresses. */
+struct ring_addrs {
+	std::uint64_t desc, avail, used;
+};
+/**
+ * SET_VRING_ADDR's addresses as the device uses them: with ACCESS_PLATFORM
+ * (@p iommu) the IOVAs as sent, else the user addresses translated to GPAs
+ * through @p rs; nullopt if one does not translate.
+ */
+std::optional<ring_addrs> ring_addresses(const vring_addr &a, bool iommu,
+					 const std::vector<region> &rs) noexcept;
+
+/** The verdict on an IOTLB_MSG before it is applied. */
+struct iotlb_check {
+	/** Why it is refused, or nullptr. */
+	const char *error = nullptr;
+	/**
+	 * An INVALIDATE meaning "everything from iova on": size 0 (what QEMU
+	 * sends for a global device-IOTLB flush, its addr_mask + 1 overflowing)
+	 * or a range running past the end of the IOVA space.  Invalidating
+	 * more is always safe; refusing would leave stale translations.
+	 */
+	bool to_end = false;
+};
+/**
+ * Type UPDATE or INVALIDATE; no empty or wrapping IOVA range (but see
+ * to_end); an UPDATE with a permission in RO..RW and a user address range
+ * that does not wrap.
+ */
+iotlb_check check_iotlb(const iotlb_msg &t) noexcept;
+
+/**
+ * The index of SET_VRING_KICK/CALL/ERR's u64 (no bits but the index and
+ * the "no fd" flag); nullopt if other bits are set or the index is not
+ * below @p nqueues.
+ */
+std::optional<unsigned> vring_fd_index(std::uint64_t u, unsigned nqueues) noexcept;
+
 /** Send raw bytes with optional fds (used by tests' fake front-end too). */
 void send_raw(int sock, const void *data, std::size_t len, const std::vector<int> &fds);
 

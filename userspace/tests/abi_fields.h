@@ -22,6 +22,7 @@
 	F(vpci_backend_state, generation) F(vpci_backend_state, status) \
 	F(vpci_backend_state, features) F(vpci_backend_state, mac) F(vpci_backend_state, max_mtu) \
 	F(vpci_backend_state, link) F(vpci_backend_state, num_queue_pairs) \
+	F(vpci_backend_state, call_peer_id) F(vpci_backend_state, call_peer_probe) \
 	F(vpci_backend_state, reserved) \
 	F(vpci_driver_state, status) F(vpci_driver_state, generation_seen) \
 	F(vpci_driver_state, device_features) F(vpci_driver_state, mtu) \

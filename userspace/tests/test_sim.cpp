@@ -460,7 +460,7 @@ const std::map<std::string, std::string> verdicts = {
 	{"double-post", "double-post"},
 };
 
-class SimFault : public ::testing::TestWithParam<std::tuple<std::string, iova_policy>> {};
+class SimFault : public ::testing::TestWithParam<test::fault_param> {};
 
 TEST_P(SimFault, DeviceSeesTheHostileDescriptor)
 {
@@ -502,26 +502,8 @@ TEST_P(SimFault, DeviceSeesTheHostileDescriptor)
 	EXPECT_FALSE(rep.to_json().is_null());
 }
 
-std::vector<std::string> fault_names()
-{
-	std::vector<std::string> v;
-	for (const auto &fi : faults())
-		v.push_back(fi.name);
-	return v;
-}
-
-INSTANTIATE_TEST_SUITE_P(
-	All, SimFault,
-	::testing::Combine(::testing::ValuesIn(fault_names()),
-			   ::testing::Values(iova_policy::identity, iova_policy::static_pool,
-					     iova_policy::transient)),
-	[](const auto &pi) {
-		std::string n = std::get<0>(pi.param) + "_" + policy_name(std::get<1>(pi.param));
-		for (auto &ch : n)
-			if (ch == '-')
-				ch = '_';
-		return n;
-	});
+INSTANTIATE_TEST_SUITE_P(All, SimFault, ::testing::ValuesIn(test::fault_params()),
+			 [](const auto &pi) { return test::fault_param_name(pi.param); });
 
 TEST(SimFaults, TableIsCompleteAndUnknownRejected)
 {

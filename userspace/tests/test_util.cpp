@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 #include "test_util.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -9,6 +10,8 @@
 #include <endian.h>
 #include <poll.h>
 #include <sys/socket.h>
+
+#include "sim_vm1.hpp"
 
 namespace vpci::test {
 
@@ -60,6 +63,23 @@ bool readable(int fd)
 {
 	pollfd p{fd, POLLIN, 0};
 	return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+std::vector<fault_param> fault_params()
+{
+	std::vector<fault_param> v;
+	for (const auto &fi : sim::faults())
+		for (auto p : {sim::iova_policy::identity, sim::iova_policy::static_pool,
+			       sim::iova_policy::transient})
+			v.emplace_back(fi.name, p);
+	return v;
+}
+
+std::string fault_param_name(const fault_param &p)
+{
+	std::string n = std::get<0>(p) + "_" + sim::policy_name(std::get<1>(p));
+	std::replace(n.begin(), n.end(), '-', '_');
+	return n;
 }
 
 } // namespace vpci::test

@@ -5,8 +5,11 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "fd.hpp"
+#include "sim_iommu.hpp"
 
 namespace vpci::test {
 
@@ -34,5 +37,12 @@ std::optional<ivshmem_msg> recv_ivshmem_msg(int sock);
 
 /** True if @p fd is readable right now. */
 bool readable(int fd);
+
+/** A fault of the peer simulator's catalogue under one IOVA policy. */
+using fault_param = std::tuple<std::string, sim::iova_policy>;
+/** Every fault of vpci::sim::faults() under every policy (for ::testing::ValuesIn). */
+std::vector<fault_param> fault_params();
+/** A test name for @p p: "unmapped_iova_identity". */
+std::string fault_param_name(const fault_param &p);
 
 } // namespace vpci::test

@@ -35,6 +35,13 @@ int main(int argc, char **argv)
 	app.add_flag("--no-iommu", no_iommu, "do not negotiate ACCESS_PLATFORM (GPA mode)");
 	app.add_flag("--iotlb-push", c.push,
 		     "send an IOTLB UPDATE for every new mapping (QEMU only answers misses)");
+	app.add_flag("--push-pages", c.push_pages,
+		     "with --iotlb-push: one UPDATE per 4 KiB page (as intel-iommu maps), not "
+		     "per contiguous range");
+	app.add_option("--extra-mappings", c.vm.extra_pages,
+		       "static-pool/transient: map this many more 4 KiB pages no traffic uses "
+		       "(IOTLB size; half below, half above the buffers' IOVAs)")
+		->check(CLI::Range(0u, 65536u));
 	app.add_option("--rx-perm", rx_perm, "permission of RX buffer mappings: rw | wo")
 		->capture_default_str();
 	app.add_option("--direction", dir, "tx | rx | both (both: expects frames back)")

@@ -1,0 +1,1085 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+// The host datapath (hostdp.hpp): vhost-user back-end + the driver core.
+// The datapath functions mirror kernel/datapath.c (vpci_tx_one,
+// vpci_rx_one, vpci_stall, vpci_signal, vpci_q_break) with the netdev and
+// the control area taken out: a frame read from VM1's TX ring waits in a
+// bounce slot (the qdisc's role) until VM1's RX ring takes it.
+#include "hostdp.hpp"
+
+#include <array>
+#include <atomic>
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+
+#include <endian.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "frontend.hpp" // default_device_features, offered_protocol_features
+
+extern "C" {
+#include "vpci_core.h"
+}
+
+namespace vpci::hostdp {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+constexpr unsigned rxq = 0, txq = 1, nqueues = 2;
+/** struct virtio_net_hdr_mrg_rxbuf (VERSION_1: always this size). */
+constexpr std::uint32_t hdr_len = 12;
+constexpr unsigned rx_max_bufs = 64; // kernel: VPCI_RX_MAX_BUFS
+constexpr unsigned virtio_net_f_mrg_rxbuf = 15, virtio_ring_f_event_idx = 29;
+/** Faults logged at warning level per queue; later ones at debug level. */
+constexpr std::uint64_t faults_logged = 10;
+
+std::uint64_t page_up(std::uint64_t v) { return (v + 4095) & ~4095ULL; }
+
+/** Bytes of each part of a split ring, event fields included (kernel: vpci_ring_bytes). */
+std::uint64_t ring_bytes(unsigned part, std::uint16_t num)
+{
+	switch (part) {
+	case 0:
+		return 16ULL * num;
+	case 1:
+		return 6ULL + 2ULL * num;
+	default:
+		return 6ULL + 8ULL * num;
+	}
+}
+
+/** The kernel's per-queue counters (struct vpci_q_stats) plus drops. */
+struct queue_stats {
+	std::uint64_t packets = 0, bytes = 0, notify_sent = 0, notify_suppressed = 0,
+		      iotlb_misses = 0, stalls = 0, dropped = 0, fault_perm = 0,
+		      fault_miss_timeout = 0, fault_chain = 0, fault_head = 0, fault_ring = 0,
+		      fault_desc = 0;
+	std::uint64_t faults() const
+	{
+		return fault_perm + fault_miss_timeout + fault_chain + fault_head + fault_ring +
+		       fault_desc;
+	}
+};
+
+/** One of VM1's virtqueues: as the front-end set it up, and as we serve it. */
+struct queue {
+	unsigned index = 0;
+	// vhost-user state
+	std::uint16_t num = 0, base = 0;
+	bool addr_set = false, enabled = false, started = false;
+	std::uint64_t desc = 0, avail = 0, used = 0; // device addresses (IOVA or GPA)
+	unique_fd kick, call, err;
+	// datapath state (kernel: struct vpci_queue)
+	vpci_vring vr{};
+	bool running = false, broken = false, mrg_rxbuf = false;
+	bool miss_pending = false;
+	std::uint64_t miss_iova = 0;
+	clock::time_point miss_since{};
+	vpci_chain chain{}, first{};
+	queue_stats st;
+
+	/** Started, enabled and fully described (docs/backend.md, "live"). */
+	bool live() const { return started && enabled && num && addr_set; }
+};
+
+/**
+ * The lock of the datapath state (kernel: dp_lock), held by the polling
+ * thread for each turn and by the control thread for each message.  The
+ * polling thread takes it again right after releasing it, so a plain mutex
+ * would starve the control thread: a waiting control thread makes the
+ * polling thread hold off until it got its turn.  The control thread
+ * blocks (futex) rather than spins: it shares a CPU with others.
+ */
+class dp_lock {
+public:
+	void lock_control()
+	{
+		waiting_.fetch_add(1, std::memory_order_acq_rel);
+		m_.lock();
+	}
+	void unlock_control()
+	{
+		m_.unlock();
+		waiting_.fetch_sub(1, std::memory_order_acq_rel);
+	}
+	void lock_datapath()
+	{
+		while (waiting_.load(std::memory_order_acquire))
+			relax();
+		m_.lock();
+	}
+	void unlock_datapath() { m_.unlock(); }
+
+	/** lock_control() for a scope. */
+	struct control_guard {
+		explicit control_guard(dp_lock &l) : l_(l) { l_.lock_control(); }
+		~control_guard() { l_.unlock_control(); }
+		control_guard(const control_guard &) = delete;
+		control_guard &operator=(const control_guard &) = delete;
+		dp_lock &l_;
+	};
+
+private:
+	static void relax()
+	{
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause();
+#else
+		std::this_thread::yield();
+#endif
+	}
+	std::mutex m_;
+	std::atomic<unsigned> waiting_{0};
+};
+
+/** A frame taken from VM1's TX ring, waiting for its RX ring. */
+struct frame {
+	std::vector<std::uint8_t> data;
+	std::uint32_t len = 0;
+	bool stalled = false; // counted once as a stall
+};
+
+} // namespace
+
+guest_memory::guest_memory(const vu::memory &mem, const std::vector<unique_fd> &fds)
+{
+	struct plan {
+		std::uint64_t file_off, delta, len;
+	};
+	std::vector<plan> plans;
+	std::uint64_t total = 0;
+	for (std::uint32_t i = 0; i < mem.nregions; i++) {
+		const vu::mem_region &r = mem.regions[i];
+		if (const char *why = vu::region_error(r))
+			throw std::runtime_error(fmt::format("region {}: {}", i, why));
+		struct stat st;
+		if (::fstat(fds.at(i).get(), &st) < 0)
+			throw_errno(fmt::format("fstat(region {} fd)", i));
+		// Touching a mapping past the end of a file raises SIGBUS.
+		if (S_ISREG(st.st_mode) &&
+		    static_cast<std::uint64_t>(st.st_size) < r.mmap_offset + r.memory_size)
+			throw std::runtime_error(fmt::format(
+				"region {}: offset {:#x} + size {:#x} past the end of its file ({:#x} "
+				"bytes)",
+				i, r.mmap_offset, r.memory_size, st.st_size));
+		plan p{r.mmap_offset & ~4095ULL, r.mmap_offset & 4095ULL, 0};
+		p.len = page_up(p.delta + r.memory_size);
+		if (p.len < r.memory_size || total + p.len < total)
+			throw std::runtime_error(fmt::format("region {}: size {:#x} too large", i,
+							     r.memory_size));
+		regions_.push_back(vu::region{r.guest_phys_addr, r.memory_size, r.userspace_addr,
+					      total + p.delta});
+		plans.push_back(p);
+		total += p.len;
+	}
+	area_ = mmap_area::reserve(total);
+	std::uint64_t at = 0;
+	for (std::uint32_t i = 0; i < mem.nregions; i++) {
+		area_.map_fixed_shared(at, fds[i].get(), plans[i].len, plans[i].file_off, true);
+		at += plans[i].len;
+	}
+}
+
+struct device::impl {
+	explicit impl(const config &c) : cfg(c)
+	{
+		if (!cfg.burst || !cfg.max_frame || !cfg.backlog)
+			throw std::invalid_argument("hostdp: burst, max_frame and backlog must be "
+						    "non-zero");
+		if (vpci_iotlb_init(&iotlb, cfg.iotlb_entries, 0))
+			throw std::bad_alloc();
+		peer.iotlb = &iotlb;
+		bounce.resize(cfg.backlog);
+		for (auto &f : bounce)
+			f.data.resize(cfg.max_frame);
+		scratch.data.resize(cfg.max_frame);
+		for (unsigned i = 0; i < nqueues; i++)
+			q[i].index = i;
+	}
+	~impl() { vpci_iotlb_destroy(&iotlb); }
+
+	config cfg;
+	/**
+	 * conn belongs to the control thread; everything else is under lock
+	 * (the polling thread sends misses on slave).
+	 */
+	dp_lock lock;
+	std::optional<vu::connection> conn, slave;
+	std::atomic<bool> active{false};
+	std::uint64_t features = 0, protocol_features = 0;
+	bool protocol_acked = false;
+	std::optional<guest_memory> mem;
+	vpci_iotlb iotlb{};
+	vpci_peer peer{};
+	std::array<queue, nqueues> q;
+	std::vector<frame> bounce; // the backlog, a ring of pend_n frames from pend_head
+	frame scratch;		   // a frame read while the backlog is full (dropped)
+	std::size_t pend_head = 0, pend_n = 0;
+	bool need_sync = false;
+	std::chrono::milliseconds miss_timeout{cfg.miss_timeout_ms};
+	// counters
+	std::uint64_t sessions = 0, iotlb_updates = 0, iotlb_invalidations = 0,
+		      iotlb_rejected = 0, misses_sent = 0, msgs = 0;
+	/** Polling turns while a queue was served, and those that moved nothing. */
+	std::uint64_t turns = 0, idle_turns = 0;
+	/** Time spent in those turns (since the previous turn), and in turns that moved frames. */
+	std::uint64_t active_ns = 0, busy_ns = 0;
+	clock::time_point last_turn{};
+
+	bool iommu() const { return features & (1ULL << virtio_f_access_platform); }
+
+	// ---- session -------------------------------------------------------
+	void reset_session()
+	{
+		for (queue &x : q) {
+			stop(x);
+			const queue_stats keep = x.st; // counters survive sessions
+			const unsigned i = x.index;
+			x = queue{};
+			x.index = i;
+			x.st = keep;
+		}
+		pend_head = pend_n = 0;
+		vpci_iotlb_del_to_end(&iotlb, 0);
+		iotlb.peer_mem_size = 0;
+		peer.base = nullptr;
+		peer.size = 0;
+		mem.reset();
+		slave.reset();
+		features = protocol_features = 0;
+		protocol_acked = false;
+	}
+
+	void reply_u64(std::uint32_t req, std::uint64_t v)
+	{
+		try {
+			conn->reply_u64(req, v);
+		} catch (const std::system_error &e) {
+			spdlog::warn("vhost-user: reply to {} failed: {}", vu::request_name(req),
+				     e.what());
+		}
+	}
+
+	// ---- queues --------------------------------------------------------
+	void stop(queue &x)
+	{
+		if (!x.running)
+			return;
+		x.running = false;
+		spdlog::info("queue {}: stopped at {}", x.index, x.vr.last_avail);
+	}
+
+	/** Stop @p x for good after a ring-level fault, until VM1 disables it. */
+	void q_break(queue &x, int err)
+	{
+		fault(x, err, err == -EPROTO ? 0 : x.vr.miss_iova, 0);
+		x.running = false;
+		x.broken = true;
+		spdlog::error("queue {}: stopped after a ring fault ({})", x.index, err);
+	}
+
+	void fault(queue &x, int err, std::uint64_t iova, std::uint64_t len)
+	{
+		// The kernel's reasons (vpci_fault); anything else is a bad descriptor.
+		static constexpr struct {
+			int err;
+			std::uint64_t queue_stats::*counter;
+			const char *reason;
+		} kinds[] = {{-EACCES, &queue_stats::fault_perm, "perm"},
+			     {-ENOENT, &queue_stats::fault_miss_timeout, "miss_timeout"},
+			     {-ELOOP, &queue_stats::fault_chain, "chain"},
+			     {-E2BIG, &queue_stats::fault_chain, "chain"},
+			     {-ERANGE, &queue_stats::fault_head, "head"},
+			     {-EPROTO, &queue_stats::fault_ring, "ring"}};
+		std::uint64_t queue_stats::*counter = &queue_stats::fault_desc;
+		const char *reason = "desc";
+		for (const auto &k : kinds)
+			if (k.err == err) {
+				counter = k.counter;
+				reason = k.reason;
+			}
+		x.st.*counter += 1;
+		const auto lvl = x.st.faults() <= faults_logged ? spdlog::level::warn
+								: spdlog::level::debug;
+		spdlog::log(lvl, "queue {}: fault {} ({}) iova {:#x} len {}", x.index, reason, err,
+			    iova, len);
+	}
+
+	/**
+	 * A translation is missing at @p iova (kernel: vpci_stall).  True: stall
+	 * and retry later (the miss is posted once); false: the miss lasted
+	 * longer than the timeout and the access is a fault now.
+	 */
+	bool stall(queue &x, std::uint64_t iova, std::uint32_t perm)
+	{
+		const auto now = clock::now();
+		if (x.miss_pending && x.miss_iova == iova) {
+			if (now - x.miss_since > miss_timeout) {
+				x.miss_pending = false;
+				return false;
+			}
+			return true; // already asked
+		}
+		x.miss_pending = true;
+		x.miss_iova = iova;
+		x.miss_since = now;
+		x.st.iotlb_misses++;
+		send_miss(iova, perm);
+		return true;
+	}
+
+	void send_miss(std::uint64_t iova, std::uint32_t perm)
+	{
+		if (!slave) {
+			spdlog::warn("iotlb: miss for {:#x} but no back-end channel", iova);
+			return;
+		}
+		vu::iotlb_msg t{};
+		t.iova = iova;
+		t.size = 1;
+		t.perm = static_cast<std::uint8_t>(perm);
+		t.type = vu::iotlb_miss;
+		try {
+			slave->send_request(static_cast<std::uint32_t>(vu::slave_request::iotlb_msg),
+					    vu::version, &t, sizeof(t));
+			misses_sent++;
+		} catch (const std::system_error &e) {
+			spdlog::warn("iotlb: sending a miss failed: {}", e.what());
+		}
+	}
+
+	/** Publish used entries and interrupt VM1 if it asked (kernel: vpci_signal). */
+	void signal(queue &x)
+	{
+		bool notify = false;
+		int err = vpci_vring_publish(&x.vr, &notify);
+		if (err) {
+			fault(x, err, x.vr.miss_iova, 0); // VM1 unmapped its own used ring
+			return;
+		}
+		if (!notify) {
+			x.st.notify_suppressed++;
+			return;
+		}
+		x.st.notify_sent++;
+		const std::uint64_t one = 1;
+		if (x.call && ::write(x.call.get(), &one, sizeof(one)) != sizeof(one))
+			spdlog::debug("queue {}: write(call eventfd): {}", x.index,
+				      std::strerror(errno));
+	}
+
+	enum class rings { mapped, missing, unusable };
+	/**
+	 * Whether every byte of @p x's rings translates with the access the
+	 * device needs; with @p ask, a miss for the first missing byte goes out
+	 * (kernel: vpci_map_rings).  unusable: mapped without the permission
+	 * (only an IOTLB message can change that).
+	 */
+	rings rings_mapped(queue &x, bool ask)
+	{
+		const std::uint64_t addr[3] = {x.desc, x.avail, x.used};
+		for (unsigned part = 0; part < 3; part++) {
+			const std::uint32_t perm = part == 2 ? VPCI_PERM_WO : VPCI_PERM_RO;
+			std::uint64_t iova = addr[part], left = ring_bytes(part, x.num), off, contig;
+			while (left) {
+				int err = vpci_iotlb_translate(&iotlb, iova, left, perm, &off, &contig);
+				if (err == -ENOENT) {
+					if (ask && !stall(x, iova, perm))
+						stall(x, iova, perm); // timed out: ask again
+					return rings::missing;
+				}
+				if (err) {
+					if (ask)
+						spdlog::warn("queue {}: ring part {} at {:#x} unusable: {}",
+							     x.index, part, addr[part], err);
+					return rings::unusable;
+				}
+				iova += contig;
+				left -= contig;
+			}
+		}
+		return rings::mapped;
+	}
+
+	/** Start or stop queues to match the session (kernel: vpci_dp_sync). */
+	void sync()
+	{
+		need_sync = false;
+		for (queue &x : q) {
+			const bool want = x.live() && mem;
+			if (x.running && !want)
+				stop(x);
+			if (!x.enabled)
+				x.broken = false; // VM1 disabling the ring recovers it
+			if (!want || x.running || x.broken)
+				continue;
+			if (const rings r = rings_mapped(x, true); r != rings::mapped) {
+				// Missing: look again next turn; unusable: at the next message.
+				need_sync = need_sync || r == rings::missing;
+				continue;
+			}
+			// Disabled and enabled again: resume where it stopped.
+			x.base = position(x);
+			if (vpci_vring_init(&x.vr, &peer, x.desc, x.avail, x.used, x.num, x.base,
+					    features & (1ULL << virtio_ring_f_event_idx))) {
+				x.broken = true;
+				spdlog::error("queue {}: bad ring geometry", x.index);
+				continue;
+			}
+			x.mrg_rxbuf = features & (1ULL << virtio_net_f_mrg_rxbuf);
+			x.miss_pending = false;
+			x.running = true;
+			// Busy polling: VM1 need not kick (a no-op with EVENT_IDX).
+			vpci_vring_kick_enable(&x.vr, false);
+			spdlog::info("queue {}: started at {} (num {}, desc {:#x} avail {:#x} used {:#x})",
+				     x.index, x.base, x.num, x.desc, x.avail, x.used);
+		}
+	}
+
+	/** Where a stopped ring resumes: its progress if it ran since it was set up. */
+	std::uint16_t position(queue &x)
+	{
+		if (x.running || x.vr.num)
+			return x.vr.last_avail;
+		return x.base;
+	}
+
+	/** Stop @p x because VM1 changes it; the next start begins at x.base. */
+	void reconfigure(queue &x)
+	{
+		stop(x);
+		x.vr = vpci_vring{};
+	}
+
+	// ---- datapath ------------------------------------------------------
+
+	/** Take one chain from VM1's TX ring (kernel: vpci_tx_one). 1: consumed. */
+	int tx_one(queue &x, std::uint16_t avail, frame *&out)
+	{
+		vpci_vring *vr = &x.vr;
+		out = nullptr;
+		int err = vpci_vring_pop(vr, avail, &x.chain);
+		if (err == 0)
+			return 0;
+		if (err < 0) {
+			if (err == -ENOENT && stall(x, vr->miss_iova, vr->miss_perm))
+				return 0;
+			if (err == -ENOENT || err == -EACCES || err == -EPROTO) {
+				q_break(x, err); // the ring itself is gone
+				return 0;
+			}
+			fault(x, err, 0, 0);
+			if (err != -ERANGE)
+				vpci_vring_push(vr, x.chain.head, 0);
+			return 1;
+		}
+		std::uint32_t len = x.chain.out_len;
+		if (x.chain.nin || len <= hdr_len || len > hdr_len + cfg.max_frame) {
+			fault(x, -EINVAL, x.chain.seg[0].addr, len);
+			vpci_vring_push(vr, x.chain.head, 0);
+			return 1;
+		}
+		len -= hdr_len;
+		// A full backlog drops (the kernel's qdisc does); VM1's TX ring
+		// is drained either way.
+		frame &f = pend_n < bounce.size() ? bounce[(pend_head + pend_n) % bounce.size()]
+						  : scratch;
+		err = vpci_chain_read(vr, &x.chain, hdr_len, f.data.data(), len);
+		if (err) {
+			if (err == -ENOENT && stall(x, vr->miss_iova, vr->miss_perm)) {
+				vpci_vring_unpop(vr);
+				return 0;
+			}
+			fault(x, err, vr->miss_iova, len);
+			vpci_vring_push(vr, x.chain.head, 0);
+			return 1;
+		}
+		x.miss_pending = false;
+		vpci_vring_push(vr, x.chain.head, 0);
+		x.st.packets++;
+		x.st.bytes += len;
+		if (&f == &scratch) {
+			x.st.dropped++;
+			return 1;
+		}
+		f.len = len;
+		f.stalled = false;
+		out = &f;
+		return 1;
+	}
+
+	/**
+	 * Copy one frame into VM1's RX buffers (kernel: vpci_rx_one).  0:
+	 * delivered; -EAGAIN: keep it (no buffers, or a miss being served);
+	 * another error: dropped.
+	 */
+	int rx_one(queue &x, const frame &f)
+	{
+		vpci_vring *vr = &x.vr;
+		const std::uint32_t total = hdr_len + f.len;
+		std::uint32_t done = 0;
+		std::array<std::uint16_t, rx_max_bufs> heads;
+		std::array<std::uint32_t, rx_max_bufs> lens;
+		unsigned nbufs = 0;
+		bool rewindable = true;
+		std::uint16_t avail;
+
+		int err = vpci_vring_avail_idx(vr, &avail);
+		while (!err && done < total) {
+			if (nbufs == rx_max_bufs) {
+				err = -EMSGSIZE;
+				break;
+			}
+			err = vpci_vring_pop(vr, avail, &x.chain);
+			if (err == 0) {
+				err = -ENOBUFS;
+				break;
+			}
+			if (err < 0) {
+				if (err == -ENOENT || err == -EACCES || err == -EPROTO)
+					break;
+				// Malformed buffer: complete it empty, use the next.
+				fault(x, err, 0, 0);
+				if (err != -ERANGE)
+					vpci_vring_push(vr, x.chain.head, 0);
+				// Its slot is spent: buffers before it can't be given back.
+				rewindable = !nbufs && rewindable;
+				err = 0;
+				continue;
+			}
+			err = 0;
+			if (!x.chain.nin || x.chain.nout) {
+				fault(x, -EINVAL, x.chain.seg[0].addr,
+				      x.chain.out_len + x.chain.in_len);
+				vpci_vring_push(vr, x.chain.head, 0);
+				rewindable = !nbufs && rewindable;
+				continue;
+			}
+			heads[nbufs] = x.chain.head;
+			// The header goes in last, once num_buffers is known.
+			const std::uint32_t off = nbufs ? 0 : hdr_len;
+			if (!nbufs && x.chain.in_len < hdr_len) {
+				lens[nbufs++] = 0;
+				err = -EINVAL;
+				break;
+			}
+			const std::uint32_t chunk = std::min(x.chain.in_len - off, total - done - off);
+			err = vpci_chain_write(vr, &x.chain, off,
+					       f.data.data() + (done ? done - hdr_len : 0), chunk);
+			if (err) {
+				lens[nbufs++] = 0;
+				break;
+			}
+			if (!nbufs)
+				x.first = x.chain; // the header is written to it
+			lens[nbufs++] = chunk + off;
+			done += chunk + off;
+			if (!x.mrg_rxbuf && done < total) {
+				err = -EMSGSIZE;
+				break;
+			}
+		}
+		if (!err) {
+			std::uint8_t hdr[hdr_len] = {};
+			const std::uint16_t nb = htole16(static_cast<std::uint16_t>(nbufs));
+			std::memcpy(hdr + 10, &nb, sizeof(nb)); // num_buffers
+			err = vpci_chain_write(vr, &x.first, 0, hdr, hdr_len);
+		}
+		if (!err) {
+			for (unsigned i = 0; i < nbufs; i++) {
+				err = vpci_vring_push(vr, heads[i], lens[i]);
+				if (err) {
+					q_break(x, err);
+					return err;
+				}
+			}
+			// The kernel keeps miss_pending set after an RX miss was
+			// served; cleared here so that a later miss at the same
+			// IOVA (transient: the same slot mapped again) is asked.
+			x.miss_pending = false;
+			return 0;
+		}
+		// Rewinding over nbufs slots is right only when they are the
+		// last slots taken (no malformed buffer completed between them).
+		if (rewindable && (err == -ENOBUFS ||
+				   (err == -ENOENT && stall(x, vr->miss_iova, vr->miss_perm)))) {
+			for (unsigned i = 0; i < nbufs; i++)
+				vpci_vring_unpop(vr);
+			return -EAGAIN;
+		}
+		if (err == -EPROTO) {
+			spdlog::error("queue {}: avail idx {} but last_avail {} (num {})", x.index, avail,
+				      vr->last_avail, vr->num);
+			q_break(x, err);
+			return err;
+		}
+		fault(x, err, err == -ENOENT || err == -EACCES ? vr->miss_iova : 0, total);
+		for (unsigned i = 0; i < nbufs; i++)
+			vpci_vring_push(vr, heads[i], 0);
+		return err;
+	}
+
+	/** Drain VM1's TX ring into free bounce slots (kernel: vpci_poll). */
+	unsigned tx_burst()
+	{
+		queue &x = q[txq];
+		if (!x.running)
+			return 0;
+		std::uint16_t avail;
+		int err = vpci_vring_avail_idx(&x.vr, &avail);
+		if (err) {
+			if (err == -ENOENT) {
+				stall(x, x.vr.miss_iova, x.vr.miss_perm);
+			} else {
+				if (err == -EPROTO)
+					spdlog::error("queue {}: avail idx {} but last_avail {} (num {})",
+						      x.index, avail, x.vr.last_avail, x.vr.num);
+				q_break(x, -EPROTO);
+			}
+			return 0;
+		}
+		unsigned work = 0;
+		frame *f;
+		while (x.running && work < cfg.burst && tx_one(x, avail, f) == 1) {
+			work++;
+			if (f)
+				pend_n++;
+		}
+		if (work)
+			signal(x);
+		return work;
+	}
+
+	/** Hand the waiting frames to VM1's RX ring, in order. */
+	unsigned deliver()
+	{
+		queue &x = q[rxq];
+		unsigned n = 0;
+		while (pend_n) {
+			frame &f = bounce[pend_head];
+			if (!x.running && x.live() && !x.broken)
+				break; // its rings are being translated: wait
+			int err = x.running ? rx_one(x, f) : -ENODEV;
+			if (err == -EAGAIN) {
+				if (!f.stalled) {
+					f.stalled = true;
+					x.st.stalls++;
+				}
+				break;
+			}
+			if (!err) {
+				x.st.packets++;
+				x.st.bytes += f.len;
+			} else {
+				x.st.dropped++;
+			}
+			pend_head = (pend_head + 1) % bounce.size();
+			pend_n--;
+			n++;
+		}
+		if (x.running && x.vr.used_idx != x.vr.used_pub)
+			signal(x);
+		return n;
+	}
+
+	// ---- control -------------------------------------------------------
+	bool check_queue(std::uint32_t idx, const char *what) const
+	{
+		if (idx >= nqueues) {
+			spdlog::warn("vhost-user: {}: queue {} out of range (have {})", what, idx,
+				     nqueues);
+			return false;
+		}
+		return true;
+	}
+
+	bool on_mem_table(vu::message &m)
+	{
+		const auto &t = std::get<vu::set_mem_table>(m.body).p;
+		guest_memory gm(t, m.fds); // throws: the message is refused
+		for (queue &x : q)
+			if (x.running) {
+				x.base = position(x); // resumes there with the new table
+				reconfigure(x);
+			}
+		mem.emplace(std::move(gm));
+		peer.base = mem->base();
+		peer.size = mem->size();
+		iotlb.peer_mem_size = mem->size();
+		// Old translations point into the old layout.
+		vpci_iotlb_del_to_end(&iotlb, 0);
+		if (!iommu())
+			for (const vu::region &r : mem->regions())
+				if (vpci_iotlb_add(&iotlb, r.gpa, r.size, r.offset, VPCI_PERM_RW))
+					throw std::runtime_error(fmt::format(
+						"region at GPA {:#x} does not fit the IOTLB", r.gpa));
+		spdlog::info("vhost-user: memory table with {} region(s), {} MiB mapped",
+			     mem->regions().size(), mem->size() >> 20);
+		return true;
+	}
+
+	bool on_vring_addr(const vu::vring_addr &a)
+	{
+		if (!check_queue(a.index, "SET_VRING_ADDR"))
+			return false;
+		static const std::vector<vu::region> none;
+		const auto r = vu::ring_addresses(a, iommu(), mem ? mem->regions() : none);
+		if (!r) {
+			spdlog::warn("vhost-user: SET_VRING_ADDR queue {}: ring address does not "
+				     "translate through the memory table",
+				     a.index);
+			return false;
+		}
+		queue &x = q[a.index];
+		reconfigure(x);
+		x.desc = r->desc;
+		x.avail = r->avail;
+		x.used = r->used;
+		x.addr_set = true;
+		return true;
+	}
+
+	bool on_iotlb(const vu::message &m, const vu::iotlb_msg &t)
+	{
+		auto reject = [&](const std::string &why) {
+			iotlb_rejected++;
+			spdlog::warn("iotlb: rejected {}: {}", m.to_string(), why);
+			return false;
+		};
+		if (!iommu())
+			return reject("ACCESS_PLATFORM not negotiated");
+		const vu::iotlb_check chk = vu::check_iotlb(t);
+		if (chk.error)
+			return reject(chk.error);
+		if (t.type == vu::iotlb_update) {
+			if (!mem)
+				return reject("no memory table");
+			auto off = vu::uaddr_to_offset(mem->regions(), t.uaddr, t.size);
+			if (!off)
+				return reject("user address range is not inside one memory region");
+			int err = vpci_iotlb_add(&iotlb, t.iova, t.size, *off, t.perm);
+			if (err)
+				return reject(fmt::format("vpci_iotlb_add: {}", err));
+			iotlb_updates++;
+			return true;
+		}
+		// INVALIDATE: applied before the ack (the caller sends it): the
+		// datapath runs in this thread and holds no translation between
+		// turns, so no access to the range can follow.
+		if (chk.to_end)
+			vpci_iotlb_del_to_end(&iotlb, t.iova);
+		else
+			vpci_iotlb_del(&iotlb, t.iova, t.size);
+		iotlb_invalidations++;
+		// A running queue whose rings no longer translate: a ring fault,
+		// stopped until VM1 disables the ring (kernel: vpci_dp_sync).
+		for (queue &x : q)
+			if (x.running && rings_mapped(x, false) != rings::mapped)
+				q_break(x, -EPROTO);
+		return true;
+	}
+
+	/** Apply one request; sets @p replied when it sent its own reply. */
+	bool handle(vu::message &m, bool &replied)
+	{
+		using namespace vu;
+		const auto req = static_cast<std::uint32_t>(m.req());
+		auto reply = [&](std::uint64_t v) {
+			reply_u64(req, v);
+			replied = true;
+			return true;
+		};
+		const std::uint64_t offered = f_protocol_features | default_device_features;
+
+		if (std::holds_alternative<get_features>(m.body))
+			return reply(offered);
+		if (auto *x = std::get_if<set_features>(&m.body)) {
+			if (x->p.u64 & ~offered) {
+				spdlog::warn("vhost-user: SET_FEATURES {:#x} acks bits not offered "
+					     "({:#x})",
+					     x->p.u64, offered);
+				return false;
+			}
+			features = x->p.u64 & ~f_protocol_features;
+			protocol_acked = x->p.u64 & f_protocol_features;
+			spdlog::info("vhost-user: features {:#x}{}", features,
+				     iommu() ? " (ACCESS_PLATFORM: addresses are IOVAs)"
+					     : " (addresses are GPAs)");
+			return true;
+		}
+		if (std::holds_alternative<get_protocol_features>(m.body))
+			return reply(offered_protocol_features);
+		if (auto *x = std::get_if<set_protocol_features>(&m.body)) {
+			if (x->p.u64 & ~offered_protocol_features)
+				return false;
+			protocol_features = x->p.u64;
+			return true;
+		}
+		if (std::holds_alternative<set_owner>(m.body))
+			return true;
+		if (std::holds_alternative<reset_owner>(m.body)) {
+			reset_session();
+			return true;
+		}
+		if (std::holds_alternative<get_queue_num>(m.body))
+			return reply(1);
+		if (std::holds_alternative<set_mem_table>(m.body))
+			return on_mem_table(m);
+		if (auto *x = std::get_if<set_vring_num>(&m.body)) {
+			if (!check_queue(x->p.index, "SET_VRING_NUM") || !valid_ring_size(x->p.num))
+				return false;
+			reconfigure(q[x->p.index]);
+			q[x->p.index].num = static_cast<std::uint16_t>(x->p.num);
+			return true;
+		}
+		if (auto *x = std::get_if<set_vring_addr>(&m.body))
+			return on_vring_addr(x->p);
+		if (auto *x = std::get_if<set_vring_base>(&m.body)) {
+			if (!check_queue(x->p.index, "SET_VRING_BASE") || x->p.num > 0xffff)
+				return false;
+			reconfigure(q[x->p.index]);
+			q[x->p.index].base = static_cast<std::uint16_t>(x->p.num);
+			return true;
+		}
+		if (auto *x = std::get_if<get_vring_base>(&m.body)) {
+			if (!check_queue(x->p.index, "GET_VRING_BASE"))
+				return false;
+			queue &v = q[x->p.index];
+			const std::uint16_t pos = position(v);
+			v.started = false; // until the next SET_VRING_KICK
+			reconfigure(v);
+			v.base = pos;
+			vring_state s{x->p.index, pos};
+			try {
+				conn->send_reply(req, &s, sizeof(s));
+			} catch (const std::system_error &e) {
+				spdlog::warn("vhost-user: GET_VRING_BASE reply failed: {}", e.what());
+			}
+			replied = true;
+			return true;
+		}
+		auto vring_fd = [&](std::uint64_t u, unique_fd queue::*which, const char *what) {
+			const auto i = vring_fd_index(u, nqueues);
+			if (!i) {
+				spdlog::warn("vhost-user: {}: bad index or unknown bits in {:#x}", what, u);
+				return std::optional<unsigned>();
+			}
+			q[*i].*which = m.fds.empty() ? unique_fd() : std::move(m.fds[0]);
+			return i;
+		};
+		if (auto *x = std::get_if<set_vring_kick>(&m.body)) {
+			auto i = vring_fd(x->p.u64, &queue::kick, "SET_VRING_KICK");
+			if (!i)
+				return false;
+			q[*i].started = true;
+			if (!protocol_acked)
+				q[*i].enabled = true; // without SET_VRING_ENABLE rings start enabled
+			return true;
+		}
+		if (auto *x = std::get_if<set_vring_call>(&m.body))
+			return vring_fd(x->p.u64, &queue::call, "SET_VRING_CALL").has_value();
+		if (auto *x = std::get_if<set_vring_err>(&m.body))
+			return vring_fd(x->p.u64, &queue::err, "SET_VRING_ERR").has_value();
+		if (auto *x = std::get_if<set_vring_enable>(&m.body)) {
+			if (!check_queue(x->p.index, "SET_VRING_ENABLE") || x->p.num > 1)
+				return false;
+			q[x->p.index].enabled = x->p.num;
+			return true;
+		}
+		if (std::holds_alternative<set_slave_req_fd>(m.body)) {
+			int fl = ::fcntl(m.fds[0].get(), F_GETFL);
+			if (fl < 0 || ::fcntl(m.fds[0].get(), F_SETFL, fl | O_NONBLOCK) < 0)
+				throw_errno("fcntl(back-end channel, O_NONBLOCK)");
+			slave.emplace(std::move(m.fds[0]));
+			return true;
+		}
+		if (auto *x = std::get_if<vu::iotlb>(&m.body))
+			return on_iotlb(m, x->p);
+		// SET_LOG_BASE / SET_LOG_FD: LOG_ALL is not offered.
+		spdlog::warn("vhost-user: {} not handled", m.to_string());
+		return false;
+	}
+
+	/** One message off the socket; false when there was none (or the session ended). */
+	bool handle_one()
+	{
+		auto r = conn->recv();
+		if (std::holds_alternative<vu::connection::eof>(r)) {
+			disconnect("EOF");
+			return false;
+		}
+		if (auto *e = std::get_if<vu::parse_error>(&r)) {
+			if (e->request == 0 && e->reason == "spurious wakeup")
+				return false;
+			spdlog::warn("vhost-user: rejected {} (flags {:#x}): {}",
+				     vu::request_name(e->request), e->flags, e->reason);
+			if (e->fatal) {
+				disconnect("framing error: " + e->reason);
+				return false;
+			}
+			if (e->flags & vu::flag_need_reply && !(e->flags & vu::flag_reply))
+				reply_u64(e->request, 1);
+			return true;
+		}
+		vu::message &m = std::get<vu::message>(r);
+		if (spdlog::should_log(spdlog::level::debug))
+			spdlog::debug("vhost-user: {}", m.to_string());
+		bool replied = false, ok;
+		{
+			// Applied (an invalidation included) before the reply.
+			dp_lock::control_guard g(lock);
+			msgs++;
+			try {
+				ok = handle(m, replied);
+			} catch (const std::exception &e) {
+				spdlog::error("vhost-user: {} failed: {}", m.to_string(), e.what());
+				ok = false;
+			}
+			sync();
+		}
+		if (!ok)
+			spdlog::warn("vhost-user: rejected {}", m.to_string());
+		if (!replied && m.need_reply())
+			reply_u64(static_cast<std::uint32_t>(m.req()), ok ? 0 : 1);
+		return true;
+	}
+
+	void disconnect(const std::string &why)
+	{
+		if (!conn)
+			return;
+		spdlog::info("vhost-user: front-end disconnected: {}", why);
+		{
+			dp_lock::control_guard g(lock);
+			reset_session();
+		}
+		conn.reset();
+	}
+
+	nlohmann::json queue_json(const queue &x) const
+	{
+		const queue_stats &s = x.st;
+		return {{"index", x.index},
+			{"running", x.running},
+			{"broken", x.broken},
+			{"last_avail", x.vr.last_avail},
+			{"used_idx", x.vr.used_idx},
+			{"packets", s.packets},
+			{"bytes", s.bytes},
+			{"dropped", s.dropped},
+			{"notify_sent", s.notify_sent},
+			{"notify_suppressed", s.notify_suppressed},
+			{"iotlb_misses", s.iotlb_misses},
+			{"stalls", s.stalls},
+			{"faults",
+			 {{"perm", s.fault_perm},
+			  {"miss_timeout", s.fault_miss_timeout},
+			  {"chain", s.fault_chain},
+			  {"head", s.fault_head},
+			  {"ring", s.fault_ring},
+			  {"desc", s.fault_desc}}}};
+	}
+};
+
+device::device(const config &cfg) : p_(std::make_unique<impl>(cfg)) {}
+device::~device() = default;
+
+bool device::attach(unique_fd sock)
+{
+	if (p_->conn) {
+		spdlog::warn("vhost-user: rejecting a second front-end connection");
+		return false;
+	}
+	{
+		dp_lock::control_guard g(p_->lock);
+		p_->reset_session();
+		p_->sessions++;
+	}
+	p_->conn.emplace(std::move(sock));
+	spdlog::info("vhost-user: front-end connected");
+	return true;
+}
+
+bool device::connected() const noexcept { return p_->conn.has_value(); }
+int device::fd() const noexcept { return p_->conn ? p_->conn->fd() : -1; }
+void device::disconnect(const std::string &why) { p_->disconnect(why); }
+
+unsigned device::poll_control()
+{
+	unsigned n = 0;
+	while (p_->conn && p_->handle_one())
+		n++;
+	return n;
+}
+
+unsigned device::poll_datapath()
+{
+	impl &d = *p_;
+	const auto t0 = clock::now();
+	d.lock.lock_datapath();
+	if (d.need_sync)
+		d.sync();
+	const unsigned work = d.tx_burst() + d.deliver();
+	bool act = d.pend_n || d.need_sync;
+	for (const queue &x : d.q)
+		act = act || x.running;
+	const auto t1 = clock::now();
+	auto ns = [](clock::duration x) {
+		return static_cast<std::uint64_t>(
+			std::chrono::duration_cast<std::chrono::nanoseconds>(x).count());
+	};
+	if (act) {
+		d.turns++;
+		d.idle_turns += !work;
+		d.active_ns += ns(t1 - (d.last_turn > t0 - std::chrono::milliseconds(1) ? d.last_turn : t0));
+		if (work)
+			d.busy_ns += ns(t1 - t0);
+	}
+	d.last_turn = t1;
+	d.active.store(act, std::memory_order_relaxed);
+	d.lock.unlock_datapath();
+	return work;
+}
+
+bool device::active() const noexcept { return p_->active.load(std::memory_order_relaxed); }
+
+nlohmann::json device::stats() const
+{
+	impl &d = *p_;
+	dp_lock::control_guard g(d.lock);
+	nlohmann::json queues = nlohmann::json::array();
+	for (const queue &x : d.q)
+		queues.push_back(d.queue_json(x));
+	return {{"connected", d.conn.has_value()},
+		{"sessions", d.sessions},
+		{"messages", d.msgs},
+		{"features", d.features},
+		{"pending_frames", d.pend_n},
+		{"turns", d.turns},
+		{"idle_turns", d.idle_turns},
+		{"active_ns", d.active_ns},
+		{"busy_ns", d.busy_ns},
+		{"iotlb",
+		 {{"updates", d.iotlb_updates},
+		  {"invalidations", d.iotlb_invalidations},
+		  {"rejected", d.iotlb_rejected},
+		  {"misses_sent", d.misses_sent},
+		  {"entries", d.iotlb.n},
+		  {"evictions", d.iotlb.evictions}}},
+		{"queues", queues}};
+}
+
+} // namespace vpci::hostdp
