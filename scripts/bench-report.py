@@ -372,14 +372,14 @@ def host_section(host):
                   if r["iter"] in bi and bi[r["iter"]]["pps"]]
         row = [key[0], key[1]]
         for rs in (a, b):
-            row += [fmt(med([r["pps"] / 1e6 for r in rs]), 3) if rs else "—",
+            row += [fmt(med([r["pps"] / 1e3 for r in rs]), 1) if rs else "—",
                     fmt(med([r["gbps"] for r in rs]), 2) if rs else "—",
                     f"{sum(r['lost'] for r in rs):,} / {sum(r['corrupt'] for r in rs):,}" if rs else "—"]
         row.append(mmm(ratios))
         rows.append(row)
     text = (f"memcpy: {fmt(host.get('memcpy_gbytes_per_s'))} GB/s.\n\n" +
-            table(("IOMMU", "size (B)", "vhost-pci core Mpkt/s", "Gbit/s", "lost / corrupt",
-                   "DPDK vhost PMD Mpkt/s", "Gbit/s", "lost / corrupt",
+            table(("IOMMU", "size (B)", "vhost-pci core kpkt/s", "Gbit/s", "lost / corrupt",
+                   "DPDK vhost PMD kpkt/s", "Gbit/s", "lost / corrupt",
                    "core/PMD min / median / max"), rows))
     return by, text
 
@@ -431,7 +431,10 @@ def clustered(png, title, ylabel, panels, series, tmp, logy=False):
             for label, vals in rows:
                 f.write('"%s" %s\n' % (label, " ".join(
                     "NaN" if v is None or (logy and v <= 0) else repr(v) for v in vals)))
-        plots = ", ".join(f"'{dat}' using {j + 2}:xtic(1) title '{s}'"
+        # A in purples, B in greens (p50 dark, p99 light where both).
+        colors = (["#7b2cbf", "#1b9e77"] if len(series) == 2 else
+                  ["#7b2cbf", "#c77dff", "#1b9e77", "#8fd9bf"])
+        plots = ", ".join(f"'{dat}' using {j + 2}:xtic(1) title '{s}' lc rgb '{colors[j % 4]}'"
                           for j, s in enumerate(series))
         lines += [f"set title '{ptitle}'", f"plot {plots}"]
     lines.append("unset multiplot")
@@ -473,12 +476,13 @@ def plots(vm, host_by, plotdir):
         if host_by:
             order = {"off": 0, "transient": 1, "pool": 2}
             rows = [(f"{k[0]} {k[1]} B", [
-                med([r["pps"] / 1e6 for r in host_by[k].get(p, [])]) if host_by[k].get(p) else None
+                med([r["pps"] / 1e3 for r in host_by[k].get(p, [])]) if host_by[k].get(p) else None
                 for p in ("vhost-pci-core", "dpdk-vhost-pmd")])
                 for k in sorted(host_by, key=lambda k: (order.get(k[0], 9), k[1]))]
             jobs.append(("host.png", clustered(
-                os.path.join(plotdir, "host.png"), "Host-only datapath (Mpkt/s, median)",
-                "Mpkt/s", [("", rows)], ["vhost-pci core", "DPDK vhost PMD"], tmp)))
+                os.path.join(plotdir, "host.png"),
+                "Host-only: simulated VM1, frames reflected (kpkt/s, median, log scale)",
+                "kpkt/s", [("", rows)], ["vhost-pci core", "DPDK vhost PMD"], tmp, logy=True)))
         for name, script in jobs:
             made[name] = gnuplot(script, tmp)
     return made
@@ -525,7 +529,8 @@ def report(args):
         "own netdev (topology `selftests/topologies/vm1vm2.json`).\n"
         "* **B, DPDK**: the same VM1 → `dpdk-testpmd` with two vhost-user ports "
         "(`iommu-support=1`, `--forward-mode=io`, ports paired, `--no-huge -m 1024`, the "
-        "forwarding lcore pinned to CPU 1) → VM2, an ordinary virtio-net guest behind "
+        "forwarding lcore pinned to CPU 1, which it shares with the guests: the machine has no "
+        "core to spare for it) → VM2, an ordinary virtio-net guest behind "
         "intel-iommu in the same mode (`selftests/topologies/vm1dpdkvm2.json`).\n"
         "* Both guests: Debian's kernel, 1 vCPU, 256 MiB. Traffic: `vpci-traffic` "
         "(UDP, sequence numbers, every payload byte checked), unpaced, batched `sendmmsg`, "
