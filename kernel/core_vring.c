@@ -118,8 +118,7 @@ static int vpci_vr_access16(struct vpci_vring *vr, u64 iova, __le16 *x,
 	__le16 *p;
 	int err;
 
-	err = vpci_iotlb_translate(vr->peer->iotlb, iova, sizeof(*x), perm,
-				   &off, &contig);
+	err = vpci_vr_translate(vr, iova, sizeof(*x), perm, &off, &contig);
 	if (err) {
 		vr->miss_iova = iova;
 		vr->miss_perm = perm;
