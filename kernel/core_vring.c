@@ -118,8 +118,7 @@ static int vpci_vr_access16(struct vpci_vring *vr, u64 iova, __le16 *x,
 	__le16 *p;
 	int err;
 
-	err = vpci_iotlb_translate(vr->peer->iotlb, iova, sizeof(*x), perm,
-				   &off, &contig);
+	err = vpci_vr_translate(vr, iova, sizeof(*x), perm, &off, &contig);
 	if (err) {
 		vr->miss_iova = iova;
 		vr->miss_perm = perm;
@@ -221,8 +220,9 @@ int vpci_vring_avail_idx(struct vpci_vring *vr, u16 *idx)
  * the miss is served); for a malformed chain the avail slot is consumed
  * and: -ERANGE (head out of range: nothing to complete), -ELOOP (chain
  * longer than the ring), -E2BIG (more than VPCI_CHAIN_MAX segments),
- * -EINVAL (zero length, wrapping range, readable after writable
- * descriptor, or an indirect descriptor, which is not offered); the caller
+ * -EINVAL (zero length, wrapping range, a chain of 4 GiB or more,
+ * readable after writable descriptor, or an indirect descriptor, which is
+ * not offered); the caller
  * completes c->head with length 0.
  */
 int vpci_vring_pop(struct vpci_vring *vr, u16 avail_idx, struct vpci_chain *c)
@@ -275,6 +275,8 @@ int vpci_vring_pop(struct vpci_vring *vr, u16 avail_idx, struct vpci_chain *c)
 		}
 		if ((flags & VPCI_VRING_DESC_F_INDIRECT) || !len ||
 		    !vpci_iotlb_range_ok(addr, len) ||
+		    /* the chain's total must fit the u32 lengths */
+		    len > ~0U - c->out_len - c->in_len ||
 		    (!(flags & VPCI_VRING_DESC_F_WRITE) && c->nin)) {
 			err = -EINVAL;
 			break;

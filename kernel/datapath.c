@@ -504,10 +504,11 @@ int vpci_poll(struct napi_struct *napi, int budget)
 			vpci_signal(q);
 		more = work == budget;
 	} else if (q->running) {
-		/* avail ring untranslated or corrupt */
-		if (vpci_vring_avail_idx(&q->vr, &avail) == -ENOENT)
-			vpci_stall(q);
-		else
+		/*
+		 * avail ring untranslated (wait for the miss, up to the miss
+		 * timeout) or corrupt: a ring fault either way.
+		 */
+		if (vpci_vring_avail_idx(&q->vr, &avail) != -ENOENT || !vpci_stall(q))
 			vpci_q_break(q, -EPROTO);
 	}
 	vpci_q_account_tlb(q);

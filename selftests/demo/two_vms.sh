@@ -64,7 +64,9 @@ import json, sys
 d = json.load(sys.stdin)
 qs = d["frontend"]["queues"][:2]
 print(", ".join("vq%d %s" % (i, q["notify"]) for i, q in enumerate(qs)),
-      "| backend cpu %ss" % d.get("cpu_seconds", "n/a"))' 2>&1)
+      "| backend cpu %.2f s since start, %d calls and %d kicks relayed" % (
+          d.get("cpu_seconds", 0), sum(q.get("calls_relayed", 0) for q in qs),
+          sum(q.get("kicks_relayed", 0) for q in qs)))' 2>&1)
 echo "    $wiring"
 
 echo

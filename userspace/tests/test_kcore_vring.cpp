@@ -271,6 +271,15 @@ INSTANTIATE_TEST_SUITE_P(
 				 v.post(0);
 			 },
 			 -EINVAL, true},
+		BadChain{"length_sum_wraps_32_bits",
+			 [](Vm1 &v) {
+				 // 2 GiB + 2 GiB + 256 would sum to 256 in a u32.
+				 v.set_desc(0, kIova, 0x80000000, VPCI_VRING_DESC_F_NEXT, 1);
+				 v.set_desc(1, kIova, 0x80000000, VPCI_VRING_DESC_F_NEXT, 2);
+				 v.set_desc(2, kIova + 0x20000, 0x100, 0);
+				 v.post(0);
+			 },
+			 -EINVAL, true},
 		BadChain{"head_out_of_range", [](Vm1 &v) { v.post(kNum + 3); }, -ERANGE, false},
 		BadChain{"avail_jump",
 			 [](Vm1 &v) { v.put<u16>(v.avail + 2, htole16(kNum + 1)); }, -EPROTO, false}),
