@@ -228,7 +228,7 @@ std::uint16_t vm1::take_tx_slot()
 
 bool vm1::send(std::uint64_t seq, std::uint32_t size, std::uint64_t tx_ns)
 {
-	if (tx_free_.empty() || !tx.free_count())
+	if (tx_free_.empty() || !tx.free_count() || !tx.avail_room())
 		return false;
 	if (size + net_hdr_size > page_size)
 		throw std::invalid_argument(fmt::format("frame size {} exceeds a buffer slot", size));

@@ -43,6 +43,12 @@ std::optional<std::uint16_t> vring_driver::add(std::span<const seg> segs, std::u
 {
 	if (segs.empty() || segs.size() > 0xffff)
 		return std::nullopt;
+	// The avail ring holds num entries the device has not completed: a
+	// fault that posted an entry without a descriptor of its own (a head
+	// twice, a head out of range) takes a slot until it is used, or VM1
+	// would run more than a ring ahead, which the device rightly refuses.
+	if (!avail_room())
+		return std::nullopt;
 	auto chain = alloc_chain(static_cast<std::uint16_t>(segs.size()), token);
 	if (!chain)
 		return std::nullopt;

@@ -96,6 +96,12 @@ public:
 	std::uint16_t num() const noexcept { return l_.num; }
 	const vring_layout &layout() const noexcept { return l_; }
 	std::uint16_t free_count() const noexcept { return num_free_; }
+	/** Avail entries that may be added before the ring holds num not yet used. */
+	std::uint16_t avail_room() const noexcept
+	{
+		const auto out = static_cast<std::uint16_t>(avail_shadow_ - last_used_);
+		return out >= l_.num ? 0 : static_cast<std::uint16_t>(l_.num - out);
+	}
 
 	/**
 	 * Chain @p segs into free descriptors and put the head in the avail
