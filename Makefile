@@ -83,7 +83,7 @@ fuzz: deps
 # Benchmarks: the core micro-benchmark, the host-only matrix (if
 # scripts/bench-host.sh exists) and VM to VM against DPDK testpmd; rewrites
 # docs/benchmarks.md and docs/bench/*.png (15-25 min on 2 cores, with load).
-# Not part of check; bench-smoke (about 3.5 min) checks the machinery.
+# Not part of check; bench-smoke (about 2 min) checks the machinery.
 bench: module userspace
 	@$(REPO)/scripts/bench.sh $(BUILD)/bench
 
