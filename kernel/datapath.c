@@ -26,9 +26,12 @@
 /*
  * Count a fault of VM1's on @q, trace it and report it on the netlink
  * "events" group.  @iova/@len: what was being accessed (0 when unknown, e.g.
- * a malformed descriptor).  Called under dp_lock, possibly in softirq.
+ * a malformed descriptor).  @ring: the queue stops for it (vpci_q_break()),
+ * counted as a ring fault whatever @err says about the access that failed.
+ * Called under dp_lock, possibly in softirq.
  */
-static void vpci_fault(struct vpci_queue *q, int err, u64 iova, u64 len)
+static void __vpci_fault(struct vpci_queue *q, int err, bool ring, u64 iova,
+			 u64 len)
 {
 	struct vpci_event ev = {
 		.type = VPCI_EVENT_FAULT,
@@ -38,7 +41,7 @@ static void vpci_fault(struct vpci_queue *q, int err, u64 iova, u64 len)
 		.err = err,
 	};
 
-	switch (err) {
+	switch (ring ? -EPROTO : err) {
 	case -EACCES:
 		vpci_q_add(q, &q->stats.fault_perm, 1);
 		ev.reason = VPCI_FAULT_PERM;
@@ -75,6 +78,12 @@ static void vpci_fault(struct vpci_queue *q, int err, u64 iova, u64 len)
 	vpci_nl_event(q->vdev, &ev);
 	netdev_warn_once(q->vdev->netdev, "queue %u: fault %d from peer (see ethtool -S)\n",
 			 q->index, err);
+}
+
+/* A fault on one chain or access; the queue goes on.  Under dp_lock. */
+static void vpci_fault(struct vpci_queue *q, int err, u64 iova, u64 len)
+{
+	__vpci_fault(q, err, false, iova, len);
 }
 
 /*
@@ -156,7 +165,7 @@ static void vpci_signal(struct vpci_queue *q)
 /* Stop serving a queue for good after a ring-level fault (VM1 reset recovers). */
 static void vpci_q_break(struct vpci_queue *q, int err)
 {
-	vpci_fault(q, err, err == -EPROTO ? 0 : q->vr.miss_iova, 0);
+	__vpci_fault(q, err, true, err == -EPROTO ? 0 : q->vr.miss_iova, 0);
 	q->running = false;
 	/* Not restarted by the next config change: only a ring reset. */
 	q->broken = true;

@@ -285,13 +285,14 @@ struct device::impl {
 	/** Stop @p x for good after a ring-level fault, until VM1 disables it. */
 	void q_break(queue &x, int err)
 	{
-		fault(x, err, err == -EPROTO ? 0 : x.vr.miss_iova, 0);
+		// A ring fault whatever the failed access was (kernel: __vpci_fault).
+		fault(x, err, err == -EPROTO ? 0 : x.vr.miss_iova, 0, true);
 		x.running = false;
 		x.broken = true;
 		spdlog::error("queue {}: stopped after a ring fault ({})", x.index, err);
 	}
 
-	void fault(queue &x, int err, std::uint64_t iova, std::uint64_t len)
+	void fault(queue &x, int err, std::uint64_t iova, std::uint64_t len, bool ring = false)
 	{
 		// The kernel's reasons (vpci_fault); anything else is a bad descriptor.
 		static constexpr struct {
@@ -307,7 +308,7 @@ struct device::impl {
 		std::uint64_t queue_stats::*counter = &queue_stats::fault_desc;
 		const char *reason = "desc";
 		for (const auto &k : kinds)
-			if (k.err == err) {
+			if (k.err == (ring ? -EPROTO : err)) {
 				counter = k.counter;
 				reason = k.reason;
 			}
