@@ -152,6 +152,23 @@ netdev_of()
 	ls "/sys/bus/pci/devices/$1/net" 2>/dev/null | head -n1
 }
 
+# vpci_up: insmod the driver, bring its interface up with VPCI_VM2_ADDR.
+# Sets dev (PCI address) and ifname.  False (with a diag) on any failure.
+vpci_up()
+{
+	insmod "$VPCI_KO" || { diag "insmod $VPCI_KO failed"; return 1; }
+	dev=$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")
+	ifname=$(netdev_of "$dev")
+	[ -n "$ifname" ] || { diag "no interface on $dev"; return 1; }
+	ip addr add "$VPCI_VM2_ADDR" dev "$ifname" && ip link set dev "$ifname" up
+}
+
+# True once the driver started both of VM1's virtqueues (dmesg).
+vpci_queues_started()
+{
+	[ "$(dmesg | grep -c 'queue [01]: started')" -ge 2 ]
+}
+
 # The vhost_pci_net interface (after insmod), and the first virtio-net one;
 # false while there is none.
 vpci_netdev()

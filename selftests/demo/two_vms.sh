@@ -12,17 +12,11 @@ step() { echo; echo "==> $*"; }
 summary=()
 
 step "insmod vhost_pci_net.ko"
-insmod "$VPCI_KO" || exit 1
-dev=$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")
-ifname=$(netdev_of "$dev")
-[ -n "$ifname" ] || { echo "no interface: the driver did not bind"; exit 1; }
-ip addr add "$VPCI_VM2_ADDR" dev "$ifname"
-ip link set dev "$ifname" up
+vpci_up || { echo "the driver did not come up"; exit 1; }
 dmesg | grep vhost_pci_net | sed 's/^/    /'
 
 step "waiting for VM1's virtio-net to start its queues"
-started() { [ "$(dmesg | grep -c 'queue [01]: started')" -ge 2 ]; }
-if ! wait_until 120 started; then
+if ! wait_until 120 vpci_queues_started; then
 	echo "VM1 did not start its queues"
 	exit 1
 fi

@@ -22,14 +22,9 @@ has() {
 	done
 }
 
-check "insmod vhost_pci_net" insmod "$VPCI_KO"
-dev=$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")
-ifname=$(netdev_of "$dev")
+check "insmod vhost_pci_net, $VPCI_VM2_ADDR up" vpci_up
 dbg=/sys/kernel/debug/vhost_pci_net/$dev
-ip addr add "$VPCI_VM2_ADDR" dev "$ifname"
-ip link set dev "$ifname" up
-started() { [ "$(dmesg | grep -c 'queue [01]: started')" -ge 2 ]; }
-wait_until 120 started && wait_until 30 ping -c 1 -W 1 "$VPCI_VM1_IP" >/dev/null
+wait_until 120 vpci_queues_started && wait_until 30 ping -c 1 -W 1 "$VPCI_VM1_IP" >/dev/null
 log_test $? "VM1 reachable"
 
 out=$("$NL" status "$ifname")

@@ -11,12 +11,6 @@ source "$(dirname "$0")/../lib.sh"
 tap_begin 10
 
 vm1() { host vm vm1 "$@"; }
-setup_vm2() {
-	insmod "$VPCI_KO" || return 1
-	dev=$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")
-	ifname=$(netdev_of "$dev")
-	ip addr add "$VPCI_VM2_ADDR" dev "$ifname" && ip link set dev "$ifname" up
-}
 reachable() { wait_until "${1:-60}" ping -c 1 -W 1 "$VPCI_VM1_IP" >/dev/null; }
 no_loss() {
 	local out
@@ -25,7 +19,7 @@ no_loss() {
 	echo "$out" | grep -q ' 0% packet loss'
 }
 
-setup_vm2 && reachable 120 && no_loss 10
+vpci_up && reachable 120 && no_loss 10
 log_test $? "VM2 -> VM1: 10 pings, zero loss"
 
 vm1 "ping -c 10 -i 0.1 -W 2 ${VPCI_VM2_ADDR%/*}"
@@ -39,7 +33,7 @@ vm1 'rmmod virtio_net && modprobe virtio_net && sleep 1 &&
      ip link set dev $i up && ip addr add 169.254.100.1/16 dev $i && echo $i'
 log_test $? "VM1 reloads virtio_net (${HOST_OUT:-?})"
 
-wait_until 60 eval '[ "$(dmesg | grep -c "queue [01]: started")" -ge 2 ]'
+wait_until 60 vpci_queues_started
 log_test $? "VM2 saw VM1's rings stop and start again"
 dmesg | grep -E 'queue [01]: (stopped|started)' | sed 's/^/# /'
 
@@ -56,7 +50,7 @@ log_test $rc "traffic resumes after VM1's reset: 20 pings, zero loss"
 rmmod vhost_pci_net
 log_test $? "VM2 unloads the driver while VM1 stays up"
 
-setup_vm2 && reachable 60 && no_loss 20
+vpci_up && reachable 60 && no_loss 20
 log_test $? "driver reloaded, traffic resumes: 20 pings, zero loss"
 
 vm1 "ping -c 10 -i 0.1 -W 2 ${VPCI_VM2_ADDR%/*}"

@@ -9,13 +9,8 @@ source "$(dirname "$0")/../lib.sh"
 
 tap_begin 11
 
-check "insmod vhost_pci_net" insmod "$VPCI_KO"
-dev=$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")
-ifname=$(netdev_of "$dev")
-ip addr add "$VPCI_VM2_ADDR" dev "$ifname"
-ip link set dev "$ifname" up
-started() { [ "$(dmesg | grep -c 'queue [01]: started')" -ge 2 ]; }
-wait_until 120 started && wait_until 30 ping -c 1 -W 1 "$VPCI_VM1_IP" >/dev/null
+check "insmod vhost_pci_net, $VPCI_VM2_ADDR up" vpci_up
+wait_until 120 vpci_queues_started && wait_until 30 ping -c 1 -W 1 "$VPCI_VM1_IP" >/dev/null
 log_test $? "VM1 reachable in interrupt mode"
 
 ethtool --show-priv-flags "$ifname" | grep -q 'poll-mode *: off'

@@ -9,14 +9,9 @@ source "$(dirname "$0")/../lib.sh"
 
 tap_begin 9
 
-check "insmod vhost_pci_net" insmod "$VPCI_KO"
-dev=$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")
-ifname=$(netdev_of "$dev")
-ip addr add "$VPCI_VM2_ADDR" dev "$ifname"
-ip link set dev "$ifname" up
+check "insmod vhost_pci_net, $VPCI_VM2_ADDR up" vpci_up
 
-started() { [ "$(dmesg | grep -c 'queue [01]: started')" -ge 2 ]; }
-wait_until 120 started
+wait_until 120 vpci_queues_started
 log_test $? "both of VM1's virtqueues served"
 dmesg | grep -E 'queue [01]: (started|rings)' | sed 's/^/# /'
 

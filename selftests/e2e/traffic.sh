@@ -16,11 +16,7 @@ RATE=${VPCI_TEST_RATE:-1000}
 vm1() { host vm vm1 "$@"; }
 VM2_IP=${VPCI_VM2_ADDR%/*}
 
-insmod "$VPCI_KO" && {
-	dev=$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")
-	ifname=$(netdev_of "$dev")
-	ip addr add "$VPCI_VM2_ADDR" dev "$ifname" && ip link set dev "$ifname" up
-} && wait_until 120 ping -c 1 -W 1 "$VPCI_VM1_IP" >/dev/null
+vpci_up && wait_until 120 ping -c 1 -W 1 "$VPCI_VM1_IP" >/dev/null
 log_test $? "VM1 reachable"
 
 # fq_codel drops what waits > 5 ms in VM2's queue, and under TCG with
