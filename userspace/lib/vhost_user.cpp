@@ -252,12 +252,32 @@ bool read_full(int fd, void *buf, std::size_t len, int timeout_ms)
 	return true;
 }
 
-} // namespace
-
-connection::result connection::recv(int payload_timeout_ms)
-{
+/** What recv_header() got. */
+struct received_header {
+	/** recvmsg()'s return: bytes (0: EOF), or -1 with @c err set. */
+	ssize_t n = -1;
+	int err = 0;
+	/** The header, all of it if @c whole. */
 	std::uint32_t hdr[3] = {};
-	iovec iov{hdr, sizeof(hdr)};
+	bool whole = false;
+	/** Every fd that came with it, owned from the moment recvmsg() returned. */
+	std::vector<unique_fd> fds;
+	/** MSG_CTRUNC: more than max_fds were attached (the kernel closed the rest). */
+	bool ctrunc = false;
+};
+
+/**
+ * The receiving half both ends share: one non-blocking recvmsg() for the
+ * header and its SCM_RIGHTS fds, then the rest of the header if it came
+ * short, waiting up to @p timeout_ms for each chunk.  The fds are taken
+ * into unique_fd before anything is checked, so whatever the caller
+ * rejects the message for (EOF, truncation, too many fds, a bad header)
+ * closes them instead of leaking them.
+ */
+received_header recv_header(int sock, int timeout_ms)
+{
+	received_header r;
+	iovec iov{r.hdr, sizeof(r.hdr)};
 	alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * max_fds)];
 	msghdr mh{};
 	mh.msg_iov = &iov;
@@ -265,17 +285,14 @@ connection::result connection::recv(int payload_timeout_ms)
 	mh.msg_control = cbuf;
 	mh.msg_controllen = sizeof(cbuf);
 
-	ssize_t n;
 	do
-		n = ::recvmsg(sock_.get(), &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
-	if (n < 0) {
+		r.n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	while (r.n < 0 && errno == EINTR);
+	if (r.n < 0) {
 		// Nothing was received: cbuf is uninitialised, not control data.
-		if (errno == EAGAIN)
-			return parse_error{false, 0, 0, "spurious wakeup"};
-		return parse_error{true, 0, 0, fmt::format("recvmsg: {}", std::strerror(errno))};
+		r.err = errno;
+		return r;
 	}
-	std::vector<unique_fd> fds;
 	for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
@@ -283,18 +300,34 @@ connection::result connection::recv(int payload_timeout_ms)
 		for (std::size_t i = 0; i < nfd; i++) {
 			int fd;
 			std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			fds.emplace_back(fd);
+			r.fds.emplace_back(fd);
 		}
 	}
-	const bool ctrunc = mh.msg_flags & MSG_CTRUNC;
-	if (n == 0)
+	r.ctrunc = mh.msg_flags & MSG_CTRUNC;
+	const auto got = static_cast<std::size_t>(r.n);
+	r.whole = got == header_size ||
+		  (got > 0 && read_full(sock, reinterpret_cast<std::uint8_t *>(r.hdr) + got,
+					header_size - got, timeout_ms));
+	return r;
+}
+
+} // namespace
+
+connection::result connection::recv(int payload_timeout_ms)
+{
+	received_header h = recv_header(sock_.get(), payload_timeout_ms);
+	if (h.n < 0) {
+		if (h.err == EAGAIN)
+			return parse_error{false, 0, 0, "spurious wakeup"};
+		return parse_error{true, 0, 0, fmt::format("recvmsg: {}", std::strerror(h.err))};
+	}
+	if (h.n == 0)
 		return eof{};
-	if (static_cast<std::size_t>(n) < header_size &&
-	    !read_full(sock_.get(), reinterpret_cast<std::uint8_t *>(hdr) + n,
-		       header_size - static_cast<std::size_t>(n), payload_timeout_ms))
+	if (!h.whole)
 		return parse_error{true, 0, 0,
-				   fmt::format("truncated header ({} of {} bytes)", n, header_size)};
-	const std::uint32_t req = hdr[0], flags = hdr[1], size = hdr[2];
+				   fmt::format("truncated header ({} of {} bytes)", h.n,
+					       header_size)};
+	const std::uint32_t req = h.hdr[0], flags = h.hdr[1], size = h.hdr[2];
 	if (size > max_payload)
 		return parse_error{true, req, flags,
 				   fmt::format("payload size {} exceeds {}", size, max_payload)};
@@ -302,12 +335,12 @@ connection::result connection::recv(int payload_timeout_ms)
 	if (size && !read_full(sock_.get(), payload.data(), size, payload_timeout_ms))
 		return parse_error{true, req, flags,
 				   fmt::format("truncated payload (expected {} bytes)", size)};
-	if (ctrunc) {
-		fds.clear(); // close what did arrive
+	if (h.ctrunc) {
+		h.fds.clear(); // close what did arrive
 		return parse_error{false, req, flags,
 				   fmt::format("more than {} fds attached", max_fds)};
 	}
-	auto r = parse(req, flags, payload, std::move(fds));
+	auto r = parse(req, flags, payload, std::move(h.fds));
 	if (auto *m = std::get_if<message>(&r))
 		return std::move(*m);
 	return std::get<parse_error>(r);
@@ -472,46 +505,29 @@ std::optional<raw_message> recv_raw(int sock, int timeout_ms)
 	if (r == 0)
 		return std::nullopt;
 
-	std::uint32_t hdr[3] = {};
-	iovec iov{hdr, sizeof(hdr)};
-	alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * max_fds)];
-	msghdr mh{};
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = cbuf;
-	mh.msg_controllen = sizeof(cbuf);
-	ssize_t n;
-	do
-		n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
-	if (n < 0 && errno == EAGAIN)
+	// h.ctrunc is not checked: a message that carried more than max_fds
+	// comes back with the max_fds that did arrive.
+	received_header h = recv_header(sock, 1000);
+	if (h.n < 0 && h.err == EAGAIN)
 		return std::nullopt;
-	if (n < 0)
+	if (h.n < 0) {
+		errno = h.err;
 		throw_errno("recvmsg(vhost-user)");
-	raw_message m;
-	for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		std::size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (std::size_t i = 0; i < nfd; i++) {
-			int fd;
-			std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			m.fds.emplace_back(fd);
-		}
 	}
-	if (n == 0)
+	if (h.n == 0)
 		throw std::runtime_error("vhost-user: peer closed the connection");
-	if (static_cast<std::size_t>(n) < header_size &&
-	    !read_full(sock, reinterpret_cast<std::uint8_t *>(hdr) + n,
-		       header_size - static_cast<std::size_t>(n), 1000))
+	if (!h.whole)
 		throw std::runtime_error("vhost-user: truncated header");
-	m.req = hdr[0];
-	m.flags = hdr[1];
-	if (hdr[2] > max_payload)
+	const std::uint32_t size = h.hdr[2];
+	raw_message m;
+	m.req = h.hdr[0];
+	m.flags = h.hdr[1];
+	m.fds = std::move(h.fds);
+	if (size > max_payload)
 		throw std::runtime_error(fmt::format("vhost-user: {} payload of {} bytes",
-						     request_name(m.req), hdr[2]));
-	m.payload.resize(hdr[2]);
-	if (hdr[2] && !read_full(sock, m.payload.data(), hdr[2], 1000))
+						     request_name(m.req), size));
+	m.payload.resize(size);
+	if (size && !read_full(sock, m.payload.data(), size, 1000))
 		throw std::runtime_error(fmt::format("vhost-user: truncated {} payload",
 						     request_name(m.req)));
 	return m;

@@ -30,18 +30,6 @@ constexpr std::uint64_t kRam = 4 << 20;
 constexpr std::uint64_t kUaddr = 0x7f0000000000ULL; // QEMU's mapping of RAM
 constexpr std::uint64_t kPlatform = 1ULL << 33, kVersion1 = 1ULL << 32;
 
-struct reply {
-	std::uint32_t req = 0, flags = 0;
-	std::vector<std::uint8_t> payload;
-	std::uint64_t u64() const
-	{
-		std::uint64_t v = ~0ULL;
-		if (payload.size() >= 8)
-			std::memcpy(&v, payload.data(), 8);
-		return v;
-	}
-};
-
 class VhostUserTest : public ::testing::Test {
 protected:
 	static backend_config config(const temp_dir &d)
@@ -74,16 +62,16 @@ protected:
 	}
 	vpci_ctrl &ctrl() { return be_.control().raw(); }
 
+	/**
+	 * Send a request as the front-end would, then let the backend read it.
+	 * Any request number and payload size go through, so malformed ones
+	 * can be sent too; more than max_fds needs vu::send_raw().
+	 */
 	void send(std::uint32_t req, const void *p, std::size_t len, std::vector<int> fds = {},
 		  bool need_reply = false)
 	{
-		std::vector<std::uint8_t> buf(vu::header_size + len);
-		std::uint32_t hdr[3] = {req, vu::version | (need_reply ? vu::flag_need_reply : 0u),
-					static_cast<std::uint32_t>(len)};
-		std::memcpy(buf.data(), hdr, sizeof(hdr));
-		if (len)
-			std::memcpy(buf.data() + vu::header_size, p, len);
-		vu::send_raw(sock_.get(), buf.data(), buf.size(), fds);
+		const std::uint32_t flags = vu::version | (need_reply ? vu::flag_need_reply : 0u);
+		vu::send_message(sock_.get(), req, flags, p, len, fds);
 		pump();
 	}
 	void send_u64(vu::request r, std::uint64_t v, bool need_reply = true, std::vector<int> fds = {})
@@ -96,34 +84,30 @@ protected:
 		send(static_cast<std::uint32_t>(r), &p, sizeof(p), std::move(fds), need_reply);
 	}
 
-	/** Read one reply from @p fd, pumping the backend meanwhile. */
-	std::optional<reply> recv_from(int fd, int ms = 3000)
+	/**
+	 * Read one message from @p fd, pumping the backend meanwhile: it runs
+	 * in this thread, so recv_raw() must not block waiting for it.  EOF
+	 * or a malformed message throws (the test fails).
+	 */
+	std::optional<vu::raw_message> recv_from(int fd, int ms = 3000)
 	{
 		for (auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
 		     std::chrono::steady_clock::now() < end;) {
-			if (readable(fd)) {
-				reply r;
-				std::uint32_t hdr[3];
-				if (::recv(fd, hdr, sizeof(hdr), MSG_WAITALL) != sizeof(hdr))
-					return std::nullopt;
-				r.req = hdr[0];
-				r.flags = hdr[1];
-				r.payload.resize(hdr[2]);
-				if (hdr[2] && ::recv(fd, r.payload.data(), hdr[2], MSG_WAITALL) !=
-						      static_cast<ssize_t>(hdr[2]))
-					return std::nullopt;
-				return r;
-			}
+			if (auto m = vu::recv_raw(fd, 0))
+				return m;
 			be_.run_once(5);
 		}
 		return std::nullopt;
 	}
-	std::optional<reply> recv_reply(int ms = 3000) { return recv_from(sock_.get(), ms); }
+	std::optional<vu::raw_message> recv_reply(int ms = 3000)
+	{
+		return recv_from(sock_.get(), ms);
+	}
 	std::uint64_t ack(int ms = 3000)
 	{
 		auto r = recv_reply(ms);
 		EXPECT_TRUE(r) << "no reply";
-		return r ? r->u64() : ~0ULL;
+		return r ? r->u64().value_or(~0ULL) : ~0ULL;
 	}
 
 	/** Play VM2's driver: bound with @p features, ring the doorbell. */
@@ -967,10 +951,10 @@ TEST_F(ReannounceTest, BurstOfCallFdsCostsOneReannouncement)
 	std::vector<unique_fd> calls;
 	for (std::uint64_t q = 0; q < 4; q++) {
 		calls.push_back(make_eventfd());
-		std::uint32_t msg[5] = {static_cast<std::uint32_t>(vu::request::set_vring_call),
-					vu::version | vu::flag_need_reply, 8};
-		std::memcpy(&msg[3], &q, 8);
-		vu::send_raw(sock_.get(), msg, sizeof(msg), {calls.back().get()});
+		// Not send(): the backend must not run between them.
+		const auto req = static_cast<std::uint32_t>(vu::request::set_vring_call);
+		vu::send_message(sock_.get(), req, vu::version | vu::flag_need_reply, &q, sizeof(q),
+				 {calls.back().get()});
 	}
 	for (int i = 0; i < 4; i++)
 		EXPECT_EQ(ack(), 0u);
@@ -1125,9 +1109,13 @@ TEST_F(VhostUserTest, BadInputRejected)
 		many.push_back(make_eventfd());
 		raw.push_back(many.back().get());
 	}
-	std::uint64_t v = 0;
-	send(static_cast<std::uint32_t>(vu::request::set_vring_kick), &v, 8, raw, true);
+	// send_message() refuses more than max_fds: build this one by hand.
+	std::uint32_t kick[5] = {static_cast<std::uint32_t>(vu::request::set_vring_kick),
+				 vu::version | vu::flag_need_reply, 8};
+	vu::send_raw(sock_.get(), kick, sizeof(kick), raw);
+	pump();
 	EXPECT_EQ(ack(), 1u) << "too many fds";
+	std::uint64_t v = 0;
 	send(static_cast<std::uint32_t>(vu::request::set_vring_kick), &v, 8, {raw[0], raw[1]}, true);
 	EXPECT_EQ(ack(), 1u) << "two fds for one";
 	send_u64(vu::request::set_log_base, 0, true);
