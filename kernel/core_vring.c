@@ -379,6 +379,105 @@ void vpci_vring_unpop(struct vpci_vring *vr)
 	vr->last_avail--;
 }
 
+/*
+ * The first untranslated byte of [@iova, @iova + @len) for access @perm:
+ * -ENOENT with *@miss set, 0 when all of it translates, or another error.
+ */
+static int vpci_vr_first_miss(struct vpci_vring *vr, u64 iova, u64 len,
+			      u32 perm, u64 *miss)
+{
+	u64 off, contig;
+	int err;
+
+	while (len) {
+		err = vpci_vr_translate(vr, iova, len, perm, &off, &contig);
+		if (err) {
+			*miss = iova;
+			return err;
+		}
+		iova += contig;
+		len -= contig;
+	}
+	return 0;
+}
+
+/* Record @iova/@perm in @out unless it is on the page of one already there. */
+static unsigned int vpci_prefetch_add(struct vpci_prefetch *out, unsigned int n,
+				      unsigned int max, u64 iova, u32 perm)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		if (out[i].iova >> VPCI_PREFETCH_PAGE_SHIFT ==
+		    iova >> VPCI_PREFETCH_PAGE_SHIFT)
+			return n;
+	if (n == max)
+		return n;
+	out[n].iova = iova;
+	out[n].perm = perm;
+	return n + 1;
+}
+
+/**
+ * vpci_vring_prefetch() - the translations chains not yet taken will miss
+ * @vr: the ring
+ * @avail_idx: index from vpci_vring_avail_idx()
+ * @max_chains: how many chains from last_avail on to look at
+ * @scratch: a chain to parse into (its contents are lost)
+ * @out: set to the first untranslated address of each buffer and
+ *	descriptor-table page that has one, one per 4 KiB page
+ * @max: room in @out
+ *
+ * Reads the avail ring and descriptors as vpci_vring_pop() would, through
+ * the same checked translations, and consumes nothing: last_avail and the
+ * miss address are as they were.  A malformed chain is skipped (the real
+ * pop reports it); a ring or descriptor that does not translate ends the
+ * walk.  Lets a queue that stalls on one miss ask for the whole burst's
+ * translations at once, instead of one round trip to VM1 per chain.
+ *
+ * Return: the number of entries in @out.
+ */
+unsigned int vpci_vring_prefetch(struct vpci_vring *vr, u16 avail_idx,
+				 unsigned int max_chains,
+				 struct vpci_chain *scratch,
+				 struct vpci_prefetch *out, unsigned int max)
+{
+	u16 last_avail = vr->last_avail, bad_avail = vr->bad_avail;
+	u64 miss_iova = vr->miss_iova;
+	u32 miss_perm = vr->miss_perm;
+	unsigned int n = 0, c, k;
+	u64 iova;
+	int err;
+
+	for (c = 0; c < max_chains && n < max; c++) {
+		err = vpci_vring_pop(vr, avail_idx, scratch);
+		if (!err)
+			break;
+		if (err == -ENOENT || err == -EACCES) {
+			/* The ring itself: nothing behind it can be read. */
+			if (err == -ENOENT)
+				n = vpci_prefetch_add(out, n, max, vr->miss_iova,
+						      vr->miss_perm);
+			break;
+		}
+		if (err < 0)
+			continue;
+		for (k = 0; k < scratch->nout + scratch->nin && n < max; k++) {
+			u32 perm = k < scratch->nout ? VPCI_PERM_RO : VPCI_PERM_WO;
+
+			if (vpci_vr_first_miss(vr, scratch->seg[k].addr,
+					       scratch->seg[k].len, perm,
+					       &iova) == -ENOENT)
+				n = vpci_prefetch_add(out, n, max, iova, perm);
+		}
+	}
+	vr->last_avail = last_avail;
+	vr->bad_avail = bad_avail;
+	vr->miss_iova = miss_iova;
+	vr->miss_perm = miss_perm;
+	return n;
+}
+
 /**
  * vpci_vring_push() - add a used element (not yet visible to VM1)
  * @vr: the ring

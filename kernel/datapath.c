@@ -86,6 +86,103 @@ static void vpci_fault(struct vpci_queue *q, int err, u64 iova, u64 len)
 	__vpci_fault(q, err, false, iova, len);
 }
 
+/* @q's outstanding miss on @page, or NULL.  Under dp_lock. */
+static struct vpci_miss *vpci_miss_find(struct vpci_queue *q, u64 page)
+{
+	unsigned int i;
+
+	for (i = 0; i < q->nmisses; i++)
+		if (q->misses[i].page == page)
+			return &q->misses[i];
+	return NULL;
+}
+
+static void vpci_miss_forget(struct vpci_queue *q, struct vpci_miss *m)
+{
+	*m = q->misses[--q->nmisses];
+}
+
+/*
+ * Post a miss for @iova on @q's behalf and remember it until answered.
+ * @ahead: for a chain behind the one the queue waits on; such a miss is
+ * not posted when the table is full, while the one waited for takes the
+ * oldest entry's place.  Returns true when posted (ring the backend).
+ * Under dp_lock.
+ */
+static bool vpci_miss_post(struct vpci_queue *q, u64 iova, u32 perm,
+			   bool ahead)
+{
+	struct vpci_dev *vdev = q->vdev;
+	struct vpci_miss *m;
+	unsigned int i;
+
+	if (q->nmisses == VPCI_MISS_SLOTS) {
+		if (ahead)
+			return false;
+		m = &q->misses[0];
+		for (i = 1; i < q->nmisses; i++)
+			if (time_before(q->misses[i].since, m->since))
+				m = &q->misses[i];
+	} else {
+		m = &q->misses[q->nmisses];
+	}
+	/* d2b full: nothing remembered, the next look posts it again. */
+	if (vpci_post_miss(vdev, q->index, iova, perm))
+		return false;
+	if (m == &q->misses[q->nmisses])
+		q->nmisses++;
+	m->page = iova >> VPCI_PREFETCH_PAGE_SHIFT;
+	m->since = jiffies;
+	vpci_q_add(q, &q->stats.iotlb_misses, 1);
+	if (ahead)
+		vpci_q_add(q, &q->stats.iotlb_prefetch, 1);
+	trace_vpci_iotlb_miss(vdev->netdev->ifindex, q->index, iova, perm);
+	if (READ_ONCE(vdev->events) & VPCI_EVENTS_IOTLB) {
+		struct vpci_event ev = {
+			.type = VPCI_EVENT_IOTLB_MISS,
+			.queue = q->index,
+			.iova = iova,
+			.len = 1,
+			.access = perm,
+		};
+
+		vpci_nl_event(vdev, &ev);
+	}
+	return true;
+}
+
+/*
+ * Post misses for the chains VM1 made available behind the one @q stalls
+ * on, so that the burst's translations come back in one round trip to
+ * VM1's IOMMU instead of one each.  Returns true if any was posted.
+ * Under dp_lock.
+ */
+static bool vpci_prefetch(struct vpci_queue *q)
+{
+	struct vpci_prefetch pf[VPCI_PREFETCH_CHAINS];
+	struct vpci_vring *vr = &q->vr;
+	u64 miss_iova = vr->miss_iova;
+	u32 miss_perm = vr->miss_perm;
+	unsigned int n = 0, i;
+	bool posted = false;
+	u16 avail;
+
+	if (q->nmisses < VPCI_MISS_SLOTS && !vpci_vring_avail_idx(vr, &avail))
+		n = vpci_vring_prefetch(vr, avail, VPCI_PREFETCH_CHAINS,
+					&q->pchain, pf, ARRAY_SIZE(pf));
+	for (i = 0; i < n; i++) {
+		if (vpci_miss_find(q, pf[i].iova >> VPCI_PREFETCH_PAGE_SHIFT))
+			continue;
+		if (!vpci_miss_post(q, pf[i].iova, pf[i].perm, true))
+			break;
+		posted = true;
+	}
+	/* The caller reports the stall's own miss from these. */
+	vr->miss_iova = miss_iova;
+	vr->miss_perm = miss_perm;
+	return posted;
+}
+
 /*
  * A translation is missing at vr.miss_iova.  Returns true when the caller
  * should stall and retry later, false when the miss has lasted longer than
@@ -95,36 +192,57 @@ static void vpci_fault(struct vpci_queue *q, int err, u64 iova, u64 len)
 static bool vpci_stall(struct vpci_queue *q)
 {
 	struct vpci_dev *vdev = q->vdev;
+	struct vpci_vring *vr = &q->vr;
+	struct vpci_miss *m;
+	bool posted = false;
 
-	if (q->miss_pending && q->miss_iova == q->vr.miss_iova) {
-		if (time_after(jiffies, q->miss_since + vdev->miss_timeout)) {
-			q->miss_pending = false;
-			return false;
-		}
-		return true;		/* already asked */
+	m = vpci_miss_find(q, vr->miss_iova >> VPCI_PREFETCH_PAGE_SHIFT);
+	if (m && time_after(jiffies, m->since + vdev->miss_timeout)) {
+		vpci_miss_forget(q, m);
+		q->miss_pending = false;
+		return false;
 	}
 	q->miss_pending = true;
-	q->miss_iova = q->vr.miss_iova;
-	q->miss_since = jiffies;
-	vpci_q_add(q, &q->stats.iotlb_misses, 1);
-	trace_vpci_iotlb_miss(vdev->netdev->ifindex, q->index, q->vr.miss_iova,
-			      q->vr.miss_perm);
-	if (READ_ONCE(vdev->events) & VPCI_EVENTS_IOTLB) {
-		struct vpci_event ev = {
-			.type = VPCI_EVENT_IOTLB_MISS,
-			.queue = q->index,
-			.iova = q->vr.miss_iova,
-			.len = 1,
-			.access = q->vr.miss_perm,
-		};
-
-		vpci_nl_event(vdev, &ev);
-	}
-	if (!vpci_post_miss(vdev, q->index, q->vr.miss_iova, q->vr.miss_perm))
+	q->miss_iova = vr->miss_iova;
+	/* Asked already (maybe ahead): keep the chains behind it asked for. */
+	if (!m)
+		posted = vpci_miss_post(q, vr->miss_iova, vr->miss_perm, false);
+	posted |= vpci_prefetch(q);
+	if (posted) {
 		vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
-	/* No answer comes for an unmapped IOVA: look again after the timeout. */
-	mod_delayed_work(system_wq, &vdev->retry_work, vdev->miss_timeout + 1);
+		/* No answer comes for an unmapped IOVA: look again after the timeout. */
+		mod_delayed_work(system_wq, &vdev->retry_work,
+				 vdev->miss_timeout + 1);
+	}
 	return true;
+}
+
+/**
+ * vpci_dp_miss_answered() - forget the misses an IOTLB update answers
+ * @vdev: the device
+ * @iova: first address the update maps
+ * @size: its bytes, not 0
+ *
+ * Called under dp_lock when the update was added: a later miss on the same
+ * page (VM1 unmapped and reused it) is then posted again, not taken for
+ * one still outstanding.
+ */
+void vpci_dp_miss_answered(struct vpci_dev *vdev, u64 iova, u64 size)
+{
+	u64 first = iova >> VPCI_PREFETCH_PAGE_SHIFT;
+	u64 last = (iova + (size - 1)) >> VPCI_PREFETCH_PAGE_SHIFT;
+	unsigned int qi, i;
+
+	for (qi = 0; qi < vdev->nqueues; qi++) {
+		struct vpci_queue *q = &vdev->queues[qi];
+
+		for (i = 0; i < q->nmisses;) {
+			if (q->misses[i].page >= first && q->misses[i].page <= last)
+				vpci_miss_forget(q, &q->misses[i]);
+			else
+				i++;
+		}
+	}
 }
 
 /* Move the core's translation counters of @q into its stats.  Under dp_lock. */
@@ -641,6 +759,7 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 			q->csum = features & BIT_ULL(i & 1 ? VIRTIO_NET_F_CSUM :
 							     VIRTIO_NET_F_GUEST_CSUM);
 			q->miss_pending = false;
+			q->nmisses = 0;
 			q->running = true;
 			/* Poll mode (default_poll, or set before VM1 came): no kicks */
 			if (READ_ONCE(vdev->poll_mode))

@@ -64,6 +64,8 @@ static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
 		spin_lock_bh(&vdev->dp_lock);
 		err = vpci_iotlb_add(&vdev->iotlb, iova, size,
 				     le64_to_cpu(m->bar_offset), m->perm);
+		if (!err)
+			vpci_dp_miss_answered(vdev, iova, size);
 		vdev->iotlb_gen++;
 		spin_unlock_bh(&vdev->dp_lock);
 		trace_vpci_iotlb_update(vdev->netdev->ifindex, iova, size,

@@ -106,7 +106,7 @@ static const char vpci_q_stat_names[][ETH_GSTRING_LEN] = {
 	"packets", "bytes", "notify_sent", "notify_suppressed", "iotlb_misses",
 	"stalls", "fault_perm", "fault_miss_timeout", "fault_chain",
 	"fault_head", "fault_ring", "fault_desc", "csum_partial", "iotlb_cache_hits",
-	"iotlb_lookups", "kicks",
+	"iotlb_lookups", "iotlb_prefetch", "kicks",
 };
 
 static const char vpci_dev_stat_names[][ETH_GSTRING_LEN] = {

@@ -92,6 +92,8 @@ struct vpci_stats {
  *	(VIRTIO_NET_HDR_F_NEEDS_CSUM: from VM1 on odd queues, to VM1 on even)
  * @iotlb_cache_hits: translations served by the queue's own cache
  * @iotlb_lookups: translations looked up in the IOTLB (cache misses)
+ * @iotlb_prefetch: misses posted ahead, for chains behind the one that
+ *	stalled (also counted in @iotlb_misses)
  */
 struct vpci_q_stats {
 	u64 packets;
@@ -109,11 +111,27 @@ struct vpci_q_stats {
 	u64 csum_partial;
 	u64 iotlb_cache_hits;
 	u64 iotlb_lookups;
+	u64 iotlb_prefetch;
 };
 
 #define VPCI_Q_NSTATS	(sizeof(struct vpci_q_stats) / sizeof(u64))
 
 struct vpci_dev;
+
+/* Misses a queue may have outstanding (one stalls it, the rest prefetched) */
+#define VPCI_MISS_SLOTS		32
+/* Chains looked at behind the one that stalled, for misses to post ahead */
+#define VPCI_PREFETCH_CHAINS	16
+
+/**
+ * struct vpci_miss - a miss posted and not answered yet
+ * @page: IOVA >> VPCI_PREFETCH_PAGE_SHIFT (VM1's IOMMU answers per page)
+ * @since: jiffies when it was posted
+ */
+struct vpci_miss {
+	u64 page;
+	unsigned long since;
+};
 
 /**
  * struct vpci_queue - one of VM1's virtqueues, served by this driver
@@ -125,10 +143,14 @@ struct vpci_dev;
  * @mrg_rxbuf: VIRTIO_NET_F_MRG_RXBUF negotiated
  * @csum: odd queues: VIRTIO_NET_F_CSUM negotiated (VM1 may send partial
  *	checksums); even queues: VIRTIO_NET_F_GUEST_CSUM (VM1 takes them)
- * @miss_pending: a miss for @miss_iova is outstanding, under dp_lock
- * @miss_iova: address of the outstanding miss
- * @miss_since: jiffies when it was posted
+ * @miss_pending: the queue waits for the miss at @miss_iova, under dp_lock
+ * @miss_iova: address it waits for
+ * @misses: misses posted and not answered yet (the one the queue waits
+ *	for and those posted ahead), under dp_lock
+ * @nmisses: entries in @misses
  * @chain: scratch chain, under dp_lock
+ * @pchain: scratch chain for looking ahead (vpci_vring_prefetch()), under
+ *	dp_lock
  * @first: first RX buffer of the frame being written, under dp_lock
  * @napi: NAPI context (odd queues: VM1's TX into our stack)
  * @last_work: ktime (ns) of the last poll that moved a frame (NAPI only)
@@ -146,8 +168,10 @@ struct vpci_queue {
 	bool csum;
 	bool miss_pending;
 	u64 miss_iova;
-	unsigned long miss_since;
+	struct vpci_miss misses[VPCI_MISS_SLOTS];
+	unsigned int nmisses;
 	struct vpci_chain chain;
+	struct vpci_chain pchain;
 	struct vpci_chain first;
 	struct napi_struct napi;
 	u64 last_work;
@@ -292,6 +316,7 @@ int vpci_poll(struct napi_struct *napi, int budget);
 irqreturn_t vpci_queue_irq(int irq, void *data);
 void vpci_dp_sync(struct vpci_dev *vdev);
 void vpci_dp_retry_work(struct work_struct *work);
+void vpci_dp_miss_answered(struct vpci_dev *vdev, u64 iova, u64 size);
 void vpci_dp_stop_all(struct vpci_dev *vdev);
 void vpci_dp_set_poll(struct vpci_dev *vdev, bool poll);
 int vpci_dp_inject_fault(struct vpci_dev *vdev, unsigned int queue, int err,

@@ -130,6 +130,19 @@ struct vpci_chain {
 	struct vpci_seg seg[VPCI_CHAIN_MAX];
 };
 
+/**
+ * struct vpci_prefetch - a translation a chain not yet taken will need
+ * @iova: the first untranslated address
+ * @perm: the access (VPCI_PERM_RO or VPCI_PERM_WO)
+ */
+struct vpci_prefetch {
+	u64 iova;
+	u32 perm;
+};
+
+/* Prefetched misses are distinct per page of this size (VM1's IOMMU's) */
+#define VPCI_PREFETCH_PAGE_SHIFT	12
+
 /* Translations a queue keeps at hand: its ring pages and the last buffer */
 #define VPCI_VRING_TLB_SLOTS		4
 
@@ -182,6 +195,10 @@ int vpci_vring_init(struct vpci_vring *vr, struct vpci_peer *peer, u64 desc,
 int vpci_vring_avail_idx(struct vpci_vring *vr, u16 *idx);
 int vpci_vring_pop(struct vpci_vring *vr, u16 avail_idx, struct vpci_chain *c);
 void vpci_vring_unpop(struct vpci_vring *vr);
+unsigned int vpci_vring_prefetch(struct vpci_vring *vr, u16 avail_idx,
+				 unsigned int max_chains,
+				 struct vpci_chain *scratch,
+				 struct vpci_prefetch *out, unsigned int max);
 int vpci_chain_read(struct vpci_vring *vr, const struct vpci_chain *c,
 		    u32 offset, void *dst, u32 len);
 int vpci_chain_write(struct vpci_vring *vr, const struct vpci_chain *c,

@@ -108,12 +108,19 @@ int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 		goto out;
 
 	for (ops = 0; ops < MAX_OPS; ops++) {
-		u16 avail;
+		struct vpci_prefetch pf[4];
+		u16 avail, last;
 		bool notify;
 		int rc;
 
 		if (vpci_vring_avail_idx(&vr, &avail))
 			break;
+		/* Looking ahead must consume nothing, whatever the ring says. */
+		last = vr.last_avail;
+		if (vpci_vring_prefetch(&vr, avail, 1 + ops % 8, &c, pf,
+					(sizeof(pf) / sizeof(pf[0]))) > (sizeof(pf) / sizeof(pf[0])) ||
+		    vr.last_avail != last)
+			abort();
 		rc = vpci_vring_pop(&vr, avail, &c);
 		if (rc == 0)
 			break;

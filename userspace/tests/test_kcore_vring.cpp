@@ -180,6 +180,56 @@ TEST(KcoreVring, MissLeavesChainForRetry)
 	EXPECT_EQ(v.vr.miss_iova, kIova + v.avail + 2);
 }
 
+// A queue stalled on one miss asks for the translations of the chains
+// behind it too: one per page, nothing consumed, malformed chains skipped.
+TEST(KcoreVring, PrefetchFindsTheBurstsMissesAndConsumesNothing)
+{
+	Vm1 v(false, false);
+	v.map(0, 0x10000, VPCI_PERM_RW); // rings
+	v.map(0x10000, 0x1000, VPCI_PERM_RO);
+	v.map(0x50000, 0x1000, VPCI_PERM_RO);
+	v.set_desc(0, kIova + 0x30000, 64, 0);
+	v.set_desc(1, kIova + 0x30100, 64, 0); // same page as chain 0
+	v.set_desc(2, kIova + 0x10000, 16, VPCI_VRING_DESC_F_NEXT, 3);
+	v.set_desc(3, kIova + 0x40000, 64, VPCI_VRING_DESC_F_WRITE);
+	v.set_desc(4, kIova + 0x60000, 0, 0);	     // zero length: malformed
+	v.set_desc(5, kIova + 0x51000 - 32, 64, 0); // mapped, then not
+	for (u16 h : {0, 1, 2, 4, 5})
+		v.post(h);
+	u16 idx;
+	ASSERT_EQ(vpci_vring_avail_idx(&v.vr, &idx), 0);
+	v.vr.miss_iova = 0x1234;
+	vpci_chain scratch;
+	vpci_prefetch out[8];
+	ASSERT_EQ(vpci_vring_prefetch(&v.vr, idx, 8, &scratch, out, 8), 3u);
+	EXPECT_EQ(out[0].iova, kIova + 0x30000);
+	EXPECT_EQ(out[0].perm, VPCI_PERM_RO);
+	EXPECT_EQ(out[1].iova, kIova + 0x40000);
+	EXPECT_EQ(out[1].perm, VPCI_PERM_WO);
+	EXPECT_EQ(out[2].iova, kIova + 0x51000);
+	EXPECT_EQ(out[2].perm, VPCI_PERM_RO);
+	EXPECT_EQ(v.vr.last_avail, 0) << "nothing consumed";
+	EXPECT_EQ(v.vr.miss_iova, 0x1234u) << "the stall's miss address kept";
+	EXPECT_EQ(vpci_vring_prefetch(&v.vr, idx, 8, &scratch, out, 2), 2u) << "bounded by room";
+	EXPECT_EQ(vpci_vring_prefetch(&v.vr, idx, 1, &scratch, out, 8), 1u) << "bounded by chains";
+	// The real pops see the same chains, the malformed one included.
+	vpci_chain c;
+	ASSERT_EQ(v.pop(c), 1);
+	EXPECT_EQ(c.head, 0);
+	v.map(0x30000, 0x1000, VPCI_PERM_RO);
+	ASSERT_EQ(vpci_vring_prefetch(&v.vr, idx, 8, &scratch, out, 8), 2u) << "answered: gone";
+	EXPECT_EQ(out[0].iova, kIova + 0x40000);
+	ASSERT_EQ(v.pop(c), 1);
+	ASSERT_EQ(v.pop(c), 1);
+	EXPECT_EQ(v.pop(c), -EINVAL);
+	// The descriptor table not translating ends the walk with its miss.
+	v.unmap(0, 0x10000);
+	v.map(0x2000, 0x2000, VPCI_PERM_RW); // avail and used, not desc
+	ASSERT_EQ(vpci_vring_prefetch(&v.vr, idx, 8, &scratch, out, 8), 1u);
+	EXPECT_EQ(out[0].iova, kIova + v.desc + 16 * 5);
+	EXPECT_EQ(v.vr.last_avail, 4);
+}
+
 TEST(KcoreVring, WriteNeedsWritePermission)
 {
 	Vm1 v(false, false);
