@@ -9,7 +9,7 @@
  * vdev->dp_lock, which also protects the IOTLB: an invalidation applied
  * under it cannot race with a copy, so it is acknowledged right after.
  * A missing translation stalls only its queue: the chain is given back, a
- * miss is posted, and the queue resumes when the config work sees the
+ * miss is posted, and the queue resumes when the config pass sees the
  * update (or gives the chain up as a fault after vdev->miss_timeout).
  */
 #include <linux/etherdevice.h>
@@ -700,7 +700,7 @@ irqreturn_t vpci_queue_irq(int irq, void *data)
  * vpci_dp_sync() - start and stop queues to match the control area
  * @vdev: the device
  *
- * Called from the config work after the IOTLB was updated and before the
+ * Called from the config pass after the IOTLB was updated and before the
  * generation is acknowledged: a queue the backend disabled (GET_VRING_BASE)
  * is stopped, under dp_lock, with its progress published, before the
  * backend may read it.  Queues waiting on a miss are kicked to retry.

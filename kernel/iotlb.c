@@ -2,9 +2,9 @@
 /*
  * vhost_pci_net: IOTLB messages from the backend, misses and acks to it.
  *
- * Runs from the config work (process context).  The b2d ring is consumed
- * here only; the d2b ring is produced under @msg_lock because the datapath
- * will post misses too.
+ * Runs from the config pass (the config vector's IRQ thread or a work item:
+ * process context).  The b2d ring is consumed here only; the d2b ring is
+ * produced under @msg_lock because the datapath posts misses too.
  */
 #include <linux/ratelimit.h>
 #include "vpci.h"

@@ -29,14 +29,6 @@ module_param(miss_timeout_ms, uint, 0444);
 MODULE_PARM_DESC(miss_timeout_ms,
 		 "Milliseconds an IOTLB miss may stay unanswered before the access is a fault (10..60000, default 2000)");
 
-static irqreturn_t vpci_config_irq(int irq, void *data)
-{
-	struct vpci_dev *vdev = data;
-
-	schedule_work(&vdev->config_work);
-	return IRQ_HANDLED;
-}
-
 /* Map the control area, copy its header out once and validate the copy. */
 static int vpci_map_ctrl(struct vpci_dev *vdev)
 {
@@ -152,6 +144,7 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	spin_lock_init(&vdev->dp_lock);
 	spin_lock_init(&vdev->msg_lock);
 	INIT_WORK(&vdev->config_work, vpci_config_work);
+	mutex_init(&vdev->config_lock);
 	INIT_DELAYED_WORK(&vdev->retry_work, vpci_dp_retry_work);
 	vdev->miss_timeout = msecs_to_jiffies(miss_timeout_ms);
 	vdev->poll_mode = default_poll;
@@ -212,8 +205,10 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		err = nvec;
 		goto err_clear_master;
 	}
-	err = request_irq(pci_irq_vector(pdev, VPCI_VEC_CONFIG), vpci_config_irq,
-			  0, VPCI_DRV_NAME "-config", vdev);
+	/* Threaded: the config pass sleeps (mutexes) and acks invalidations. */
+	err = request_threaded_irq(pci_irq_vector(pdev, VPCI_VEC_CONFIG), NULL,
+				   vpci_config_thread, IRQF_ONESHOT,
+				   VPCI_DRV_NAME "-config", vdev);
 	if (err)
 		goto err_free_vectors;
 	err = vpci_request_queue_irqs(vdev);

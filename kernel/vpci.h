@@ -193,7 +193,10 @@ struct vpci_queue {
  * @bar_len: size of BAR2
  * @own_id: this VM's ivshmem peer id (IVPosition)
  * @nvec: MSI-X vectors allocated, hdr.num_vectors
- * @config_work: applies backend state changes signalled on VPCI_VEC_CONFIG
+ * @config_work: applies backend state changes when not signalled on
+ *	VPCI_VEC_CONFIG (at probe, a b2d ring with more than one pass' worth)
+ * @config_lock: serialises vpci_config_run() between the config vector's
+ *	IRQ thread and @config_work
  * @state_lock: serialises writers of the driver section of @ctrl (probe,
  *	ndo_open/stop, MTU changes under RTNL, @config_work)
  * @generation: last backend generation applied, under @state_lock
@@ -236,6 +239,8 @@ struct vpci_dev {
 	u16 own_id;
 	unsigned int nvec;
 	struct work_struct config_work;
+	/* one config pass at a time (IRQ thread or work) */
+	struct mutex config_lock;
 	/* protects the driver section of @ctrl and @generation */
 	struct mutex state_lock;
 	u32 generation;
@@ -302,6 +307,7 @@ void vpci_ctrl_set_driver_status(struct vpci_dev *vdev, u32 set, u32 clear);
 void vpci_ctrl_set_mtu(struct vpci_dev *vdev, unsigned int mtu);
 void vpci_ring_backend(struct vpci_dev *vdev, unsigned int vector);
 void vpci_config_work(struct work_struct *work);
+irqreturn_t vpci_config_thread(int irq, void *data);
 
 /* iotlb.c */
 bool vpci_iotlb_process(struct vpci_dev *vdev);
