@@ -322,7 +322,10 @@ struct device::impl {
 	/**
 	 * A translation is missing at @p iova (kernel: vpci_stall).  True: stall
 	 * and retry later (the miss is posted once); false: the miss lasted
-	 * longer than the timeout and the access is a fault now.
+	 * longer than the timeout and the access is a fault now.  The kernel
+	 * also posts misses for the chains behind (vpci_prefetch); not here
+	 * yet: one miss at a time, which the benchmarks, whose front-end
+	 * pushes its mappings, do not exercise.
 	 */
 	bool stall(queue &x, std::uint64_t iova, std::uint32_t perm)
 	{
