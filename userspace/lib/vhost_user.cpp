@@ -505,8 +505,6 @@ std::optional<raw_message> recv_raw(int sock, int timeout_ms)
 	if (r == 0)
 		return std::nullopt;
 
-	// h.ctrunc is not checked: a message that carried more than max_fds
-	// comes back with the max_fds that did arrive.
 	received_header h = recv_header(sock, 1000);
 	if (h.n < 0 && h.err == EAGAIN)
 		return std::nullopt;
@@ -530,6 +528,11 @@ std::optional<raw_message> recv_raw(int sock, int timeout_ms)
 	if (size && !read_full(sock, m.payload.data(), size, 1000))
 		throw std::runtime_error(fmt::format("vhost-user: truncated {} payload",
 						     request_name(m.req)));
+	// Read whole first, so that the stream stays in step; the fds that did
+	// arrive close with m.
+	if (h.ctrunc)
+		throw std::runtime_error(fmt::format("vhost-user: {} with more than {} fds",
+						     request_name(m.req), max_fds));
 	return m;
 }
 

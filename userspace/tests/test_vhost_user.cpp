@@ -1151,6 +1151,29 @@ TEST_F(VhostUserTest, BadInputRejected)
 	EXPECT_EQ(ack(), 2u);
 }
 
+// The front-end side refuses a message whose fds the kernel cut off, and
+// the stream stays in step for the next one.
+TEST(VhostUserRecvRaw, TooManyFdsIsAnErrorAndTheNextMessageReads)
+{
+	int sv[2];
+	ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	unique_fd a(sv[0]), b(sv[1]);
+	std::vector<unique_fd> owned;
+	std::vector<int> nine;
+	for (int i = 0; i < 9; i++) {
+		owned.push_back(make_eventfd());
+		nine.push_back(owned.back().get());
+	}
+	const std::uint32_t hdr[3] = {1, vu::version, 0};
+	vu::send_raw(a.get(), hdr, sizeof(hdr), nine);
+	vu::send_message(a.get(), 1, vu::version, nullptr, 0, {});
+	EXPECT_THROW(vu::recv_raw(b.get(), 1000), std::runtime_error);
+	auto m = vu::recv_raw(b.get(), 1000);
+	ASSERT_TRUE(m);
+	EXPECT_EQ(m->req, 1u);
+	EXPECT_TRUE(m->fds.empty());
+}
+
 TEST(VhostUserParse, ValidatesAndNames)
 {
 	std::vector<std::uint8_t> eight(8, 0);
