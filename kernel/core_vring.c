@@ -381,15 +381,19 @@ void vpci_vring_unpop(struct vpci_vring *vr)
 
 /*
  * The first untranslated byte of [@iova, @iova + @len) for access @perm:
- * -ENOENT with *@miss set, 0 when all of it translates, or another error.
+ * -ENOENT with *@miss set, 0 when all of it translates, -ENOSPC when
+ * *@budget lookups ran out first, or another error.
  */
 static int vpci_vr_first_miss(struct vpci_vring *vr, u64 iova, u64 len,
-			      u32 perm, u64 *miss)
+			      u32 perm, u64 *miss, unsigned int *budget)
 {
 	u64 off, contig;
 	int err;
 
 	while (len) {
+		if (!*budget)
+			return -ENOSPC;
+		(*budget)--;
 		err = vpci_vr_translate(vr, iova, len, perm, &off, &contig);
 		if (err) {
 			*miss = iova;
@@ -429,10 +433,13 @@ static unsigned int vpci_prefetch_add(struct vpci_prefetch *out, unsigned int n,
  * @max: room in @out
  *
  * Reads the avail ring and descriptors as vpci_vring_pop() would, through
- * the same checked translations, and consumes nothing: last_avail and the
- * miss address are as they were.  A malformed chain is skipped (the real
- * pop reports it); a ring or descriptor that does not translate ends the
- * walk.  Lets a queue that stalls on one miss ask for the whole burst's
+ * the same checked translations, and consumes nothing: last_avail, the
+ * miss address and bad_avail are as they were (only the translation cache
+ * and its counters see the lookups).  A malformed chain is skipped (the
+ * real pop reports it); a ring or descriptor that does not translate ends
+ * the walk, and so does a budget of VPCI_PREFETCH_LOOKUPS_PER_CHAIN
+ * lookups per chain asked for, however many pages VM1's buffers span.
+ * Lets a queue that stalls on one miss ask for the whole burst's
  * translations at once, instead of one round trip to VM1 per chain.
  *
  * Return: the number of entries in @out.
@@ -442,14 +449,15 @@ unsigned int vpci_vring_prefetch(struct vpci_vring *vr, u16 avail_idx,
 				 struct vpci_chain *scratch,
 				 struct vpci_prefetch *out, unsigned int max)
 {
+	unsigned int budget = max_chains * VPCI_PREFETCH_LOOKUPS_PER_CHAIN;
 	u16 last_avail = vr->last_avail, bad_avail = vr->bad_avail;
 	u64 miss_iova = vr->miss_iova;
 	u32 miss_perm = vr->miss_perm;
 	unsigned int n = 0, c, k;
 	u64 iova;
-	int err;
+	int err = 0;
 
-	for (c = 0; c < max_chains && n < max; c++) {
+	for (c = 0; c < max_chains && n < max && err != -ENOSPC; c++) {
 		err = vpci_vring_pop(vr, avail_idx, scratch);
 		if (!err)
 			break;
@@ -465,10 +473,13 @@ unsigned int vpci_vring_prefetch(struct vpci_vring *vr, u16 avail_idx,
 		for (k = 0; k < scratch->nout + scratch->nin && n < max; k++) {
 			u32 perm = k < scratch->nout ? VPCI_PERM_RO : VPCI_PERM_WO;
 
-			if (vpci_vr_first_miss(vr, scratch->seg[k].addr,
-					       scratch->seg[k].len, perm,
-					       &iova) == -ENOENT)
+			err = vpci_vr_first_miss(vr, scratch->seg[k].addr,
+						 scratch->seg[k].len, perm,
+						 &iova, &budget);
+			if (err == -ENOENT)
 				n = vpci_prefetch_add(out, n, max, iova, perm);
+			if (err == -ENOSPC)
+				break;
 		}
 	}
 	vr->last_avail = last_avail;

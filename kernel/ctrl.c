@@ -63,14 +63,15 @@ void vpci_ring_backend(struct vpci_dev *vdev, unsigned int vector)
 /*
  * Apply the backend state: reads the generation first and the fields after
  * it; acknowledges the generation it applied through driver.generation_seen.
- * Under config_lock.
+ * Returns true when b2d had more than one pass' worth: run again.  Under
+ * config_lock.
  */
-static void vpci_config_run(struct vpci_dev *vdev)
+static bool vpci_config_run(struct vpci_dev *vdev)
 {
 	struct vpci_backend_state *bs = &vdev->ctrl->backend;
 	u16 link, call_peer, probe;
 	u32 gen, status;
-	bool ring;
+	bool ring, more;
 
 	gen = le32_to_cpu(READ_ONCE(bs->generation));
 	/*
@@ -94,7 +95,7 @@ static void vpci_config_run(struct vpci_dev *vdev)
 		writel((u32)probe << 16 | VPCI_VEC_CONFIG,
 		       vdev->regs + IVSHMEM_REG_DOORBELL);
 
-	ring = vpci_iotlb_process(vdev);
+	ring = vpci_iotlb_process(vdev, &more);
 	/* Queues stop (and publish progress) before the generation is acked. */
 	vpci_dp_sync(vdev);
 
@@ -108,6 +109,19 @@ static void vpci_config_run(struct vpci_dev *vdev)
 
 	if (ring)
 		vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
+	return more;
+}
+
+/* Config passes until b2d is drained, yielding between them. */
+static void vpci_config_drain(struct vpci_dev *vdev)
+{
+	mutex_lock(&vdev->config_lock);
+	while (vpci_config_run(vdev)) {
+		mutex_unlock(&vdev->config_lock);
+		cond_resched();
+		mutex_lock(&vdev->config_lock);
+	}
+	mutex_unlock(&vdev->config_lock);
 }
 
 /**
@@ -124,24 +138,16 @@ static void vpci_config_run(struct vpci_dev *vdev)
  */
 irqreturn_t vpci_config_thread(int irq, void *data)
 {
-	struct vpci_dev *vdev = data;
-
-	/* One pass at a time: vpci_config_work() may run it too. */
-	mutex_lock(&vdev->config_lock);
-	vpci_config_run(vdev);
-	mutex_unlock(&vdev->config_lock);
+	/* Here, not in a work item: a backlog must not queue behind others. */
+	vpci_config_drain(data);
 	return IRQ_HANDLED;
 }
 
 /**
  * vpci_config_work() - apply the backend state outside the config vector
- * @work: &vpci_dev.config_work
+ * @work: &vpci_dev.config_work (queued at probe)
  */
 void vpci_config_work(struct work_struct *work)
 {
-	struct vpci_dev *vdev = container_of(work, struct vpci_dev, config_work);
-
-	mutex_lock(&vdev->config_lock);
-	vpci_config_run(vdev);
-	mutex_unlock(&vdev->config_lock);
+	vpci_config_drain(container_of(work, struct vpci_dev, config_work));
 }

@@ -126,7 +126,7 @@ static bool vpci_miss_post(struct vpci_queue *q, u64 iova, u32 perm,
 	} else {
 		m = &q->misses[q->nmisses];
 	}
-	/* d2b full: nothing remembered, the next look posts it again. */
+	/* d2b full: nothing remembered; vpci_stall() looks again soon. */
 	if (vpci_post_miss(vdev, q->index, iova, perm))
 		return false;
 	if (m == &q->misses[q->nmisses])
@@ -161,12 +161,24 @@ static bool vpci_prefetch(struct vpci_queue *q)
 {
 	struct vpci_prefetch pf[VPCI_PREFETCH_CHAINS];
 	struct vpci_vring *vr = &q->vr;
-	u64 miss_iova = vr->miss_iova;
+	u64 miss_iova = vr->miss_iova, wait = q->miss_iova >> VPCI_PREFETCH_PAGE_SHIFT;
+	u16 avail, bad_avail = vr->bad_avail;
 	u32 miss_perm = vr->miss_perm;
 	unsigned int n = 0, i;
 	bool posted = false;
-	u16 avail;
 
+	/*
+	 * Misses asked ahead that VM1 never answered (a chain the datapath
+	 * then refused, an IOVA never mapped) make room after the timeout;
+	 * the one the queue waits for times out in vpci_stall() instead.
+	 */
+	for (i = 0; i < q->nmisses;) {
+		if (time_after(jiffies, q->misses[i].since + q->vdev->miss_timeout) &&
+		    q->misses[i].page != wait)
+			vpci_miss_forget(q, &q->misses[i]);
+		else
+			i++;
+	}
 	if (q->nmisses < VPCI_MISS_SLOTS && !vpci_vring_avail_idx(vr, &avail))
 		n = vpci_vring_prefetch(vr, avail, VPCI_PREFETCH_CHAINS,
 					&q->pchain, pf, ARRAY_SIZE(pf));
@@ -180,6 +192,7 @@ static bool vpci_prefetch(struct vpci_queue *q)
 	/* The caller reports the stall's own miss from these. */
 	vr->miss_iova = miss_iova;
 	vr->miss_perm = miss_perm;
+	vr->bad_avail = bad_avail;
 	return posted;
 }
 
@@ -193,27 +206,46 @@ static bool vpci_stall(struct vpci_queue *q)
 {
 	struct vpci_dev *vdev = q->vdev;
 	struct vpci_vring *vr = &q->vr;
+	u64 page = vr->miss_iova >> VPCI_PREFETCH_PAGE_SHIFT;
+	bool waiting = q->miss_pending &&
+		       q->miss_iova >> VPCI_PREFETCH_PAGE_SHIFT == page;
+	bool posted = false, lost = false;
 	struct vpci_miss *m;
-	bool posted = false;
 
-	m = vpci_miss_find(q, vr->miss_iova >> VPCI_PREFETCH_PAGE_SHIFT);
+	/*
+	 * The timeout runs from the first ask, which may have been ahead of
+	 * the queue; an entry that old which the queue only now reaches is
+	 * asked again rather than turned into a fault at once.
+	 */
+	m = vpci_miss_find(q, page);
 	if (m && time_after(jiffies, m->since + vdev->miss_timeout)) {
 		vpci_miss_forget(q, m);
-		q->miss_pending = false;
-		return false;
+		if (waiting) {
+			q->miss_pending = false;
+			return false;
+		}
+		m = NULL;
 	}
 	q->miss_pending = true;
 	q->miss_iova = vr->miss_iova;
 	/* Asked already (maybe ahead): keep the chains behind it asked for. */
-	if (!m)
+	if (!m) {
 		posted = vpci_miss_post(q, vr->miss_iova, vr->miss_perm, false);
+		lost = !posted;		/* d2b full: ask again soon */
+	}
 	posted |= vpci_prefetch(q);
-	if (posted) {
+	if (posted)
 		vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
-		/* No answer comes for an unmapped IOVA: look again after the timeout. */
+	/*
+	 * No answer comes for an unmapped IOVA: look again after the
+	 * timeout, or shortly if the miss could not even be posted.
+	 */
+	if (lost)
+		mod_delayed_work(system_wq, &vdev->retry_work,
+				 msecs_to_jiffies(VPCI_MISS_REPOST_MS));
+	else if (posted)
 		mod_delayed_work(system_wq, &vdev->retry_work,
 				 vdev->miss_timeout + 1);
-	}
 	return true;
 }
 
@@ -773,6 +805,12 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 	}
 	spin_unlock_bh(&vdev->dp_lock);
 
+	/*
+	 * Process context: napi_schedule() only raises NET_RX, which would
+	 * wait for the next hard interrupt (up to a tick); local_bh_enable()
+	 * runs it now.
+	 */
+	local_bh_disable();
 	for (i = 0; i < nq; i++) {
 		struct vpci_queue *q = &vdev->queues[i];
 
@@ -783,6 +821,7 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 		else if (!running_before[i] || q->miss_pending)
 			netif_wake_subqueue(vdev->netdev, i / 2);
 	}
+	local_bh_enable();
 	vpci_netdev_update_carrier(vdev);
 }
 
@@ -799,6 +838,7 @@ void vpci_dp_retry_work(struct work_struct *work)
 					     struct vpci_dev, retry_work);
 	unsigned int i;
 
+	local_bh_disable();	/* NET_RX runs at local_bh_enable(), see vpci_dp_sync() */
 	for (i = 0; i < vdev->nqueues; i++) {
 		struct vpci_queue *q = &vdev->queues[i];
 
@@ -809,6 +849,7 @@ void vpci_dp_retry_work(struct work_struct *work)
 		else
 			netif_wake_subqueue(vdev->netdev, i / 2);
 	}
+	local_bh_enable();
 }
 
 /**
@@ -830,8 +871,10 @@ void vpci_dp_set_poll(struct vpci_dev *vdev, bool poll)
 		if (vdev->queues[i].running)
 			vpci_vring_kick_enable(&vdev->queues[i].vr, !poll);
 	spin_unlock_bh(&vdev->dp_lock);
+	local_bh_disable();	/* NET_RX runs at local_bh_enable(), see vpci_dp_sync() */
 	for (i = 1; i < vdev->nqueues; i += 2)
 		napi_schedule(&vdev->queues[i].napi);
+	local_bh_enable();
 	netdev_info(vdev->netdev, "%s mode\n", poll ? "poll" : "interrupt");
 }
 

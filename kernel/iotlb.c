@@ -234,10 +234,11 @@ static bool vpci_map_rings(struct vpci_dev *vdev)
 /**
  * vpci_iotlb_process() - drain b2d, then ask for untranslated ring pages
  * @vdev: the device
+ * @more: set when b2d held more than one pass' worth (call again)
  *
  * Return: true if messages were posted on d2b and the backend must be rung.
  */
-bool vpci_iotlb_process(struct vpci_dev *vdev)
+bool vpci_iotlb_process(struct vpci_dev *vdev, bool *more)
 {
 	struct vpci_msg m;
 	bool ring = false;
@@ -253,8 +254,8 @@ bool vpci_iotlb_process(struct vpci_dev *vdev)
 			break;
 		ring |= vpci_iotlb_apply(vdev, &m);
 	}
-	if (budget < 0)		/* more pending: come back */
-		schedule_work(&vdev->config_work);
+	/* More pending: the caller comes back (see vpci_config_thread()). */
+	*more = budget < 0;
 	ring |= vpci_map_rings(vdev);
 	return ring;
 }

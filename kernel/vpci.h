@@ -122,6 +122,8 @@ struct vpci_dev;
 #define VPCI_MISS_SLOTS		32
 /* Chains looked at behind the one that stalled, for misses to post ahead */
 #define VPCI_PREFETCH_CHAINS	16
+/* A miss that could not be posted (d2b full) is tried again this soon */
+#define VPCI_MISS_REPOST_MS	10
 
 /**
  * struct vpci_miss - a miss posted and not answered yet
@@ -193,12 +195,11 @@ struct vpci_queue {
  * @bar_len: size of BAR2
  * @own_id: this VM's ivshmem peer id (IVPosition)
  * @nvec: MSI-X vectors allocated, hdr.num_vectors
- * @config_work: applies backend state changes when not signalled on
- *	VPCI_VEC_CONFIG (at probe, a b2d ring with more than one pass' worth)
+ * @config_work: applies the backend state at probe, before any interrupt
  * @config_lock: serialises vpci_config_run() between the config vector's
  *	IRQ thread and @config_work
  * @state_lock: serialises writers of the driver section of @ctrl (probe,
- *	ndo_open/stop, MTU changes under RTNL, @config_work)
+ *	ndo_open/stop, MTU changes under RTNL, the config pass)
  * @generation: last backend generation applied, under @state_lock
  * @iotlb: private IOTLB built from b2d messages
  * @dp_lock: protects @iotlb, every queue's ring state and all peer memory
@@ -310,7 +311,7 @@ void vpci_config_work(struct work_struct *work);
 irqreturn_t vpci_config_thread(int irq, void *data);
 
 /* iotlb.c */
-bool vpci_iotlb_process(struct vpci_dev *vdev);
+bool vpci_iotlb_process(struct vpci_dev *vdev, bool *more);
 int vpci_post_miss(struct vpci_dev *vdev, u16 queue, u64 iova, u32 perm);
 unsigned int vpci_iotlb_copy(struct vpci_dev *vdev, u32 pos,
 			     struct vpci_iotlb_entry *buf, unsigned int max,

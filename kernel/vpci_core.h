@@ -142,6 +142,8 @@ struct vpci_prefetch {
 
 /* Prefetched misses are distinct per page of this size (VM1's IOMMU's) */
 #define VPCI_PREFETCH_PAGE_SHIFT	12
+/* Lookups vpci_vring_prefetch() may spend per chain it is asked to read */
+#define VPCI_PREFETCH_LOOKUPS_PER_CHAIN	4
 
 /* Translations a queue keeps at hand: its ring pages and the last buffer */
 #define VPCI_VRING_TLB_SLOTS		4

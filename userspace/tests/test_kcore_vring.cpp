@@ -230,6 +230,30 @@ TEST(KcoreVring, PrefetchFindsTheBurstsMissesAndConsumesNothing)
 	EXPECT_EQ(v.vr.last_avail, 4);
 }
 
+// VM1 may post buffers spanning thousands of pages: the look-ahead spends
+// at most VPCI_PREFETCH_LOOKUPS_PER_CHAIN lookups per chain it reads.
+TEST(KcoreVring, PrefetchLookupsAreBounded)
+{
+	Vm1 v(false, false);
+	v.map(0, 0x10000, VPCI_PERM_RW); // rings
+	constexpr unsigned kPages = 64;
+	for (unsigned p = 0; p < kPages; p++) // one IOTLB entry per page
+		v.map(0x20000 + p * 0x1000ULL, 0x1000, VPCI_PERM_RO);
+	v.set_desc(0, kIova + 0x20000, (kPages + 1) * 0x1000, 0); // the last page misses
+	v.post(0);
+	u16 idx;
+	ASSERT_EQ(vpci_vring_avail_idx(&v.vr, &idx), 0);
+	vpci_chain scratch;
+	vpci_prefetch out[4];
+	EXPECT_EQ(vpci_vring_prefetch(&v.vr, idx, 1, &scratch, out, 4), 0u)
+		<< "budget spent before the miss";
+	const unsigned chains = kPages / VPCI_PREFETCH_LOOKUPS_PER_CHAIN + 1;
+	ASSERT_EQ(vpci_vring_prefetch(&v.vr, idx, chains, &scratch, out, 4), 1u)
+		<< "a larger budget reaches it";
+	EXPECT_EQ(out[0].iova, kIova + 0x20000 + kPages * 0x1000ULL);
+	EXPECT_EQ(v.vr.last_avail, 0);
+}
+
 TEST(KcoreVring, WriteNeedsWritePermission)
 {
 	Vm1 v(false, false);
