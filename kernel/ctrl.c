@@ -95,7 +95,13 @@ static bool vpci_config_run(struct vpci_dev *vdev)
 		writel((u32)probe << 16 | VPCI_VEC_CONFIG,
 		       vdev->regs + IVSHMEM_REG_DOORBELL);
 
-	ring = vpci_iotlb_process(vdev, &more);
+	/*
+	 * Acks and misses go out before vpci_dp_sync(): the NAPI runs it
+	 * schedules may take a while, and VM1 waits for each ack.
+	 */
+	if (vpci_iotlb_process(vdev, &more))
+		vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
+	ring = false;
 	/* Queues stop (and publish progress) before the generation is acked. */
 	vpci_dp_sync(vdev);
 
