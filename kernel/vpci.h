@@ -59,7 +59,9 @@
 				 BIT_ULL(VIRTIO_RING_F_EVENT_IDX))
 
 /**
- * struct vpci_stats - device-wide control-path counters, under state_lock
+ * struct vpci_stats - device-wide control-path counters, written by the
+ *	config pass only (under config_lock); ethtool reads each u64 whole,
+ *	a snapshot that may lag the writer
  * @iotlb_updates: translations added
  * @iotlb_invalidations: invalidations applied and acked
  * @iotlb_misses: misses posted to the backend
