@@ -665,10 +665,13 @@ int vpci_poll(struct napi_struct *napi, int budget)
 	} else if (q->running) {
 		/*
 		 * avail ring untranslated (wait for the miss, up to the miss
-		 * timeout) or corrupt: a ring fault either way.
+		 * timeout), unreadable or corrupt: a ring fault either way,
+		 * reported with the address when there is one.
 		 */
-		if (vpci_vring_avail_idx(&q->vr, &avail) != -ENOENT || !vpci_stall(q))
-			vpci_q_break(q, -EPROTO);
+		int err = vpci_vring_avail_idx(&q->vr, &avail);
+
+		if (err != -ENOENT || !vpci_stall(q))
+			vpci_q_break(q, err == -ENOENT || err == -EACCES ? err : -EPROTO);
 	}
 	vpci_q_account_tlb(q);
 	spin_unlock(&vdev->dp_lock);
