@@ -71,7 +71,7 @@ static bool vpci_config_run(struct vpci_dev *vdev)
 	struct vpci_backend_state *bs = &vdev->ctrl->backend;
 	u16 link, call_peer, probe;
 	u32 gen, status;
-	bool ring, more;
+	bool ring = false, more;
 
 	gen = le32_to_cpu(READ_ONCE(bs->generation));
 	/*
@@ -101,7 +101,6 @@ static bool vpci_config_run(struct vpci_dev *vdev)
 	 */
 	if (vpci_iotlb_process(vdev, &more))
 		vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
-	ring = false;
 	/* Queues stop (and publish progress) before the generation is acked. */
 	vpci_dp_sync(vdev);
 

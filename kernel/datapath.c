@@ -179,14 +179,25 @@ static bool vpci_prefetch(struct vpci_queue *q)
 		else
 			i++;
 	}
-	if (q->nmisses < VPCI_MISS_SLOTS && !vpci_vring_avail_idx(vr, &avail))
+	/*
+	 * The same avail index under the same IOTLB finds what the last walk
+	 * found, all asked for already: a queue that stalls again (poll mode
+	 * looks every poll) does not walk again.
+	 */
+	if (q->nmisses < VPCI_MISS_SLOTS && !vpci_vring_avail_idx(vr, &avail) &&
+	    (avail != q->pf_avail || q->vdev->iotlb.gen != q->pf_gen)) {
 		n = vpci_vring_prefetch(vr, avail, VPCI_PREFETCH_CHAINS,
 					&q->pchain, pf, ARRAY_SIZE(pf));
+		q->pf_avail = avail;
+		q->pf_gen = q->vdev->iotlb.gen;
+	}
 	for (i = 0; i < n; i++) {
 		if (vpci_miss_find(q, pf[i].iova >> VPCI_PREFETCH_PAGE_SHIFT))
 			continue;
-		if (!vpci_miss_post(q, pf[i].iova, pf[i].perm, true))
+		if (!vpci_miss_post(q, pf[i].iova, pf[i].perm, true)) {
+			q->pf_gen = ~0ULL;	/* not all asked: walk again */
 			break;
+		}
 		posted = true;
 	}
 	/* The caller reports the stall's own miss from these. */
@@ -795,6 +806,7 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 							     VIRTIO_NET_F_GUEST_CSUM);
 			q->miss_pending = false;
 			q->nmisses = 0;
+			q->pf_gen = ~0ULL;
 			q->running = true;
 			/* Poll mode (default_poll, or set before VM1 came): no kicks */
 			if (READ_ONCE(vdev->poll_mode))

@@ -155,6 +155,8 @@ struct vpci_miss {
  * @chain: scratch chain, under dp_lock
  * @pchain: scratch chain for looking ahead (vpci_vring_prefetch()), under
  *	dp_lock
+ * @pf_avail: avail index of the last look ahead, under dp_lock
+ * @pf_gen: IOTLB generation of the last look ahead (~0: none), under dp_lock
  * @first: first RX buffer of the frame being written, under dp_lock
  * @napi: NAPI context (odd queues: VM1's TX into our stack)
  * @last_work: ktime (ns) of the last poll that moved a frame (NAPI only)
@@ -176,6 +178,8 @@ struct vpci_queue {
 	unsigned int nmisses;
 	struct vpci_chain chain;
 	struct vpci_chain pchain;
+	u16 pf_avail;
+	u64 pf_gen;
 	struct vpci_chain first;
 	struct napi_struct napi;
 	u64 last_work;

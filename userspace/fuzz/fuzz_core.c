@@ -14,6 +14,7 @@
 
 #define PEER_SIZE	(64 * 1024)
 #define MAX_OPS		64
+#define PF_MAX		4	/* misses a look-ahead may report per call */
 
 struct in {
 	const u8 *p;
@@ -108,7 +109,7 @@ int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 		goto out;
 
 	for (ops = 0; ops < MAX_OPS; ops++) {
-		struct vpci_prefetch pf[4];
+		struct vpci_prefetch pf[PF_MAX];
 		u16 avail, last;
 		bool notify;
 		int rc;
@@ -117,8 +118,7 @@ int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 			break;
 		/* Looking ahead must consume nothing, whatever the ring says. */
 		last = vr.last_avail;
-		if (vpci_vring_prefetch(&vr, avail, 1 + ops % 8, &c, pf,
-					(sizeof(pf) / sizeof(pf[0]))) > (sizeof(pf) / sizeof(pf[0])) ||
+		if (vpci_vring_prefetch(&vr, avail, 1 + ops % 8, &c, pf, PF_MAX) > PF_MAX ||
 		    vr.last_avail != last)
 			abort();
 		rc = vpci_vring_pop(&vr, avail, &c);

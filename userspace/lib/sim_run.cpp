@@ -203,10 +203,14 @@ nlohmann::json run(const run_config &c)
 		if (reposted && vm.rx.kick_prepare())
 			eventfd_signal(kick[rxq].get());
 		// Fault injection half way (or right away when receive-only).
-		// Sending pauses until the fault's ring has room for it.
-		const bool fault_due =
-			!c.fault.empty() && !fault && (sent >= c.count / 2 || !sending);
-		const fault_info *fdue = fault_due ? find_fault(c.fault) : nullptr;
+		// Sending pauses until the fault's ring has room for it.  Checked
+		// again while sending, so that as many frames follow the fault
+		// as the run asked for (an RX fault's buffer sits behind a
+		// ring's worth of posted ones).
+		auto fault_is_due = [&] {
+			return !c.fault.empty() && !fault && (sent >= c.count / 2 || !sending);
+		};
+		const fault_info *fdue = fault_is_due() ? find_fault(c.fault) : nullptr;
 		if (fdue && (fdue->queue == rxq ? vm.rx.free_count() >= 1 : vm.tx.free_count() >= 2)) {
 			fault = vm.inject(c.fault);
 			fault_sent_at = sent;
@@ -226,13 +230,8 @@ nlohmann::json run(const run_config &c)
 		bool added = false;
 		const std::uint64_t window = c.window ? c.window : vc.ring_size - 1u;
 		const bool stuck = now - last_activity > std::chrono::milliseconds(100);
-		while (sending && sent < c.count && !time_up && !(fault_due && !fault)) {
+		while (sending && sent < c.count && !time_up && !fault_is_due()) {
 			if (receiving && !stuck && sent - rx_frames_total >= window)
-				break;
-			// Stop at the fault's point, so that as many frames follow
-			// it as the run asked for (an RX fault's buffer sits behind
-			// a ring's worth of posted ones).
-			if (!c.fault.empty() && !fault && sent >= c.count / 2)
 				break;
 			if (ns_per_frame > 0 && static_cast<double>(sent) * ns_per_frame > elapsed * 1e9)
 				break;
