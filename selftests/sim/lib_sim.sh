@@ -18,6 +18,13 @@ sim_setup()
 	sysctl -qw "net.ipv6.conf.$ifname.disable_ipv6=1"
 	ip link set dev "$ifname" arp off
 	ip link set dev "$ifname" up || return 1
+	# Reflected frames wait in VM2's egress qdisc while VM1's RX buffers
+	# are short (in transient mode each one costs a miss): the standing
+	# queue is up to the simulator's window (a ring, 255 frames), hundreds
+	# of ms under TCG.  The default fq_codel drops at a sojourn over 5 ms,
+	# a loss the driver never saw; a FIFO longer than the window never
+	# drops, so what vpci-sim counts lost is the driver's.
+	tc qdisc replace dev "$ifname" root pfifo limit 1000 || return 1
 	tc qdisc add dev "$ifname" clsact &&
 		tc filter add dev "$ifname" ingress matchall \
 			action mirred egress redirect dev "$ifname"
@@ -51,4 +58,27 @@ sim_show()
 	f+='tx \(.tx.pps|round)/s rx \(.rx.pps|round)/s, '
 	f+='misses \(.frontend.iotlb.misses), canaries \(.canaries.ok)"'
 	jq -r "$f" "$1" | sed 's/^/# /'
+}
+
+# sim_drops: "tx_dropped N qdisc_dropped M" for $ifname, the drops VM2's
+# stack counts that vpci-sim would see as lost frames.
+sim_drops()
+{
+	local txd qd
+
+	txd=$(cat "/sys/class/net/$ifname/statistics/tx_dropped")
+	qd=$(tc -s qdisc show dev "$ifname" root |
+		sed -n 's/.*(dropped \([0-9]*\),.*/\1/p' | head -n1)
+	echo "tx_dropped ${txd:-?} qdisc_dropped ${qd:-?}"
+}
+
+# sim_explain FILE DROPS_BEFORE: what would explain a run that lost or
+# stalled: VM2's drops then and now, the queue states, the run's latency.
+sim_explain()
+{
+	diag "drops before: $2; after: $(sim_drops)"
+	jq -r '"# latency p50 \(.rx.latency.p50_us|round) us, max \(.rx.latency.max_us|round) us; "
+		+ "misses \(.frontend.iotlb.misses), unanswered \(.frontend.iotlb.misses_unanswered)"' \
+		"$1" 2>/dev/null
+	grep -h '^queue' /sys/kernel/debug/vhost_pci_net/*/state 2>/dev/null | sed 's/^/# /'
 }

@@ -41,6 +41,7 @@ tap_begin $((4 + nmodes))
 
 sim_setup
 log_test $? "driver loaded, $ifname up, tc mirred reflector on ingress"
+drops0=$(sim_drops)
 
 # run_sim NAME [bg]: one run, JSON in the run directory.
 sim_cmd()
@@ -60,7 +61,10 @@ check_run()
 	jq -e --argjson n "$frames" '.ok and .tx.sent == $n and .tx.completed == $n and
 		.rx.unique == $n and .rx.lost == 0 and .rx.duplicates == 0 and
 		.rx.reordered == 0 and .rx.corrupt == 0 and .rx.out_of_range == 0 and
-		.rx.bad_used == 0 and .tx.bad_used == 0 and .canaries.ok' "$f" >/dev/null
+		.rx.bad_used == 0 and .tx.bad_used == 0 and .canaries.ok' "$f" >/dev/null &&
+		[ "$(sim_drops)" = "$drops0" ] && return 0
+	sim_explain "$f" "$drops0"
+	return 1
 }
 
 run_interrupt()
