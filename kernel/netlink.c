@@ -405,6 +405,8 @@ static const struct genl_ops vpci_nl_ops[] = {
 	},
 	{
 		.cmd = VPCI_CMD_IOTLB_DUMP,
+		/* VM1's memory layout, like the events group: CAP_NET_ADMIN. */
+		.flags = GENL_ADMIN_PERM,
 		.dumpit = vpci_nl_iotlb_dumpit,
 		.policy = vpci_nl_dev_policy,
 		.maxattr = ARRAY_SIZE(vpci_nl_dev_policy) - 1,

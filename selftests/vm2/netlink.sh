@@ -5,14 +5,14 @@
 # The control plane without VM1: every command of the vhost_pci generic
 # netlink family through vpci-nl (status/dump, IOTLB dump, mode, events),
 # strict policies (wrong type, out of range, unknown attribute, unknown or
-# foreign ifindex, another namespace), CAP_NET_ADMIN for MODE_SET and the
-# events group, ethtool -i/-S/-l/-g, debugfs, tracepoints and a fault event
+# foreign ifindex, another namespace), CAP_NET_ADMIN for MODE_SET, IOTLB_DUMP and
+# the events group, ethtool -i/-S/-l/-g, debugfs, tracepoints and a fault event
 # received by "vpci-nl monitor".  There is no VM1 here, so the fault is
 # raised with debugfs inject_fault, which goes through the datapath's own
 # fault path (counters, tracepoint, event); see docs/testing.md.
 source "$(dirname "$0")/../lib.sh"
 
-tap_begin 35
+tap_begin 36
 
 NL=$VPCI_BUILD/userspace/vpci-nl
 NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups)
@@ -127,6 +127,9 @@ log_test $? "unprivileged status allowed"
 out=$("${NOBODY[@]}" "$NL" mode "$ifname" poll 2>&1)
 [ $? -eq 1 ] && echo "$out" | grep -q 'permission denied' && [ "$(mode)" = "interrupt 0" ]
 log_test $? "unprivileged MODE_SET rejected: '$out'"
+out=$("${NOBODY[@]}" "$NL" iotlb "$ifname" 2>&1)
+[ $? -eq 1 ] && echo "$out" | grep -q 'permission denied' && ! echo "$out" | grep -q 'IOTLB entries'
+log_test $? "unprivileged IOTLB_DUMP (VM1's layout) rejected: '$out'"
 out=$("${NOBODY[@]}" "$NL" monitor --timeout 1 2>&1)
 [ $? -eq 1 ] && echo "$out" | grep -q 'permission denied'
 log_test $? "unprivileged monitor (events group) rejected: '$out'"
