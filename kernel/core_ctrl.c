@@ -54,3 +54,25 @@ int vpci_ctrl_check_hdr(const struct vpci_ctrl_hdr *hdr, u64 bar_len,
 	}
 	return 0;
 }
+
+/**
+ * vpci_ctrl_check_features() - can the driver serve VM1 with @features
+ * @features: the features VM1 acknowledged, as the backend published them
+ * @why: set to a short reason when they are refused
+ *
+ * The datapath assumes VIRTIO 1.x rings and the 12-byte
+ * virtio_net_hdr_mrg_rxbuf: a legacy VM1 (no VERSION_1) uses a 10-byte
+ * header without MRG_RXBUF, which would be misparsed.  (Bits the driver
+ * did not offer may be there: VM1 can negotiate before the driver binds,
+ * against the backend's defaults; the datapath ignores them.)
+ *
+ * Return: 0 if the queues may run, -EPROTO otherwise.
+ */
+int vpci_ctrl_check_features(u64 features, const char **why)
+{
+	if (!(features & (1ULL << VPCI_F_VERSION_1))) {
+		*why = "VM1 did not accept VIRTIO_F_VERSION_1 (legacy driver)";
+		return -EPROTO;
+	}
+	return 0;
+}

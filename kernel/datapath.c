@@ -757,13 +757,23 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 	unsigned int i, nq = vdev->nqueues;
 	u64 features = le64_to_cpu(READ_ONCE(bs->features));
 	bool running_before[VPCI_MAX_QUEUES];
+	const char *why;
+	bool usable;
 
+	/* A legacy VM1's 10-byte headers would be misparsed: serve nothing. */
+	usable = !vpci_ctrl_check_features(features, &why);
 	spin_lock_bh(&vdev->dp_lock);
 	for (i = 0; i < nq; i++) {
 		struct vpci_queue *q = &vdev->queues[i];
 		struct vpci_vq_config *vc = &vdev->ctrl->vq_config[i];
 		bool want = READ_ONCE(vc->enabled) && (vdev->rings_mapped & BIT(i)) &&
 			    !(le32_to_cpu(READ_ONCE(bs->status)) & VPCI_BS_BROKEN);
+
+		if (want && !usable) {
+			net_err_ratelimited("%s: queue %u not started: %s (features %#llx)\n",
+					    netdev_name(vdev->netdev), i, why, features);
+			want = false;
+		}
 
 		u64 desc = le64_to_cpu(READ_ONCE(vc->desc));
 		u64 avail = le64_to_cpu(READ_ONCE(vc->avail));

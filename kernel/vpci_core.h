@@ -26,6 +26,9 @@
 /* core_ctrl.c */
 int vpci_ctrl_check_hdr(const struct vpci_ctrl_hdr *hdr, u64 bar_len,
 			const char **why);
+/* VIRTIO_F_VERSION_1, without the uapi header that userspace lacks */
+#define VPCI_F_VERSION_1	32
+int vpci_ctrl_check_features(u64 features, const char **why);
 
 /* core_msg.c */
 int vpci_msg_pop(struct vpci_msg_ring *r, u32 *cons, struct vpci_msg *m);

@@ -365,6 +365,13 @@ bool frontend::on_set_features(std::uint64_t f)
 			     offered);
 		return false;
 	}
+	// A legacy driver's virtio_net_hdr is 10 bytes, not the 12 every
+	// consumer of these rings assumes (VIRTIO 1.x 5.1.6): refuse it.
+	if (!(f & (1ULL << virtio_f_version_1))) {
+		spdlog::warn("vhost-user: SET_FEATURES {:#x} without VERSION_1 (legacy driver) refused",
+			     f);
+		return false;
+	}
 	features_ = f & ~vu::f_protocol_features;
 	features_set_ = true;
 	le_store(ctrl_.raw().backend.features, features_);

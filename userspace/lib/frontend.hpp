@@ -37,6 +37,7 @@ constexpr std::uint64_t default_device_features = (1ULL << 32) | (1ULL << 33) | 
 						   (1ULL << 29) | (1ULL << 0) | (1ULL << 1) |
 						   (1ULL << 16);
 constexpr unsigned virtio_f_access_platform = 33;
+constexpr unsigned virtio_f_version_1 = 32;
 
 /** Protocol features offered: MQ | REPLY_ACK | SLAVE_REQ (BACKEND_REQ). */
 constexpr std::uint64_t offered_protocol_features =

@@ -12,6 +12,7 @@
 extern "C" {
 #include <linux/vhost_pci_net.h>
 int vpci_ctrl_check_hdr(const struct vpci_ctrl_hdr *hdr, __u64 bar_len, const char **why);
+int vpci_ctrl_check_features(__u64 features, const char **why);
 }
 
 namespace {
@@ -109,3 +110,18 @@ INSTANTIATE_TEST_SUITE_P(
 		Corruption{"vectors", [](auto &h) { h.num_vectors = htole16(7); }, kBar, "vector"},
 		Corruption{"ring_size", [](auto &h) { h.msg_ring_size = htole16(256); }, kBar, "ring"}),
 	[](const auto &tpi) { return std::string(tpi.param.name); });
+
+TEST(KcoreCtrlFeatures, Version1RequiredWhateverElseIsSet)
+{
+	const char *why = nullptr;
+	constexpr __u64 v1 = 1ULL << 32, platform = 1ULL << 33, mrg = 1ULL << 15;
+
+	EXPECT_EQ(vpci_ctrl_check_features(v1, &why), 0);
+	EXPECT_EQ(vpci_ctrl_check_features(v1 | platform | mrg | (1ULL << 16), &why), 0);
+	for (__u64 f : {0ULL, platform | mrg, ~v1}) {
+		why = nullptr;
+		EXPECT_EQ(vpci_ctrl_check_features(f, &why), -EPROTO) << std::hex << f;
+		ASSERT_NE(why, nullptr);
+		EXPECT_NE(std::string(why).find("VERSION_1"), std::string::npos);
+	}
+}

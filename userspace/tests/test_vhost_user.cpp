@@ -329,6 +329,14 @@ TEST_F(VhostUserTest, FeaturesBoundDriverExactly)
 	EXPECT_FALSE(bstatus() & VPCI_BS_IOMMU);
 }
 
+TEST_F(VhostUserTest, LegacyDriverWithoutVersion1Refused)
+{
+	negotiate(default_device_features);
+	send_u64(vu::request::set_features, default_device_features & ~kVersion1);
+	EXPECT_EQ(ack(), 1u);
+	EXPECT_EQ(le_load(ctrl().backend.features), default_device_features);
+}
+
 TEST_F(VhostUserTest, MemTableFileIdentityAndBounds)
 {
 	negotiate(default_device_features);
