@@ -581,3 +581,23 @@ int vpci_vring_kick_enable(struct vpci_vring *vr, bool enable)
 	smp_mb();
 	return 0;
 }
+
+/**
+ * vpci_tx_frame_len() - the frame a chain from VM1's TX virtqueue carries
+ * @c: the chain, as vpci_vring_pop() returned it
+ * @max_frame: the longest frame accepted (MTU plus a VLAN Ethernet header)
+ *
+ * A TX chain is the 12-byte header followed by the frame, all readable.
+ * A frame shorter than an Ethernet header is refused as virtio_net and tun
+ * refuse it: eth_type_trans() would read bytes the peer never wrote.
+ *
+ * Return: the frame's length (without the header), or -EINVAL for a chain
+ * with writable segments, a runt or an oversized frame.
+ */
+int vpci_tx_frame_len(const struct vpci_chain *c, u32 max_frame)
+{
+	if (c->nin || c->out_len < VPCI_NET_HDR_LEN + VPCI_ETH_HLEN ||
+	    c->out_len - VPCI_NET_HDR_LEN > max_frame)
+		return -EINVAL;
+	return c->out_len - VPCI_NET_HDR_LEN;
+}

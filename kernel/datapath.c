@@ -22,6 +22,7 @@
 #include "trace.h"
 
 #define VPCI_HDR_LEN	sizeof(struct virtio_net_hdr_mrg_rxbuf)
+static_assert(VPCI_HDR_LEN == VPCI_NET_HDR_LEN && ETH_HLEN == VPCI_ETH_HLEN);
 
 /*
  * Count a fault of VM1's on @q, trace it and report it on the netlink
@@ -587,14 +588,14 @@ static int vpci_tx_one(struct vpci_queue *q, u16 avail, struct sk_buff **pskb)
 		return 1;
 	}
 
-	len = q->chain.out_len;
-	if (q->chain.nin || len <= VPCI_HDR_LEN ||
-	    len > VPCI_HDR_LEN + dev->mtu + VLAN_ETH_HLEN) {
-		vpci_fault(q, -EINVAL, q->chain.seg[0].addr, len);
+	err = vpci_tx_frame_len(&q->chain, READ_ONCE(dev->mtu) + VLAN_ETH_HLEN);
+	if (err < 0) {
+		/* Writable segments, a runt or too long: fault_desc, rx_errors */
+		vpci_fault(q, err, q->chain.seg[0].addr, q->chain.out_len);
 		vpci_vring_push(vr, q->chain.head, 0);
 		return 1;
 	}
-	len -= VPCI_HDR_LEN;
+	len = err;
 	skb = napi_alloc_skb(&q->napi, len);
 	if (!skb) {
 		vpci_vring_unpop(vr);

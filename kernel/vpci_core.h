@@ -209,6 +209,12 @@ int vpci_chain_read(struct vpci_vring *vr, const struct vpci_chain *c,
 int vpci_chain_write(struct vpci_vring *vr, const struct vpci_chain *c,
 		     u32 offset, const void *src, u32 len);
 int vpci_vring_push(struct vpci_vring *vr, u16 head, u32 len);
+
+/* struct virtio_net_hdr_mrg_rxbuf: VERSION_1 is required (12 bytes) */
+#define VPCI_NET_HDR_LEN	12
+/* An Ethernet header: the shortest frame the stack may parse */
+#define VPCI_ETH_HLEN		14
+int vpci_tx_frame_len(const struct vpci_chain *c, u32 max_frame);
 int vpci_vring_publish(struct vpci_vring *vr, bool *notify);
 int vpci_vring_kick_enable(struct vpci_vring *vr, bool enable);
 

@@ -30,6 +30,7 @@ declare -A expect=(
 	[straddle]=vq0_rx_fault_miss_timeout
 	[wrap]=vq0_rx_fault_desc
 	[zero-len]=vq0_rx_fault_desc
+	[runt]=vq0_rx_fault_desc
 	[past-memory]=vq0_rx_fault_desc
 	[chain-loop]=vq0_rx_fault_chain
 	[chain-too-long]=vq0_rx_fault_chain

@@ -490,13 +490,13 @@ struct device::impl {
 				vpci_vring_push(vr, x.chain.head, 0);
 			return 1;
 		}
-		std::uint32_t len = x.chain.out_len;
-		if (x.chain.nin || len <= hdr_len || len > hdr_len + cfg.max_frame) {
-			fault(x, -EINVAL, x.chain.seg[0].addr, len);
+		err = vpci_tx_frame_len(&x.chain, cfg.max_frame);
+		if (err < 0) {
+			fault(x, err, x.chain.seg[0].addr, x.chain.out_len);
 			vpci_vring_push(vr, x.chain.head, 0);
 			return 1;
 		}
-		len -= hdr_len;
+		const std::uint32_t len = static_cast<std::uint32_t>(err);
 		// A full backlog drops (the kernel's qdisc does); VM1's TX ring
 		// is drained either way.
 		frame &f = pend_n < bounce.size() ? bounce[(pend_head + pend_n) % bounce.size()]

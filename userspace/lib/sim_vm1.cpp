@@ -40,6 +40,7 @@ const fault_info fault_table[] = {
 	{"straddle", txq, "TX buffer straddling a mapped and an unmapped page"},
 	{"wrap", txq, "TX buffer whose range wraps past 2^64"},
 	{"zero-len", txq, "TX descriptor of length 0"},
+	{"runt", txq, "TX frame of 10 bytes, shorter than an Ethernet header"},
 	{"past-memory", txq, "TX descriptor longer than the guest memory"},
 	{"chain-loop", txq, "TX chain of two descriptors pointing at each other"},
 	{"chain-too-long", txq, "TX chain over every free descriptor, last one linking to the first"},
@@ -317,6 +318,11 @@ fault_report vm1::inject(const std::string &name)
 		if (cfg_.policy != iova_policy::identity)
 			map(spare_gpa(0), page_size, perm_ro);
 		one(dev_addr(spare_gpa(0)), 0, false);
+	} else if (name == "runt") {
+		frame_in_spare();
+		if (cfg_.policy != iova_policy::identity)
+			map(spare_gpa(0), page_size, perm_ro);
+		one(dev_addr(spare_gpa(0)), net_hdr_size + 10, false);
 	} else if (name == "past-memory") {
 		frame_in_spare();
 		if (cfg_.policy != iova_policy::identity)

@@ -320,6 +320,7 @@ INSTANTIATE_TEST_SUITE_P(
 			  fault_case{"straddle", "recovered", 1, "miss_timeout"},
 			  fault_case{"wrap", "recovered", 1, "desc"},
 			  fault_case{"zero-len", "recovered", 1, "desc"},
+			  fault_case{"runt", "recovered", 1, "desc"},
 			  fault_case{"past-memory", "recovered", 1, "desc"},
 			  fault_case{"chain-loop", "recovered", 1, "chain"},
 			  fault_case{"chain-too-long", "recovered", 1, "chain"},

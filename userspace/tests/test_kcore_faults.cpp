@@ -448,13 +448,13 @@ private:
 				vpci_vring_push(vr, q.chain.head, 0);
 			return 1;
 		}
-		u32 len = q.chain.out_len;
-		if (q.chain.nin || len <= net_hdr_size || len > net_hdr_size + kMtu + kVlanEthHlen) {
-			fault(q, -EINVAL);
+		err = vpci_tx_frame_len(&q.chain, kMtu + kVlanEthHlen);
+		if (err < 0) {
+			fault(q, err);
 			vpci_vring_push(vr, q.chain.head, 0);
 			return 1;
 		}
-		len -= net_hdr_size;
+		const u32 len = static_cast<u32>(err);
 		frame.resize(len);
 		u8 hdr[10]; // struct virtio_net_hdr
 		err = vpci_chain_read(vr, &q.chain, 0, hdr, sizeof(hdr));
@@ -965,6 +965,7 @@ const std::map<std::string, expectation> expectations = {
 	{"straddle", {txq, VPCI_FAULT_MISS_TIMEOUT}},
 	{"wrap", {txq, VPCI_FAULT_DESC}},
 	{"zero-len", {txq, VPCI_FAULT_DESC}},
+	{"runt", {txq, VPCI_FAULT_DESC}},
 	{"past-memory", {txq, VPCI_FAULT_DESC}},
 	{"chain-loop", {txq, VPCI_FAULT_CHAIN}},
 	{"chain-too-long", {txq, VPCI_FAULT_CHAIN}},

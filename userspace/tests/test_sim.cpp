@@ -176,6 +176,15 @@ struct fake_device {
 				return "unmapped";
 			}
 		}
+		// A TX frame (all readable) shorter than header + Ethernet header.
+		std::uint64_t readable = 0;
+		bool writable = false;
+		for (const auto &x : out) {
+			writable |= (x.flags & desc_f_write) != 0;
+			readable += (x.flags & desc_f_write) ? 0 : x.len;
+		}
+		if (!writable && readable < net_hdr_size + 14)
+			return "runt";
 		return "";
 	}
 	std::uint8_t *buf(const vring_desc &x, std::uint8_t perm) const
@@ -454,6 +463,7 @@ const std::map<std::string, std::string> verdicts = {
 	{"unmapped-iova", "unmapped"},	 {"readonly-rx", "readonly"},
 	{"straddle", "straddle"},	 {"wrap", "wrap"},
 	{"zero-len", "zero-len"},	 {"past-memory", "past-memory"},
+	{"runt", "runt"},
 	{"chain-loop", "chain-too-long"}, {"chain-too-long", "chain-too-long"},
 	{"avail-jump", "avail-jump"},	 {"head-out-of-range", "head-out-of-range"},
 	{"unmap-in-flight", "unmapped"}, {"ring-unmapped", "ring-unmapped"},
