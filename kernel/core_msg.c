@@ -56,14 +56,48 @@ int vpci_msg_pop(struct vpci_msg_ring *r, u32 *cons, struct vpci_msg *m)
  */
 int vpci_msg_push(struct vpci_msg_ring *r, u32 *prod, const struct vpci_msg *m)
 {
-	struct vpci_msg *e;
-	u32 cons;
+	return vpci_msg_push_keep(r, prod, m, 0);
+}
 
-	/* Pairs with the consumer's release store: the slot is free. */
-	cons = le32_to_cpu(smp_load_acquire(&r->cons));
-	if (*prod - cons > VPCI_MSG_RING_SIZE)
+/**
+ * vpci_msg_room() - free slots on the d2b ring
+ * @r: the ring in shared memory (driver produces)
+ * @prod: our private producer count
+ *
+ * The consumer may free more at any time, never fewer: the room only grows
+ * until we push.
+ *
+ * Return: the free slots, or -EPROTO if the consumer count is impossible.
+ */
+int vpci_msg_room(struct vpci_msg_ring *r, u32 prod)
+{
+	/* Pairs with the consumer's release store: those slots are free. */
+	u32 cons = le32_to_cpu(smp_load_acquire(&r->cons));
+
+	if (prod - cons > VPCI_MSG_RING_SIZE)
 		return -EPROTO;
-	if (*prod - cons == VPCI_MSG_RING_SIZE)
+	return VPCI_MSG_RING_SIZE - (prod - cons);
+}
+
+/**
+ * vpci_msg_push_keep() - post a message, leaving @keep slots free
+ * @r: the ring in shared memory (driver produces)
+ * @prod: our private producer count, advanced and published on success
+ * @m: message to copy in
+ * @keep: slots that must stay free after this one (reserved for others)
+ *
+ * Return: 0, -ENOSPC if fewer than @keep + 1 slots are free, -EPROTO if
+ * the consumer count is impossible.
+ */
+int vpci_msg_push_keep(struct vpci_msg_ring *r, u32 *prod,
+		       const struct vpci_msg *m, unsigned int keep)
+{
+	struct vpci_msg *e;
+	int room = vpci_msg_room(r, *prod);
+
+	if (room < 0)
+		return room;
+	if ((unsigned int)room <= keep)
 		return -ENOSPC;
 
 	e = &r->ent[*prod % VPCI_MSG_RING_SIZE];

@@ -154,5 +154,6 @@ irqreturn_t vpci_config_thread(int irq, void *data)
  */
 void vpci_config_work(struct work_struct *work)
 {
-	vpci_config_drain(container_of(work, struct vpci_dev, config_work));
+	vpci_config_drain(container_of(to_delayed_work(work), struct vpci_dev,
+				       config_work));
 }

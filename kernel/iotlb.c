@@ -26,8 +26,9 @@ static void vpci_iotlb_event(struct vpci_dev *vdev, u32 type, u16 queue,
 		vpci_nl_event(vdev, &ev);
 }
 
+/* Post on d2b, leaving @keep slots free (misses keep room for acks). */
 static int vpci_post(struct vpci_dev *vdev, u8 type, u8 perm, u16 queue,
-		     u32 seq, u64 iova, u64 size)
+		     u32 seq, u64 iova, u64 size, unsigned int keep)
 {
 	struct vpci_msg m = {
 		.type = type,
@@ -40,9 +41,10 @@ static int vpci_post(struct vpci_dev *vdev, u8 type, u8 perm, u16 queue,
 	int err;
 
 	spin_lock_bh(&vdev->msg_lock);
-	err = vpci_msg_push(&vdev->ctrl->d2b, &vdev->d2b_prod, &m);
+	err = vpci_msg_push_keep(&vdev->ctrl->d2b, &vdev->d2b_prod, &m, keep);
 	spin_unlock_bh(&vdev->msg_lock);
-	if (err)
+	/* A miss finding no room is normal (its queue asks again); an ack can't */
+	if (err && (err != -ENOSPC || !keep))
 		dev_warn_ratelimited(&vdev->pdev->dev, "d2b ring: %s\n",
 				     err == -ENOSPC ? "full" : "corrupt consumer count");
 	return err;
@@ -118,7 +120,7 @@ static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
 		 * just held to remove these: no access to the range remains.
 		 */
 		err = vpci_post(vdev, VPCI_MSG_IOTLB_INV_ACK, 0, 0xffff, seq,
-				iova, size);
+				iova, size, 0);
 		trace_vpci_iotlb_invalidate(vdev->netdev->ifindex, iova, size,
 					    seq, err, !err);
 		return !err;
@@ -141,7 +143,8 @@ static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
  */
 int vpci_post_miss(struct vpci_dev *vdev, u16 queue, u64 iova, u32 perm)
 {
-	return vpci_post(vdev, VPCI_MSG_IOTLB_MISS, perm, queue, 0, iova, 1);
+	return vpci_post(vdev, VPCI_MSG_IOTLB_MISS, perm, queue, 0, iova, 1,
+			 VPCI_D2B_ACK_RESERVE);
 }
 
 /* Bytes of each part of a split virtqueue of @num entries, event idx included. */
@@ -245,6 +248,22 @@ bool vpci_iotlb_process(struct vpci_dev *vdev, bool *more)
 	int n, budget = VPCI_MSG_RING_SIZE;
 
 	while (budget-- > 0) {
+		/*
+		 * Read nothing we could not ack: misses leave
+		 * VPCI_D2B_ACK_RESERVE slots, and only this pass (under
+		 * config_lock) posts acks, so room >= 1 now means the ack of
+		 * the message below finds a slot.  Without room, stop and
+		 * look again shortly; the backend drains d2b when rung.
+		 */
+		n = vpci_msg_room(&vdev->ctrl->d2b, vdev->d2b_prod);
+		if (n == 0) {
+			vdev->stats.d2b_full++;
+			mod_delayed_work(system_wq, &vdev->config_work,
+					 msecs_to_jiffies(VPCI_D2B_RETRY_MS));
+			ring = true;
+			budget = 0;
+			break;
+		}
 		n = vpci_msg_pop(&vdev->ctrl->b2d, &vdev->b2d_cons, &m);
 		if (n < 0) {
 			dev_err_ratelimited(&vdev->pdev->dev, "b2d ring: corrupt producer count\n");

@@ -143,7 +143,7 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	mutex_init(&vdev->state_lock);
 	spin_lock_init(&vdev->dp_lock);
 	spin_lock_init(&vdev->msg_lock);
-	INIT_WORK(&vdev->config_work, vpci_config_work);
+	INIT_DELAYED_WORK(&vdev->config_work, vpci_config_work);
 	mutex_init(&vdev->config_lock);
 	INIT_DELAYED_WORK(&vdev->retry_work, vpci_dp_retry_work);
 	vdev->miss_timeout = msecs_to_jiffies(miss_timeout_ms);
@@ -231,7 +231,7 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	vpci_debugfs_add(vdev);
 
 	/* Apply the current link state; later changes arrive as interrupts. */
-	schedule_work(&vdev->config_work);
+	schedule_delayed_work(&vdev->config_work, 0);
 	vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
 
 	netdev_info(vdev->netdev,
@@ -246,7 +246,7 @@ err_clear_status:
 	vpci_free_queue_irqs(vdev);
 err_free_config_irq:
 	free_irq(pci_irq_vector(pdev, VPCI_VEC_CONFIG), vdev);
-	cancel_work_sync(&vdev->config_work);
+	cancel_delayed_work_sync(&vdev->config_work);
 	cancel_delayed_work_sync(&vdev->retry_work);
 err_free_vectors:
 	pci_free_irq_vectors(pdev);
@@ -272,7 +272,7 @@ static void vpci_remove(struct pci_dev *pdev)
 	 */
 	free_irq(pci_irq_vector(pdev, VPCI_VEC_CONFIG), vdev);
 	vpci_free_queue_irqs(vdev);
-	cancel_work_sync(&vdev->config_work);
+	cancel_delayed_work_sync(&vdev->config_work);
 	cancel_delayed_work_sync(&vdev->retry_work);
 
 	unregister_netdev(vdev->netdev);

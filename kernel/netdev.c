@@ -111,7 +111,7 @@ static const char vpci_q_stat_names[][ETH_GSTRING_LEN] = {
 
 static const char vpci_dev_stat_names[][ETH_GSTRING_LEN] = {
 	"iotlb_updates", "iotlb_invalidations", "iotlb_misses",
-	"iotlb_bad_msgs", "iotlb_entries", "iotlb_evictions",
+	"iotlb_bad_msgs", "iotlb_entries", "iotlb_evictions", "d2b_full",
 };
 
 static int vpci_get_sset_count(struct net_device *dev, int sset)
@@ -164,6 +164,9 @@ static void vpci_get_ethtool_stats(struct net_device *dev,
 	*data++ = vdev->iotlb.n;
 	*data++ = vdev->iotlb.evictions;
 	spin_unlock_bh(&vdev->dp_lock);
+	mutex_lock(&vdev->state_lock);
+	*data++ = vdev->stats.d2b_full;
+	mutex_unlock(&vdev->state_lock);
 
 	for (i = 0; i < vdev->nqueues; i++) {
 		vpci_q_read(&vdev->queues[i], &s);

@@ -66,12 +66,15 @@
  * @iotlb_invalidations: invalidations applied and acked
  * @iotlb_misses: misses posted to the backend
  * @iotlb_bad_msgs: b2d messages refused (bad range, type, full table)
+ * @d2b_full: config passes that stopped reading b2d because the d2b ring
+ *	had no room for an ack (the backend had not drained it)
  */
 struct vpci_stats {
 	u64 iotlb_updates;
 	u64 iotlb_invalidations;
 	u64 iotlb_misses;
 	u64 iotlb_bad_msgs;
+	u64 d2b_full;
 };
 
 /**
@@ -126,6 +129,14 @@ struct vpci_dev;
 #define VPCI_PREFETCH_CHAINS	16
 /* A miss that could not be posted (d2b full) is tried again this soon */
 #define VPCI_MISS_REPOST_MS	10
+/*
+ * d2b slots misses leave free: an invalidation's ack always finds room
+ * (16 queues x 32 misses would fill the ring otherwise), and the config
+ * pass reads no b2d message it could not ack (vpci_iotlb_process()).
+ */
+#define VPCI_D2B_ACK_RESERVE	64
+/* A config pass that found d2b full looks again this soon */
+#define VPCI_D2B_RETRY_MS	2
 
 /**
  * struct vpci_miss - a miss posted and not answered yet
@@ -201,7 +212,8 @@ struct vpci_queue {
  * @bar_len: size of BAR2
  * @own_id: this VM's ivshmem peer id (IVPosition)
  * @nvec: MSI-X vectors allocated, hdr.num_vectors
- * @config_work: applies the backend state at probe, before any interrupt
+ * @config_work: applies the backend state at probe, before any interrupt,
+ *	and again when a pass stopped for a full d2b ring
  * @config_lock: serialises vpci_config_run() between the config vector's
  *	IRQ thread and @config_work
  * @state_lock: serialises writers of the driver section of @ctrl (probe,
@@ -245,7 +257,7 @@ struct vpci_dev {
 	u64 bar_len;
 	u16 own_id;
 	unsigned int nvec;
-	struct work_struct config_work;
+	struct delayed_work config_work;
 	/* one config pass at a time (IRQ thread or work) */
 	struct mutex config_lock;
 	/* protects the driver section of @ctrl and @generation */

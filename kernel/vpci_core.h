@@ -33,6 +33,9 @@ int vpci_ctrl_check_features(u64 features, const char **why);
 /* core_msg.c */
 int vpci_msg_pop(struct vpci_msg_ring *r, u32 *cons, struct vpci_msg *m);
 int vpci_msg_push(struct vpci_msg_ring *r, u32 *prod, const struct vpci_msg *m);
+int vpci_msg_push_keep(struct vpci_msg_ring *r, u32 *prod,
+		       const struct vpci_msg *m, unsigned int keep);
+int vpci_msg_room(struct vpci_msg_ring *r, u32 prod);
 
 /**
  * struct vpci_iotlb_entry - one translation, an inclusive IOVA range
