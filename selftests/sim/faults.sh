@@ -144,7 +144,8 @@ for f in $faults; do
 	ok=1
 	[ $rc -eq 0 ] && jq -e --argjson n "$n" '.ok and .rx.unique == $n and .rx.lost == 0' "$j" >/dev/null &&
 		[ "$(sim_drops)" = "$d0" ] && ok=0
-	[ $ok -eq 0 ] || sim_explain "$j" "$d0"
+	[ $ok -eq 0 ] || { sim_explain "$j" "$d0"; [ -s "$j" ] ||
+		diag "no summary (rc $rc): $(echo "$HOST_OUT" | tail -n 3 | xargs)"; }
 	log_test $ok "$policy, after $f: reconnect, $n frames each way lossless, nothing dropped in VM2"
 done
 

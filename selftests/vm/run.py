@@ -450,8 +450,13 @@ def main():
             try:
                 r = subprocess.run(argv, capture_output=True, timeout=limit,
                                    stdin=subprocess.DEVNULL)
-            except subprocess.TimeoutExpired:
-                return 124, b"host command timed out\n"
+            except subprocess.TimeoutExpired as e:
+                # Keep what it printed: a hang must be explainable.
+                partial = (e.stdout or b"") + (e.stderr or b"")
+                with open(os.path.join(run, "host-commands.log"), "a") as f:
+                    f.write(f"[{vm}] {shlex.join(argv)} -> timed out after {limit}s\n")
+                    f.write(partial[-4096:].decode(errors="replace"))
+                return 124, partial[-4096:] + b"host command timed out\n"
             with open(os.path.join(run, "host-commands.log"), "a") as f:
                 f.write(f"[{vm}] {shlex.join(argv)} -> {r.returncode}\n")
             return r.returncode, r.stdout + r.stderr

@@ -150,7 +150,7 @@ nlohmann::json run(const run_config &c)
 	std::optional<fault_report> fault;
 	clock::time_point repair_at{};
 	const auto t0 = clock::now();
-	auto last_progress = t0, last_activity = t0, last_print = t0;
+	auto last_progress = t0, last_activity = t0, last_any = t0, last_print = t0;
 	const double ns_per_frame = c.rate_pps > 0 ? 1e9 / c.rate_pps : 0;
 	std::uint64_t wakeups = 0;
 	std::vector<std::uint8_t> pkt;
@@ -161,7 +161,10 @@ nlohmann::json run(const run_config &c)
 		vm.tx.disable_cb();
 	}
 	for (;;) {
-		bool progress = fe.service() > 0;
+		// IOTLB traffic keeps the loop awake but is not progress of the
+		// frames: a device that only asks for translations is stalled.
+		const bool iotlb_busy = fe.service() > 0;
+		bool progress = false;
 		const auto now = clock::now();
 		const double elapsed = std::chrono::duration<double>(now - t0).count();
 		// TX completions.
@@ -229,7 +232,7 @@ nlohmann::json run(const run_config &c)
 		const bool time_up = c.duration_s > 0 && elapsed >= c.duration_s;
 		bool added = false;
 		const std::uint64_t window = c.window ? c.window : vc.ring_size - 1u;
-		const bool stuck = now - last_activity > std::chrono::milliseconds(100);
+		const bool stuck = now - last_any > std::chrono::milliseconds(100);
 		while (sending && sent < c.count && !time_up && !fault_is_due()) {
 			if (receiving && !stuck && sent - rx_frames_total >= window)
 				break;
@@ -246,6 +249,9 @@ nlohmann::json run(const run_config &c)
 			eventfd_signal(kick[txq].get());
 		if (progress)
 			last_activity = now;
+		progress |= iotlb_busy;
+		if (progress)
+			last_any = now;
 		// Progress line.
 		if (c.progress && now - last_print >= std::chrono::seconds(1)) {
 			last_print = now;
@@ -260,8 +266,9 @@ nlohmann::json run(const run_config &c)
 		const bool tx_clean = !sending || tx_done >= sent;
 		if (all_sent && all_back && tx_clean && sending && !fault)
 			break;
-		// Nothing moved for drain_ms: done (all sent) or stalled (a
-		// device that stopped; the window or the TX ring is full).
+		// No frame moved for drain_ms: done (all sent) or stalled (a
+		// device that stopped, or asks for translations without end;
+		// the window or the TX ring is full).
 		if (now - last_activity > std::chrono::milliseconds(c.drain_ms))
 			break;
 		if (!sending && c.duration_s > 0 && time_up)
