@@ -552,6 +552,46 @@ int vpci_vring_publish(struct vpci_vring *vr, bool *notify)
 	return 0;
 }
 
+/* Without EVENT_IDX: VRING_USED_F_NO_NOTIFY off (@enable) or on. */
+static int vpci_vring_kick_flags(struct vpci_vring *vr, bool enable)
+{
+	int err = vpci_vr_write16(vr, vr->used + VR_USED_FLAGS,
+				  enable ? 0 : VPCI_VRING_USED_F_NO_NOTIFY);
+
+	if (err)
+		return err;
+	/* Our request is visible before we re-read avail->idx. */
+	smp_mb();
+	return 0;
+}
+
+/**
+ * vpci_vring_kick_after() - ask VM1 for a kick once avail moves past @seen
+ * @vr: the ring
+ * @seen: the avail index the caller saw and could not use (a frame found
+ *	too few buffers there); last_avail to be kicked on any new buffer
+ *
+ * With EVENT_IDX VM1 kicks when it moves avail->idx past @seen; without,
+ * on every buffer it adds.  After this the caller re-reads avail->idx and
+ * goes on only if it moved past @seen: waking on buffers it already saw
+ * would retry the same frame without end.
+ *
+ * Return: 0 or -ENOENT/-EACCES.
+ */
+int vpci_vring_kick_after(struct vpci_vring *vr, u16 seen)
+{
+	int err;
+
+	if (!vr->event_idx)
+		return vpci_vring_kick_flags(vr, true);
+	err = vpci_vr_write16(vr, vr->used + VR_USED_RING(vr->num), seen);
+	if (err)
+		return err;
+	/* Our request is visible before we re-read avail->idx. */
+	smp_mb();
+	return 0;
+}
+
 /**
  * vpci_vring_kick_enable() - ask VM1 for (or off) kicks on new buffers
  * @vr: the ring
@@ -564,22 +604,11 @@ int vpci_vring_publish(struct vpci_vring *vr, bool *notify)
  */
 int vpci_vring_kick_enable(struct vpci_vring *vr, bool enable)
 {
-	int err;
-
-	if (vr->event_idx) {
-		if (!enable)
-			return 0;	/* the event only ever moves forward */
-		err = vpci_vr_write16(vr, vr->used + VR_USED_RING(vr->num),
-				      vr->last_avail);
-	} else {
-		err = vpci_vr_write16(vr, vr->used + VR_USED_FLAGS,
-				      enable ? 0 : VPCI_VRING_USED_F_NO_NOTIFY);
-	}
-	if (err)
-		return err;
-	/* Our request is visible before we re-read avail->idx. */
-	smp_mb();
-	return 0;
+	if (enable)
+		return vpci_vring_kick_after(vr, vr->last_avail);
+	if (vr->event_idx)
+		return 0;	/* the event only ever moves forward */
+	return vpci_vring_kick_flags(vr, false);
 }
 
 /**

@@ -374,6 +374,8 @@ static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 		}
 		err = vpci_vring_pop(vr, avail, &q->chain);
 		if (err == 0) {
+			/* Too few buffers up to @avail: wait for VM1 to go past it. */
+			q->rx_seen = avail;
 			err = -ENOBUFS;
 			goto fail;
 		}
@@ -512,9 +514,14 @@ netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
 		u16 avail;
 
 		netif_stop_subqueue(dev, qi);
-		/* Ask VM1 to kick on new buffers, then look once more. */
-		if (!q->miss_pending && !vpci_vring_kick_enable(&q->vr, true) &&
-		    !vpci_vring_avail_idx(&q->vr, &avail) && avail != q->vr.last_avail)
+		/*
+		 * Ask VM1 to kick once it posts past what this frame saw, then
+		 * look once more.  Not on any avail != last_avail: a frame that
+		 * needs more buffers than VM1 posted would be retried at once,
+		 * forever (a hostile VM1 posting one buffer short).
+		 */
+		if (!q->miss_pending && !vpci_vring_kick_after(&q->vr, q->rx_seen) &&
+		    !vpci_vring_avail_idx(&q->vr, &avail) && avail != q->rx_seen)
 			netif_wake_subqueue(dev, qi);
 		vpci_q_add(q, &q->stats.stalls, 1);
 		if (q->vr.used_idx != q->vr.used_pub)
@@ -624,7 +631,7 @@ static int vpci_tx_one(struct vpci_queue *q, u16 avail, struct sk_buff **pskb)
 	return 1;
 }
 
-/* Wake transmit queue @qp if VM1 posted RX buffers since it stopped. */
+/* Wake transmit queue @qp if VM1 posted RX buffers past what it waited on. */
 static void vpci_poll_rx_buffers(struct vpci_dev *vdev, unsigned int qp)
 {
 	struct vpci_queue *rq = &vdev->queues[2 * qp];
@@ -635,7 +642,7 @@ static void vpci_poll_rx_buffers(struct vpci_dev *vdev, unsigned int qp)
 		return;
 	spin_lock(&vdev->dp_lock);
 	if (rq->running && !rq->miss_pending &&
-	    !vpci_vring_avail_idx(&rq->vr, &avail) && avail != rq->vr.last_avail)
+	    !vpci_vring_avail_idx(&rq->vr, &avail) && avail != rq->rx_seen)
 		wake = true;
 	spin_unlock(&vdev->dp_lock);
 	if (wake)
@@ -816,6 +823,7 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 			q->csum = features & BIT_ULL(i & 1 ? VIRTIO_NET_F_CSUM :
 							     VIRTIO_NET_F_GUEST_CSUM);
 			q->miss_pending = false;
+			q->rx_seen = q->vr.last_avail;
 			q->nmisses = 0;
 			q->pf_gen = ~0ULL;
 			q->running = true;

@@ -159,6 +159,9 @@ struct vpci_miss {
  * @csum: odd queues: VIRTIO_NET_F_CSUM negotiated (VM1 may send partial
  *	checksums); even queues: VIRTIO_NET_F_GUEST_CSUM (VM1 takes them)
  * @miss_pending: the queue waits for the miss at @miss_iova, under dp_lock
+ * @rx_seen: even queues: VM1's avail index when a frame last found too
+ *	few RX buffers; the stopped TX queue wakes only once avail moves
+ *	past it (VM1 kicks then), under dp_lock
  * @miss_iova: address it waits for
  * @misses: misses posted and not answered yet (the one the queue waits
  *	for and those posted ahead), under dp_lock
@@ -184,6 +187,7 @@ struct vpci_queue {
 	bool mrg_rxbuf;
 	bool csum;
 	bool miss_pending;
+	u16 rx_seen;
 	u64 miss_iova;
 	struct vpci_miss misses[VPCI_MISS_SLOTS];
 	unsigned int nmisses;

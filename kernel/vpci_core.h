@@ -219,6 +219,7 @@ int vpci_vring_push(struct vpci_vring *vr, u16 head, u32 len);
 #define VPCI_ETH_HLEN		14
 int vpci_tx_frame_len(const struct vpci_chain *c, u32 max_frame);
 int vpci_vring_publish(struct vpci_vring *vr, bool *notify);
+int vpci_vring_kick_after(struct vpci_vring *vr, u16 seen);
 int vpci_vring_kick_enable(struct vpci_vring *vr, bool enable);
 
 #endif /* _VPCI_CORE_H */

@@ -197,16 +197,19 @@ void vm1::map_extra()
 bool vm1::post_rx(std::uint16_t slot)
 {
 	const std::uint64_t gpa = slot_gpa(rxq, slot);
+	if (cfg_.rx_buf_limit && rx_bufs_posted_ >= cfg_.rx_buf_limit)
+		return false;
 	std::memset(mem.ptr(gpa, page_size), canary_byte, page_size);
 	if (cfg_.policy == iova_policy::transient)
 		map(gpa, page_size, cfg_.rx_perm);
-	vring_driver::seg s{dev_addr(gpa), static_cast<std::uint32_t>(page_size), true};
+	vring_driver::seg s{dev_addr(gpa), cfg_.rx_buf_size, true};
 	if (!rx.add(std::span(&s, 1), slot)) {
 		if (cfg_.policy == iova_policy::transient)
 			unmap(gpa, page_size);
 		return false;
 	}
 	rx_posted_[slot] = true;
+	rx_bufs_posted_++;
 	return true;
 }
 
@@ -267,7 +270,9 @@ std::span<const std::uint8_t> vm1::complete_rx(const vring_driver::completion &c
 		unmap(gpa, page_size);
 	rx_posted_[slot_of(c)] = false;
 	const std::uint8_t *p = mem.ptr(gpa, page_size);
-	const std::uint64_t len = std::min<std::uint64_t>(c.len, page_size);
+	// Past the buffer's own length is canary too: the device must not
+	// write beyond what the descriptor gave it.
+	const std::uint64_t len = std::min<std::uint64_t>(c.len, cfg_.rx_buf_size);
 	for (std::uint64_t i = len; i < page_size; i++)
 		if (p[i] != canary_byte) {
 			rx_tail_damaged++;

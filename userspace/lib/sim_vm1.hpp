@@ -64,6 +64,13 @@ struct vm1_config {
 	 * device's IOTLB, which is what a lookup costs depends on.
 	 */
 	std::uint32_t extra_pages = 0;
+	/**
+	 * Bytes of each RX buffer (at most a page): smaller buffers make
+	 * frames span several (num_buffers > 1 with MRG_RXBUF).
+	 */
+	std::uint32_t rx_buf_size = 4096;
+	/** RX buffers posted in the whole run, at most (0: no limit). */
+	std::uint64_t rx_buf_limit = 0;
 };
 
 /** IOVA of the first extra mapping below / above the buffers (see extra_pages). */
@@ -175,6 +182,7 @@ private:
 	iotlb_port &port_;
 	std::vector<std::uint16_t> tx_free_;
 	std::vector<bool> rx_posted_;
+	std::uint64_t rx_bufs_posted_ = 0;
 	std::string fault_name_;
 };
 

@@ -42,6 +42,14 @@ int main(int argc, char **argv)
 		       "static-pool/transient: map this many more 4 KiB pages no traffic uses "
 		       "(IOTLB size; half below, half above the buffers' IOVAs)")
 		->check(CLI::Range(0u, 65536u));
+	app.add_option("--rx-buf-size", c.vm.rx_buf_size,
+		       "bytes of each RX buffer (frames longer than one span several: "
+		       "num_buffers > 1)")
+		->check(CLI::Range(64u, 4096u))
+		->capture_default_str();
+	app.add_option("--rx-buf-limit", c.vm.rx_buf_limit,
+		       "post at most this many RX buffers in the whole run (0: no limit; "
+		       "a VM1 that stops posting)");
 	app.add_option("--rx-perm", rx_perm, "permission of RX buffer mappings: rw | wo")
 		->capture_default_str();
 	app.add_option("--direction", dir, "tx | rx | both (both: expects frames back)")
