@@ -24,7 +24,7 @@ int vpci_msg_pop(struct vpci_msg_ring *r, u32 *cons, struct vpci_msg *m)
 	u32 prod;
 
 	/* Pairs with the producer's release store: the entry is complete. */
-	prod = le32_to_cpu(smp_load_acquire(&r->prod));
+	prod = le32_to_cpu(virt_load_acquire(&r->prod));
 	if (prod == *cons)
 		return 0;
 	if (prod - *cons > VPCI_MSG_RING_SIZE)
@@ -41,7 +41,7 @@ int vpci_msg_pop(struct vpci_msg_ring *r, u32 *cons, struct vpci_msg *m)
 
 	(*cons)++;
 	/* Our reads of the entry complete before the producer may reuse it. */
-	smp_store_release(&r->cons, cpu_to_le32(*cons));
+	virt_store_release(&r->cons, cpu_to_le32(*cons));
 	return 1;
 }
 
@@ -72,7 +72,7 @@ int vpci_msg_push(struct vpci_msg_ring *r, u32 *prod, const struct vpci_msg *m)
 int vpci_msg_room(struct vpci_msg_ring *r, u32 prod)
 {
 	/* Pairs with the consumer's release store: those slots are free. */
-	u32 cons = le32_to_cpu(smp_load_acquire(&r->cons));
+	u32 cons = le32_to_cpu(virt_load_acquire(&r->cons));
 
 	if (prod - cons > VPCI_MSG_RING_SIZE)
 		return -EPROTO;
@@ -111,6 +111,6 @@ int vpci_msg_push_keep(struct vpci_msg_ring *r, u32 *prod,
 
 	(*prod)++;
 	/* The entry is visible before the new count. */
-	smp_store_release(&r->prod, cpu_to_le32(*prod));
+	virt_store_release(&r->prod, cpu_to_le32(*prod));
 	return 0;
 }

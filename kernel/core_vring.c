@@ -205,7 +205,7 @@ int vpci_vring_avail_idx(struct vpci_vring *vr, u16 *idx)
 	 * Ring entries and descriptors are read after the index: pairs with
 	 * the driver's write barrier before it publishes avail->idx.
 	 */
-	smp_rmb();
+	virt_rmb();
 	return 0;
 }
 
@@ -526,7 +526,7 @@ int vpci_vring_publish(struct vpci_vring *vr, bool *notify)
 	if (old == new)
 		return 0;
 	/* Used elements are visible before the index that covers them. */
-	smp_wmb();
+	virt_wmb();
 	err = vpci_vr_write16(vr, vr->used + VR_USED_IDX, new);
 	if (err)
 		return err;
@@ -536,7 +536,7 @@ int vpci_vring_publish(struct vpci_vring *vr, bool *notify)
 	 * pairing with VM1's barrier between its event write and its read of
 	 * used->idx (virtqueue_enable_cb), so one side always sees the other.
 	 */
-	smp_mb();
+	virt_mb();
 	if (vr->event_idx) {
 		err = vpci_vr_read16(vr, vr->avail + VR_AVAIL_RING(vr->num), &v);
 		if (err)
@@ -561,7 +561,7 @@ static int vpci_vring_kick_flags(struct vpci_vring *vr, bool enable)
 	if (err)
 		return err;
 	/* Our request is visible before we re-read avail->idx. */
-	smp_mb();
+	virt_mb();
 	return 0;
 }
 
@@ -588,7 +588,7 @@ int vpci_vring_kick_after(struct vpci_vring *vr, u16 seen)
 	if (err)
 		return err;
 	/* Our request is visible before we re-read avail->idx. */
-	smp_mb();
+	virt_mb();
 	return 0;
 }
 

@@ -78,7 +78,7 @@ static bool vpci_config_run(struct vpci_dev *vdev)
 	 * Pairs with the backend's release store of generation after it
 	 * updated the fields: fields read below are at least that new.
 	 */
-	smp_rmb();
+	virt_rmb();
 	link = le16_to_cpu(READ_ONCE(bs->link));
 	status = le32_to_cpu(READ_ONCE(bs->status));
 	call_peer = le16_to_cpu(READ_ONCE(bs->call_peer_id));

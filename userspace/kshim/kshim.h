@@ -42,6 +42,16 @@ typedef uint64_t u64;
 #define smp_wmb()		__atomic_thread_fence(__ATOMIC_RELEASE)
 #define smp_mb()		__atomic_thread_fence(__ATOMIC_SEQ_CST)
 
+/*
+ * The core shares memory with another VM: the kernel's virt_* barriers,
+ * which stay real barriers on a CONFIG_SMP=n guest.  Here the same fences.
+ */
+#define virt_load_acquire(p)	smp_load_acquire(p)
+#define virt_store_release(p, v) smp_store_release(p, v)
+#define virt_rmb()		smp_rmb()
+#define virt_wmb()		smp_wmb()
+#define virt_mb()		smp_mb()
+
 #define min_t(type, a, b)	((type)(a) < (type)(b) ? (type)(a) : (type)(b))
 
 #define GFP_KERNEL		0
