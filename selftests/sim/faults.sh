@@ -1,6 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # vpci-topology: vm2sim
+# vpci-timeout: 600
 #
 # Every fault scenario of vpci-sim (--list-faults) against VM2's driver:
 # the one ethtool -S counter the fault belongs to moves (and no other

@@ -122,8 +122,10 @@ class Proc:
     def __init__(self, name, argv, log_path, deadline):
         self.name = name
         self.waiters = []
-        remaining = max(1, int(deadline - time.monotonic()))
-        # timeout(1) is a second line of defence should this runner die.
+        # timeout(1) is a second line of defence should this runner die:
+        # 10 s after the run's deadline, so that the runner's own check
+        # reports a run out of time as such (not as a guest gone away).
+        remaining = max(1, int(deadline - time.monotonic())) + 10
         full = ["timeout", "-s", "TERM", "-k", "5", str(remaining)] + argv
         self.log_path = log_path
         self.log = open(log_path, "wb")
@@ -326,8 +328,9 @@ def main():
                     "(default: the script's '# vpci-topology:' line, else vm2)")
     ap.add_argument("--kernel", default=os.environ.get("VPCI_GUEST_KERNEL", ""),
                     help="guest kernel: '' (Debian 6.1), '6.12', or a version")
-    ap.add_argument("--timeout", type=int, default=int(os.environ.get("VPCI_VM_TIMEOUT", 300)),
-                    help="seconds for the whole run (default 300)")
+    ap.add_argument("--timeout", type=int, default=int(os.environ.get("VPCI_VM_TIMEOUT", 0)),
+                    help="seconds for the whole run (default: the script's "
+                    "'# vpci-timeout:' line, else 300)")
     ap.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                     help="override a topology variable (repeatable)")
     ap.add_argument("--keep", action="store_true", help="keep the run directory")
@@ -339,12 +342,16 @@ def main():
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
 
-    deadline = time.monotonic() + args.timeout
     script = os.path.realpath(args.script)
+    with open(script) as f:
+        header = f.read()
+    if not args.timeout:
+        m = re.search(r"^# vpci-timeout:\s*(\d+)", header, re.M)
+        args.timeout = int(m.group(1)) if m else 300
+    deadline = time.monotonic() + args.timeout
     topo = args.topology
     if not topo:
-        with open(script) as f:
-            m = re.search(r"^# vpci-topology:\s*(\S+)", f.read(), re.M)
+        m = re.search(r"^# vpci-topology:\s*(\S+)", header, re.M)
         topo = m.group(1) if m else "vm2"
     if not topo.endswith(".json"):
         topo = os.path.join(REPO, "selftests", "topologies", topo + ".json")
