@@ -537,13 +537,15 @@ netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
 
 	if (err) {
 		dev_core_stats_tx_dropped_inc(dev);
-	} else {
-		vpci_q_add(q, &q->stats.packets, 1);
-		vpci_q_add(q, &q->stats.bytes, len);
-		if (partial)
-			vpci_q_add(q, &q->stats.csum_partial, 1);
+		dev_kfree_skb_any(skb);
+		return NETDEV_TX_OK;
 	}
-	dev_kfree_skb_any(skb);
+	vpci_q_add(q, &q->stats.packets, 1);
+	vpci_q_add(q, &q->stats.bytes, len);
+	if (partial)
+		vpci_q_add(q, &q->stats.csum_partial, 1);
+	/* Delivered: not a drop for the drop monitor. */
+	dev_consume_skb_any(skb);
 	return NETDEV_TX_OK;
 }
 
@@ -698,6 +700,7 @@ int vpci_poll(struct napi_struct *napi, int budget)
 	while ((skb = __skb_dequeue(&list))) {
 		vpci_q_add(q, &q->stats.packets, 1);
 		vpci_q_add(q, &q->stats.bytes, skb->len);
+		skb_record_rx_queue(skb, q->index / 2);
 		skb->protocol = eth_type_trans(skb, vdev->netdev);
 		napi_gro_receive(napi, skb);
 		done++;

@@ -80,9 +80,13 @@ static int vpci_request_queue_irqs(struct vpci_dev *vdev)
 	int err;
 
 	for (i = 0; i < vdev->nqueues; i++) {
+		struct vpci_queue *q = &vdev->queues[i];
+
+		/* VM1's TX ring is our rx, as ethtool -S names the queues. */
+		snprintf(q->irq_name, sizeof(q->irq_name), "%s-vq%u-%s",
+			 pci_name(pdev), i / 2, i & 1 ? "rx" : "tx");
 		err = request_irq(pci_irq_vector(pdev, VPCI_VEC_QUEUE(i)),
-				  vpci_queue_irq, 0, VPCI_DRV_NAME "-vq",
-				  &vdev->queues[i]);
+				  vpci_queue_irq, 0, q->irq_name, q);
 		if (err)
 			goto err_free;
 	}
@@ -206,9 +210,11 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		goto err_clear_master;
 	}
 	/* Threaded: the config pass sleeps (mutexes) and acks invalidations. */
+	snprintf(vdev->config_irq_name, sizeof(vdev->config_irq_name),
+		 "%s-config", pci_name(pdev));
 	err = request_threaded_irq(pci_irq_vector(pdev, VPCI_VEC_CONFIG), NULL,
 				   vpci_config_thread, IRQF_ONESHOT,
-				   VPCI_DRV_NAME "-config", vdev);
+				   vdev->config_irq_name, vdev);
 	if (err)
 		goto err_free_vectors;
 	err = vpci_request_queue_irqs(vdev);

@@ -33,7 +33,7 @@ static int vpci_change_mtu(struct net_device *dev, int new_mtu)
 	struct vpci_dev *vdev = vpci_from_netdev(dev);
 
 	/* The core already bounded new_mtu by dev->min_mtu/max_mtu. */
-	dev->mtu = new_mtu;
+	WRITE_ONCE(dev->mtu, new_mtu);	/* read locklessly (xmit, NAPI) */
 	vpci_ctrl_set_mtu(vdev, new_mtu);
 	vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
 	return 0;
@@ -343,6 +343,11 @@ struct net_device *vpci_netdev_alloc(struct vpci_dev *vdev)
 	 */
 	dev->hw_features = NETIF_F_HW_CSUM;
 	dev->features = dev->hw_features;
+	/*
+	 * netpoll would call vpci_start_xmit() with interrupts off, where
+	 * dp_lock (a _bh lock) and the work it may queue are not safe.
+	 */
+	dev->priv_flags |= IFF_DISABLE_NETPOLL;
 
 	memcpy(mac, bs->mac, ETH_ALEN);
 	if (is_valid_ether_addr(mac)) {

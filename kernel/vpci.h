@@ -175,6 +175,7 @@ struct vpci_miss {
  * @napi: NAPI context (odd queues: VM1's TX into our stack)
  * @last_work: ktime (ns) of the last poll that moved a frame (NAPI only)
  * @kicks: VM1 kicks received (IRQ context)
+ * @irq_name: this queue's vector in /proc/interrupts
  * @syncp: protects @stats
  * @stats: counters
  */
@@ -197,6 +198,7 @@ struct vpci_queue {
 	u64 pf_gen;
 	struct vpci_chain first;
 	struct napi_struct napi;
+	char irq_name[32];
 	u64 last_work;
 	atomic64_t kicks;
 	struct u64_stats_sync syncp;
@@ -216,6 +218,7 @@ struct vpci_queue {
  * @bar_len: size of BAR2
  * @own_id: this VM's ivshmem peer id (IVPosition)
  * @nvec: MSI-X vectors allocated, hdr.num_vectors
+ * @config_irq_name: the config vector in /proc/interrupts
  * @config_work: applies the backend state at probe, before any interrupt,
  *	and again when a pass stopped for a full d2b ring
  * @config_lock: serialises vpci_config_run() between the config vector's
@@ -261,6 +264,7 @@ struct vpci_dev {
 	u64 bar_len;
 	u16 own_id;
 	unsigned int nvec;
+	char config_irq_name[32];
 	struct delayed_work config_work;
 	/* one config pass at a time (IRQ thread or work) */
 	struct mutex config_lock;

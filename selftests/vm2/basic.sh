@@ -7,7 +7,7 @@
 # link state, driver state reported to the backend, clean unload while up.
 source "$(dirname "$0")/../lib.sh"
 
-tap_begin 15
+tap_begin 17
 
 dev=
 for d in $(ivshmem_devices); do
@@ -64,6 +64,19 @@ ip link set dev "$ifname" down &&
 	! ip -o link show dev "$ifname" | grep -q '<.*,UP[,>]' &&
 	ip link set dev "$ifname" up
 log_test $? "ip link set down and up again"
+
+# One line per vector in /proc/interrupts, each named after the function.
+irqs=$(grep -oE "$dev-(config|vq0-tx|vq0-rx)\$" /proc/interrupts | sort | xargs)
+diag "vectors: $irqs"
+[ "$irqs" = "$dev-config $dev-vq0-rx $dev-vq0-tx" ]
+log_test $? "distinct IRQ names: config, vq0-rx, vq0-tx, once each"
+
+# netpoll (netconsole) would call ndo_start_xmit with interrupts off.
+ip addr add 169.254.200.2/16 dev "$ifname"
+! modprobe netconsole "netconsole=6665@169.254.200.2/$ifname,6666@169.254.200.1/" 2>/dev/null &&
+	dmesg | grep -q "$ifname doesn't support polling"
+log_test $? "netconsole refused: the device disables netpoll"
+ip addr flush dev "$ifname"
 
 rmmod vhost_pci_net && [ ! -e "/sys/class/net/$ifname" ] &&
 	host vpci-ctl --control-socket "$VPCI_CTL" status &&
