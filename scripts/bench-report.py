@@ -418,7 +418,12 @@ def gnuplot(script, workdir):
 
 
 def clustered(png, title, ylabel, panels, series, tmp, logy=False):
-    """panels: [(title, [(xlabel, [values a series])])]; one PNG, side by side."""
+    """panels: [(title, [(xlabel, [values a series])])]; one PNG, side by side.
+    None when there is nothing gnuplot could draw (it refuses a plot whose
+    every point is undefined, e.g. a log scale over values that are all 0)."""
+    vals = [v for _, rows in panels for _, vs in rows for v in vs if v is not None]
+    if not any(v > 0 for v in vals) if logy else not vals:
+        return None
     n = max(1, len(panels))
     lines = ["set terminal pngcairo size %d,420 font ',9'" % (420 * n + 60),
              f"set output '{png}'",
@@ -486,6 +491,10 @@ def plots(vm, host_by, plotdir):
                 "Host-only: simulated VM1, frames reflected (kpkt/s, median, log scale)",
                 "kpkt/s", [("", rows)], ["vhost-pci core", "DPDK vhost PMD"], tmp, logy=True)))
         for name, script in jobs:
+            if script is None:
+                print(f"bench-report: {name}: no value to plot", file=sys.stderr)
+                made[name] = False
+                continue
             made[name] = gnuplot(script, tmp)
     return made
 
@@ -547,10 +556,10 @@ def report(args):
         f"Rounds: {len(rounds)}; in each, A and B boot back to back for each IOMMU mode, "
         "in ABBA order over rounds (`scripts/bench-vm.sh`), and every size and direction runs "
         "inside one boot.\n"
-        "* Host CPU: user + system seconds of the switch's process (`vpci-backend` or "
+        "* Host CPU: seconds on a CPU of the switch's process (`vpci-backend` or "
         "`testpmd`, all threads) and of both QEMU processes (a guest's CPU under TCG), read "
-        "from `/proc` by the runner just before and just after each send (in 10 ms ticks: "
-        "0 means less than that). In this run the window was " + window + " longer than the "
+        "from `/proc/PID/task/TID/schedstat` (nanoseconds) by the runner just before and "
+        "just after each send. In this run the window was " + window + " longer than the "
         "traffic (the command round trip into the sending guest), which a busy-polling switch "
         "pays for and an idle one does not.",
         "Negotiated virtio features (what each guest's driver acked). Both paths have "

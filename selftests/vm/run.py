@@ -304,9 +304,11 @@ def log_has(path, pattern):
 
 
 def group_cpu_seconds(pgid):
-    """User + system CPU seconds of the live processes in process group pgid
-    (all threads; a runner child leads its own group)."""
-    total = 0
+    """CPU seconds of the live processes in process group pgid (all their
+    threads; a runner child leads its own group), in nanoseconds' precision:
+    each thread's time on a CPU from /proc/PID/task/TID/schedstat.  The
+    clock-tick counters of /proc/PID/stat round a short run's backend to 0."""
+    total_ns = 0
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -316,9 +318,19 @@ def group_cpu_seconds(pgid):
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        if int(fields[2]) != pgid:
+            continue
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total_ns += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total_ns / 1e9
 
 
 def main():
