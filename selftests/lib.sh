@@ -119,6 +119,35 @@ wait_until()
 	done
 }
 
+# ping_clean OUT N: ping's summary says N sent, N received, and nothing
+# else: no "+K duplicates" (a duplicate would still read "0% packet
+# loss"), no "+K errors", no usage error instead of a summary.
+ping_clean()
+{
+	echo "$1" | grep -qE "^$2 packets transmitted, $2 received, 0% packet loss" &&
+		! echo "$1" | grep -qE 'duplicates|errors'
+}
+
+# isnum V...: every V is a non-negative number (a value parsed from a status
+# that came back empty must fail a check, not compare as 0).
+isnum()
+{
+	local v
+	[ $# -gt 0 ] || return 1
+	for v in "$@"; do
+		[[ $v =~ ^[0-9]+(\.[0-9]+)?$ ]] || return 1
+	done
+}
+
+# faults_zero IFNAME: the per-queue fault counters are there (6 per queue,
+# at least one pair) and all 0; an ethtool -S that printed nothing fails.
+faults_zero()
+{
+	local st
+	st=$(ethtool -S "$1" | awk '$1 ~ /_fault_/')
+	[ "$(echo "$st" | grep -c .)" -ge 12 ] && ! echo "$st" | awk '$2 != 0 { bad = 1 } END { exit !bad }'
+}
+
 # Kernel log lines that mean the test must fail whatever it printed.
 dmesg_clean()
 {

@@ -16,7 +16,7 @@ no_loss() {
 	local out
 	out=$(ping -c "$1" -i 0.1 -W 2 "$VPCI_VM1_IP")
 	echo "$out" | tail -n 2 | sed 's/^/# /'
-	echo "$out" | grep -q ' 0% packet loss'
+	ping_clean "$out" "$1"
 }
 
 vpci_up && reachable 120 && no_loss 10
@@ -24,7 +24,7 @@ log_test $? "VM2 -> VM1: 10 pings, zero loss"
 
 vm1 "ping -c 10 -i 0.1 -W 2 ${VPCI_VM2_ADDR%/*}"
 echo "$HOST_OUT" | tail -n 2 | sed 's/^/# /'
-echo "$HOST_OUT" | grep -q ' 0% packet loss'
+ping_clean "$HOST_OUT" 10
 log_test $? "VM1 -> VM2: 10 pings, zero loss"
 
 dmesg -C
@@ -54,14 +54,14 @@ vpci_up && reachable 60 && no_loss 20
 log_test $? "driver reloaded, traffic resumes: 20 pings, zero loss"
 
 vm1 "ping -c 10 -i 0.1 -W 2 ${VPCI_VM2_ADDR%/*}"
-echo "$HOST_OUT" | grep -q ' 0% packet loss'
+ping_clean "$HOST_OUT" 10
 log_test $? "VM1 -> VM2 after both restarts: 10 pings, zero loss"
 
 host vpci-ctl --control-socket "$VPCI_CTL" status
 iotlb=$(echo "$HOST_OUT" | python3 -c 'import json,sys; i=json.load(sys.stdin)["iotlb"]; print(i["invalidations"], i["acks"], i["timeouts"])')
 diag "backend iotlb: invalidations acks timeouts = $iotlb"
 set -- $iotlb
-[ "${3:-1}" = 0 ] && [ "${1:-0}" -gt 0 ]
+isnum "$1" "$2" "$3" && [ "$3" = 0 ] && [ "$1" -gt 0 ] && [ "$2" -gt 0 ]
 log_test $? "every invalidation acked by the driver, none timed out"
 
 check "no BUG/WARNING/Oops in dmesg" dmesg_clean
