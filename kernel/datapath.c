@@ -707,7 +707,14 @@ int vpci_poll(struct napi_struct *napi, int budget)
 	}
 	if (more)
 		return budget;
-	if (READ_ONCE(vdev->poll_mode)) {
+	/*
+	 * Poll mode polls a queue VM1 runs on an interface that is up; a
+	 * stopped queue or a down interface completes like interrupt mode
+	 * instead of spinning (the queue's start and ndo_open schedule NAPI
+	 * again).
+	 */
+	if (READ_ONCE(vdev->poll_mode) && READ_ONCE(q->running) &&
+	    netif_running(vdev->netdev)) {
 		/* Nobody kicks in poll mode: watch VM1's RX buffers too. */
 		vpci_poll_rx_buffers(vdev, q->index / 2);
 		return budget;

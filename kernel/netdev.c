@@ -15,6 +15,9 @@ static int vpci_open(struct net_device *dev)
 	vpci_ctrl_set_driver_status(vdev, VPCI_DS_UP, 0);
 	vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
 	netif_tx_start_all_queues(dev);
+	/* NAPI stopped polling while the interface was down. */
+	if (READ_ONCE(vdev->poll_mode))
+		vpci_dp_set_poll(vdev, true);
 	return 0;
 }
 

@@ -7,7 +7,7 @@
 # link state, driver state reported to the backend, clean unload while up.
 source "$(dirname "$0")/../lib.sh"
 
-tap_begin 17
+tap_begin 20
 
 dev=
 for d in $(ivshmem_devices); do
@@ -64,6 +64,20 @@ ip link set dev "$ifname" down &&
 	! ip -o link show dev "$ifname" | grep -q '<.*,UP[,>]' &&
 	ip link set dev "$ifname" up
 log_test $? "ip link set down and up again"
+
+# Poll mode polls only a queue VM1 runs on an interface that is up: here
+# there is no VM1, so NAPI must not spin (NET_RX softirqs on the one vCPU).
+net_rx() { awk '$1 == "NET_RX:" { s = 0; for (i = 2; i <= NF; i++) s += $i; print s }' /proc/softirqs; }
+ethtool --set-priv-flags "$ifname" poll-mode on
+log_test $? "poll mode on"
+r0=$(net_rx); sleep 2; r1=$(net_rx)
+diag "NET_RX softirqs in 2 s of poll mode without VM1: $((r1 - r0))"
+isnum "$r0" "$r1" && [ $((r1 - r0)) -lt 200 ]
+log_test $? "poll mode without VM1 does not spin ($((r1 - r0)) NET_RX in 2 s)"
+ip link set dev "$ifname" down && ip link set dev "$ifname" up &&
+	ethtool --set-priv-flags "$ifname" poll-mode off &&
+	ethtool --show-priv-flags "$ifname" | grep -q 'poll-mode *: off'
+log_test $? "down and up in poll mode, back to interrupt mode"
 
 # One line per vector in /proc/interrupts, each named after the function.
 irqs=$(grep -oE "$dev-(config|vq0-tx|vq0-rx)\$" /proc/interrupts | sort | xargs)
