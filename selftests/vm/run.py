@@ -64,11 +64,19 @@ def guest_kver(which):
 
 
 def build_initramfs(kver):
-    """Busybox + the modules needed to mount the host root over virtio-9p."""
+    """Busybox + the modules needed to mount the host root over virtio-9p,
+    and virtio-iommu where the kernel has it as a module (6.12): a guest
+    behind a virtio-iommu-pci waits for it before its devices probe."""
     out = os.path.join(BUILD, "vm", f"initramfs-{kver}.cpio.gz")
     init_src = os.path.join(REPO, "selftests", "vm", "initramfs-init")
-    if os.path.exists(out) and os.path.getmtime(out) > os.path.getmtime(init_src):
+    if (os.path.exists(out) and os.path.getmtime(out) > os.path.getmtime(init_src)
+            and os.path.getmtime(out) > os.path.getmtime(__file__)):
         return out
+    wanted = ["virtio_pci", "virtio_iommu", "9pnet_virtio", "9p"]
+    have = subprocess.run(["modprobe", "--show-depends", "-S", kver, "virtio_iommu"],
+                          capture_output=True, text=True).returncode == 0
+    if not have:
+        wanted.remove("virtio_iommu")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vpci-initramfs-") as root:
         for d in ("bin", "proc", "sys", "dev", "newroot", "mod"):
@@ -77,8 +85,7 @@ def build_initramfs(kver):
         shutil.copy(init_src, os.path.join(root, "init"))
         os.chmod(os.path.join(root, "init"), 0o755)
         deps = subprocess.run(
-            ["modprobe", "--show-depends", "-S", kver, "-a",
-             "virtio_pci", "9pnet_virtio", "9p"],
+            ["modprobe", "--show-depends", "-S", kver, "-a"] + wanted,
             check=True, capture_output=True, text=True).stdout
         order = []
         for line in deps.splitlines():
@@ -102,7 +109,7 @@ def build_initramfs(kver):
             f.write("\n".join(order) + "\n")
         files = subprocess.run(["find", "."], cwd=root, check=True,
                                capture_output=True).stdout
-        tmp = out + ".tmp"
+        tmp = f"{out}.{os.getpid()}.tmp"  # runners may build it at once
         with open(tmp, "wb") as f:
             cpio = subprocess.Popen(["cpio", "-o", "-H", "newc", "--quiet"],
                                     cwd=root, stdin=subprocess.PIPE,
