@@ -98,6 +98,7 @@ run_switch()
 
 	ethtool --set-priv-flags "$ifname" poll-mode off && ethtool -C "$ifname" rx-usecs 0
 	job=$((job + 1))
+	t0=$(date +%s.%N)
 	host timeout=$limit bg "switch$job" $(sim_cmd "switch$job")
 	rc=$?
 	if [ $rc -eq 0 ]; then
@@ -111,11 +112,23 @@ run_switch()
 		ethtool -C "$ifname" rx-usecs 200
 		sleep "$step"
 		ethtool -C "$ifname" rx-usecs 0
+		t1=$(date +%s.%N)
 		host wait "switch$job"
 		rc=$?
 	fi
 	check_run "switch$job" $rc
-	log_test $? "$policy, interrupt -> poll -> hybrid -> interrupt during one run: lossless, in order"
+	rc=$?
+	# The last switch must have happened while frames were still flowing,
+	# or the run proved nothing about switching (it ended too early).
+	local f=$VPCI_RUN/sim-switch$job.json
+	if [ $rc -eq 0 ]; then
+		local after
+		after=$(awk -v a="${t1:-0}" -v b="$t0" 'BEGIN { printf "%.2f", a - b }')
+		jq -e --argjson after "$after" '.seconds > $after' "$f" >/dev/null
+		rc=$?
+		diag "last switch at $after s, run took $(jq '.seconds*100|round/100' "$f") s"
+	fi
+	log_test $rc "$policy, interrupt -> poll -> hybrid -> interrupt during one run: lossless, in order, switched before it ended"
 }
 
 job=0
