@@ -89,6 +89,7 @@ static int vpci_vr_copy(struct vpci_vring *vr, u64 iova, void *buf, u64 len,
 			return err;
 		}
 		/* The IOTLB never holds an entry past peer_mem_size. */
+		vpci_peer_access(vr->peer, off, contig, perm);
 		if (write)
 			memcpy(vr->peer->base + off, p, contig);
 		else
@@ -127,6 +128,7 @@ static int vpci_vr_access16(struct vpci_vring *vr, u64 iova, __le16 *x,
 	p = (__le16 *)(vr->peer->base + off);
 	if (contig < sizeof(*x) || ((unsigned long)p & 1))
 		return vpci_vr_copy(vr, iova, x, sizeof(*x), write);
+	vpci_peer_access(vr->peer, off, sizeof(*x), perm);
 	if (write)
 		WRITE_ONCE(*p, *x);
 	else

@@ -108,6 +108,18 @@ struct vpci_peer {
 	struct vpci_iotlb *iotlb;
 };
 
+/*
+ * Every access to peer memory is announced here first: nothing in the
+ * kernel; the fuzz build (VPCI_PEER_ORACLE) checks each one against the
+ * IOTLB itself, permission included (userspace/fuzz/fuzz_core.c).
+ */
+#ifdef VPCI_PEER_ORACLE
+void vpci_peer_oracle(const struct vpci_peer *peer, u64 off, u64 len, u32 perm);
+#define vpci_peer_access(peer, off, len, perm) vpci_peer_oracle(peer, off, len, perm)
+#else
+#define vpci_peer_access(peer, off, len, perm) do { } while (0)
+#endif
+
 /**
  * struct vpci_seg - one descriptor of a chain
  * @addr: IOVA (or GPA) of the buffer

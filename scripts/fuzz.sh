@@ -8,7 +8,7 @@ out=${VPCI_BUILD:-$repo/build}/fuzz
 secs=${1:-20}
 mkdir -p "$out/corpus"
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	-std=gnu11 -I "$repo/kernel" -I "$repo/userspace/kshim" -I "$repo/uapi" \
+	-DVPCI_PEER_ORACLE -std=gnu11 -I "$repo/kernel" -I "$repo/userspace/kshim" -I "$repo/uapi" \
 	"$repo/userspace/fuzz/fuzz_core.c" "$repo"/kernel/core_{ctrl,iotlb,msg,vring}.c \
 	-o "$out/fuzz_core"
 echo "fuzz: running the driver core for ${secs}s (ASan+UBSan)"

@@ -4,8 +4,11 @@
  * with ASan and UBSan.  The input is a hostile VM1 and a hostile backend at
  * once: it supplies the control-area header, IOTLB update/invalidate
  * messages, ring geometry, and all of peer memory (rings, descriptors,
- * buffers).  Peer memory is an exact-size heap block, so any access outside
- * a valid translation (or past peer_mem_size) is an ASan report.
+ * buffers).  Two checks: peer memory is an exact-size heap block, so an
+ * access past it is an ASan report; and every access the core makes to
+ * peer memory goes through vpci_peer_oracle() below first, which aborts
+ * unless one IOTLB entry with the permission covers all of it (a stale
+ * per-queue cache entry, a wrong offset or a missing permission check).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +23,24 @@ struct in {
 	const u8 *p;
 	size_t n;
 };
+
+/* The oracle (VPCI_PEER_ORACLE): the IOTLB as it is now, not the caches. */
+void vpci_peer_oracle(const struct vpci_peer *peer, u64 off, u64 len, u32 perm)
+{
+	const struct vpci_iotlb *t = peer->iotlb;
+
+	if (!len || off + len < off || off + len > peer->size)
+		abort();
+	for (u32 i = 0; i < t->n; i++) {
+		const struct vpci_iotlb_entry *e = &t->ent[i];
+		u64 span = e->last - e->start;	/* bytes - 1 */
+
+		if ((e->perm & perm) == perm && off >= e->bar_offset &&
+		    off - e->bar_offset <= span && len - 1 <= span - (off - e->bar_offset))
+			return;
+	}
+	abort();	/* no entry allows this access: the core escaped its IOTLB */
+}
 
 static u64 take(struct in *in, unsigned int bytes)
 {
