@@ -5,7 +5,10 @@
 #include <limits>
 #include <stdexcept>
 
+#include <cerrno>
+
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,6 +42,15 @@ shm_file::shm_file(std::string path, std::uint64_t ram_size)
 	fd_.reset(::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
 	if (!fd_)
 		throw_errno("open(" + path_ + ")");
+	// One backend per memory file, held for the fd's life: a second one
+	// would rewrite the live control area under the first (and its VMs)
+	// before finding its sockets busy.  Nothing is touched before this.
+	if (::flock(fd_.get(), LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK)
+			throw std::runtime_error("memory file " + path_ +
+						 " is in use by another vpci-backend");
+		throw_errno("flock(" + path_ + ")");
+	}
 	if (::fstat(fd_.get(), &st) < 0)
 		throw_errno("fstat(" + path_ + ")");
 	if (!S_ISREG(st.st_mode))

@@ -93,6 +93,33 @@ TEST(ShmFile, NewFileIsSparsePow2WithValidHeader)
 	EXPECT_EQ(a.generation(), 2u);
 }
 
+TEST(ShmFile, SecondBackendOnTheSameFileIsRefusedAndTouchesNothing)
+{
+	test::temp_dir d;
+	const std::string p = d.path("mem");
+	shm_file first(p, 16 * MiB);
+	control_area a = control_area::create(first, ctrl_params{});
+	const vpci_ctrl before = a.raw();
+	try {
+		shm_file second(p, 16 * MiB);
+		ADD_FAILURE() << "a second shm_file on " << p << " was accepted";
+	} catch (const std::runtime_error &e) {
+		EXPECT_NE(std::string(e.what()).find("in use by another vpci-backend"),
+			  std::string::npos)
+			<< e.what();
+	}
+	EXPECT_EQ(std::memcmp(&before, &a.raw(), sizeof(before)), 0) << "control area changed";
+	// Once the first is gone the file can be served again.
+}
+
+TEST(ShmFile, FileIsFreeAgainAfterItsBackendIsGone)
+{
+	test::temp_dir d;
+	const std::string p = d.path("mem");
+	{ shm_file first(p, 16 * MiB); }
+	EXPECT_NO_THROW(shm_file(p, 16 * MiB));
+}
+
 TEST(ShmFile, ExistingLargerPow2IsKept)
 {
 	test::temp_dir d;
