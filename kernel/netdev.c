@@ -225,7 +225,7 @@ static void vpci_get_channels(struct net_device *dev,
 	struct vpci_dev *vdev = vpci_from_netdev(dev);
 
 	ch->max_combined = vdev->nqueues / 2;
-	ch->combined_count = vdev->nqueues / 2;
+	ch->combined_count = dev->real_num_tx_queues;
 }
 
 /* A ring size VM1 configured, or 0 when unset or not a power of two. */
@@ -336,6 +336,13 @@ struct net_device *vpci_netdev_alloc(struct vpci_dev *vdev)
 	dev = alloc_etherdev_mq(sizeof(struct vpci_dev *), qp);
 	if (!dev)
 		return NULL;
+	/*
+	 * VIRTIO_NET_F_MQ is not offered, so VM1 drives pair 0 only: the
+	 * stack must not hash frames to pairs no VM1 serves (they would be
+	 * dropped).  Before register_netdev() these cannot fail.
+	 */
+	netif_set_real_num_tx_queues(dev, 1);
+	netif_set_real_num_rx_queues(dev, 1);
 	*(struct vpci_dev **)netdev_priv(dev) = vdev;
 	SET_NETDEV_DEV(dev, &vdev->pdev->dev);
 	dev->netdev_ops = &vpci_netdev_ops;

@@ -7,7 +7,7 @@
 # link state, driver state reported to the backend, clean unload while up.
 source "$(dirname "$0")/../lib.sh"
 
-tap_begin 20
+tap_begin 21
 
 dev=
 for d in $(ivshmem_devices); do
@@ -64,6 +64,15 @@ ip link set dev "$ifname" down &&
 	! ip -o link show dev "$ifname" | grep -q '<.*,UP[,>]' &&
 	ip link set dev "$ifname" up
 log_test $? "ip link set down and up again"
+
+# VIRTIO_NET_F_MQ is not offered: VM1 drives pair 0 only, whatever number
+# of pairs the backend wired ("queues" in the topology), and the stack
+# must hash no frame to another (it would be dropped).
+pairs=$(ethtool -l "$ifname" | awk '/^Combined:/ {print $2}' | xargs)
+ntx=$(ls -d /sys/class/net/"$ifname"/queues/tx-* | wc -l)
+diag "ethtool -l combined (max current): $pairs; tx queues: $ntx"
+[ "$ntx" = 1 ] && [ "${pairs#* }" = 1 ] && [ "${pairs% *}" -ge 1 ]
+log_test $? "one TX queue in use, ethtool -l current 1 of ${pairs% *}"
 
 # Poll mode polls only a queue VM1 runs on an interface that is up: here
 # there is no VM1, so NAPI must not spin (NET_RX softirqs on the one vCPU).
