@@ -389,13 +389,17 @@ void backend::sync_frontend_watch()
 			watch(fd, tag::vu_client);
 	}
 	if (fd >= 0 && fe_->busy() != vu_paused_) {
+		// Paused (VM1's reply waits for VM2): out of the epoll set, not
+		// an empty mask, which still reports EPOLLHUP on every wait and
+		// spun the loop at 100% until the wait ended.  Back in, a hang-up
+		// or data that came meanwhile is reported (level-triggered).
 		vu_paused_ = fe_->busy();
-		epoll_event ev{};
-		ev.events = vu_paused_ ? 0u : static_cast<std::uint32_t>(EPOLLIN);
-		ev.data.u64 = (static_cast<std::uint64_t>(tag::vu_client) << 32) |
-			      static_cast<std::uint32_t>(fd);
-		if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) < 0)
-			throw_errno("epoll_ctl(MOD, vhost-user)");
+		if (vu_paused_) {
+			if (::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr) < 0)
+				throw_errno("epoll_ctl(DEL, vhost-user)");
+		} else {
+			watch(fd, tag::vu_client);
+		}
 	}
 }
 

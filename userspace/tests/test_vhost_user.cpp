@@ -521,6 +521,33 @@ TEST_F(VhostUserTest, InvalidateWaitsForDriverAck)
 	EXPECT_FALSE(bstatus() & VPCI_BS_BROKEN);
 }
 
+// While VM1's reply waits for the driver, the backend stops reading VM1's
+// socket.  A hang-up meanwhile must not spin the event loop (an empty epoll
+// mask still reports EPOLLHUP): each run_once(5) still waits its 5 ms.
+TEST_F(VhostUserTest, HangUpWhileWaitingForTheDriverDoesNotSpin)
+{
+	bind_driver();
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	ASSERT_EQ(iotlb(vu::iotlb_update, 0x4000, 0x1000, kUaddr), 0u);
+	driver_drain();
+	iotlb(vu::iotlb_invalidate, 0x4000, 0x1000);
+	ASSERT_EQ(driver_wait(1).size(), 1u) << "the invalidation waits for the driver";
+	sock_.reset(); // VM1's QEMU goes away
+	const auto t0 = std::chrono::steady_clock::now();
+	for (int i = 0; i < 20; i++)
+		be_.run_once(5);
+	const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+				std::chrono::steady_clock::now() - t0)
+				.count();
+	EXPECT_GE(ms, 60) << "20 waits of 5 ms returned at once: the loop spins on EPOLLHUP";
+	// The wait ends (timeout 200 ms), then the hang-up is seen.
+	for (int i = 0; i < 100 && be_.status()["frontend"]["connected"] == true; i++)
+		be_.run_once(5);
+	EXPECT_EQ(be_.status()["frontend"]["connected"], false);
+}
+
 TEST_F(VhostUserTest, InvalidateWithoutDriverAckedAtOnce)
 {
 	negotiate(default_device_features);
