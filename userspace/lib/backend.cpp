@@ -23,6 +23,10 @@ namespace vpci {
 
 /** Longest control request line accepted before the client is dropped. */
 static constexpr std::size_t max_ctl_line = 64 * 1024;
+/** Control clients at once; more are told so and closed. */
+static constexpr std::size_t max_ctl_clients = 64;
+/** A listener whose accept() failed (EMFILE...) rests this long. */
+static constexpr auto listener_rest = std::chrono::milliseconds(200);
 
 backend::backend(const backend_config &cfg)
 	: shm_(cfg.mem_file, cfg.ram_size),
@@ -458,20 +462,56 @@ void backend::run_once(int timeout_ms)
 		if (timeout_ms < 0 || left < timeout_ms)
 			timeout_ms = static_cast<int>(left);
 	}
+	if (!resting_.empty()) {
+		const auto now = std::chrono::steady_clock::now();
+		if (now >= rest_until_) {
+			for (auto [fd, t] : resting_)
+				watch(fd, t);
+			resting_.clear();
+		} else {
+			const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+						  rest_until_ - now)
+						  .count() + 1;
+			if (timeout_ms < 0 || left < timeout_ms)
+				timeout_ms = static_cast<int>(left);
+		}
+	}
 	int n = ::epoll_wait(epoll_.get(), evs, 16, timeout_ms);
 	if (n < 0) {
 		if (errno == EINTR)
 			return;
 		throw_errno("epoll_wait()");
 	}
-	for (int i = 0; i < n && !stopping_; i++)
-		dispatch(static_cast<tag>(evs[i].data.u64 >> 32),
-			 static_cast<int>(evs[i].data.u64 & 0xffffffffu));
+	for (int i = 0; i < n && !stopping_; i++) {
+		const auto t = static_cast<tag>(evs[i].data.u64 >> 32);
+		const int fd = static_cast<int>(evs[i].data.u64 & 0xffffffffu);
+		// One failing handler must not end the daemon both VMs depend
+		// on: log it, count it, and let a listener that cannot accept
+		// (EMFILE) rest instead of waking the loop without end.
+		try {
+			dispatch(t, fd);
+		} catch (const std::exception &e) {
+			handler_errors_++;
+			if (handler_errors_ <= 10 || handler_errors_ % 1000 == 0)
+				spdlog::error("event handler failed ({} so far): {}", handler_errors_,
+					      e.what());
+			if (t == tag::ctl_listen || t == tag::vu_listen || t == tag::ivs_listen)
+				rest_listener(fd, t);
+		}
+	}
 	if (fe_) {
 		fe_->check_timeout();
 		sync_frontend_watch();
 	}
 	rewire();
+}
+
+void backend::rest_listener(int fd, tag t)
+{
+	if (::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr) < 0)
+		return; // not watched (any more): nothing would wake us
+	resting_.emplace_back(fd, t);
+	rest_until_ = std::chrono::steady_clock::now() + listener_rest;
 }
 
 void backend::dispatch(tag t, int fd)
@@ -493,6 +533,12 @@ void backend::dispatch(tag t, int fd)
 	case tag::ctl_listen:
 		while (auto s = ctl_listener_->accept()) {
 			int cfd = s->get();
+			if (ctl_clients_.size() >= max_ctl_clients) {
+				static constexpr char busy[] =
+					"{\"ok\": false, \"error\": \"too many control clients\"}\n";
+				(void)!::send(cfd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+				continue; // closed here
+			}
 			ctl_clients_.emplace(cfd, ctl_client{std::move(*s), {}});
 			watch(cfd, tag::ctl_client);
 			spdlog::debug("control: client fd {} connected", cfd);
@@ -611,6 +657,7 @@ nlohmann::json backend::status() const
 		{"file_size", shm_.file_size()},
 		{"peer_mem_size", shm_.ram_size()},
 		{"cpu_seconds", cpu_seconds()},
+		{"handler_errors", handler_errors_},
 		{"notify",
 		 {{"own_vectors_sent", ivs_.own_vectors_sent()},
 		  {"peer_reannouncements", ivs_.peer_reannouncements()},

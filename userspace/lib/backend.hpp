@@ -141,6 +141,11 @@ private:
 	std::unique_ptr<frontend> fe_;
 	int vu_watched_fd_ = -1;
 	bool vu_paused_ = false;
+	/** Listeners out of epoll after a failed accept, back at rest_until_. */
+	std::vector<std::pair<int, tag>> resting_;
+	std::chrono::steady_clock::time_point rest_until_{};
+	std::uint64_t handler_errors_ = 0;
+	void rest_listener(int fd, tag t);
 	/** Notification wiring of one queue, as last evaluated. */
 	struct queue_wiring {
 		/** vring::kick_seq / call_seq evaluated (~0: never). */

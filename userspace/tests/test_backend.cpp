@@ -7,6 +7,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <sys/resource.h>
 #include <nlohmann/json.hpp>
 
 #include "backend.hpp"
@@ -119,6 +121,54 @@ TEST_F(BackendTest, ControlSocketEndToEnd)
 		be_.run_once(10); // disconnects are handled quietly
 	unique_fd s3 = unix_connect(dir_.path("ctl.sock"));
 	EXPECT_EQ(json::parse(roundtrip(s3.get(), "{\"cmd\":\"status\"}\n"))["ok"], true);
+}
+
+// Control clients are bounded: the 65th is told so and closed, the daemon
+// goes on and the earlier clients keep working.
+TEST_F(BackendTest, ControlClientsAreBounded)
+{
+	std::vector<unique_fd> socks;
+	for (int i = 0; i < 64; i++) {
+		socks.push_back(unix_connect(dir_.path("ctl.sock")));
+		be_.run_once(0);
+	}
+	unique_fd extra = unix_connect(dir_.path("ctl.sock"));
+	std::string in;
+	for (int i = 0; i < 50 && in.find('\n') == std::string::npos; i++) {
+		be_.run_once(10);
+		char buf[256];
+		ssize_t n = ::recv(extra.get(), buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0)
+			in.append(buf, static_cast<std::size_t>(n));
+	}
+	EXPECT_NE(in.find("too many control clients"), std::string::npos) << in;
+	EXPECT_EQ(json::parse(roundtrip(socks.front().get(), "{\"cmd\":\"status\"}\n"))["ok"], true);
+}
+
+// accept4() failing (EMFILE) must neither end the daemon nor spin it: the
+// error is counted, the listener rests, and once fds are free again the
+// waiting client is served.
+TEST_F(BackendTest, AcceptFailureIsCountedAndTheListenerRests)
+{
+	rlimit old{};
+	ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+	int probe = ::dup(0); // the lowest free fd: everything below is in use
+	ASSERT_GE(probe, 0);
+	::close(probe);
+	unique_fd c = unix_connect(dir_.path("ctl.sock")); // takes fd `probe`
+	rlimit low = old;
+	low.rlim_cur = static_cast<rlim_t>(probe + 1); // no fd left for accept4()
+	ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+	const auto t0 = std::chrono::steady_clock::now();
+	for (int i = 0; i < 10; i++)
+		be_.run_once(10);
+	const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+				std::chrono::steady_clock::now() - t0).count();
+	ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+	EXPECT_GE(be_.status()["handler_errors"].get<int>(), 1);
+	EXPECT_GE(ms, 50) << "the loop woke without end on the failing listener";
+	EXPECT_EQ(json::parse(roundtrip(c.get(), "{\"cmd\":\"status\"}\n"))["ok"], true)
+		<< "the client is served once fds are free again";
 }
 
 TEST_F(BackendTest, LinkChangeRaisesVm2ConfigVector)
