@@ -19,11 +19,14 @@ JOBS       ?= $(shell nproc)
 # sim/traffic.sh: every mode with identity mappings (100k frames each way
 # per run), and the transient policy (each buffer mapped before it is posted
 # and unmapped after use: two misses per frame) in interrupt mode and across
-# mode switches, 20k frames each way (TCG serves about 600 misses/s).
+# mode switches, 20k frames each way (TCG serves about 600 misses/s); and
+# with two vCPUs in VM2 (smp=2), identity mappings, 30k frames in three
+# modes (the transient policy with two vCPUs is not clean yet: see
+# docs/datapath.md, "Known problems").
 # VM1 in lazy IOMMU mode needs caching-mode=on on QEMU 7.2's intel-iommu,
 # or translations go stale (docs/datapath.md, "VM1's IOMMU modes").
 VIOMMU_LAZY := intel-iommu,intremap=off,device-iotlb=on,caching-mode=on
-SELFTESTS  ?= vm2/basic.sh vm2/basic.sh:queues=2:vectors=5 vm2/ctrl_area.sh vm2/netlink.sh e2e/vm1_rings.sh e2e/ping.sh e2e/ping.sh:iommu=iommu=pt e2e/ping.sh:iommu=iommu.strict=0:viommu=$(VIOMMU_LAZY) e2e/ping.sh:viommu=:viommu_cmdline=:iommu=:iommu_platform=off e2e/modes.sh e2e/lifecycle.sh e2e/traffic.sh e2e/control.sh sim/traffic.sh sim/traffic.sh:policy=transient:modes=interrupt,switch:frames=20000 sim/faults.sh sim/faults.sh:policy=transient sim/rx_buffers.sh
+SELFTESTS  ?= vm2/basic.sh vm2/basic.sh:queues=2:vectors=5 vm2/ctrl_area.sh vm2/netlink.sh e2e/vm1_rings.sh e2e/ping.sh e2e/ping.sh:iommu=iommu=pt e2e/ping.sh:iommu=iommu.strict=0:viommu=$(VIOMMU_LAZY) e2e/ping.sh:viommu=:viommu_cmdline=:iommu=:iommu_platform=off e2e/modes.sh e2e/lifecycle.sh e2e/traffic.sh e2e/control.sh sim/traffic.sh sim/traffic.sh:policy=transient:modes=interrupt,switch:frames=20000 sim/traffic.sh:smp=2:modes=interrupt,poll,hybrid:frames=30000 sim/faults.sh sim/faults.sh:policy=transient sim/rx_buffers.sh
 # The same driver on Debian's 6.12 LTS guest kernel (~7 min): the single-VM
 # tests, and ping between two 6.12 guests with VM1 behind intel-iommu and
 # behind virtio-iommu (6.12 has virtio_iommu; 6.1 does not), both strict.

@@ -42,6 +42,7 @@ tap_begin $((4 + nmodes))
 sim_setup
 log_test $? "driver loaded, $ifname up, tc mirred reflector on ingress"
 drops0=$(sim_drops)
+diag "VM2 vCPUs: $(nproc)"
 
 # run_sim NAME [bg]: one run, JSON in the run directory.
 sim_cmd()
