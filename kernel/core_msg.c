@@ -46,6 +46,24 @@ int vpci_msg_pop(struct vpci_msg_ring *r, u32 *cons, struct vpci_msg *m)
 }
 
 /**
+ * vpci_msg_pending() - messages waiting on the b2d ring
+ * @r: the ring in shared memory (backend produces)
+ * @cons: our private consumer count
+ *
+ * Return: the messages not yet popped, or -EPROTO if the producer count is
+ * impossible.
+ */
+int vpci_msg_pending(struct vpci_msg_ring *r, u32 cons)
+{
+	/* Pairs with the producer's release store, as in vpci_msg_pop(). */
+	u32 prod = le32_to_cpu(virt_load_acquire(&r->prod));
+
+	if (prod - cons > VPCI_MSG_RING_SIZE)
+		return -EPROTO;
+	return prod - cons;
+}
+
+/**
  * vpci_msg_push() - post a message on the d2b ring
  * @r: the ring in shared memory (driver produces)
  * @prod: our private producer count, advanced and published on success

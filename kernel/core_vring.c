@@ -609,7 +609,7 @@ int vpci_vring_kick_enable(struct vpci_vring *vr, bool enable)
 	if (enable)
 		return vpci_vring_kick_after(vr, vr->last_avail);
 	if (vr->event_idx)
-		return 0;	/* the event only ever moves forward */
+		return 0;	/* no "off": VM1 kicks only on passing avail_event */
 	return vpci_vring_kick_flags(vr, false);
 }
 

@@ -71,7 +71,7 @@ static bool vpci_config_run(struct vpci_dev *vdev)
 	struct vpci_backend_state *bs = &vdev->ctrl->backend;
 	u16 link, call_peer, probe;
 	u32 gen, status;
-	bool ring = false, more;
+	bool ring = false, more, blocked;
 
 	gen = le32_to_cpu(READ_ONCE(bs->generation));
 	/*
@@ -99,15 +99,23 @@ static bool vpci_config_run(struct vpci_dev *vdev)
 	 * Acks and misses go out before vpci_dp_sync(): the NAPI runs it
 	 * schedules may take a while, and VM1 waits for each ack.
 	 */
-	if (vpci_iotlb_process(vdev, &more))
+	if (vpci_iotlb_process(vdev, &more, &blocked))
 		vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
+	/*
+	 * b2d left unread for want of d2b room: no queue starts and no
+	 * generation ack until it is read (config_work comes back).
+	 */
+	if (blocked)
+		return false;
 	/* Queues stop (and publish progress) before the generation is acked. */
 	vpci_dp_sync(vdev);
 
 	mutex_lock(&vdev->state_lock);
 	if (gen != vdev->generation) {
 		vdev->generation = gen;
-		WRITE_ONCE(vdev->ctrl->driver.generation_seen, cpu_to_le32(gen));
+		/* Everything applied above is visible before the ack. */
+		virt_store_release(&vdev->ctrl->driver.generation_seen,
+				   cpu_to_le32(gen));
 		ring = true;
 	}
 	mutex_unlock(&vdev->state_lock);

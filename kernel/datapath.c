@@ -374,8 +374,14 @@ static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 		}
 		err = vpci_vring_pop(vr, avail, &q->chain);
 		if (err == 0) {
-			/* Too few buffers up to @avail: wait for VM1 to go past it. */
+			/*
+			 * Too few buffers up to @avail: wait for VM1 to go past
+			 * it.  Every chain up to @avail translated, so no miss
+			 * is waited for any more (a stale miss_pending would
+			 * keep kicks off and the queue asleep for good).
+			 */
 			q->rx_seen = avail;
+			q->miss_pending = false;
 			err = -ENOBUFS;
 			goto fail;
 		}
@@ -725,7 +731,7 @@ int vpci_poll(struct napi_struct *napi, int budget)
 		 (u64)READ_ONCE(vdev->hybrid_usecs) * NSEC_PER_USEC)
 		return budget;		/* hybrid: keep polling a while */
 
-	if (napi_complete_done(napi, done)) {
+	if (napi_complete_done(napi, done) && !READ_ONCE(vdev->poll_mode)) {
 		/* Re-arm kicks, then catch what raced with it. */
 		spin_lock(&vdev->dp_lock);
 		if (q->running && !q->miss_pending &&
@@ -787,16 +793,16 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 		bool want = READ_ONCE(vc->enabled) && (vdev->rings_mapped & BIT(i)) &&
 			    !(le32_to_cpu(READ_ONCE(bs->status)) & VPCI_BS_BROKEN);
 
+		u64 desc = le64_to_cpu(READ_ONCE(vc->desc));
+		u64 avail = le64_to_cpu(READ_ONCE(vc->avail));
+		u64 used = le64_to_cpu(READ_ONCE(vc->used));
+		u16 num = le16_to_cpu(READ_ONCE(vc->num));
+
 		if (want && !usable) {
 			net_err_ratelimited("%s: queue %u not started: %s (features %#llx)\n",
 					    netdev_name(vdev->netdev), i, why, features);
 			want = false;
 		}
-
-		u64 desc = le64_to_cpu(READ_ONCE(vc->desc));
-		u64 avail = le64_to_cpu(READ_ONCE(vc->avail));
-		u64 used = le64_to_cpu(READ_ONCE(vc->used));
-		u16 num = le16_to_cpu(READ_ONCE(vc->num));
 
 		running_before[i] = q->running;
 		/* Disabled, or VM1 moved the ring under a running queue: stop. */
@@ -915,11 +921,30 @@ void vpci_dp_set_poll(struct vpci_dev *vdev, bool poll)
 		if (vdev->queues[i].running)
 			vpci_vring_kick_enable(&vdev->queues[i].vr, !poll);
 	spin_unlock_bh(&vdev->dp_lock);
+	vpci_dp_poll_again(vdev);
+	/*
+	 * Kicks are armed at last_avail again; a TX queue that waited past
+	 * rx_seen in poll mode would sleep through buffers VM1 posted
+	 * meanwhile (no kick comes for them): let each try once more.
+	 */
+	if (!poll)
+		for (i = 0; i < vdev->nqueues / 2; i++)
+			netif_wake_subqueue(vdev->netdev, i);
+	netdev_info(vdev->netdev, "%s mode\n", poll ? "poll" : "interrupt");
+}
+
+/**
+ * vpci_dp_poll_again() - schedule every NAPI context (poll mode resumes)
+ * @vdev: the device
+ */
+void vpci_dp_poll_again(struct vpci_dev *vdev)
+{
+	unsigned int i;
+
 	local_bh_disable();	/* NET_RX runs at local_bh_enable(), see vpci_dp_sync() */
 	for (i = 1; i < vdev->nqueues; i += 2)
 		napi_schedule(&vdev->queues[i].napi);
 	local_bh_enable();
-	netdev_info(vdev->netdev, "%s mode\n", poll ? "poll" : "interrupt");
 }
 
 /**

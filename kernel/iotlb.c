@@ -238,31 +238,41 @@ static bool vpci_map_rings(struct vpci_dev *vdev)
  * vpci_iotlb_process() - drain b2d, then ask for untranslated ring pages
  * @vdev: the device
  * @more: set when b2d held more than one pass' worth (call again)
+ * @blocked: set when b2d holds messages but d2b has no room for an ack:
+ *	nothing else of the pass may run (the rings would be mapped and the
+ *	generation acked with an invalidation still unread); config_work
+ *	runs the pass again shortly
  *
  * Return: true if messages were posted on d2b and the backend must be rung.
  */
-bool vpci_iotlb_process(struct vpci_dev *vdev, bool *more)
+bool vpci_iotlb_process(struct vpci_dev *vdev, bool *more, bool *blocked)
 {
 	struct vpci_msg m;
 	bool ring = false;
 	int n, budget = VPCI_MSG_RING_SIZE;
 
+	*blocked = false;
 	while (budget-- > 0) {
 		/*
 		 * Read nothing we could not ack: misses leave
 		 * VPCI_D2B_ACK_RESERVE slots, and only this pass (under
 		 * config_lock) posts acks, so room >= 1 now means the ack of
 		 * the message below finds a slot.  Without room, stop and
-		 * look again shortly; the backend drains d2b when rung.
+		 * look again shortly; the backend drains d2b when rung.  An
+		 * empty b2d needs no room (no polling while the backend is
+		 * gone); a corrupt count is vpci_msg_pop()'s to report.
 		 */
-		n = vpci_msg_room(&vdev->ctrl->d2b, vdev->d2b_prod);
-		if (n == 0) {
+		n = vpci_msg_pending(&vdev->ctrl->b2d, vdev->b2d_cons);
+		if (n == 0)
+			break;
+		if (n > 0 && vpci_msg_room(&vdev->ctrl->d2b,
+					   READ_ONCE(vdev->d2b_prod)) <= 0) {
 			vdev->stats.d2b_full++;
 			mod_delayed_work(system_wq, &vdev->config_work,
 					 msecs_to_jiffies(VPCI_D2B_RETRY_MS));
-			ring = true;
-			budget = 0;
-			break;
+			*blocked = true;
+			*more = false;
+			return true;	/* ring: the backend drains d2b */
 		}
 		n = vpci_msg_pop(&vdev->ctrl->b2d, &vdev->b2d_cons, &m);
 		if (n < 0) {

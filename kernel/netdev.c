@@ -17,7 +17,7 @@ static int vpci_open(struct net_device *dev)
 	netif_tx_start_all_queues(dev);
 	/* NAPI stopped polling while the interface was down. */
 	if (READ_ONCE(vdev->poll_mode))
-		vpci_dp_set_poll(vdev, true);
+		vpci_dp_poll_again(vdev);
 	return 0;
 }
 
@@ -354,8 +354,9 @@ struct net_device *vpci_netdev_alloc(struct vpci_dev *vdev)
 	dev->hw_features = NETIF_F_HW_CSUM;
 	dev->features = dev->hw_features;
 	/*
-	 * netpoll would call vpci_start_xmit() with interrupts off, where
-	 * dp_lock (a _bh lock) and the work it may queue are not safe.
+	 * netpoll would call vpci_start_xmit() with interrupts off, possibly
+	 * from an interrupt that came while dp_lock was held: dp_lock is
+	 * BH-safe, not IRQ-safe.
 	 */
 	dev->priv_flags |= IFF_DISABLE_NETPOLL;
 

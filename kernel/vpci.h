@@ -337,7 +337,7 @@ void vpci_config_work(struct work_struct *work);
 irqreturn_t vpci_config_thread(int irq, void *data);
 
 /* iotlb.c */
-bool vpci_iotlb_process(struct vpci_dev *vdev, bool *more);
+bool vpci_iotlb_process(struct vpci_dev *vdev, bool *more, bool *blocked);
 int vpci_post_miss(struct vpci_dev *vdev, u16 queue, u64 iova, u32 perm);
 unsigned int vpci_iotlb_copy(struct vpci_dev *vdev, u32 pos,
 			     struct vpci_iotlb_entry *buf, unsigned int max,
@@ -352,6 +352,7 @@ void vpci_dp_retry_work(struct work_struct *work);
 void vpci_dp_miss_answered(struct vpci_dev *vdev, u64 iova, u64 size);
 void vpci_dp_stop_all(struct vpci_dev *vdev);
 void vpci_dp_set_poll(struct vpci_dev *vdev, bool poll);
+void vpci_dp_poll_again(struct vpci_dev *vdev);
 int vpci_dp_inject_fault(struct vpci_dev *vdev, unsigned int queue, int err,
 			 u64 iova, u64 len);
 u32 vpci_dp_queue_state(struct vpci_queue *q);

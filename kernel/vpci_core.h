@@ -36,6 +36,7 @@ int vpci_msg_push(struct vpci_msg_ring *r, u32 *prod, const struct vpci_msg *m);
 int vpci_msg_push_keep(struct vpci_msg_ring *r, u32 *prod,
 		       const struct vpci_msg *m, unsigned int keep);
 int vpci_msg_room(struct vpci_msg_ring *r, u32 prod);
+int vpci_msg_pending(struct vpci_msg_ring *r, u32 cons);
 
 /**
  * struct vpci_iotlb_entry - one translation, an inclusive IOVA range

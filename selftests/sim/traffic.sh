@@ -28,6 +28,7 @@ rate_for()
 	transient:poll|transient:switch) echo 800 ;;
 	transient:hybrid) echo 1200 ;;
 	transient:*) echo 1500 ;;
+	*:switch) echo 8000 ;;	# long enough for three switches under TCG
 	*) echo 15000 ;;
 	esac
 }
@@ -105,7 +106,10 @@ run_switch()
 	if [ $rc -eq 0 ]; then
 		rate=$(rate_for switch)
 		secs=$(( rate > 0 ? frames / rate : 4 ))
-		step=$(( secs / 4 > 0 ? secs / 4 : 1 ))
+		# A tenth of the run between switches: each ethtool call takes
+		# most of a second under TCG, and all three must land while
+		# frames still flow (checked below).
+		step=$(awk -v s="$secs" 'BEGIN { printf "%.1f", s > 5 ? s / 10 : 0.5 }')
 		sleep "$step"
 		ethtool --set-priv-flags "$ifname" poll-mode on
 		sleep "$step"

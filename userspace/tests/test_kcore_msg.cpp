@@ -66,13 +66,16 @@ TEST(KcoreMsg, PushKeepLeavesTheReserveToOthers)
 		ASSERT_EQ(vpci_msg_push_keep(&r, &prod, &m, 0), 0) << i;
 	}
 	EXPECT_EQ(vpci_msg_room(&r, prod), 0);
+	EXPECT_EQ(vpci_msg_pending(&r, cons), static_cast<int>(VPCI_MSG_RING_SIZE));
 	EXPECT_EQ(vpci_msg_push_keep(&r, &prod, &m, 0), -ENOSPC);
 	ASSERT_EQ(vpci_msg_pop(&r, &cons, &m), 1);
 	EXPECT_EQ(vpci_msg_room(&r, prod), 1) << "the consumer freed one";
 	EXPECT_EQ(vpci_msg_push_keep(&r, &prod, &(m = make(7)), keep), -ENOSPC)
 		<< "a miss may not take an ack's slot";
+	EXPECT_EQ(vpci_msg_pending(&r, cons), static_cast<int>(VPCI_MSG_RING_SIZE) - 1);
 	r.cons = htole32(prod + 1);
 	EXPECT_EQ(vpci_msg_room(&r, prod), -EPROTO);
+	EXPECT_EQ(vpci_msg_pending(&r, prod + 1), -EPROTO) << "producer behind the consumer";
 }
 
 TEST(KcoreMsg, CorruptCountsAreRejected)
