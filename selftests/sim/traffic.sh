@@ -28,7 +28,7 @@ rate_for()
 	transient:poll|transient:switch) echo 800 ;;
 	transient:hybrid) echo 1200 ;;
 	transient:*) echo 1500 ;;
-	*:switch) echo 8000 ;;	# long enough for three switches under TCG
+	*:switch*) echo 8000 ;;	# long enough for three switches under TCG
 	*) echo 15000 ;;
 	esac
 }
