@@ -185,7 +185,7 @@ std::uint32_t device_server::send(std::uint32_t type, std::uint32_t arg, std::ui
 			errno = EAGAIN;
 		throw_errno("sendmsg(vhost-pci device, type " + std::to_string(type) + ")");
 	}
-	if (type == VHOST_PCI_MSG_MAP || type == VHOST_PCI_MSG_UNMAP || type == VHOST_PCI_MSG_HELLO)
+	if (type == VHOST_PCI_MSG_MAP || type == VHOST_PCI_MSG_UNMAP)
 		outstanding_[seq] = request{type, now_ns()};
 	return seq;
 }
