@@ -126,7 +126,11 @@ ensure_deb_src $check
 version=$(newest_source_version)
 key="${version//[:~]/_}-$(patch_hash)"
 dir=$cache_root/$key
-bin=$dir/qemu-system-x86_64
+# QEMU 7.2 is relocatable: it looks for its data and firmware relative to its
+# own directory (../share/qemu, ../share/seabios, ../lib/ipxe/qemu from
+# bin/), so the binary sits in a usr/ tree whose data directories link to
+# Debian's.
+bin=$dir/usr/bin/qemu-system-x86_64
 
 if [ -n "$check" ]; then
 	[ -x "$bin" ] && [ "$(readlink "$link" 2>/dev/null)" = "$bin" ] && exit 0
@@ -180,12 +184,17 @@ mkdir -p "$dir.tmp/build"
 	ninja -j"$jobs" qemu-system-x86_64 >ninja.log 2>&1 ||
 		{ grep -E 'error|FAILED' ninja.log | head -n 20; exit 1; }
 )
-cp "$dir.tmp/build/qemu-system-x86_64" "$dir.tmp/qemu-system-x86_64"
-"$dir.tmp/qemu-system-x86_64" -device help 2>/dev/null | grep -q '"vhost-pci"' ||
+mkdir -p "$dir.tmp/usr/bin" "$dir.tmp/usr/share" "$dir.tmp/usr/lib/ipxe"
+cp "$dir.tmp/build/qemu-system-x86_64" "$dir.tmp/usr/bin/qemu-system-x86_64"
+ln -sfn /usr/share/qemu "$dir.tmp/usr/share/qemu"
+ln -sfn /usr/share/seabios "$dir.tmp/usr/share/seabios"
+ln -sfn /usr/lib/ipxe/qemu "$dir.tmp/usr/lib/ipxe/qemu"
+"$dir.tmp/usr/bin/qemu-system-x86_64" -device help 2>/dev/null | grep -q '"vhost-pci"' ||
 	{ log "the built QEMU has no vhost-pci device"; exit 1; }
+"$dir.tmp/usr/bin/qemu-system-x86_64" -L help 2>/dev/null | head -n 1 | grep -q usr/share/qemu ||
+	{ log "the built QEMU does not look in usr/share/qemu"; exit 1; }
 echo "$version" >"$dir.tmp/debian-version"
 rm -rf "$dir"
 mv "$dir.tmp" "$dir"
-bin=$dir/qemu-system-x86_64
 log "built in $(( $(date +%s) - start )) s"
 link_binary "$bin"
