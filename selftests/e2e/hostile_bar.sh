@@ -19,14 +19,15 @@ tap_begin 8
 vm1() { host vm vm1 "$@"; }
 ctl_status() { host vpci-ctl --control-socket "$VPCI_CTL" status; }
 
-marker="VPCI-HOSTILE-MARKER-$RANDOM$RANDOM-$$"
-# Many copies in VM1's page cache (tmpfs): RAM the device never maps.
-vm1 "i=0; while [ \$i -lt 256 ]; do printf '%s-%04d ' '$marker' \$i; i=\$((i+1)); done > /tmp/hostile-marker && sync && wc -c /tmp/hostile-marker"
-log_test $? "VM1 keeps a marker in memory (${HOST_OUT% *} bytes)"
-
 vpci_up && wait_until 120 ping -c 1 -W 1 "$VPCI_VM1_IP" >/dev/null &&
 	ping -c 20 -i 0.05 -W 2 "$VPCI_VM1_IP" >/dev/null
 log_test $? "driver up, traffic flowed (windows exist)"
+
+# (VM1 serves commands once its link is up: after the pings.)
+marker="VPCI-HOSTILE-MARKER-$RANDOM$RANDOM-$$"
+# Many copies in VM1's page cache (tmpfs): RAM the device never maps.
+vm1 "i=0; while [ \$i -lt 256 ]; do printf '%s-%04d ' '$marker' \$i; i=\$((i+1)); done > /tmp/hostile-marker && sync && wc -c < /tmp/hostile-marker"
+log_test $? "VM1 keeps a marker in memory ($HOST_OUT bytes)"
 
 pci=$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")
 devid=$(cat "/sys/bus/pci/devices/$pci/device")
