@@ -191,7 +191,7 @@ ln -sfn /usr/share/seabios "$dir.tmp/usr/share/seabios"
 ln -sfn /usr/lib/ipxe/qemu "$dir.tmp/usr/lib/ipxe/qemu"
 "$dir.tmp/usr/bin/qemu-system-x86_64" -device help 2>/dev/null | grep -q '"vhost-pci"' ||
 	{ log "the built QEMU has no vhost-pci device"; exit 1; }
-"$dir.tmp/usr/bin/qemu-system-x86_64" -L help 2>/dev/null | head -n 1 | grep -q usr/share/qemu ||
+"$dir.tmp/usr/bin/qemu-system-x86_64" -L help 2>/dev/null | head -n 1 | grep -q '/share/qemu$' ||
 	{ log "the built QEMU does not look in usr/share/qemu"; exit 1; }
 echo "$version" >"$dir.tmp/debian-version"
 rm -rf "$dir"
