@@ -56,6 +56,7 @@ void frontend::flush_driver_iotlb(const char *why)
 	// only after it applied every earlier b2d message.
 	// Updates still held for their window are superseded by the flush.
 	held_.clear();
+	bool posted = false;
 	if (driver_bound()) {
 		vpci_msg m{};
 		m.type = VPCI_MSG_IOTLB_INVALIDATE;
@@ -64,10 +65,28 @@ void frontend::flush_driver_iotlb(const char *why)
 		m.iova = 0;
 		m.size = 0; // from iova to the end of the space (uapi)
 		flush_seq_ = m.seq;
-		if (post(m))
+		posted = post(m);
+		if (posted)
 			spdlog::info("iotlb: flushed the driver's IOTLB ({})", why);
 	}
 	shadow_.clear();
+	if (port_ && posted) {
+		// VM2's windows go once the driver dropped its translations
+		// (its ack of the flush), at the latest after the timeout.
+		windows_flush_seq_ = flush_seq_;
+		windows_flush_deadline_ =
+			clock::now() + std::chrono::milliseconds(cfg_.inval_timeout_ms);
+		return;
+	}
+	sync_windows();
+}
+
+void frontend::finish_windows_flush(const char *why)
+{
+	if (!windows_flush_seq_)
+		return;
+	spdlog::debug("iotlb: flush seq {}: VM2's windows follow ({})", windows_flush_seq_, why);
+	windows_flush_seq_ = 0;
 	sync_windows();
 }
 
@@ -687,6 +706,7 @@ void frontend::on_driver_doorbell()
 		}
 		// Rule (docs/backend.md): the driver clears BOUND only after it
 		// stopped every access, so nothing remains to wait for.
+		finish_windows_flush("driver unbound");
 		if (pending_ && pending_->k == pending_op::kind::invalidate) {
 			spdlog::info("iotlb: driver unbound: invalidation seq {} acked",
 				     pending_->seq);
@@ -705,8 +725,11 @@ void frontend::on_driver_doorbell()
 				pending_->driver_acked = true;
 				try_complete_invalidate();
 			} else {
-				if (m->seq == flush_seq_)
+				if (m->seq == flush_seq_) {
 					spdlog::debug("iotlb: flush seq {} acked", m->seq);
+					if (m->seq == windows_flush_seq_)
+						finish_windows_flush("driver acked");
+				}
 				else
 					spdlog::warn("iotlb: stale or unexpected INV_ACK seq {}",
 						     m->seq);
@@ -769,13 +792,18 @@ void frontend::replay_shadow()
 
 std::optional<clock::time_point> frontend::deadline() const
 {
-	if (!pending_)
-		return std::nullopt;
-	return pending_->deadline;
+	std::optional<clock::time_point> d;
+	if (pending_)
+		d = pending_->deadline;
+	if (windows_flush_seq_ && (!d || windows_flush_deadline_ < *d))
+		d = windows_flush_deadline_;
+	return d;
 }
 
 void frontend::check_timeout()
 {
+	if (windows_flush_seq_ && clock::now() >= windows_flush_deadline_)
+		finish_windows_flush("no ack from the driver in time");
 	if (!pending_ || clock::now() < pending_->deadline)
 		return;
 	if (pending_->k == pending_op::kind::vring_base) {

@@ -211,6 +211,14 @@ private:
 	window_port *port_ = nullptr;
 	/** b2d messages held until the device mapped their window. */
 	std::deque<std::pair<std::uint32_t, vpci_msg>> held_;
+	/**
+	 * A flush posted to a bound driver: VM2's device keeps the old
+	 * windows until the driver acked it (or the deadline), so a driver
+	 * still walking a ring does not read all-ones mid-flush.  0: none.
+	 */
+	std::uint32_t windows_flush_seq_ = 0;
+	std::chrono::steady_clock::time_point windows_flush_deadline_;
+	void finish_windows_flush(const char *why);
 };
 
 } // namespace vpci

@@ -528,6 +528,49 @@ TEST_F(DeviceBackendTest, Vm2QemuGoingAwayMidUnmapCompletesTheInvalidation)
 	EXPECT_EQ(m->size(), 0x1000u);
 }
 
+TEST_F(DeviceBackendTest, SessionResetDropsWindowsOnceTheDriverAckedTheFlush)
+{
+	bind_driver();
+	negotiate(default_device_features | kPlatform);
+	set_mem_table();
+	iotlb(vu::iotlb_update, 0x40000, 0x1000, kUaddr + 0x3000, VPCI_PERM_RW);
+	ASSERT_EQ(ack(), 0u);
+	auto map = dev_recv();
+	ASSERT_TRUE(map);
+	dev_->reply(VHOST_PCI_MSG_MAP_DONE, *map);
+	pump(10);
+	driver_drain();
+	sock_.reset(); // VM1's QEMU goes away: the driver's IOTLB is flushed
+	pump(10);
+	auto msgs = driver_drain();
+	ASSERT_EQ(msgs.size(), 1u);
+	EXPECT_EQ(msgs[0].type, VPCI_MSG_IOTLB_INVALIDATE);
+	EXPECT_EQ(le_load(msgs[0].size), 0u) << "a flush";
+	EXPECT_FALSE(dev_recv(100)) << "windows dropped while the driver may still walk a ring";
+	driver_inv_ack(le_load(msgs[0].seq));
+	auto unmap = dev_recv();
+	ASSERT_TRUE(unmap);
+	EXPECT_EQ(unmap->type(), VHOST_PCI_MSG_UNMAP);
+	EXPECT_EQ(unmap->offset(), 0x3000u);
+}
+
+TEST_F(DeviceBackendTest, FlushWithoutDriverAckDropsWindowsAtTheTimeout)
+{
+	bind_driver();
+	negotiate(default_device_features | kPlatform);
+	set_mem_table();
+	iotlb(vu::iotlb_update, 0x40000, 0x1000, kUaddr + 0x3000, VPCI_PERM_RW);
+	ASSERT_EQ(ack(), 0u);
+	auto map = dev_recv();
+	ASSERT_TRUE(map);
+	dev_->reply(VHOST_PCI_MSG_MAP_DONE, *map);
+	pump(10);
+	sock_.reset();
+	auto unmap = dev_recv(3000); // inval_timeout_ms is 1000 here
+	ASSERT_TRUE(unmap);
+	EXPECT_EQ(unmap->type(), VHOST_PCI_MSG_UNMAP);
+}
+
 TEST_F(DeviceBackendTest, WithoutViommuTheWindowIsVm1Ram)
 {
 	negotiate(default_device_features & ~kPlatform);
