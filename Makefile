@@ -24,6 +24,10 @@ JOBS       ?= $(shell nproc)
 # or translations go stale (docs/datapath.md, "VM1's IOMMU modes").
 VIOMMU_LAZY := intel-iommu,intremap=off,device-iotlb=on,caching-mode=on
 SELFTESTS  ?= vm2/basic.sh vm2/ctrl_area.sh vm2/netlink.sh e2e/vm1_rings.sh e2e/ping.sh e2e/ping.sh:iommu=iommu=pt e2e/ping.sh:iommu=iommu.strict=0:viommu=$(VIOMMU_LAZY) e2e/ping.sh:viommu=:viommu_cmdline=:iommu=:iommu_platform=off e2e/modes.sh e2e/lifecycle.sh e2e/traffic.sh e2e/control.sh sim/traffic.sh sim/traffic.sh:policy=transient:modes=interrupt,switch:frames=20000 sim/faults.sh sim/faults.sh:policy=transient
+# The same suites with VM2 on the project's vhost-pci QEMU device (make qemu):
+# ping in every IOMMU mode, the hostile-VM2 scan (and its ivshmem contrast),
+# simulator traffic.  About 6 minutes.
+SELFTESTS_DEV ?= e2e/ping.sh:topology=vm1vm2-dev e2e/ping.sh:topology=vm1vm2-dev:iommu=iommu=pt e2e/ping.sh:topology=vm1vm2-dev:viommu=:viommu_cmdline=:iommu=:iommu_platform=off e2e/hostile_bar.sh e2e/hostile_bar.sh:topology=vm1vm2 sim/traffic.sh:topology=vm2sim-dev:modes=interrupt,poll:frames=20000
 # The same driver on Debian's 6.12 LTS guest kernel (single-VM tests, ~2 min)
 KVER_612   ?= $(shell $(REPO)/scripts/guest-kver.sh 6.12 2>/dev/null)
 SELFTESTS_612 ?= vm2/basic.sh vm2/ctrl_area.sh vm2/netlink.sh
@@ -34,7 +38,7 @@ DESTDIR    ?=
 export VPCI_BUILD := $(BUILD)
 
 .PHONY: all deps module module-612 userspace unit fuzz bench bench-smoke selftests selftests-612 \
-	check demo style clean help install install-test dkms-install qemu qemu-test
+	check demo style clean help install install-test dkms-install qemu qemu-test selftests-dev
 
 all: module userspace
 
@@ -47,6 +51,7 @@ help:
 	@echo "make unit       run the userspace unit tests (ctest)"
 	@echo "make qemu       Debian's QEMU 7.2 + the vhost-pci device -> build/qemu/ (cached)"
 	@echo "make qemu-test  the vhost-pci device under qtest, no guest (TAP)"
+	@echo "make selftests-dev  SELFTESTS_DEV with VM2 on the vhost-pci QEMU device"
 	@echo "make selftests  run SELFTESTS inside QEMU guests"
 	@echo "make selftests-612  run SELFTESTS_612 on the 6.12 guest kernel"
 	@echo "make install    module (KVER) + depmod, tools to PREFIX/bin, systemd unit (DESTDIR=)"
@@ -105,6 +110,9 @@ bench-smoke: module userspace
 selftests: module userspace
 	@$(REPO)/selftests/run_selftests.sh $(SELFTESTS)
 
+selftests-dev: module userspace qemu
+	@$(REPO)/selftests/run_selftests.sh $(SELFTESTS_DEV)
+
 module-612: deps
 	@test -n "$(KVER_612)" || { echo "linux-image-6.12-amd64 missing (make deps)"; exit 1; }
 	@$(MAKE) --no-print-directory module KVER=$(KVER_612) KDIR=/usr/src/linux-headers-$(KVER_612)
@@ -155,6 +163,7 @@ check: deps
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory install-test
 	@$(MAKE) --no-print-directory selftests
+	@$(MAKE) --no-print-directory selftests-dev
 	@$(MAKE) --no-print-directory selftests-612
 
 # IOMMU=strict|lazy|pt (VM1's intel-iommu), TIME= iperf3 seconds,
