@@ -43,7 +43,7 @@ export VPCI_BUILD := $(BUILD)
 all: module userspace
 
 help:
-	@echo "make demo       two VMs over vhost-pci: ping, iperf3 both ways (IOMMU=strict|lazy|pt TIME=5 MODE=interrupt|poll|hybrid)"
+	@echo "make demo       two VMs over vhost-pci: ping, iperf3 both ways (IOMMU=strict|lazy|pt TIME=5 MODE=interrupt|poll|hybrid DEVICE=vhost-pci|ivshmem)"
 	@echo "make check      install deps, build, unit tests, in-guest selftests"
 	@echo "make deps       install the Debian packages (scripts/debian-packages.txt)"
 	@echo "make module     build vhost_pci_net.ko for KVER=$(KVER) (W=1, warnings fail)"
@@ -175,10 +175,19 @@ demo_iommu_strict := iommu.strict=1
 demo_iommu_lazy   := iommu.strict=0
 demo_iommu_pt     := iommu=pt
 
-demo: module userspace
+# DEVICE=vhost-pci (default): VM2 on the project's QEMU device (make qemu),
+# BAR2 holds only what VM1's IOMMU maps; DEVICE=ivshmem: stock QEMU's
+# ivshmem-doorbell emulation (driver-enforced only).
+DEVICE ?= vhost-pci
+demo_topology_vhost-pci := vm1vm2-dev
+demo_topology_ivshmem   := vm1vm2
+
+demo: module userspace $(if $(filter vhost-pci,$(DEVICE)),qemu)
+	@test -n "$(demo_topology_$(DEVICE))" || { echo "DEVICE must be vhost-pci or ivshmem"; exit 2; }
 	@test -n "$(demo_iommu_$(IOMMU))" || { echo "IOMMU must be strict, lazy or pt"; exit 2; }
 	@case "$(MODE)" in interrupt|poll|hybrid) ;; *) echo "MODE must be interrupt, poll or hybrid"; exit 2;; esac
 	@VPCI_DEMO_TIME=$(TIME) VPCI_DEMO_MODE=$(MODE) $(REPO)/selftests/vm/run.py --timeout 600 \
+		--topology $(demo_topology_$(DEVICE)) \
 		--var "iommu=$(demo_iommu_$(IOMMU))" $(if $(filter lazy,$(IOMMU)),--var "viommu=$(VIOMMU_LAZY)") \
 		$(REPO)/selftests/demo/two_vms.sh
 
