@@ -506,6 +506,28 @@ def main():
         tap.ok(qemu.alive() and errors >= 60 and unmapped(p_ro),
                "64 random messages refused, the next request served", f"errors {errors}")
         tap.ok(file_bytes(p_ro, len(marker(p_ro))) == marker(p_ro), "the RO page never changed")
+
+        # --- a bad first HELLO: realize fails cleanly (ERROR, exit 1, no abort)
+        be.s.close()
+        be = None
+        qemu.close()
+        for name, kw in (("size not a power of two", dict(size=3 << 20, offset=CTRL_OFF)),
+                         ("control offset outside the file", dict(size=FILE_SIZE, offset=FILE_SIZE))):
+            q2 = Qemu(argv, os.path.join(run, "qemu-bad-hello.log"), deadline)
+            b2 = Backend(accept(listener, q2, deadline), deadline)
+            b2.send(HELLO, arg=1, aux=7, fds=[memfd], **kw)
+            r = b2.recv()
+            try:
+                rc = q2.p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                rc = None
+            b2.s.close()
+            q2.close()
+            with open(os.path.join(run, "qemu-bad-hello.log"), errors="replace") as f:
+                err = f.read()
+            tap.ok(r["type"] == ERROR and r["arg"] == E_HELLO and rc == 1 and
+                   "HELLO refused" in err, f"first HELLO refused ({name}): ERROR, QEMU exits 1",
+                   f"reply {r} rc {rc} log {err[-300:]}")
     except (Fail, OSError) as e:
         tap.ok(False, "test aborted", e)
     finally:
