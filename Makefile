@@ -27,6 +27,10 @@ JOBS       ?= $(shell nproc)
 # or translations go stale (docs/datapath.md, "VM1's IOMMU modes").
 VIOMMU_LAZY := intel-iommu,intremap=off,device-iotlb=on,caching-mode=on
 SELFTESTS  ?= vm2/basic.sh vm2/basic.sh:queues=2:vectors=5 vm2/ctrl_area.sh vm2/netlink.sh e2e/vm1_rings.sh e2e/ping.sh e2e/ping.sh:iommu=iommu=pt e2e/ping.sh:iommu=iommu.strict=0:viommu=$(VIOMMU_LAZY) e2e/ping.sh:viommu=:viommu_cmdline=:iommu=:iommu_platform=off e2e/modes.sh e2e/lifecycle.sh e2e/traffic.sh e2e/control.sh sim/traffic.sh sim/traffic.sh:policy=transient:modes=interrupt,switch:frames=20000 sim/traffic.sh:smp=2:modes=interrupt,poll,hybrid:frames=30000 sim/faults.sh sim/faults.sh:policy=transient sim/rx_buffers.sh
+# The same suites with VM2 on the project's vhost-pci QEMU device (make qemu):
+# ping in every IOMMU mode, the hostile-VM2 scan (and its ivshmem contrast),
+# simulator traffic and faults.  About 15 minutes.
+SELFTESTS_DEV ?= e2e/ping.sh:topology=vm1vm2-dev e2e/ping.sh:topology=vm1vm2-dev:iommu=iommu=pt e2e/ping.sh:topology=vm1vm2-dev:viommu=:viommu_cmdline=:iommu=:iommu_platform=off e2e/hostile_bar.sh e2e/hostile_bar.sh:topology=vm1vm2 e2e/lifecycle.sh:topology=vm1vm2-dev e2e/traffic.sh:topology=vm1vm2-dev e2e/control.sh:topology=vm1vm2-dev sim/traffic.sh:topology=vm2sim-dev:modes=interrupt,poll:frames=20000 sim/faults.sh:topology=vm2sim-dev
 # The same driver on Debian's 6.12 LTS guest kernel (~7 min): the single-VM
 # tests, and ping between two 6.12 guests with VM1 behind intel-iommu and
 # behind virtio-iommu (6.12 has virtio_iommu; 6.1 does not), both strict.
@@ -39,17 +43,20 @@ DESTDIR    ?=
 export VPCI_BUILD := $(BUILD)
 
 .PHONY: all deps module module-612 userspace unit fuzz bench bench-smoke selftests selftests-612 \
-	check demo style clean help install install-test dkms-install
+	check demo style clean help install install-test dkms-install qemu qemu-test selftests-dev
 
 all: module userspace
 
 help:
-	@echo "make demo       two VMs over vhost-pci: ping, iperf3 both ways (IOMMU=strict|lazy|pt TIME=5 MODE=interrupt|poll|hybrid)"
+	@echo "make demo       two VMs over vhost-pci: ping, iperf3 both ways (IOMMU=strict|lazy|pt TIME=5 MODE=interrupt|poll|hybrid DEVICE=vhost-pci|ivshmem)"
 	@echo "make check      install deps, build, unit tests, in-guest selftests"
 	@echo "make deps       install the Debian packages (scripts/debian-packages.txt)"
 	@echo "make module     build vhost_pci_net.ko for KVER=$(KVER) (W=1, warnings fail)"
 	@echo "make userspace  build the C++ backend, tools and tests"
 	@echo "make unit       run the userspace unit tests (ctest)"
+	@echo "make qemu       Debian's QEMU 7.2 + the vhost-pci device -> build/qemu/ (cached)"
+	@echo "make qemu-test  the vhost-pci device under qtest, no guest (TAP)"
+	@echo "make selftests-dev  SELFTESTS_DEV with VM2 on the vhost-pci QEMU device"
 	@echo "make selftests  run SELFTESTS inside QEMU guests"
 	@echo "make selftests-612  run SELFTESTS_612 on the 6.12 guest kernel"
 	@echo "make install    module (KVER) + depmod, tools to PREFIX/bin, systemd unit (DESTDIR=)"
@@ -80,6 +87,16 @@ userspace: deps
 unit: userspace
 	@ctest --test-dir $(US_BUILD) --output-on-failure -j$(JOBS)
 
+# Debian 12's QEMU 7.2 source + qemu/patches: build/qemu/qemu-system-x86_64,
+# cached outside the clone by Debian version and patch hash
+# (scripts/qemu-build.sh; cold about 6 min on 2 cores, cached in seconds).
+qemu:
+	@$(REPO)/scripts/qemu-build.sh
+
+# The device without a guest: qtest accelerator, this script as the backend.
+qemu-test: qemu
+	@$(REPO)/selftests/qemu/device_qtest.py --qemu $(BUILD)/qemu/qemu-system-x86_64
+
 # libFuzzer + ASan + UBSan over the driver core; FUZZ_SECONDS=600 for a long run
 FUZZ_SECONDS ?= 20
 fuzz: deps
@@ -97,6 +114,9 @@ bench-smoke: module userspace
 
 selftests: module userspace
 	@$(REPO)/selftests/run_selftests.sh $(SELFTESTS)
+
+selftests-dev: module userspace qemu
+	@$(REPO)/selftests/run_selftests.sh $(SELFTESTS_DEV)
 
 module-612: deps
 	@test -n "$(KVER_612)" || { echo "linux-image-6.12-amd64 missing (make deps)"; exit 1; }
@@ -144,9 +164,11 @@ check: deps
 	@$(MAKE) --no-print-directory module
 	@$(MAKE) --no-print-directory style
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory qemu-test
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory install-test
 	@$(MAKE) --no-print-directory selftests
+	@$(MAKE) --no-print-directory selftests-dev
 	@$(MAKE) --no-print-directory selftests-612
 
 # IOMMU=strict|lazy|pt (VM1's intel-iommu), TIME= iperf3 seconds,
@@ -158,10 +180,19 @@ demo_iommu_strict := iommu.strict=1
 demo_iommu_lazy   := iommu.strict=0
 demo_iommu_pt     := iommu=pt
 
-demo: module userspace
+# DEVICE=vhost-pci (default): VM2 on the project's QEMU device (make qemu),
+# BAR2 holds only what VM1's IOMMU maps; DEVICE=ivshmem: stock QEMU's
+# ivshmem-doorbell emulation (driver-enforced only).
+DEVICE ?= vhost-pci
+demo_topology_vhost-pci := vm1vm2-dev
+demo_topology_ivshmem   := vm1vm2
+
+demo: module userspace $(if $(filter vhost-pci,$(DEVICE)),qemu)
+	@test -n "$(demo_topology_$(DEVICE))" || { echo "DEVICE must be vhost-pci or ivshmem"; exit 2; }
 	@test -n "$(demo_iommu_$(IOMMU))" || { echo "IOMMU must be strict, lazy or pt"; exit 2; }
 	@case "$(MODE)" in interrupt|poll|hybrid) ;; *) echo "MODE must be interrupt, poll or hybrid"; exit 2;; esac
 	@VPCI_DEMO_TIME=$(TIME) VPCI_DEMO_MODE=$(MODE) $(REPO)/selftests/vm/run.py --timeout 600 \
+		--topology $(demo_topology_$(DEVICE)) \
 		--var "iommu=$(demo_iommu_$(IOMMU))" $(if $(filter lazy,$(IOMMU)),--var "viommu=$(VIOMMU_LAZY)") \
 		$(REPO)/selftests/demo/two_vms.sh
 

@@ -2,11 +2,14 @@
 /*
  * vhost_pci_net: PCI probe and removal.
  *
- * The vhost-pci function is emulated by QEMU's ivshmem-doorbell device
- * (1af4:1110): BAR0 holds the ivshmem registers, BAR1 the MSI-X table and
- * BAR2 the peer's memory followed by the control area.  The same IDs are
- * used by every other ivshmem user, so the device is claimed only when BAR2
- * ends in a valid control area.
+ * Two PCI functions carry the same layout: BAR0 the ivshmem registers,
+ * BAR1 the MSI-X table, BAR2 the peer's memory followed by the control area.
+ * QEMU's ivshmem-doorbell (1af4:1110) is the emulation on stock QEMU: BAR2
+ * maps all of the peer's memory and only this driver enforces the peer's
+ * IOMMU.  The project's vhost-pci QEMU device (1af4:10f0, qemu/README.md)
+ * shows in BAR2 only the windows the peer's IOMMU maps, so the hypervisor
+ * enforces it.  The same ivshmem IDs are used by every other ivshmem user,
+ * so either device is claimed only when BAR2 ends in a valid control area.
  */
 #include <linux/interrupt.h>
 #include <linux/io.h>
@@ -18,6 +21,8 @@
 #include "trace.h"
 
 #define PCI_DEVICE_ID_IVSHMEM	0x1110
+/* QEMU's experimental range 1af4:10f0..10ff (docs/specs/pci-ids) */
+#define PCI_DEVICE_ID_VHOST_PCI	0x10f0
 
 static bool default_poll;
 module_param(default_poll, bool, 0444);
@@ -298,6 +303,7 @@ static void vpci_remove(struct pci_dev *pdev)
 
 static const struct pci_device_id vpci_ids[] = {
 	{ PCI_VDEVICE(REDHAT_QUMRANET, PCI_DEVICE_ID_IVSHMEM) },
+	{ PCI_VDEVICE(REDHAT_QUMRANET, PCI_DEVICE_ID_VHOST_PCI) },
 	{ }
 };
 MODULE_DEVICE_TABLE(pci, vpci_ids);

@@ -14,11 +14,16 @@ echo "1..${#tests[@]}"
 n=0 pass=0 fail=0 skip=0
 for t in "${tests[@]}"; do
 	n=$((n + 1))
-	# TEST[:VAR=VALUE[:VAR=VALUE...]] runs TEST with topology variables set.
+	# TEST[:VAR=VALUE[:VAR=VALUE...]] runs TEST with topology variables set;
+	# the pseudo-variable topology=NAME runs it in another topology (e.g.
+	# e2e/ping.sh:topology=vm1vm2-dev for the vhost-pci QEMU device).
 	IFS=: read -r -a parts <<<"$t"
 	vars=()
 	for v in "${parts[@]:1}"; do
-		vars+=(--var "$v")
+		case $v in
+		topology=*) vars+=(--topology "${v#topology=}") ;;
+		*) vars+=(--var "$v") ;;
+		esac
 	done
 	echo "# selftests: vpci: $t"
 	"$here/vm/run.py" "${vars[@]}" "$here/${parts[0]}" 2>&1 | sed -u 's/^/# /'

@@ -14,6 +14,13 @@ summary=()
 step "insmod vhost_pci_net.ko"
 vpci_up || { echo "the driver did not come up"; exit 1; }
 dmesg | grep vhost_pci_net | sed 's/^/    /'
+pci=$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")
+case $(cat "/sys/bus/pci/devices/$pci/device" 2>/dev/null) in
+0x10f0) summary+=("device:    vhost-pci QEMU device (1af4:10f0): BAR2 shows only what VM1's IOMMU maps, enforced by VM2's QEMU and the backend") ;;
+0x1110) summary+=("device:    ivshmem-doorbell emulation (1af4:1110): BAR2 maps all of VM1's RAM, VM1's IOMMU enforced by this driver only") ;;
+*) summary+=("device:    unknown ($pci)") ;;
+esac
+echo "    ${summary[-1]}"
 
 step "waiting for VM1's virtio-net to start its queues"
 if ! wait_until 120 vpci_queues_started; then

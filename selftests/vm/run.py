@@ -211,7 +211,12 @@ class Guest:
         cmdline = ("console=ttyS0 panic=-1 loglevel=6 quiet_splash=0 "
                    "8250.nr_uarts=2 " + spec.get("cmdline", "") +
                    f" vpci_env={genv}")
-        argv = ["qemu-system-x86_64", "-accel", "tcg", "-nodefaults",
+        # A VM may name its QEMU ("qemu": "{build}/qemu/qemu-system-x86_64"
+        # for the project's vhost-pci device); default: the host's.
+        qemu = spec.get("qemu", "qemu-system-x86_64")
+        if os.sep in qemu and not os.access(qemu, os.X_OK):
+            raise RunnerError(f"{self.name}: {qemu} is not built (make qemu)")
+        argv = [qemu, "-accel", "tcg", "-nodefaults",
                 "-display", "none", "-no-reboot",
                 "-machine", spec.get("machine", "q35"),
                 "-cpu", spec.get("cpu", "max"),

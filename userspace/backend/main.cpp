@@ -43,9 +43,19 @@ int main(int argc, char **argv)
 	CLI::App app{"vhost-pci backend: serves VM1's memory file and the control area to VM2 "
 		     "over QEMU's ivshmem-doorbell protocol."};
 	app.option_defaults()->always_capture_default();
+	std::string vm2_device = "ivshmem";
+	app.add_option("--vm2-device", vm2_device,
+		       "VM2's vhost-pci function: ivshmem (stock QEMU's ivshmem-doorbell, BAR2 "
+		       "maps all of VM1's RAM, the driver enforces VM1's IOMMU) or vhost-pci "
+		       "(the project's QEMU device, build/qemu: BAR2 shows only what VM1's IOMMU "
+		       "maps)")
+		->check(CLI::IsMember({"ivshmem", "vhost-pci"}));
 	app.add_option("--ivshmem-socket", cfg.ivshmem_socket,
-		       "UNIX socket VM2's ivshmem-doorbell chardev connects to")
-		->required();
+		       "UNIX socket VM2's ivshmem-doorbell chardev connects to (--vm2-device "
+		       "ivshmem)");
+	app.add_option("--device-socket", cfg.device_socket,
+		       "UNIX socket VM2's vhost-pci device chardev connects to (--vm2-device "
+		       "vhost-pci)");
 	app.add_option("--mem-file", cfg.mem_file,
 		       "VM1's memory file (created sparse, or an existing power-of-two file)")
 		->required();
@@ -94,6 +104,16 @@ int main(int argc, char **argv)
 	app.add_option("--ready-file", ready_file,
 		       "write the pid to this file once all sockets listen");
 	CLI11_PARSE(app, argc, argv);
+	if (vm2_device == "vhost-pci") {
+		cfg.device = vpci::vm2_device::vhost_pci;
+		if (cfg.device_socket.empty()) {
+			std::fprintf(stderr, "--vm2-device vhost-pci needs --device-socket\n");
+			return 2;
+		}
+	} else if (cfg.ivshmem_socket.empty()) {
+		std::fprintf(stderr, "--vm2-device ivshmem needs --ivshmem-socket\n");
+		return 2;
+	}
 
 	auto logger = spdlog::stderr_color_mt("vpci-backend");
 	spdlog::set_default_logger(logger);

@@ -31,21 +31,32 @@ static constexpr auto listener_rest = std::chrono::milliseconds(200);
 backend::backend(const backend_config &cfg)
 	: shm_(cfg.mem_file, cfg.ram_size),
 	  ctrl_(control_area::create(shm_, cfg.ctrl)),
-	  ivs_(cfg.ivshmem_socket, shm_.fd(), VPCI_NUM_VECTORS(cfg.ctrl.max_queue_pairs)),
 	  epoll_(make_epoll()), reannounce_peer_(cfg.reannounce_peer)
 {
+	const unsigned nvec = VPCI_NUM_VECTORS(cfg.ctrl.max_queue_pairs);
+	if (cfg.device == vm2_device::vhost_pci) {
+		if (cfg.device_socket.empty())
+			throw std::invalid_argument("the vhost-pci device needs a device socket");
+		dev_.emplace(cfg.device_socket, shm_.fd(), shm_.file_size(), shm_.ctrl_offset(),
+			     nvec);
+	} else {
+		ivs_.emplace(cfg.ivshmem_socket, shm_.fd(), nvec);
+	}
 	spdlog::info("memory file {}: {} bytes, VM1 RAM {} bytes, control area at {:#x}",
 		     shm_.path(), shm_.file_size(), shm_.ram_size(), shm_.ctrl_offset());
 	if (!cfg.control_socket.empty()) {
 		ctl_listener_.emplace(cfg.control_socket);
 		spdlog::info("control: listening on {}", cfg.control_socket);
 	}
-	watch(ivs_.listen_fd(), tag::ivs_listen);
-	watch(ivs_.doorbell_fd(VPCI_VEC_CONFIG), tag::doorbell_config);
+	if (dev_)
+		watch(dev_->listen_fd(), tag::dev_listen);
+	else
+		watch(ivs_->listen_fd(), tag::ivs_listen);
+	watch(doorbell_fd(VPCI_VEC_CONFIG), tag::doorbell_config);
 	if (ctl_listener_)
 		watch(ctl_listener_->fd(), tag::ctl_listen);
-	for (unsigned v = 1; v < ivs_.num_vectors(); v++)
-		watch(ivs_.doorbell_fd(v), tag::doorbell_queue);
+	for (unsigned v = 1; v < num_vectors(); v++)
+		watch(doorbell_fd(v), tag::doorbell_queue);
 	last_driver_ = ctrl_.read_driver();
 	if (!cfg.vhost_user_socket.empty()) {
 		struct stat st;
@@ -59,6 +70,8 @@ backend::backend(const backend_config &cfg)
 		fc.inval_timeout_ms = cfg.inval_timeout_ms;
 		fc.vring_base_timeout_ms = cfg.vring_base_timeout_ms;
 		fe_ = std::make_unique<frontend>(ctrl_, static_cast<frontend_events &>(*this), fc);
+		if (dev_)
+			fe_->set_window_port(static_cast<window_port *>(this));
 		vu_listener_.emplace(cfg.vhost_user_socket);
 		watch(vu_listener_->fd(), tag::vu_listen);
 		spdlog::info("vhost-user: listening on {}", cfg.vhost_user_socket);
@@ -67,7 +80,88 @@ backend::backend(const backend_config &cfg)
 
 void backend::notify_driver()
 {
-	ivs_.notify_vm2(VPCI_VEC_CONFIG);
+	notify_vm2(VPCI_VEC_CONFIG);
+}
+
+bool backend::vm2_connected() const noexcept
+{
+	return dev_ ? dev_->client_connected() : ivs_->client_connected();
+}
+
+unsigned backend::num_vectors() const noexcept
+{
+	return dev_ ? dev_->num_vectors() : ivs_->num_vectors();
+}
+
+int backend::doorbell_fd(unsigned vector) const
+{
+	return dev_ ? dev_->doorbell_fd(vector) : ivs_->doorbell_fd(vector);
+}
+
+void backend::notify_vm2(unsigned vector)
+{
+	if (dev_)
+		dev_->notify_vm2(vector);
+	else
+		ivs_->notify_vm2(vector);
+}
+
+std::uint32_t backend::sync_windows(const std::vector<file_window> &want)
+{
+	return dev_->sync_windows(want);
+}
+
+bool backend::windows_done(std::uint32_t seq) const
+{
+	return dev_->done(seq);
+}
+
+void backend::rewire_device()
+{
+	// The device's vectors and doorbells can be replaced at any time: VM2's
+	// vector 1+q is VM1's kick fd of queue q, doorbell 1+q VM1's call fd,
+	// each sent again whenever VM1 sets a new one.  No relay, no peers.
+	if (!fe_)
+		return;
+	if (dev_epoch_ != dev_->epoch()) {
+		// A new connection got the current set in its setup.
+		dev_epoch_ = dev_->epoch();
+	}
+	for (unsigned q = 0; q < fe_->num_queues(); q++) {
+		const vring &v = fe_->queue(q);
+		const unsigned vec = VPCI_VEC_QUEUE(q);
+		if (vec >= dev_->num_vectors())
+			break;
+		if (dev_kick_seq_[q] != v.kick_seq) {
+			dev_kick_seq_[q] = v.kick_seq;
+			dev_->set_vector(vec, v.kick ? v.kick.get() : -1);
+			spdlog::info("notify: VM2 vector {} = {}", vec,
+				     v.kick ? "VM1's kick of queue " + std::to_string(q)
+					    : std::string("backend eventfd"));
+		}
+		if (dev_call_seq_[q] != v.call_seq) {
+			dev_call_seq_[q] = v.call_seq;
+			dev_->set_doorbell(vec, v.call ? v.call.get() : -1);
+			spdlog::info("notify: VM2 doorbell {} = {}", vec,
+				     v.call ? "VM1's call of queue " + std::to_string(q)
+					    : std::string("backend eventfd"));
+		}
+		const std::uint16_t kick = v.kick ? VPCI_NOTIFY_DIRECT : VPCI_NOTIFY_NONE;
+		const std::uint16_t call = v.call ? VPCI_NOTIFY_DIRECT : VPCI_NOTIFY_NONE;
+		fe_->set_notify_modes(q, kick, call);
+	}
+}
+
+void backend::on_device_client()
+{
+	const std::uint64_t epoch = dev_->epoch();
+	dev_->handle_client();
+	if (dev_->epoch() != epoch)
+		spdlog::info("vhost-pci device: VM2's QEMU went away");
+	if (fe_) {
+		fe_->on_windows_progress();
+		sync_frontend_watch();
+	}
 }
 
 void backend::queue_fds_changed(unsigned)
@@ -91,6 +185,8 @@ static bool input_pending(int fd)
 void backend::rewire()
 {
 	try {
+		if (dev_)
+			return rewire_device();
 		wire_own_vectors();
 		if (!fe_)
 			return;
@@ -103,7 +199,7 @@ void backend::rewire()
 		// doorbell meanwhile is relayed.  Bounded: a steady stream (IOTLB
 		// traffic in strict mode) must not hold it back for long.
 		const auto now = std::chrono::steady_clock::now();
-		if (reannounce_peer_ && ivs_.client_connected() && !fe_->busy() &&
+		if (reannounce_peer_ && ivs_->client_connected() && !fe_->busy() &&
 		    input_pending(fe_->fd())) {
 			if (!holding_since_)
 				holding_since_ = now;
@@ -111,9 +207,9 @@ void backend::rewire()
 				return;
 		}
 		holding_since_.reset();
-		if (call_epoch_ != ivs_.epoch()) {
+		if (call_epoch_ != ivs_->epoch()) {
 			// A new (or no) VM2: it knows peer 0 only.
-			call_epoch_ = ivs_.epoch();
+			call_epoch_ = ivs_->epoch();
 			reset_call_peer();
 		}
 		wire_peer_vectors();
@@ -123,7 +219,7 @@ void backend::rewire()
 			const vring &v = fe_->queue(q);
 			std::uint16_t call = VPCI_NOTIFY_NONE;
 			if (v.call)
-				call = ivs_.client_connected() &&
+				call = ivs_->client_connected() &&
 						       wire_[q].announced_call_seq == v.call_seq
 					       ? VPCI_NOTIFY_DIRECT
 					       : VPCI_NOTIFY_RELAY;
@@ -144,11 +240,11 @@ void backend::wire_own_vectors()
 	// pending on a kick eventfd is delivered once QEMU attaches it) unless
 	// a higher queue is already live: then the gap gets a backend eventfd
 	// and that queue is relayed once its kick arrives.
-	const unsigned nvec = ivs_.num_vectors();
-	while (ivs_.client_connected() && ivs_.own_vectors_sent() < nvec) {
-		const unsigned v = ivs_.own_vectors_sent(), q = v - 1;
+	const unsigned nvec = ivs_->num_vectors();
+	while (ivs_->client_connected() && ivs_->own_vectors_sent() < nvec) {
+		const unsigned v = ivs_->own_vectors_sent(), q = v - 1;
 		if (fe_ && fe_->queue(q).kick) {
-			if (!ivs_.add_own_vector(fe_->queue(q).kick.get()))
+			if (!ivs_->add_own_vector(fe_->queue(q).kick.get()))
 				return;
 			spdlog::info("notify: VM2 vector {} = VM1's kick of queue {}", v, q);
 			continue;
@@ -159,7 +255,7 @@ void backend::wire_own_vectors()
 		if (!fill)
 			return;
 		unique_fd placeholder = make_eventfd();
-		if (!ivs_.add_own_vector(placeholder.get()))
+		if (!ivs_->add_own_vector(placeholder.get()))
 			return;
 		if (fe_)
 			spdlog::info("notify: VM2 vector {} = backend eventfd (queue {} has no kick "
@@ -183,8 +279,8 @@ void backend::wire_peer_vectors()
 		if (w.announced_call_seq == want)
 			continue;
 		// QEMU often sends the same eventfd again: nothing to re-wire.
-		const int fd = v.call ? v.call.get() : ivs_.doorbell_fd(VPCI_VEC_QUEUE(q));
-		if (same_file(fd, ivs_.peer_fd(call_peer_, VPCI_VEC_QUEUE(q)))) {
+		const int fd = v.call ? v.call.get() : ivs_->doorbell_fd(VPCI_VEC_QUEUE(q));
+		if (same_file(fd, ivs_->peer_fd(call_peer_, VPCI_VEC_QUEUE(q)))) {
 			w.announced_call_seq = want;
 			continue;
 		}
@@ -201,18 +297,18 @@ void backend::wire_peer_vectors()
 		return;
 	}
 	std::vector<int> fds;
-	for (unsigned vec = 0; vec < ivs_.num_vectors(); vec++) {
+	for (unsigned vec = 0; vec < ivs_->num_vectors(); vec++) {
 		const unsigned q = vec - 1;
 		if (vec != VPCI_VEC_CONFIG && q < nq && fe_->queue(q).call)
 			fds.push_back(fe_->queue(q).call.get());
 		else
-			fds.push_back(ivs_.doorbell_fd(vec));
+			fds.push_back(ivs_->doorbell_fd(vec));
 	}
-	if (ivs_.client_connected() && !reannounce_peer_) {
+	if (ivs_->client_connected() && !reannounce_peer_) {
 		start_call_peer(fds);
 		return;
 	}
-	ivs_.set_peer_vectors(fds);
+	ivs_->set_peer_vectors(fds);
 	for (unsigned q = 0; q < nq; q++)
 		wire_[q].announced_call_seq = fe_->queue(q).call ? fe_->queue(q).call_seq : 0;
 }
@@ -226,10 +322,10 @@ void backend::wire_stale_call(unsigned q)
 	queue_wiring &w = wire_[q];
 	const vring &v = fe_->queue(q);
 	const unsigned vec = VPCI_VEC_QUEUE(q);
-	const bool need = ivs_.client_connected() && w.announced_call_seq != 0 &&
+	const bool need = ivs_->client_connected() && w.announced_call_seq != 0 &&
 			  w.announced_call_seq != v.call_seq;
 	if (need && !w.stale_call) {
-		w.stale_call = dup_fd(ivs_.peer_fd(call_peer_, vec), "announced call fd");
+		w.stale_call = dup_fd(ivs_->peer_fd(call_peer_, vec), "announced call fd");
 		watch(w.stale_call.get(), tag::stale_call);
 		spdlog::info("notify: queue {}: VM2 rings VM1's previous call eventfd, relaying", q);
 	} else if (!need && w.stale_call) {
@@ -251,7 +347,7 @@ void backend::start_call_peer(const std::vector<int> &fds)
 	probe_fd_ = make_eventfd();
 	std::vector<int> with_probe = fds;
 	with_probe[VPCI_VEC_CONFIG] = probe_fd_.get();
-	probe_peer_ = ivs_.add_peer(with_probe);
+	probe_peer_ = ivs_->add_peer(with_probe);
 	if (!probe_peer_) {
 		probe_fd_.reset();
 		return;
@@ -260,7 +356,7 @@ void backend::start_call_peer(const std::vector<int> &fds)
 	for (unsigned q = 0; q < fe_->num_queues(); q++)
 		probe_seq_[q] = fe_->queue(q).call ? fe_->queue(q).call_seq : 0;
 	// A new VM2 gets the current set as peer 0 at connect.
-	ivs_.set_peer_vectors_for_next_client(fds);
+	ivs_->set_peer_vectors_for_next_client(fds);
 	spdlog::info("notify: VM1's call fds announced as peer {}; waiting for VM2 to ring it",
 		     probe_peer_);
 	publish_call_peer();
@@ -289,7 +385,7 @@ void backend::publish_call_peer()
 	le_store(b.status, call_peer_ ? st | VPCI_BS_CALL_PEER : st & ~VPCI_BS_CALL_PEER);
 	probe_nudge_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
 	ctrl_.bump_generation();
-	ivs_.notify_vm2(VPCI_VEC_CONFIG);
+	ivs_->notify_vm2(VPCI_VEC_CONFIG);
 }
 
 void backend::reset_call_peer()
@@ -322,11 +418,11 @@ void backend::wire_kick(unsigned q)
 	const vring &v = fe_->queue(q);
 	queue_wiring &w = wire_[q];
 	const unsigned vec = VPCI_VEC_QUEUE(q);
-	const bool sent = vec < ivs_.own_vectors_sent();
-	if (w.kick_seq == v.kick_seq && w.epoch == ivs_.epoch() && w.vec_sent == sent)
+	const bool sent = vec < ivs_->own_vectors_sent();
+	if (w.kick_seq == v.kick_seq && w.epoch == ivs_->epoch() && w.vec_sent == sent)
 		return;
 	w.kick_seq = v.kick_seq;
-	w.epoch = ivs_.epoch();
+	w.epoch = ivs_->epoch();
 	w.vec_sent = sent;
 
 	// Without VM2, or before its vector is sent, a kick stays pending on
@@ -334,7 +430,7 @@ void backend::wire_kick(unsigned q)
 	// after VM1 replaced its kick fd, the relay writes the fd VM2 has.
 	std::uint16_t mode = VPCI_NOTIFY_NONE;
 	if (v.kick && sent)
-		mode = same_file(v.kick.get(), ivs_.own_vector_fd(vec)) ? VPCI_NOTIFY_DIRECT
+		mode = same_file(v.kick.get(), ivs_->own_vector_fd(vec)) ? VPCI_NOTIFY_DIRECT
 									  : VPCI_NOTIFY_RELAY;
 	if (mode == VPCI_NOTIFY_RELAY) {
 		if (!w.relay_kick || !same_file(w.relay_kick.get(), v.kick.get())) {
@@ -359,7 +455,7 @@ void backend::on_kick(int fd)
 			continue;
 		if (eventfd_consume(fd)) {
 			fe_->queue(q).kicks_relayed++;
-			ivs_.notify_vm2(VPCI_VEC_QUEUE(q));
+			ivs_->notify_vm2(VPCI_VEC_QUEUE(q));
 		}
 		return;
 	}
@@ -367,8 +463,8 @@ void backend::on_kick(int fd)
 
 void backend::on_queue_doorbell(int fd)
 {
-	for (unsigned v = 1; v < ivs_.num_vectors(); v++) {
-		if (ivs_.doorbell_fd(v) != fd)
+	for (unsigned v = 1; v < num_vectors(); v++) {
+		if (doorbell_fd(v) != fd)
 			continue;
 		// VM2 rang a backend eventfd for a queue: VM1's call fd was not
 		// (yet) peer 0's vector when VM2 rang.
@@ -454,7 +550,7 @@ void backend::run_once(int timeout_ms)
 		if (now >= probe_nudge_) {
 			probe_nudge_ = now + std::chrono::milliseconds(100);
 			ctrl_.bump_generation();
-			ivs_.notify_vm2(VPCI_VEC_CONFIG);
+			ivs_->notify_vm2(VPCI_VEC_CONFIG);
 		}
 		const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
 					  probe_nudge_ - now)
@@ -495,7 +591,8 @@ void backend::run_once(int timeout_ms)
 			if (handler_errors_ <= 10 || handler_errors_ % 1000 == 0)
 				spdlog::error("event handler failed ({} so far): {}", handler_errors_,
 					      e.what());
-			if (t == tag::ctl_listen || t == tag::vu_listen || t == tag::ivs_listen)
+			if (t == tag::ctl_listen || t == tag::vu_listen || t == tag::ivs_listen ||
+			    t == tag::dev_listen)
 				rest_listener(fd, t);
 		}
 	}
@@ -517,15 +614,27 @@ void backend::rest_listener(int fd, tag t)
 void backend::dispatch(tag t, int fd)
 {
 	switch (t) {
+	case tag::dev_listen:
+		if (dev_->handle_listen())
+			watch(dev_->client_fd(), tag::dev_client);
+		if (fe_) {
+			fe_->on_windows_progress();
+			sync_frontend_watch();
+		}
+		break;
+	case tag::dev_client:
+		if (fd == dev_->client_fd())
+			on_device_client();
+		break;
 	case tag::ivs_listen:
-		if (ivs_.handle_listen())
-			watch(ivs_.client_fd(), tag::ivs_client);
+		if (ivs_->handle_listen())
+			watch(ivs_->client_fd(), tag::ivs_client);
 		break;
 	case tag::ivs_client:
 		// A stale event for a socket already replaced is harmless:
 		// handle_client() only reads the current client.
-		if (fd == ivs_.client_fd())
-			ivs_.handle_client();
+		if (fd == ivs_->client_fd())
+			ivs_->handle_client();
 		break;
 	case tag::doorbell_config:
 		on_config_doorbell();
@@ -608,7 +717,7 @@ static std::string ds_status_string(std::uint32_t s)
 
 void backend::on_config_doorbell()
 {
-	if (!eventfd_consume(ivs_.doorbell_fd(VPCI_VEC_CONFIG)))
+	if (!eventfd_consume(doorbell_fd(VPCI_VEC_CONFIG)))
 		return;
 	const driver_state d = ctrl_.read_driver();
 	const driver_state &o = last_driver_;
@@ -634,7 +743,7 @@ void backend::set_link(bool up)
 {
 	ctrl_.set_link(up);
 	spdlog::info("link {} (generation {})", up ? "up" : "down", ctrl_.generation());
-	ivs_.notify_vm2(VPCI_VEC_CONFIG);
+	notify_vm2(VPCI_VEC_CONFIG);
 }
 
 nlohmann::json backend::status() const
@@ -642,8 +751,9 @@ nlohmann::json backend::status() const
 	const driver_state d = ctrl_.read_driver();
 	nlohmann::json r = {
 		{"ok", true},
-		{"vm2_connected", ivs_.client_connected()},
-		{"client_id", ivs_.client_id()},
+		{"vm2_connected", vm2_connected()},
+		{"vm2_device", dev_ ? "vhost-pci" : "ivshmem"},
+		{"client_id", dev_ ? (dev_->client_connected() ? 1 : 0) : ivs_->client_id()},
 		{"link", ctrl_.link_up() ? "up" : "down"},
 		{"generation", ctrl_.generation()},
 		{"backend_status", le_load(ctrl_.raw().backend.status)},
@@ -659,8 +769,8 @@ nlohmann::json backend::status() const
 		{"cpu_seconds", cpu_seconds()},
 		{"handler_errors", handler_errors_},
 		{"notify",
-		 {{"own_vectors_sent", ivs_.own_vectors_sent()},
-		  {"peer_reannouncements", ivs_.peer_reannouncements()},
+		 {{"own_vectors_sent", dev_ ? dev_->num_vectors() : ivs_->own_vectors_sent()},
+		  {"peer_reannouncements", dev_ ? 0 : ivs_->peer_reannouncements()},
 		  {"call_peer", call_peer_},
 		  {"call_peer_probe", probe_peer_},
 		  {"reannounce_peer", reannounce_peer_}}},
@@ -672,6 +782,25 @@ nlohmann::json backend::status() const
 			      {"acks", c.acks},		     {"misses_sent", c.misses_sent},
 			      {"timeouts", c.timeouts},	     {"rejected", c.rejected},
 			      {"shadow_entries", fe_->shadow().size()}};
+	}
+	if (dev_) {
+		const device_server_stats &st = dev_->stats();
+		std::uint64_t mapped = 0;
+		for (const file_window &w : dev_->windows())
+			mapped += w.size;
+		r["device"] = {{"connected", dev_->client_connected()},
+			       {"ready", dev_->ready()},
+			       {"windows", dev_->windows().size()},
+			       {"mapped_bytes", mapped},
+			       {"max_windows", dev_->max_windows()},
+			       {"maps", st.maps},
+			       {"unmaps", st.unmaps},
+			       {"errors", st.errors},
+			       {"connects", st.connects},
+			       {"outstanding", dev_->outstanding()},
+			       {"last_map_us", st.last_map_us},
+			       {"last_unmap_us", st.last_unmap_us},
+			       {"max_unmap_us", st.max_unmap_us}};
 	}
 	return r;
 }

@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control_area.hpp"
+#include "device_server.hpp"
 #include "fd.hpp"
 #include "frontend.hpp"
 #include "ivshmem_server.hpp"
@@ -34,8 +35,19 @@
 
 namespace vpci {
 
+/** What VM2's QEMU runs as the vhost-pci function. */
+enum class vm2_device {
+	/** Stock QEMU's ivshmem-doorbell: BAR2 maps all of VM1's RAM. */
+	ivshmem,
+	/** The project's vhost-pci device: BAR2 shows the mapped windows only. */
+	vhost_pci,
+};
+
 struct backend_config {
 	std::string ivshmem_socket;
+	vm2_device device = vm2_device::ivshmem;
+	/** vm2_device::vhost_pci: the socket VM2's device chardev connects to. */
+	std::string device_socket;
 	std::string mem_file;
 	std::uint64_t ram_size = 128ULL << 20;
 	ctrl_params ctrl;
@@ -57,7 +69,7 @@ struct backend_config {
 	bool reannounce_peer = false;
 };
 
-class backend : private frontend_events {
+class backend : private frontend_events, private window_port {
 public:
 	/**
 	 * Create/check the memory file, initialise the control area and start
@@ -81,7 +93,11 @@ public:
 	void set_link(bool up);
 
 	control_area &control() noexcept { return ctrl_; }
-	ivshmem_server &ivshmem() noexcept { return ivs_; }
+	/** The ivshmem server (vm2_device::ivshmem only; throws otherwise). */
+	ivshmem_server &ivshmem() { return ivs_.value(); }
+	/** The vhost-pci device server (vm2_device::vhost_pci only; throws otherwise). */
+	device_server &device() { return dev_.value(); }
+	bool device_mode() const noexcept { return dev_.has_value(); }
 	const shm_file &memory() const noexcept { return shm_; }
 	/** The vhost-user session; null without --vhost-user-socket. */
 	frontend *vhost_user() noexcept { return fe_.get(); }
@@ -100,6 +116,8 @@ private:
 		doorbell_queue,
 		stale_call,
 		call_probe,
+		dev_listen,
+		dev_client,
 	};
 	struct ctl_client {
 		unique_fd fd;
@@ -128,10 +146,23 @@ private:
 	void on_call_probe();
 	void publish_call_peer();
 	void reset_call_peer();
+	// vm2_device::vhost_pci
+	void rewire_device();
+	void on_device_client();
+	std::uint32_t sync_windows(const std::vector<file_window> &want) override;
+	bool windows_done(std::uint32_t seq) const override;
+	bool vm2_connected() const noexcept;
+	unsigned num_vectors() const noexcept;
+	int doorbell_fd(unsigned vector) const;
+	void notify_vm2(unsigned vector);
 
 	shm_file shm_;
 	control_area ctrl_;
-	ivshmem_server ivs_;
+	std::optional<ivshmem_server> ivs_;
+	std::optional<device_server> dev_;
+	/** Device mode: kick/call sequence numbers sent as vectors/doorbells. */
+	std::array<std::uint64_t, VPCI_MAX_QUEUES> dev_kick_seq_{}, dev_call_seq_{};
+	std::uint64_t dev_epoch_ = ~0ULL;
 	std::optional<unix_listener> ctl_listener_;
 	std::map<int, ctl_client> ctl_clients_;
 	unique_fd epoll_;

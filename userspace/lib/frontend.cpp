@@ -54,6 +54,9 @@ void frontend::flush_driver_iotlb(const char *why)
 	// invalidation would ever reach us for what VM1 unmaps next), or the
 	// caller waits for the driver's generation ack, which the driver gives
 	// only after it applied every earlier b2d message.
+	// Updates still held for their window are superseded by the flush.
+	held_.clear();
+	bool posted = false;
 	if (driver_bound()) {
 		vpci_msg m{};
 		m.type = VPCI_MSG_IOTLB_INVALIDATE;
@@ -62,10 +65,29 @@ void frontend::flush_driver_iotlb(const char *why)
 		m.iova = 0;
 		m.size = 0; // from iova to the end of the space (uapi)
 		flush_seq_ = m.seq;
-		if (post(m))
+		posted = post(m);
+		if (posted)
 			spdlog::info("iotlb: flushed the driver's IOTLB ({})", why);
 	}
 	shadow_.clear();
+	if (port_ && posted) {
+		// VM2's windows go once the driver dropped its translations
+		// (its ack of the flush), at the latest after the timeout.
+		windows_flush_seq_ = flush_seq_;
+		windows_flush_deadline_ =
+			clock::now() + std::chrono::milliseconds(cfg_.inval_timeout_ms);
+		return;
+	}
+	sync_windows();
+}
+
+void frontend::finish_windows_flush(const char *why)
+{
+	if (!windows_flush_seq_)
+		return;
+	spdlog::debug("iotlb: flush seq {}: VM2's windows follow ({})", windows_flush_seq_, why);
+	windows_flush_seq_ = 0;
+	sync_windows();
 }
 
 void frontend::reset_session()
@@ -423,14 +445,17 @@ bool frontend::on_mem_table(vu::message &m)
 				inv.seq = next_seq_++;
 				inv.iova = r.gpa;
 				inv.size = r.size;
-				post(inv);
+				post_after(0, inv);
 			}
 		}
 	}
 	regions_ = std::move(regs);
 	if (!iommu()) {
-		for (const vu::region &r : regions_) {
+		for (const vu::region &r : regions_)
 			shadow_.insert(r.gpa, r.size, r.uaddr, r.offset, VPCI_PERM_RW);
+		// Without a vIOMMU the window is all of VM1's RAM.
+		const std::uint32_t wseq = sync_windows();
+		for (const vu::region &r : regions_) {
 			if (driver_bound()) {
 				vpci_msg up{};
 				up.type = VPCI_MSG_IOTLB_UPDATE;
@@ -439,7 +464,7 @@ bool frontend::on_mem_table(vu::message &m)
 				up.iova = r.gpa;
 				up.size = r.size;
 				up.bar_offset = r.offset;
-				post(up);
+				post_after(wseq, up);
 			}
 		}
 		ev_.notify_driver();
@@ -485,6 +510,55 @@ bool frontend::post(const vpci_msg &m)
 	return false;
 }
 
+bool frontend::post_after(std::uint32_t window_seq, const vpci_msg &m)
+{
+	// b2d order is the driver's order: once one message waits for its
+	// window, every later one waits behind it.
+	if (port_ && (!held_.empty() || !port_->windows_done(window_seq))) {
+		held_.emplace_back(window_seq, m);
+		return true;
+	}
+	return post(m);
+}
+
+std::uint32_t frontend::sync_windows()
+{
+	if (!port_)
+		return 0;
+	std::vector<file_window> want;
+	want.reserve(shadow_.size());
+	shadow_.for_each([&](std::uint64_t iova, const shadow_iotlb::entry &e) {
+		want.push_back({e.bar_offset, e.last - iova + 1, e.perm});
+	});
+	try {
+		return port_->sync_windows(want);
+	} catch (const std::exception &e) {
+		spdlog::error("iotlb: windows not updated: {}", e.what());
+		return 0;
+	}
+}
+
+void frontend::on_windows_progress()
+{
+	bool any = false;
+	while (!held_.empty() && port_->windows_done(held_.front().first)) {
+		any |= post(held_.front().second);
+		held_.pop_front();
+	}
+	if (any)
+		ev_.notify_driver();
+	try_complete_invalidate();
+}
+
+void frontend::try_complete_invalidate()
+{
+	if (!pending_ || pending_->k != pending_op::kind::invalidate || !pending_->driver_acked)
+		return;
+	if (port_ && !port_->windows_done(pending_->window_seq))
+		return;
+	complete_pending(true, 0);
+}
+
 bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &deferred)
 {
 	auto reject = [&](const std::string &why) {
@@ -505,6 +579,7 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 			return reject("user address range is not inside one memory region");
 		shadow_.insert(t.iova, t.size, t.uaddr, *bar, t.perm);
 		stats_.updates++;
+		const std::uint32_t wseq = sync_windows();
 		if (driver_bound()) {
 			vpci_msg u{};
 			u.type = VPCI_MSG_IOTLB_UPDATE;
@@ -514,7 +589,7 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 			u.iova = t.iova;
 			u.size = t.size;
 			u.bar_offset = *bar;
-			if (!post(u))
+			if (!post_after(wseq, u))
 				return false;
 			ev_.notify_driver();
 		}
@@ -529,8 +604,19 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 	stats_.invalidations++;
 	if (inv_to_end)
 		spdlog::debug("iotlb: invalidation from {:#x} to the end of the IOVA space", t.iova);
-	if (!driver_bound())
+	// VM2's device drops the window now; its UNMAP_DONE is the second
+	// condition of the reply (the driver's INV_ACK the first).
+	const std::uint32_t wseq = sync_windows();
+	if (!driver_bound()) {
+		if (!port_ || port_->windows_done(wseq))
+			return true;
+		pending_ = pending_op{pending_op::kind::invalidate,
+				      static_cast<std::uint32_t>(m.req()), m.need_reply(), 0, 0, 0,
+				      clock::now() + std::chrono::milliseconds(cfg_.inval_timeout_ms),
+				      true, wseq};
+		deferred = true;
 		return true;
+	}
 	vpci_msg inv{};
 	inv.type = VPCI_MSG_IOTLB_INVALIDATE;
 	inv.queue = 0xffff;
@@ -539,9 +625,10 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 	inv.size = inv_to_end ? 0 : t.size; // 0: to the end (uapi)
 	pending_ = pending_op{pending_op::kind::invalidate, static_cast<std::uint32_t>(m.req()),
 			      m.need_reply(), inv.seq, 0, 0,
-			      clock::now() + std::chrono::milliseconds(cfg_.inval_timeout_ms)};
+			      clock::now() + std::chrono::milliseconds(cfg_.inval_timeout_ms),
+			      false, wseq};
 	deferred = true;
-	if (!post(inv)) {
+	if (!post_after(0, inv)) {
 		go_broken("cannot post an invalidation");
 		complete_pending(false, 1);
 		return false;
@@ -626,10 +713,12 @@ void frontend::on_driver_doorbell()
 		}
 		// Rule (docs/backend.md): the driver clears BOUND only after it
 		// stopped every access, so nothing remains to wait for.
+		finish_windows_flush("driver unbound");
 		if (pending_ && pending_->k == pending_op::kind::invalidate) {
-			spdlog::info("iotlb: driver unbound: invalidation seq {} complete",
+			spdlog::info("iotlb: driver unbound: invalidation seq {} acked",
 				     pending_->seq);
-			complete_pending(true, 0);
+			pending_->driver_acked = true;
+			try_complete_invalidate();
 		}
 	}
 
@@ -638,12 +727,16 @@ void frontend::on_driver_doorbell()
 		switch (m->type) {
 		case VPCI_MSG_IOTLB_INV_ACK:
 			if (pending_ && pending_->k == pending_op::kind::invalidate &&
-			    m->seq == pending_->seq) {
+			    !pending_->driver_acked && m->seq == pending_->seq) {
 				stats_.acks++;
-				complete_pending(true, 0);
+				pending_->driver_acked = true;
+				try_complete_invalidate();
 			} else {
-				if (m->seq == flush_seq_)
+				if (m->seq == flush_seq_) {
 					spdlog::debug("iotlb: flush seq {} acked", m->seq);
+					if (m->seq == windows_flush_seq_)
+						finish_windows_flush("driver acked");
+				}
 				else
 					spdlog::warn("iotlb: stale or unexpected INV_ACK seq {}",
 						     m->seq);
@@ -698,7 +791,7 @@ void frontend::replay_shadow()
 		u.iova = iova;
 		u.size = e.last - iova + 1;
 		u.bar_offset = e.bar_offset;
-		any |= post(u);
+		any |= post_after(0, u);
 	});
 	if (any)
 		ev_.notify_driver();
@@ -706,13 +799,18 @@ void frontend::replay_shadow()
 
 std::optional<clock::time_point> frontend::deadline() const
 {
-	if (!pending_)
-		return std::nullopt;
-	return pending_->deadline;
+	std::optional<clock::time_point> d;
+	if (pending_)
+		d = pending_->deadline;
+	if (windows_flush_seq_ && (!d || windows_flush_deadline_ < *d))
+		d = windows_flush_deadline_;
+	return d;
 }
 
 void frontend::check_timeout()
 {
+	if (windows_flush_seq_ && clock::now() >= windows_flush_deadline_)
+		finish_windows_flush("no ack from the driver in time");
 	if (!pending_ || clock::now() < pending_->deadline)
 		return;
 	if (pending_->k == pending_op::kind::vring_base) {
@@ -724,8 +822,12 @@ void frontend::check_timeout()
 		return;
 	}
 	stats_.timeouts++;
-	go_broken(fmt::format("driver did not ack invalidation seq {} within {} ms", pending_->seq,
-			      cfg_.inval_timeout_ms));
+	go_broken(pending_->driver_acked
+			  ? fmt::format("VM2's device did not confirm the unmap of invalidation "
+					"seq {} within {} ms",
+					pending_->seq, cfg_.inval_timeout_ms)
+			  : fmt::format("driver did not ack invalidation seq {} within {} ms",
+					pending_->seq, cfg_.inval_timeout_ms));
 	complete_pending(false, 1);
 }
 

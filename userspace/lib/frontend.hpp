@@ -11,6 +11,7 @@
 #pragma once
 
 #include <array>
+#include <deque>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -20,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control_area.hpp"
+#include "device_server.hpp"
 #include "msg_ring.hpp"
 #include "vhost_user.hpp"
 
@@ -51,6 +53,22 @@ public:
 	virtual void notify_driver() = 0;
 	/** Queue @p q's kick or call eventfd changed: rewire notifications. */
 	virtual void queue_fds_changed(unsigned q) = 0;
+};
+
+/**
+ * VM2's device enforces the IOTLB (the vhost-pci QEMU device): its BAR shows
+ * only the file ranges the shadow IOTLB maps.  The front-end hands it the
+ * desired windows after every change; a driver update is posted only once
+ * its MAP is done, and VM1's invalidation completes only once both the
+ * driver's INV_ACK and the device's UNMAP_DONE are in.
+ */
+class window_port {
+public:
+	virtual ~window_port() = default;
+	/** Make the device show @p want; the seq to wait for, 0 if nothing was sent. */
+	virtual std::uint32_t sync_windows(const std::vector<file_window> &want) = 0;
+	/** Everything up to @p seq is done (answered, or its device is gone). */
+	virtual bool windows_done(std::uint32_t seq) const = 0;
 };
 
 struct frontend_config {
@@ -106,6 +124,10 @@ public:
 	void handle_readable();
 	/** VM2 rang the backend's config doorbell: d2b messages, driver state. */
 	void on_driver_doorbell();
+	/** Windows are enforced by VM2's device through @p port (may be null). */
+	void set_window_port(window_port *port) noexcept { port_ = port; }
+	/** The device answered (or went away): post held updates, finish invalidations. */
+	void on_windows_progress();
 	/** Deadline of the pending operation, if any. */
 	std::optional<std::chrono::steady_clock::time_point> deadline() const;
 	/** Fail or complete the pending operation if its deadline passed. */
@@ -135,6 +157,8 @@ private:
 		unsigned queue = 0;	 // vring_base
 		std::uint32_t gen = 0;	 // vring_base: generation to be seen
 		std::chrono::steady_clock::time_point deadline;
+		bool driver_acked = false;    // invalidate: INV_ACK in (or no driver)
+		std::uint32_t window_seq = 0; // invalidate: the device's UNMAP to wait for
 	};
 
 	bool handle(vu::message &m, std::uint64_t &reply, bool &replied);
@@ -151,6 +175,10 @@ private:
 	bool driver_bound() const noexcept { return ctrl_.read_driver().bound(); }
 	bool iommu() const noexcept { return features_ & (1ULL << virtio_f_access_platform); }
 	bool post(const vpci_msg &m);
+	/** Post @p m once the device finished @p window_seq, in order. */
+	bool post_after(std::uint32_t window_seq, const vpci_msg &m);
+	std::uint32_t sync_windows();
+	void try_complete_invalidate();
 	void replay_shadow();
 	void complete_pending(bool ok, std::uint64_t value);
 	void go_broken(const std::string &why);
@@ -181,6 +209,17 @@ private:
 	std::optional<pending_op> pending_;
 	bool was_bound_ = false;
 	iotlb_counters stats_;
+	window_port *port_ = nullptr;
+	/** b2d messages held until the device mapped their window. */
+	std::deque<std::pair<std::uint32_t, vpci_msg>> held_;
+	/**
+	 * A flush posted to a bound driver: VM2's device keeps the old
+	 * windows until the driver acked it (or the deadline), so a driver
+	 * still walking a ring does not read all-ones mid-flush.  0: none.
+	 */
+	std::uint32_t windows_flush_seq_ = 0;
+	std::chrono::steady_clock::time_point windows_flush_deadline_;
+	void finish_windows_flush(const char *why);
 };
 
 } // namespace vpci
