@@ -165,26 +165,8 @@ std::uint32_t device_server::send(std::uint32_t type, std::uint32_t arg, std::ui
 	m.seq = htole32(seq);
 	m.aux = htole32(aux);
 
-	iovec iov{&m, sizeof(m)};
-	alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
-	msghdr msg{};
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	if (fd >= 0) {
-		msg.msg_control = cbuf;
-		msg.msg_controllen = sizeof(cbuf);
-		cmsghdr *c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	const ssize_t n = ::sendmsg(client_->sock.get(), &msg, MSG_NOSIGNAL);
-	if (n != static_cast<ssize_t>(sizeof(m))) {
-		if (n >= 0)
-			errno = EAGAIN;
-		throw_errno("sendmsg(vhost-pci device, type " + std::to_string(type) + ")");
-	}
+	send_with_fd(client_->sock.get(), &m, sizeof(m), fd,
+		     "vhost-pci device, type " + std::to_string(type));
 	if (type == VHOST_PCI_MSG_MAP || type == VHOST_PCI_MSG_UNMAP)
 		outstanding_[seq] = request{type, now_ns()};
 	return seq;

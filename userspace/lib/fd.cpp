@@ -258,4 +258,29 @@ std::optional<unique_fd> unix_listener::accept()
 	return unique_fd(fd);
 }
 
+void send_with_fd(int sock, const void *buf, std::size_t len, int fd, const std::string &what)
+{
+	iovec iov{const_cast<void *>(buf), len};
+	alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+	msghdr msg{};
+
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	if (fd >= 0) {
+		msg.msg_control = cbuf;
+		msg.msg_controllen = sizeof(cbuf);
+		cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	const ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+	if (n != static_cast<ssize_t>(len)) {
+		if (n >= 0)
+			errno = EAGAIN; // short write on a stream socket: buffer full
+		throw_errno("sendmsg(" + what + ")");
+	}
+}
+
 } // namespace vpci

@@ -104,6 +104,13 @@ void epoll_del(int epfd, int fd) noexcept;
 unique_fd unix_connect(const std::string &path, bool nonblock = false);
 
 /**
+ * Send @p len bytes in one sendmsg() on the stream socket @p sock, with
+ * @p fd attached (SCM_RIGHTS) when >= 0.  Throws naming sendmsg() and
+ * @p what; a short write (socket buffer full) is EAGAIN.
+ */
+void send_with_fd(int sock, const void *buf, std::size_t len, int fd, const std::string &what);
+
+/**
  * A listening UNIX stream socket that unlinks its path on destruction
  * (only if the path still names the socket it bound).
  *

@@ -35,28 +35,8 @@ ivshmem_server::ivshmem_server(const std::string &socket_path, int shm_fd, unsig
 
 void ivshmem_server::send_msg(int sock, std::int64_t value, int fd)
 {
-	std::uint64_t le = htole64(static_cast<std::uint64_t>(value));
-	iovec iov{&le, sizeof(le)};
-	alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
-	msghdr msg{};
-
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	if (fd >= 0) {
-		msg.msg_control = cbuf;
-		msg.msg_controllen = sizeof(cbuf);
-		cmsghdr *c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-	if (n != static_cast<ssize_t>(sizeof(le))) {
-		if (n >= 0)
-			errno = EAGAIN; // short write on a stream socket: buffer full
-		throw_errno("sendmsg(ivshmem client, " + std::to_string(value) + ")");
-	}
+	const std::uint64_t le = htole64(static_cast<std::uint64_t>(value));
+	send_with_fd(sock, &le, sizeof(le), fd, "ivshmem client, " + std::to_string(value));
 }
 
 std::uint16_t ivshmem_server::take_id() noexcept
