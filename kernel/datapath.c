@@ -262,19 +262,24 @@ static bool vpci_stall(struct vpci_queue *q)
 }
 
 /**
- * vpci_dp_miss_answered() - forget the misses an IOTLB update answers
+ * vpci_dp_misses_forget() - forget the misses an IOTLB message settles
  * @vdev: the device
- * @iova: first address the update maps
- * @size: its bytes, not 0
+ * @iova: first address the message covers
+ * @size: its bytes; 0 for everything from @iova on (a global flush)
  *
- * Called under dp_lock when the update was added: a later miss on the same
- * page (VM1 unmapped and reused it) is then posted again, not taken for
- * one still outstanding.
+ * Called under dp_lock for an update that was added and for every
+ * invalidation.  An update answers the misses on its pages.  An
+ * invalidation settles them too: VM1's IOMMU may look a miss up after VM1
+ * unmapped its page (QEMU serves the backend channel only between VM1's
+ * unmaps), and then no answer ever comes, even once VM1 maps the page
+ * again.  A queue that meets the page later must ask again, not wait out
+ * the miss timeout on a question nobody will answer.
  */
-void vpci_dp_miss_answered(struct vpci_dev *vdev, u64 iova, u64 size)
+void vpci_dp_misses_forget(struct vpci_dev *vdev, u64 iova, u64 size)
 {
 	u64 first = iova >> VPCI_PREFETCH_PAGE_SHIFT;
-	u64 last = (iova + (size - 1)) >> VPCI_PREFETCH_PAGE_SHIFT;
+	u64 last = size ? (iova + (size - 1)) >> VPCI_PREFETCH_PAGE_SHIFT :
+			  U64_MAX >> VPCI_PREFETCH_PAGE_SHIFT;
 	unsigned int qi, i;
 
 	for (qi = 0; qi < vdev->nqueues; qi++) {

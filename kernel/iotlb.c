@@ -67,7 +67,7 @@ static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
 		err = vpci_iotlb_add(&vdev->iotlb, iova, size,
 				     le64_to_cpu(m->bar_offset), m->perm);
 		if (!err)
-			vpci_dp_miss_answered(vdev, iova, size);
+			vpci_dp_misses_forget(vdev, iova, size);
 		vdev->iotlb_gen++;
 		spin_unlock_bh(&vdev->dp_lock);
 		trace_vpci_iotlb_update(vdev->netdev->ifindex, iova, size,
@@ -91,6 +91,8 @@ static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
 			vpci_iotlb_del_to_end(&vdev->iotlb, iova);
 			err = 0;
 		}
+		/* Misses asked there before may never be answered now. */
+		vpci_dp_misses_forget(vdev, iova, size);
 		vdev->iotlb_gen++;
 		spin_unlock_bh(&vdev->dp_lock);
 		if (err) {

@@ -349,7 +349,7 @@ int vpci_poll(struct napi_struct *napi, int budget);
 irqreturn_t vpci_queue_irq(int irq, void *data);
 void vpci_dp_sync(struct vpci_dev *vdev);
 void vpci_dp_retry_work(struct work_struct *work);
-void vpci_dp_miss_answered(struct vpci_dev *vdev, u64 iova, u64 size);
+void vpci_dp_misses_forget(struct vpci_dev *vdev, u64 iova, u64 size);
 void vpci_dp_stop_all(struct vpci_dev *vdev);
 void vpci_dp_set_poll(struct vpci_dev *vdev, bool poll);
 void vpci_dp_poll_again(struct vpci_dev *vdev);

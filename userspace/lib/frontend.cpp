@@ -729,6 +729,7 @@ void frontend::on_driver_doorbell()
 			if (pending_ && pending_->k == pending_op::kind::invalidate &&
 			    !pending_->driver_acked && m->seq == pending_->seq) {
 				stats_.acks++;
+				spdlog::debug("iotlb: driver acked seq {}", m->seq);
 				pending_->driver_acked = true;
 				try_complete_invalidate();
 			} else {
@@ -761,6 +762,8 @@ void frontend::on_driver_doorbell()
 					static_cast<std::uint32_t>(vu::slave_request::iotlb_msg),
 					vu::version, &t, sizeof(t));
 				stats_.misses_sent++;
+				spdlog::debug("iotlb: miss iova {:#x} perm {} queue {} forwarded",
+					      t.iova, t.perm, m->queue);
 			} catch (const std::system_error &e) {
 				spdlog::warn("iotlb: sending miss failed: {}", e.what());
 			}

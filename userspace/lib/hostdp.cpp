@@ -788,6 +788,13 @@ struct device::impl {
 		else
 			vpci_iotlb_del(&iotlb, t.iova, t.size);
 		iotlb_invalidations++;
+		// A miss asked there may never be answered now (VM1's IOMMU looked
+		// it up after the unmap): the queue asks again when it meets the
+		// address (kernel: vpci_dp_misses_forget).
+		for (queue &x : q)
+			if (x.miss_pending && x.miss_iova >= t.iova &&
+			    (chk.to_end || x.miss_iova - t.iova < t.size))
+				x.miss_pending = false;
 		// A running queue whose rings no longer translate: a ring fault,
 		// stopped until VM1 disables the ring (kernel: vpci_dp_sync).
 		for (queue &x : q)

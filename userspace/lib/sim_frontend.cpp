@@ -229,7 +229,9 @@ void vu_frontend::handle_channel(const vu::raw_message &m)
 		std::memcpy(&t, m.payload.data(), m.payload.size());
 		if (t.type == vu::iotlb_miss) {
 			st_.misses++;
-			auto e = mmu_->lookup(t.iova, miss_ranges_);
+			std::optional<iommu_range> e;
+			if (!miss_hook_ || miss_hook_(t.iova))
+				e = mmu_->lookup(t.iova, miss_ranges_);
 			if (e) {
 				send_update(*e);
 			} else {

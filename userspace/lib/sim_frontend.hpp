@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -74,6 +75,11 @@ public:
 
 	/** Answer misses from @p mmu from now on (it must outlive this object). */
 	void bind_iommu(const iommu &mmu) noexcept { mmu_ = &mmu; }
+	/**
+	 * Called with each miss's IOVA before it is looked up; false leaves
+	 * the miss unanswered (a fault scenario's IOMMU race).
+	 */
+	void set_miss_hook(std::function<bool(std::uint64_t)> h) { miss_hook_ = std::move(h); }
 	/** Answer misses with whole contiguous ranges (passthrough) instead of pages. */
 	void set_miss_ranges(bool on) noexcept { miss_ranges_ = on; }
 	/** Send an UPDATE for @p r unasked (a push; QEMU never does this). */
@@ -106,6 +112,7 @@ private:
 	const iommu *mmu_;
 	int timeout_ms_;
 	bool miss_ranges_ = false;
+	std::function<bool(std::uint64_t)> miss_hook_;
 	std::uint64_t offered_ = 0, features_ = 0, proto_ = 0;
 	std::uint64_t uaddr_ = 0;
 	std::deque<vu::raw_message> queued_;

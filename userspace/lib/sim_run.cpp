@@ -113,6 +113,7 @@ nlohmann::json run(const run_config &c)
 	vm1 vm(gm, vc, p);
 	vm.paint_canaries();
 	fe.bind_iommu(vm.mmu);
+	fe.set_miss_hook([&vm](std::uint64_t iova) { return vm.on_miss(iova); });
 	fe.set_miss_ranges(vc.policy == iova_policy::identity);
 	p.fe = &fe;
 	fe.set_mem_table(memory_desc{memfd.get(), ram, reinterpret_cast<std::uint64_t>(area.data())});
@@ -327,6 +328,7 @@ nlohmann::json run(const run_config &c)
 		fault_json["bad_used"] = vm.tx.counters().bad_used + vm.rx.counters().bad_used;
 		fault_json["duplicates"] = val.duplicates;
 		fault_json["foreign"] = val.out_of_range;
+		fault_json["misses_left_unanswered"] = vm.misses_left_unanswered;
 		fault_json["outcome"] = !receiving || !sending ? (tx_done == sent ? "completed" : "stalled")
 					: after_rx == 0 || sent < c.count ? "stalled"
 					: lost == 0 ? "recovered"

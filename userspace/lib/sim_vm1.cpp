@@ -49,6 +49,8 @@ const fault_info fault_table[] = {
 	{"unmap-in-flight", rxq, "RX buffer unmapped (invalidated) right after posting"},
 	{"ring-unmapped", txq, "TX ring pages unmapped, then a frame posted (remapped 300 ms later)"},
 	{"double-post", txq, "the same TX head put in the avail ring twice"},
+	{"miss-after-unmap", rxq,
+	 "RX buffer pages unmapped and mapped again; the IOMMU looks the next miss up in between"},
 };
 
 } // namespace
@@ -364,6 +366,11 @@ fault_report vm1::inject(const std::string &name)
 	} else if (name == "ring-unmapped") {
 		const vring_layout &l = q.layout();
 		unmap_iova(l.desc_iova, ring_span(num));
+	} else if (name == "miss-after-unmap") {
+		// The device forgets every posted RX buffer, so that its next
+		// write misses whatever the policy; on_miss() does the rest.
+		remap(dev_addr(slot_gpa(rxq, 0)), std::uint64_t{num} * page_size);
+		miss_after_unmap_armed_ = true;
 	} else if (name == "double-post") {
 		frame_in_spare();
 		if (cfg_.policy != iova_policy::identity)
@@ -372,6 +379,38 @@ fault_report vm1::inject(const std::string &name)
 		q.push_avail_raw(r.heads.back());
 	}
 	return r;
+}
+
+void vm1::remap(std::uint64_t iova, std::uint64_t size)
+{
+	auto gone = mmu.unmap(iova, size);
+	unmaps++;
+	if (gone.empty())
+		return;
+	port_.invalidate(gone);
+	for (const iommu_range &r : gone) {
+		mmu.map(r.iova, r.gpa, r.size, r.perm);
+		maps++;
+		port_.mapped(r);
+	}
+}
+
+bool vm1::on_miss(std::uint64_t iova)
+{
+	const std::uint64_t first = dev_addr(slot_gpa(rxq, 0));
+	if (!miss_after_unmap_armed_ || iova < first ||
+	    iova - first >= std::uint64_t{cfg_.ring_size} * page_size)
+		return true;
+	const std::uint64_t page = iova & ~(page_size - 1);
+	if (!mmu.lookup(page))
+		return true;
+	// What QEMU does when VM1's unmap and map of the page both run
+	// while the miss waits on the back-end channel, and the lookup falls
+	// between them: the device hears the invalidation and no answer.
+	miss_after_unmap_armed_ = false;
+	misses_left_unanswered++;
+	remap(page, page_size);
+	return false;
 }
 
 void vm1::repair(const fault_report &f)

@@ -137,6 +137,14 @@ public:
 	fault_report inject(const std::string &name);
 	/** Undo what a fault changed in the IOMMU (ring-unmapped: map the rings again). */
 	void repair(const fault_report &f);
+	/**
+	 * A miss for @p iova reached VM1's IOMMU: false to leave it
+	 * unanswered.  miss-after-unmap uses it once, on a posted RX buffer's
+	 * page: unmapped and mapped again, the miss looked up in between.
+	 */
+	bool on_miss(std::uint64_t iova);
+	/** Misses a fault scenario left unanswered on purpose (on_miss()). */
+	std::uint64_t misses_left_unanswered = 0;
 
 	/**
 	 * Canaries: every page of guest RAM outside the rings is filled with
@@ -175,6 +183,8 @@ private:
 	void map_extra();
 	void unmap(std::uint64_t gpa, std::uint64_t size);
 	void unmap_iova(std::uint64_t iova, std::uint64_t size);
+	/** Unmap @p size bytes at @p iova (one invalidation) and map the same again. */
+	void remap(std::uint64_t iova, std::uint64_t size);
 	vring_layout ring_layout(unsigned q) const;
 	std::uint16_t take_tx_slot();
 
@@ -184,6 +194,7 @@ private:
 	std::vector<bool> rx_posted_;
 	std::uint64_t rx_bufs_posted_ = 0;
 	std::string fault_name_;
+	bool miss_after_unmap_armed_ = false;
 };
 
 } // namespace vpci::sim

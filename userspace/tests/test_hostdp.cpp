@@ -328,7 +328,8 @@ INSTANTIATE_TEST_SUITE_P(
 			  fault_case{"head-out-of-range", "recovered", 1, "head"},
 			  fault_case{"unmap-in-flight", "dropped", 0, "miss_timeout"},
 			  fault_case{"ring-unmapped", "stalled", 1, "ring"},
-			  fault_case{"double-post", "recovered", 0, nullptr}),
+			  fault_case{"double-post", "recovered", 0, nullptr},
+			  fault_case{"miss-after-unmap", "recovered", 0, nullptr}),
 	[](const ::testing::TestParamInfo<fault_case> &i) {
 		std::string n = i.param.name;
 		for (char &c : n)

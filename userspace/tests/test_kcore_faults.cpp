@@ -210,6 +210,10 @@ public:
 			break;
 		case op::invalidate:
 			bad_msgs_ += vpci_iotlb_del(&iotlb_, m.a, m.b) != 0;
+			// vpci_dp_misses_forget(): a miss asked there is asked again.
+			for (auto &q : q_)
+				if (q.miss_pending && q.miss_iova >= m.a && q.miss_iova - m.a < m.b)
+					q.miss_pending = false;
 			config_changed();
 			break;
 		case op::reset:
@@ -886,7 +890,9 @@ private:
 		while (!link_.misses.empty()) {
 			const wire m = link_.misses.front();
 			link_.misses.pop_front();
-			auto r = vm().mmu.lookup(m.a, policy_ == iova_policy::identity);
+			std::optional<iommu_range> r;
+			if (vm().on_miss(m.a))
+				r = vm().mmu.lookup(m.a, policy_ == iova_policy::identity);
 			if (!r) {
 				unanswered++;
 				continue;
@@ -976,6 +982,8 @@ const std::map<std::string, expectation> expectations = {
 	// A head posted twice is a valid chain twice: its frame comes back
 	// twice and VM1 rejects the second completion.
 	{"double-post", {-1, 0, 0, false, 2, 1}},
+	// The device hears the invalidation, asks again and is answered.
+	{"miss-after-unmap", {-1}},
 };
 
 class KcoreFaults : public ::testing::TestWithParam<test::fault_param> {};

@@ -468,6 +468,7 @@ const std::map<std::string, std::string> verdicts = {
 	{"avail-jump", "avail-jump"},	 {"head-out-of-range", "head-out-of-range"},
 	{"unmap-in-flight", "unmapped"}, {"ring-unmapped", "ring-unmapped"},
 	{"double-post", "double-post"},
+	{"miss-after-unmap", "empty"},
 };
 
 class SimFault : public ::testing::TestWithParam<test::fault_param> {};
@@ -504,6 +505,18 @@ TEST_P(SimFault, DeviceSeesTheHostileDescriptor)
 	EXPECT_EQ(verdict, verdicts.at(name)) << rep.detail;
 	if (name == "unmap-in-flight" || name == "ring-unmapped") {
 		EXPECT_GT(f.port.inval.size(), inval_before) << "the device was told";
+	}
+	if (name == "miss-after-unmap") {
+		EXPECT_GT(f.port.inval.size(), inval_before) << "posted RX buffers invalidated";
+		const std::uint64_t page = f.vm.dev_addr(f.vm.slot_gpa(rxq, 3));
+		ASSERT_TRUE(f.vm.mmu.lookup(page)) << "and mapped again";
+		EXPECT_TRUE(f.vm.on_miss(f.vm.dev_addr(f.vm.slot_gpa(txq, 0)))) << "RX pages only";
+		const std::size_t n = f.port.inval.size();
+		EXPECT_FALSE(f.vm.on_miss(page + 100)) << "the first miss goes unanswered";
+		EXPECT_EQ(f.port.inval.size(), n + 1) << "after an invalidation of its page";
+		EXPECT_TRUE(f.vm.mmu.lookup(page)) << "which is mapped again";
+		EXPECT_TRUE(f.vm.on_miss(page + 100)) << "once";
+		EXPECT_EQ(f.vm.misses_left_unanswered, 1u);
 	}
 	if (name == "ring-unmapped") {
 		f.vm.repair(rep);
