@@ -658,7 +658,7 @@ void backend::dispatch(tag t, int fd)
 		break;
 	case tag::vu_listen:
 		while (auto s = vu_listener_->accept()) {
-			// Blocking mode off: recv() waits for payloads with poll().
+			// Non-blocking: a message arriving in pieces waits in its connection.
 			if (!fe_->attach(std::move(*s)))
 				continue; // closed
 		}

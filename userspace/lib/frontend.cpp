@@ -187,11 +187,11 @@ void frontend::handle_readable()
 	if (!conn_ || pending_)
 		return;
 	auto r = conn_->recv();
+	if (std::holds_alternative<vu::connection::incomplete>(r))
+		return;
 	if (std::holds_alternative<vu::connection::eof>(r))
 		return disconnect("EOF");
 	if (auto *e = std::get_if<vu::parse_error>(&r)) {
-		if (e->request == 0 && e->reason == "spurious wakeup")
-			return;
 		spdlog::warn("vhost-user: rejected {} (flags {:#x}): {}",
 			     vu::request_name(e->request), e->flags, e->reason);
 		if (e->fatal)

@@ -928,13 +928,13 @@ struct device::impl {
 	bool handle_one()
 	{
 		auto r = conn->recv();
+		if (std::holds_alternative<vu::connection::incomplete>(r))
+			return false;
 		if (std::holds_alternative<vu::connection::eof>(r)) {
 			disconnect("EOF");
 			return false;
 		}
 		if (auto *e = std::get_if<vu::parse_error>(&r)) {
-			if (e->request == 0 && e->reason == "spurious wakeup")
-				return false;
 			spdlog::warn("vhost-user: rejected {} (flags {:#x}): {}",
 				     vu::request_name(e->request), e->flags, e->reason);
 			if (e->fatal) {

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <type_traits>
+#include <utility>
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -252,32 +253,17 @@ bool read_full(int fd, void *buf, std::size_t len, int timeout_ms)
 	return true;
 }
 
-/** What recv_header() got. */
-struct received_header {
-	/** recvmsg()'s return: bytes (0: EOF), or -1 with @c err set. */
-	ssize_t n = -1;
-	int err = 0;
-	/** The header, all of it if @c whole. */
-	std::uint32_t hdr[3] = {};
-	bool whole = false;
-	/** Every fd that came with it, owned from the moment recvmsg() returned. */
-	std::vector<unique_fd> fds;
-	/** MSG_CTRUNC: more than max_fds were attached (the kernel closed the rest). */
-	bool ctrunc = false;
-};
-
 /**
- * The receiving half both ends share: one non-blocking recvmsg() for the
- * header and its SCM_RIGHTS fds, then the rest of the header if it came
- * short, waiting up to @p timeout_ms for each chunk.  The fds are taken
- * into unique_fd before anything is checked, so whatever the caller
- * rejects the message for (EOF, truncation, too many fds, a bad header)
- * closes them instead of leaking them.
+ * One non-blocking recvmsg() of up to @p len bytes into @p buf.  Every
+ * SCM_RIGHTS fd that came with them is appended to @p fds at once (so
+ * whatever happens to the message later closes them instead of leaking
+ * them); @p ctrunc is set if the kernel had to drop some.  Returns bytes,
+ * 0 at EOF, -1 with errno.
  */
-received_header recv_header(int sock, int timeout_ms)
+ssize_t recv_some(int sock, void *buf, std::size_t len, std::vector<unique_fd> &fds,
+		  bool &ctrunc)
 {
-	received_header r;
-	iovec iov{r.hdr, sizeof(r.hdr)};
+	iovec iov{buf, len};
 	alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * max_fds)];
 	msghdr mh{};
 	mh.msg_iov = &iov;
@@ -285,14 +271,12 @@ received_header recv_header(int sock, int timeout_ms)
 	mh.msg_control = cbuf;
 	mh.msg_controllen = sizeof(cbuf);
 
+	ssize_t n;
 	do
-		r.n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	while (r.n < 0 && errno == EINTR);
-	if (r.n < 0) {
-		// Nothing was received: cbuf is uninitialised, not control data.
-		r.err = errno;
-		return r;
-	}
+		n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return n; // nothing received: cbuf is uninitialised, not control data
 	for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
@@ -300,47 +284,64 @@ received_header recv_header(int sock, int timeout_ms)
 		for (std::size_t i = 0; i < nfd; i++) {
 			int fd;
 			std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			r.fds.emplace_back(fd);
+			fds.emplace_back(fd);
 		}
 	}
-	r.ctrunc = mh.msg_flags & MSG_CTRUNC;
-	const auto got = static_cast<std::size_t>(r.n);
-	r.whole = got == header_size ||
-		  (got > 0 && read_full(sock, reinterpret_cast<std::uint8_t *>(r.hdr) + got,
-					header_size - got, timeout_ms));
-	return r;
+	ctrunc = ctrunc || (mh.msg_flags & MSG_CTRUNC);
+	return n;
 }
 
 } // namespace
 
-connection::result connection::recv(int payload_timeout_ms)
+connection::result connection::recv()
 {
-	received_header h = recv_header(sock_.get(), payload_timeout_ms);
-	if (h.n < 0) {
-		if (h.err == EAGAIN)
-			return parse_error{false, 0, 0, "spurious wakeup"};
-		return parse_error{true, 0, 0, fmt::format("recvmsg: {}", std::strerror(h.err))};
+	// At most one message per call; what is missing is waited for by the
+	// caller's event loop, not here.
+	while (hdr_got_ < header_size) {
+		const ssize_t n = recv_some(sock_.get(), reinterpret_cast<std::uint8_t *>(hdr_) + hdr_got_,
+					    header_size - hdr_got_, fds_, ctrunc_);
+		if (n == 0)
+			return eof{};
+		if (n < 0 && errno == EAGAIN)
+			return incomplete{};
+		if (n < 0)
+			return parse_error{true, 0, 0, fmt::format("recvmsg: {}", std::strerror(errno))};
+		hdr_got_ += static_cast<std::size_t>(n);
+		if (hdr_got_ == header_size) {
+			if (hdr_[2] > max_payload)
+				return parse_error{true, hdr_[0], hdr_[1],
+						   fmt::format("payload size {} exceeds {}", hdr_[2],
+							       max_payload)};
+			payload_.assign(hdr_[2], 0);
+			payload_got_ = 0;
+		}
 	}
-	if (h.n == 0)
-		return eof{};
-	if (!h.whole)
-		return parse_error{true, 0, 0,
-				   fmt::format("truncated header ({} of {} bytes)", h.n,
-					       header_size)};
-	const std::uint32_t req = h.hdr[0], flags = h.hdr[1], size = h.hdr[2];
-	if (size > max_payload)
-		return parse_error{true, req, flags,
-				   fmt::format("payload size {} exceeds {}", size, max_payload)};
-	std::vector<std::uint8_t> payload(size);
-	if (size && !read_full(sock_.get(), payload.data(), size, payload_timeout_ms))
-		return parse_error{true, req, flags,
-				   fmt::format("truncated payload (expected {} bytes)", size)};
-	if (h.ctrunc) {
-		h.fds.clear(); // close what did arrive
+	while (payload_got_ < payload_.size()) {
+		const ssize_t n = recv_some(sock_.get(), payload_.data() + payload_got_,
+					    payload_.size() - payload_got_, fds_, ctrunc_);
+		if (n == 0)
+			return eof{};
+		if (n < 0 && errno == EAGAIN)
+			return incomplete{};
+		if (n < 0)
+			return parse_error{true, hdr_[0], hdr_[1],
+					   fmt::format("recvmsg: {}", std::strerror(errno))};
+		payload_got_ += static_cast<std::size_t>(n);
+	}
+	// Whole: the next call starts a new message.
+	const std::uint32_t req = hdr_[0], flags = hdr_[1];
+	hdr_got_ = 0;
+	std::vector<unique_fd> fds = std::move(fds_);
+	fds_.clear();
+	const bool ctrunc = std::exchange(ctrunc_, false);
+	const std::vector<std::uint8_t> payload = std::move(payload_);
+	payload_.clear();
+	if (ctrunc) {
+		fds.clear(); // close what did arrive
 		return parse_error{false, req, flags,
 				   fmt::format("more than {} fds attached", max_fds)};
 	}
-	auto r = parse(req, flags, payload, std::move(h.fds));
+	auto r = parse(req, flags, payload, std::move(fds));
 	if (auto *m = std::get_if<message>(&r))
 		return std::move(*m);
 	return std::get<parse_error>(r);
@@ -505,22 +506,25 @@ std::optional<raw_message> recv_raw(int sock, int timeout_ms)
 	if (r == 0)
 		return std::nullopt;
 
-	received_header h = recv_header(sock, 1000);
-	if (h.n < 0 && h.err == EAGAIN)
+	std::uint32_t hdr[3] = {};
+	std::vector<unique_fd> fds;
+	bool ctrunc = false;
+	const ssize_t n = recv_some(sock, hdr, header_size, fds, ctrunc);
+	if (n < 0 && errno == EAGAIN)
 		return std::nullopt;
-	if (h.n < 0) {
-		errno = h.err;
+	if (n < 0)
 		throw_errno("recvmsg(vhost-user)");
-	}
-	if (h.n == 0)
+	if (n == 0)
 		throw std::runtime_error("vhost-user: peer closed the connection");
-	if (!h.whole)
+	// The front-end's own blocking client (simulator, tests) may wait.
+	if (static_cast<std::size_t>(n) < header_size &&
+	    !read_full(sock, reinterpret_cast<std::uint8_t *>(hdr) + n, header_size - n, 1000))
 		throw std::runtime_error("vhost-user: truncated header");
-	const std::uint32_t size = h.hdr[2];
+	const std::uint32_t size = hdr[2];
 	raw_message m;
-	m.req = h.hdr[0];
-	m.flags = h.hdr[1];
-	m.fds = std::move(h.fds);
+	m.req = hdr[0];
+	m.flags = hdr[1];
+	m.fds = std::move(fds);
 	if (size > max_payload)
 		throw std::runtime_error(fmt::format("vhost-user: {} payload of {} bytes",
 						     request_name(m.req), size));
@@ -530,7 +534,7 @@ std::optional<raw_message> recv_raw(int sock, int timeout_ms)
 						     request_name(m.req)));
 	// Read whole first, so that the stream stays in step; the fds that did
 	// arrive close with m.
-	if (h.ctrunc)
+	if (ctrunc)
 		throw std::runtime_error(fmt::format("vhost-user: {} with more than {} fds",
 						     request_name(m.req), max_fds));
 	return m;

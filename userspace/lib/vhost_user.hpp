@@ -220,18 +220,23 @@ std::variant<message, parse_error> parse(std::uint32_t req, std::uint32_t flags,
 class connection {
 public:
 	explicit connection(unique_fd sock) : sock_(std::move(sock)) {}
+	connection(const connection &) = delete;
+	connection &operator=(const connection &) = delete;
 
 	int fd() const noexcept { return sock_.get(); }
 
-	/** Result of recv(): a message, an error, or EOF (peer closed). */
+	/** Result of recv(): a message, an error, EOF (peer closed), or not yet. */
 	struct eof {};
-	using result = std::variant<message, parse_error, eof>;
+	/** The socket had no (complete) message: wait until it is readable again. */
+	struct incomplete {};
+	using result = std::variant<message, parse_error, eof, incomplete>;
 	/**
-	 * Read one message.  Call when the socket is readable.  The header
-	 * and payload are read together; a payload that does not follow
-	 * within @p payload_timeout_ms is a fatal framing error.
+	 * Read what the socket has, never waiting: call when it is readable.
+	 * A message that arrives in pieces (a peer that writes its payload
+	 * slowly) is put together over several calls, so that it holds up
+	 * nobody but its own connection; @c incomplete until it is whole.
 	 */
-	result recv(int payload_timeout_ms = 1000);
+	result recv();
 
 	/** Send a reply to @p req carrying @p payload. */
 	void send_reply(std::uint32_t req, const void *payload, std::size_t len);
@@ -242,6 +247,13 @@ public:
 
 private:
 	unique_fd sock_;
+	/** The message being received: header bytes, payload, fds so far. */
+	std::uint32_t hdr_[3] = {};
+	std::size_t hdr_got_ = 0;
+	std::vector<std::uint8_t> payload_;
+	std::size_t payload_got_ = 0;
+	std::vector<unique_fd> fds_;
+	bool ctrunc_ = false;
 };
 
 /**

@@ -2,6 +2,7 @@
 // The vpci-backend and vpci-ctl binaries as processes: startup, ready file,
 // control via vpci-ctl, clean shutdown on SIGTERM.  Processes are only ever
 // signalled by the pid this test spawned.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <csignal>
@@ -140,6 +141,58 @@ nlohmann::json ctl_request(const std::string &path, const std::string &req)
 	while (in.find('\n') == std::string::npos && (n = ::recv(s.get(), buf, sizeof(buf), 0)) > 0)
 		in.append(buf, static_cast<std::size_t>(n));
 	return nlohmann::json::parse(in.substr(0, in.find('\n')), nullptr, false);
+}
+
+// A vhost-user peer that writes a message a byte at a time holds up only its
+// own connection: the control socket keeps answering at once, and the message
+// is taken whole once its last byte is there.
+TEST_F(Daemon, SlowVhostUserPeerHoldsUpOnlyItself)
+{
+	const std::string ready = dir.path("ready"), vus = dir.path("vu.sock"),
+			  ctl = dir.path("ctl.sock");
+	pid = spawn({VPCI_BACKEND_BIN, "--ivshmem-socket", dir.path("ivs.sock"), "--mem-file",
+		     dir.path("mem"), "--ram-size", "1M", "--vhost-user-socket", vus,
+		     "--control-socket", ctl, "--ready-file", ready, "--log-level", "warn"});
+	ASSERT_GT(pid, 0);
+	for (int i = 0; i < 500 && ::access(ready.c_str(), F_OK) != 0; i++)
+		std::this_thread::sleep_for(10ms);
+	ASSERT_EQ(::access(ready.c_str(), F_OK), 0) << "ready file never appeared";
+
+	vpci::unique_fd vm1 = vpci::unix_connect(vus);
+	const timeval tv{5, 0}; // a missing reply fails the test, not hangs it
+	ASSERT_EQ(::setsockopt(vm1.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	// SET_FEATURES (VERSION_1) with NEED_REPLY: 12 header and 8 payload
+	// bytes, one every 150 ms, each followed by a status request.
+	std::uint8_t msg[20];
+	const std::uint32_t hdr[3] = {2, vpci::vu::version | vpci::vu::flag_need_reply, 8};
+	const std::uint64_t features = 1ULL << 32;
+	std::memcpy(msg, hdr, sizeof(hdr));
+	std::memcpy(msg + sizeof(hdr), &features, sizeof(features));
+	auto worst = std::chrono::steady_clock::duration::zero();
+	for (std::size_t i = 0; i < sizeof(msg); i++) {
+		vpci::vu::send_raw(vm1.get(), msg + i, 1, {});
+		const auto t0 = std::chrono::steady_clock::now();
+		const auto st = ctl_request(ctl, R"({"cmd":"status"})");
+		worst = std::max(worst, std::chrono::steady_clock::now() - t0);
+		ASSERT_TRUE(st.is_object() && st.value("ok", false)) << "after byte " << i;
+		std::this_thread::sleep_for(150ms);
+	}
+	EXPECT_LT(worst, 100ms) << "the control socket waited for a vhost-user peer: "
+				<< std::chrono::duration_cast<std::chrono::milliseconds>(worst).count()
+				<< " ms";
+	// The dripped message was applied (acked 0) and the session goes on.
+	std::uint32_t rh[3] = {};
+	std::uint64_t v = 1;
+	ASSERT_EQ(::recv(vm1.get(), rh, sizeof(rh), MSG_WAITALL), 12);
+	ASSERT_EQ(::recv(vm1.get(), &v, sizeof(v), MSG_WAITALL), 8);
+	EXPECT_EQ(rh[0], 2u);
+	EXPECT_EQ(v, 0u) << "SET_FEATURES refused";
+	const std::uint32_t q[3] = {17, vpci::vu::version, 0}; // GET_QUEUE_NUM
+	vpci::vu::send_raw(vm1.get(), q, sizeof(q), {});
+	ASSERT_EQ(::recv(vm1.get(), rh, sizeof(rh), MSG_WAITALL), 12);
+	ASSERT_EQ(::recv(vm1.get(), &v, sizeof(v), MSG_WAITALL), 8);
+	EXPECT_EQ(rh[0], 17u);
+	EXPECT_EQ(v, 1u);
 }
 
 // Direct kicks: the daemon's CPU time does not grow with VM1's kicks.
