@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 #include "frontend.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include <fcntl.h>
@@ -433,6 +434,15 @@ bool frontend::on_mem_table(vu::message &m)
 		regs.push_back(vu::region{r.guest_phys_addr, r.memory_size, r.userspace_addr,
 					  r.mmap_offset});
 	}
+	// With ACCESS_PLATFORM every translation's BAR offset came from the
+	// old table's user addresses: a different table makes them all stale
+	// (QEMU re-sends an identical table at every start; that one keeps them).
+	const auto same_region = [](const vu::region &a, const vu::region &b) {
+		return a.gpa == b.gpa && a.size == b.size && a.uaddr == b.uaddr &&
+		       a.offset == b.offset;
+	};
+	if (iommu() && !regions_.empty() && !std::ranges::equal(regions_, regs, same_region))
+		flush_driver_iotlb("memory table changed");
 	// Without ACCESS_PLATFORM the driver's table is GPA -> BAR, one entry
 	// per region.  Old entries are dropped first (a new table replaces).
 	if (!iommu()) {

@@ -640,6 +640,33 @@ TEST_F(VhostUserTest, LastRingStopFlushesDriverIotlb)
 	EXPECT_EQ(le_load(msgs[0].size), 0u) << "0: to the end of the space";
 }
 
+// Translations name BAR offsets derived from the memory table: a different
+// table drops them all (shadow and driver), an identical one keeps them.
+TEST_F(VhostUserTest, NewMemTableFlushesIotlb)
+{
+	bind_driver();
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get(), kRam - 0x100000, 0x100000), 0u);
+	ASSERT_EQ(iotlb(vu::iotlb_update, 0x4000, 0x1000, kUaddr + 0x8000), 0u);
+	driver_drain();
+	ASSERT_EQ(set_mem_table(mem.get(), kRam - 0x100000, 0x100000), 0u);
+	EXPECT_TRUE(driver_drain().empty()) << "the same table again: nothing to flush";
+	EXPECT_EQ(be_.status()["iotlb"]["shadow_entries"], 1);
+	ASSERT_EQ(set_mem_table(mem.get(), kRam - 0x200000, 0x200000), 0u);
+	auto msgs = driver_drain();
+	ASSERT_EQ(msgs.size(), 1u);
+	EXPECT_EQ(msgs[0].type, VPCI_MSG_IOTLB_INVALIDATE);
+	EXPECT_EQ(le_load(msgs[0].iova), 0u);
+	EXPECT_EQ(le_load(msgs[0].size), 0u) << "everything";
+	EXPECT_EQ(be_.status()["iotlb"]["shadow_entries"], 0);
+	// What VM1 maps next translates through the new table.
+	ASSERT_EQ(iotlb(vu::iotlb_update, 0x4000, 0x1000, kUaddr + 0x8000), 0u);
+	msgs = driver_drain();
+	ASSERT_EQ(msgs.size(), 1u);
+	EXPECT_EQ(le_load(msgs[0].bar_offset), 0x208000u);
+}
+
 // QEMU's global device-IOTLB flush (VM1 in lazy mode) arrives as an
 // INVALIDATE of size 0: everything from iova on, acked only after the driver.
 TEST_F(VhostUserTest, InvalidateSizeZeroMeansToTheEnd)
