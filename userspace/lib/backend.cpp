@@ -68,6 +68,7 @@ backend::backend(const backend_config &cfg)
 		fc.mem_ino = st.st_ino;
 		fc.max_queue_pairs = cfg.ctrl.max_queue_pairs;
 		fc.inval_timeout_ms = cfg.inval_timeout_ms;
+		fc.shadow_max = cfg.shadow_max;
 		fc.vring_base_timeout_ms = cfg.vring_base_timeout_ms;
 		fe_ = std::make_unique<frontend>(ctrl_, static_cast<frontend_events &>(*this), fc);
 		if (dev_)

@@ -57,6 +57,8 @@ struct backend_config {
 	std::string vhost_user_socket;
 	/** How long an IOTLB invalidation may wait for the driver's ack. */
 	int inval_timeout_ms = 2000;
+	/** Shadow IOTLB entries at most (the driver's IOTLB holds 65,536). */
+	std::size_t shadow_max = 65536;
 	/** How long GET_VRING_BASE waits for the driver to see the stop. */
 	int vring_base_timeout_ms = 1000;
 	/**

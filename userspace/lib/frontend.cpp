@@ -587,6 +587,10 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 		auto bar = vu::uaddr_to_offset(regions_, t.uaddr, t.size);
 		if (!bar)
 			return reject("user address range is not inside one memory region");
+		// An update adds one entry and may split one: the driver holds
+		// at most cfg_.shadow_max, so the backend keeps no more.
+		if (shadow_.size() + 2 > cfg_.shadow_max)
+			return reject(fmt::format("shadow IOTLB full ({} entries)", shadow_.size()));
 		shadow_.insert(t.iova, t.size, t.uaddr, *bar, t.perm);
 		stats_.updates++;
 		const std::uint32_t wseq = sync_windows();
@@ -701,6 +705,70 @@ void frontend::complete_pending(bool ok, std::uint64_t value)
 		send_reply_u64(p.req, ok ? 0 : 1);
 }
 
+void frontend::drain_d2b()
+{
+	// Bounded: a driver that keeps the ring full gets d2b_budget messages
+	// a wakeup; the rest waits for the next turn of the loop (deadline()).
+	bool corrupt = false;
+	unsigned n = 0;
+	for (; n < d2b_budget; n++) {
+		auto m = d2b_.pop(corrupt);
+		if (!m)
+			break;
+		switch (m->type) {
+		case VPCI_MSG_IOTLB_INV_ACK:
+			if (pending_ && pending_->k == pending_op::kind::invalidate &&
+			    !pending_->driver_acked && m->seq == pending_->seq) {
+				stats_.acks++;
+				spdlog::debug("iotlb: driver acked seq {}", m->seq);
+				pending_->driver_acked = true;
+				try_complete_invalidate();
+			} else {
+				if (m->seq == flush_seq_) {
+					spdlog::debug("iotlb: flush seq {} acked", m->seq);
+					if (m->seq == windows_flush_seq_)
+						finish_windows_flush("driver acked");
+				}
+				else
+					d2b_warn("stale or unexpected INV_ACK seq {}", m->seq);
+			}
+			break;
+		case VPCI_MSG_IOTLB_MISS: {
+			if (m->perm < VPCI_PERM_RO || m->perm > VPCI_PERM_RW) {
+				d2b_warn("driver miss with bad perm {}", m->perm);
+				break;
+			}
+			if (!slave_) {
+				d2b_warn("miss for {:#x} but no backend channel", m->iova);
+				break;
+			}
+			vu::iotlb_msg t{};
+			t.iova = m->iova;
+			t.size = m->size;
+			t.perm = m->perm;
+			t.type = vu::iotlb_miss;
+			try {
+				slave_->send_request(
+					static_cast<std::uint32_t>(vu::slave_request::iotlb_msg),
+					vu::version, &t, sizeof(t));
+				stats_.misses_sent++;
+				spdlog::debug("iotlb: miss iova {:#x} perm {} queue {} forwarded",
+					      t.iova, t.perm, m->queue);
+			} catch (const std::system_error &e) {
+				d2b_warn("sending miss failed: {}", e.what());
+			}
+			break;
+		}
+		default:
+			d2b_warn("unknown d2b message type {}", m->type);
+		}
+	}
+	if (corrupt)
+		d2b_warn("d2b producer index is corrupt; skipped");
+	// A full budget: more may wait; deadline() brings the loop back at once.
+	d2b_more_ = n == d2b_budget;
+}
+
 void frontend::on_driver_doorbell()
 {
 	const driver_state d = ctrl_.read_driver();
@@ -732,59 +800,7 @@ void frontend::on_driver_doorbell()
 		}
 	}
 
-	bool corrupt = false;
-	while (auto m = d2b_.pop(corrupt)) {
-		switch (m->type) {
-		case VPCI_MSG_IOTLB_INV_ACK:
-			if (pending_ && pending_->k == pending_op::kind::invalidate &&
-			    !pending_->driver_acked && m->seq == pending_->seq) {
-				stats_.acks++;
-				spdlog::debug("iotlb: driver acked seq {}", m->seq);
-				pending_->driver_acked = true;
-				try_complete_invalidate();
-			} else {
-				if (m->seq == flush_seq_) {
-					spdlog::debug("iotlb: flush seq {} acked", m->seq);
-					if (m->seq == windows_flush_seq_)
-						finish_windows_flush("driver acked");
-				}
-				else
-					spdlog::warn("iotlb: stale or unexpected INV_ACK seq {}",
-						     m->seq);
-			}
-			break;
-		case VPCI_MSG_IOTLB_MISS: {
-			if (m->perm < VPCI_PERM_RO || m->perm > VPCI_PERM_RW) {
-				spdlog::warn("iotlb: driver miss with bad perm {}", m->perm);
-				break;
-			}
-			if (!slave_) {
-				spdlog::warn("iotlb: miss for {:#x} but no backend channel", m->iova);
-				break;
-			}
-			vu::iotlb_msg t{};
-			t.iova = m->iova;
-			t.size = m->size;
-			t.perm = m->perm;
-			t.type = vu::iotlb_miss;
-			try {
-				slave_->send_request(
-					static_cast<std::uint32_t>(vu::slave_request::iotlb_msg),
-					vu::version, &t, sizeof(t));
-				stats_.misses_sent++;
-				spdlog::debug("iotlb: miss iova {:#x} perm {} queue {} forwarded",
-					      t.iova, t.perm, m->queue);
-			} catch (const std::system_error &e) {
-				spdlog::warn("iotlb: sending miss failed: {}", e.what());
-			}
-			break;
-		}
-		default:
-			spdlog::warn("iotlb: unknown d2b message type {}", m->type);
-		}
-	}
-	if (corrupt)
-		spdlog::error("iotlb: d2b producer index is corrupt; skipped");
+	drain_d2b();
 
 	if (pending_ && pending_->k == pending_op::kind::vring_base &&
 	    static_cast<std::int32_t>(d.generation_seen - pending_->gen) >= 0)
@@ -817,11 +833,15 @@ std::optional<clock::time_point> frontend::deadline() const
 		d = pending_->deadline;
 	if (windows_flush_seq_ && (!d || windows_flush_deadline_ < *d))
 		d = windows_flush_deadline_;
+	if (d2b_more_)
+		d = clock::now(); // the rest of the d2b ring, next turn
 	return d;
 }
 
 void frontend::check_timeout()
 {
+	if (d2b_more_)
+		drain_d2b();
 	if (windows_flush_seq_ && clock::now() >= windows_flush_deadline_)
 		finish_windows_flush("no ack from the driver in time");
 	if (!pending_ || clock::now() < pending_->deadline)

@@ -16,12 +16,16 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "control_area.hpp"
 #include "device_server.hpp"
+#include "log_limit.hpp"
 #include "msg_ring.hpp"
 #include "vhost_user.hpp"
 
@@ -78,6 +82,8 @@ struct frontend_config {
 	std::uint16_t max_queue_pairs = 1;
 	int inval_timeout_ms = 2000;
 	int vring_base_timeout_ms = 1000;
+	/** Shadow IOTLB entries at most: what the driver's IOTLB holds (VPCI_IOTLB_MAX). */
+	std::size_t shadow_max = 65536;
 };
 
 /** One virtqueue as VM1 configured it. */
@@ -124,6 +130,8 @@ public:
 	void handle_readable();
 	/** VM2 rang the backend's config doorbell: d2b messages, driver state. */
 	void on_driver_doorbell();
+	/** d2b messages handled per wakeup at most (acks and misses of VM2's driver). */
+	static constexpr unsigned d2b_budget = 64;
 	/** Windows are enforced by VM2's device through @p port (may be null). */
 	void set_window_port(window_port *port) noexcept { port_ = port; }
 	/** The device answered (or went away): post held updates, finish invalidations. */
@@ -180,6 +188,19 @@ private:
 	std::uint32_t sync_windows();
 	void try_complete_invalidate();
 	void replay_shadow();
+	/** Handle up to d2b_budget messages of the d2b ring (acks, misses). */
+	void drain_d2b();
+	/** A warning about what VM2's driver sent: rate-limited (d2b_log_). */
+	template <typename... Args>
+	void d2b_warn(fmt::format_string<Args...> f, Args &&...args)
+	{
+		std::uint64_t suppressed = 0;
+		if (!d2b_log_.allow(suppressed))
+			return;
+		spdlog::warn("iotlb: {}{}", fmt::format(f, std::forward<Args>(args)...),
+			     suppressed ? fmt::format(" ({} similar messages suppressed)", suppressed)
+					: std::string());
+	}
 	void complete_pending(bool ok, std::uint64_t value);
 	void go_broken(const std::string &why);
 	void publish_vq(unsigned q);
@@ -203,6 +224,9 @@ private:
 	shadow_iotlb shadow_;
 	msg_producer b2d_;
 	msg_consumer d2b_;
+	/** drain_d2b() stopped at its budget: the loop comes back (deadline()). */
+	bool d2b_more_ = false;
+	log_limit d2b_log_;
 	std::uint32_t next_seq_ = 1;
 	std::uint32_t flush_seq_ = 0; // last fire-and-forget flush
 	std::uint64_t fd_seq_ = 0;

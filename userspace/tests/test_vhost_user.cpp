@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend.hpp"
+#include "log_limit.hpp"
 #include "test_util.hpp"
 #include "vhost_user.hpp"
 
@@ -28,6 +29,7 @@ namespace {
 
 constexpr std::uint64_t kRam = 4 << 20;
 constexpr std::uint64_t kUaddr = 0x7f0000000000ULL; // QEMU's mapping of RAM
+constexpr std::size_t kShadowMax = 64; // the backend's shadow IOTLB cap here
 constexpr std::uint64_t kPlatform = 1ULL << 33, kVersion1 = 1ULL << 32;
 
 class VhostUserTest : public ::testing::Test {
@@ -42,6 +44,7 @@ protected:
 		c.vhost_user_socket = d.path("vu.sock");
 		c.inval_timeout_ms = 200;
 		c.vring_base_timeout_ms = 200;
+		c.shadow_max = kShadowMax;
 		c.reannounce_peer = reannounce_peer;
 		return c;
 	}
@@ -116,6 +119,18 @@ protected:
 		le_store(ctrl().driver.device_features, features);
 		le_store(ctrl().driver.status, VPCI_DS_BOUND, std::memory_order_release);
 		ring_doorbell();
+	}
+	/** SET_SLAVE_REQ_FD with one end of a socketpair; the other end (VM1's). */
+	unique_fd slave_channel()
+	{
+		int sv[2];
+		if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+			return unique_fd();
+		unique_fd ours(sv[0]), theirs(sv[1]);
+		send(static_cast<std::uint32_t>(vu::request::set_slave_req_fd), nullptr, 0,
+		     {theirs.get()}, true);
+		EXPECT_EQ(ack(), 0u);
+		return ours;
 	}
 	void ring_doorbell()
 	{
@@ -461,13 +476,8 @@ TEST_F(VhostUserTest, MissGoesToSlaveChannel)
 {
 	bind_driver();
 	negotiate(default_device_features);
-	int sv[2];
-	ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	unique_fd ours(sv[0]), theirs(sv[1]);
-	send(static_cast<std::uint32_t>(vu::request::set_slave_req_fd), nullptr, 0, {theirs.get()},
-	     true);
-	EXPECT_EQ(ack(), 0u);
-	theirs.reset();
+	unique_fd ours = slave_channel();
+	ASSERT_TRUE(ours);
 	vpci_msg miss{};
 	miss.type = VPCI_MSG_IOTLB_MISS;
 	miss.perm = VPCI_PERM_WO;
@@ -487,6 +497,58 @@ TEST_F(VhostUserTest, MissGoesToSlaveChannel)
 	EXPECT_EQ(t.iova, 0xabc000u);
 	EXPECT_EQ(t.perm, VPCI_PERM_WO);
 	EXPECT_EQ(be_.status()["iotlb"]["misses_sent"], 1);
+}
+
+// A driver that fills the d2b ring gets d2b_budget messages a wakeup: the
+// loop turns (other fds are served) and comes back for the rest at once.
+TEST_F(VhostUserTest, D2bWorkPerWakeupIsBounded)
+{
+	bind_driver();
+	negotiate(default_device_features);
+	unique_fd ours = slave_channel();
+	ASSERT_TRUE(ours);
+	constexpr unsigned n = 400;
+	for (unsigned i = 0; i < n; i++) {
+		vpci_msg miss{};
+		miss.type = VPCI_MSG_IOTLB_MISS;
+		miss.perm = i % 2 ? VPCI_PERM_WO : 7; // every other one malformed
+		miss.iova = htole64(0x100000 + i * 0x1000);
+		miss.size = htole64(1);
+		driver_post(miss);
+	}
+	eventfd_signal(be_.ivshmem().doorbell_fd(VPCI_VEC_CONFIG));
+	be_.run_once(0); // the doorbell's turn, then the deadline's
+	const auto first = be_.status()["iotlb"]["misses_sent"].get<unsigned>();
+	EXPECT_GT(first, 0u);
+	EXPECT_LE(first, frontend::d2b_budget) << "at most two budgets (half valid) in one turn";
+	pump(20);
+	EXPECT_EQ(be_.status()["iotlb"]["misses_sent"], n / 2) << "the rest on later turns";
+	std::size_t got = 0;
+	while (vu::recv_raw(ours.get(), 0))
+		got++;
+	EXPECT_EQ(got, n / 2);
+}
+
+// The shadow IOTLB holds what the driver's IOTLB can (65,536 entries; this
+// fixture's backend 64): an update past that is refused (NAK), not grown
+// without bound.
+TEST_F(VhostUserTest, ShadowIotlbIsCapped)
+{
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	std::uint64_t refused = 0, accepted = 0;
+	// Every other page, so that none merge.
+	for (std::uint64_t i = 0; i < kShadowMax + 10; i++)
+		(iotlb(vu::iotlb_update, 0x100000000ULL + 2 * i * 0x1000, 0x1000, kUaddr) ? refused
+											 : accepted)++;
+	EXPECT_EQ(accepted, kShadowMax - 1);
+	EXPECT_EQ(refused, 11u);
+	EXPECT_EQ(be_.status()["iotlb"]["shadow_entries"], kShadowMax - 1);
+	// An invalidation makes room again.
+	iotlb(vu::iotlb_invalidate, 0x100000000ULL, 0x1000);
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_EQ(iotlb(vu::iotlb_update, 0x100000000ULL, 0x1000, kUaddr), 0u);
 }
 
 TEST_F(VhostUserTest, InvalidateWaitsForDriverAck)
@@ -1255,6 +1317,21 @@ TEST(VhostUserParse, ValidatesAndNames)
 	ASSERT_TRUE(s.find(0x3000));
 	EXPECT_EQ(s.find(0x3000)->bar_offset, 0x12000u);
 	EXPECT_FALSE(s.find(0x2000));
+}
+
+TEST(LogLimit, BurstThenCountedUntilTheNextInterval)
+{
+	log_limit l(std::chrono::seconds(5), 3);
+	const auto t0 = log_limit::clock::time_point{} + std::chrono::hours(1);
+	std::uint64_t suppressed = 99;
+	for (int i = 0; i < 3; i++) {
+		EXPECT_TRUE(l.allow(suppressed, t0));
+		EXPECT_EQ(suppressed, 0u);
+	}
+	for (int i = 0; i < 5; i++)
+		EXPECT_FALSE(l.allow(suppressed, t0 + std::chrono::seconds(4)));
+	EXPECT_TRUE(l.allow(suppressed, t0 + std::chrono::seconds(5)));
+	EXPECT_EQ(suppressed, 5u) << "the lines refused are reported with the next one";
 }
 
 } // namespace
