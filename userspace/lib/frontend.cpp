@@ -647,6 +647,7 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 		complete_pending(false, 1);
 		return false;
 	}
+	stats_.to_driver++;
 	ev_.notify_driver();
 	spdlog::debug("iotlb: invalidate iova {:#x} size {:#x} seq {} waits for the driver",
 		      t.iova, t.size, inv.seq);

@@ -113,6 +113,8 @@ struct vring {
 struct iotlb_counters {
 	std::uint64_t updates = 0, invalidations = 0, acks = 0, misses_sent = 0, timeouts = 0,
 		      rejected = 0;
+	/** Invalidations that waited for the driver's ack (acks counts those that got it). */
+	std::uint64_t to_driver = 0;
 };
 
 class frontend {

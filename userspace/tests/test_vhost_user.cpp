@@ -580,6 +580,7 @@ TEST_F(VhostUserTest, InvalidateWaitsForDriverAck)
 	EXPECT_EQ(ack(), 0u) << "invalidate reply";
 	EXPECT_EQ(ack(), 2u) << "then the queued GET_QUEUE_NUM";
 	EXPECT_EQ(be_.status()["iotlb"]["acks"], 1);
+	EXPECT_EQ(be_.status()["iotlb"]["to_driver"], 1);
 	EXPECT_FALSE(bstatus() & VPCI_BS_BROKEN);
 }
 
