@@ -382,7 +382,10 @@ def main():
     with open(topo) as f:
         topology = json.load(f)
 
-    kver = args.kernel if re.match(r"^\d+\.\d+\.\d+-", args.kernel) else guest_kver(args.kernel)
+    def resolve_kver(which):
+        return which if re.match(r"^\d+\.\d+\.\d+-", which) else guest_kver(which)
+
+    kver = resolve_kver(args.kernel)
     os.makedirs(os.path.join(BUILD, "vm"), exist_ok=True)
     run = tempfile.mkdtemp(prefix="run-", dir=os.path.join(BUILD, "vm"))
     env = {"run": run, "runid": os.path.basename(run), "build": BUILD, "repo": REPO}
@@ -508,10 +511,18 @@ def main():
                     g.reply(job.p.returncode, out)
                 job.waiters = []
 
+        initramfs_of = {kver: initramfs}
         for vspec in expand(topology["vms"], env):
             gscript = script if vspec.get("test", True) else vspec.get("script", "")
-            log(f"booting {vspec['name']} (QEMU TCG, about 10 s)")
-            guests.append(Guest(vspec, env, kver, initramfs, deadline, gscript))
+            # A VM's own "kernel" ('6.1', '6.12' or a version; empty: the
+            # run's) lets two guests run different kernels.
+            want = vspec.get("kernel", "")
+            vkver = kver if not want else resolve_kver("" if want == "6.1" else want)
+            if vkver not in initramfs_of:
+                initramfs_of[vkver] = build_initramfs(vkver)
+            log(f"booting {vspec['name']} (QEMU TCG, about 10 s)" +
+                (f", kernel {vkver}" if vkver != kver else ""))
+            guests.append(Guest(vspec, env, vkver, initramfs_of[vkver], deadline, gscript))
         tested = [g for g, v in zip(guests, topology["vms"]) if v.get("test", True)]
 
         sel = selectors.DefaultSelector()
