@@ -811,18 +811,45 @@ void frontend::on_driver_doorbell()
 
 void frontend::replay_shadow()
 {
-	bool any = false;
-	shadow_.for_each([&](std::uint64_t iova, const shadow_iotlb::entry &e) {
+	replay_next_ = 0;
+	continue_replay();
+}
+
+void frontend::continue_replay()
+{
+	if (!replay_next_)
+		return;
+	if (!driver_bound()) {
+		replay_next_.reset(); // the next driver gets its own replay
+		return;
+	}
+	// As much as the b2d ring takes now, in IOVA order from the cursor;
+	// the rest on later turns (deadline()).  The shadow is read afresh
+	// each turn: what VM1 unmapped meanwhile is not replayed, what it
+	// mapped meanwhile was posted live (and may come again, unchanged).
+	bool any = false, done = true;
+	shadow_.for_each_from(*replay_next_, [&](std::uint64_t iova,
+						 const shadow_iotlb::entry &e) {
+		if (!held_.empty() || b2d_.room() <= replay_keep) {
+			done = false;
+			return false;
+		}
 		vpci_msg u{};
 		u.type = VPCI_MSG_IOTLB_UPDATE;
 		u.perm = e.perm;
 		u.queue = 0xffff;
 		u.seq = next_seq_++;
-		u.iova = iova;
-		u.size = e.last - iova + 1;
-		u.bar_offset = e.bar_offset;
-		any |= post_after(0, u);
+		u.iova = std::max(iova, *replay_next_);
+		u.size = e.last - u.iova + 1;
+		u.bar_offset = e.bar_offset + (u.iova - iova);
+		any |= post(u);
+		if (e.last == ~0ULL)
+			return false; // the end of the IOVA space
+		replay_next_ = e.last + 1;
+		return true;
 	});
+	if (done)
+		replay_next_.reset();
 	if (any)
 		ev_.notify_driver();
 }
@@ -836,6 +863,8 @@ std::optional<clock::time_point> frontend::deadline() const
 		d = windows_flush_deadline_;
 	if (d2b_more_)
 		d = clock::now(); // the rest of the d2b ring, next turn
+	if (replay_next_ && (!d || clock::now() + replay_pace < *d))
+		d = clock::now() + replay_pace; // once the driver made room
 	return d;
 }
 
@@ -843,6 +872,7 @@ void frontend::check_timeout()
 {
 	if (d2b_more_)
 		drain_d2b();
+	continue_replay();
 	if (windows_flush_seq_ && clock::now() >= windows_flush_deadline_)
 		finish_windows_flush("no ack from the driver in time");
 	if (!pending_ || clock::now() < pending_->deadline)

@@ -134,6 +134,10 @@ public:
 	void on_driver_doorbell();
 	/** d2b messages handled per wakeup at most (acks and misses of VM2's driver). */
 	static constexpr unsigned d2b_budget = 64;
+	/** b2d slots a replay leaves free for live messages (updates, invalidations). */
+	static constexpr std::uint32_t replay_keep = 64;
+	/** How soon a replay the b2d ring stopped looks again. */
+	static constexpr std::chrono::milliseconds replay_pace{5};
 	/** Windows are enforced by VM2's device through @p port (may be null). */
 	void set_window_port(window_port *port) noexcept { port_ = port; }
 	/** The device answered (or went away): post held updates, finish invalidations. */
@@ -189,7 +193,9 @@ private:
 	bool post_after(std::uint32_t window_seq, const vpci_msg &m);
 	std::uint32_t sync_windows();
 	void try_complete_invalidate();
+	/** Post the shadow to a driver that just bound, paced (continue_replay()). */
 	void replay_shadow();
+	void continue_replay();
 	/** Handle up to d2b_budget messages of the d2b ring (acks, misses). */
 	void drain_d2b();
 	/** A warning about what VM2's driver sent: rate-limited (d2b_log_). */
@@ -228,6 +234,8 @@ private:
 	msg_consumer d2b_;
 	/** drain_d2b() stopped at its budget: the loop comes back (deadline()). */
 	bool d2b_more_ = false;
+	/** Where the shadow replay goes on (IOVA), while one is under way. */
+	std::optional<std::uint64_t> replay_next_;
 	log_limit d2b_log_;
 	std::uint32_t next_seq_ = 1;
 	std::uint32_t flush_seq_ = 0; // last fire-and-forget flush

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <optional>
 
@@ -49,6 +50,12 @@ public:
 		return result::ok;
 	}
 	std::uint32_t prod() const noexcept { return prod_; }
+	/** Free slots now (0 also when the consumer's counter is corrupt). */
+	std::uint32_t room() const noexcept
+	{
+		const std::uint32_t used = prod_ - le_load(r_->cons, std::memory_order_acquire);
+		return used > VPCI_MSG_RING_SIZE ? 0 : VPCI_MSG_RING_SIZE - used;
+	}
 
 private:
 	vpci_msg_ring *r_;
@@ -138,6 +145,20 @@ public:
 
 	void clear() noexcept { map_.clear(); }
 	std::size_t size() const noexcept { return map_.size(); }
+	/**
+	 * Visit (iova, entry) in IOVA order from the first entry that ends at
+	 * or after @p from, while @p f returns true.
+	 */
+	void for_each_from(std::uint64_t from,
+			   const std::function<bool(std::uint64_t, const entry &)> &f) const
+	{
+		auto it = map_.upper_bound(from);
+		if (it != map_.begin() && std::prev(it)->second.last >= from)
+			--it;
+		for (; it != map_.end(); ++it)
+			if (!f(it->first, it->second))
+				return;
+	}
 	/** Visit (iova, entry) in IOVA order. */
 	void for_each(const std::function<void(std::uint64_t, const entry &)> &f) const
 	{

@@ -44,12 +44,14 @@ protected:
 		c.vhost_user_socket = d.path("vu.sock");
 		c.inval_timeout_ms = 200;
 		c.vring_base_timeout_ms = 200;
-		c.shadow_max = kShadowMax;
+		c.shadow_max = shadow_max;
 		c.reannounce_peer = reannounce_peer;
 		return c;
 	}
 	/** backend_config::reannounce_peer for the next fixture (default off). */
 	static inline bool reannounce_peer = false;
+	/** backend_config::shadow_max for the next fixture. */
+	static inline std::size_t shadow_max = kShadowMax;
 
 	void SetUp() override { connect(); }
 
@@ -813,6 +815,39 @@ TEST_F(VhostUserTest, ShadowReplayedWhenDriverBinds)
 	EXPECT_EQ(le_load(msgs[0].size), 0x1000u);
 	EXPECT_EQ(le_load(msgs[0].bar_offset), 0x8000u);
 	EXPECT_EQ(le_load(msgs[1].iova), 0x9000u);
+}
+
+// More shadow entries than the b2d ring holds: the replay to a driver that
+// binds goes as the ring makes room, none dropped, in IOVA order.
+class VhostUserBigShadow : public VhostUserTest {
+protected:
+	static void SetUpTestSuite() { shadow_max = 4096; }
+	static void TearDownTestSuite() { shadow_max = kShadowMax; }
+};
+
+TEST_F(VhostUserBigShadow, ReplayIsPacedByTheRing)
+{
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	constexpr std::uint64_t n = VPCI_MSG_RING_SIZE + 88;
+	for (std::uint64_t i = 0; i < n; i++) // every other page: none merge
+		ASSERT_EQ(iotlb(vu::iotlb_update, 0x100000 + 2 * i * 0x1000, 0x1000, kUaddr), 0u);
+	ASSERT_EQ(be_.status()["iotlb"]["shadow_entries"], n);
+	bind_driver();
+	std::vector<vpci_msg> got = driver_drain();
+	EXPECT_LE(got.size(), VPCI_MSG_RING_SIZE - frontend::replay_keep)
+		<< "room left for live messages";
+	for (int i = 0; i < 20 && got.size() < n; i++) {
+		pump(2);
+		for (const vpci_msg &m : driver_drain())
+			got.push_back(m);
+	}
+	ASSERT_EQ(got.size(), n) << "every entry replayed, none dropped";
+	for (std::uint64_t i = 0; i < n; i++) {
+		EXPECT_EQ(got[i].type, VPCI_MSG_IOTLB_UPDATE);
+		EXPECT_EQ(le_load(got[i].iova), 0x100000 + 2 * i * 0x1000) << i;
+	}
 }
 
 TEST_F(VhostUserTest, WithoutVm2KicksStayPendingAndCallsAreRelayed)
