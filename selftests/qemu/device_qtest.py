@@ -366,6 +366,22 @@ def main():
         tap.ok(q.readb_n(BAR2 + p_rw, len(marker(p_rw))) == marker(p_rw) and
                q.readb_n(BAR2 + p_rw + 2 * PAGE, len(marker(p_rw + 2 * PAGE))) ==
                marker(p_rw + 2 * PAGE), "both halves of the split window stay")
+
+        # --- MAP the hole again: the halves and the page merge into one
+        # window, which must write through to the file everywhere (the
+        # simulator's miss-after-unmap does this with a 16 MiB window)
+        seq, r = be.request(MAP, arg=RW, offset=p_rw + PAGE, size=PAGE)
+        tap.ok(r["type"] == MAP_DONE and r["aux"] == 3, "MAP into the hole merges the split window",
+               f"windows after: {r['aux']}")
+        merged = (p_rw, p_rw + PAGE, p_rw + 2 * PAGE)
+        for off in merged:
+            q.writel(BAR2 + off + 0x20, 0x5eed0000 | off >> 12)
+        tap.ok(all(file_bytes(off + 0x20, 4) == struct.pack("<I", 0x5eed0000 | off >> 12)
+                   for off in merged), "writes through the merged window reach the file")
+        tap.ok(all(q.readl(BAR2 + off + 0x20) == 0x5eed0000 | off >> 12 for off in merged),
+               "and read back through BAR2")
+        seq, r = be.request(UNMAP, offset=p_rw + PAGE, size=PAGE)
+        tap.ok(r["type"] == UNMAP_DONE and r["aux"] == 4, "split again for what follows", r)
         seq, r = be.request(UNMAP, offset=0x80000, size=PAGE)
         tap.ok(r["type"] == UNMAP_DONE and r["seq"] == seq, "UNMAP of an unmapped range is answered")
 
