@@ -110,23 +110,8 @@ monitor_check()
 			'all(.[]; .queue == $q and .reason == $r)' >/dev/null
 }
 
-# Known problems on the vhost-pci device (docs/datapath.md): with identity
-# mappings, miss-after-unmap cuts VM1's whole-RAM window in the middle and
-# maps it back, and VM2's used-ring writes after that never reach VM1;
-# ring-unmapped races the window's removal (at VM1's INVALIDATE) against
-# the driver's invalidation, so the driver may read all-ones from a ring it
-# still translates (fault_head besides fault_ring, one run in several).
-devid=$(cat /sys/bus/pci/devices/*/device 2>/dev/null | grep -x 0x10f0 | head -n1)
-
 for f in $faults; do
 	want=${expect[$f]:-unknown}
-	if [ -n "$devid" ] && { [ "$f" = ring-unmapped ] ||
-		{ [ "$f" = miss-after-unmap ] && [ "$policy" = identity ]; }; }; then
-		for what in "fault $f" "fault $f: vpci-nl monitor" "after $f"; do
-			log_test 4 "$policy, $what: known problem on the vhost-pci device (docs/datapath.md)"
-		done
-		continue
-	fi
 	fault_counters > /tmp/before
 	monitor_start || diag "vpci-nl monitor did not start: $(cat /tmp/mon.err)"
 	w0=$( [ "$want" = - ] || [ "$want" = unknown ] || sim_stat "$want")

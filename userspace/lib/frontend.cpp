@@ -564,6 +564,10 @@ void frontend::try_complete_invalidate()
 {
 	if (!pending_ || pending_->k != pending_op::kind::invalidate || !pending_->driver_acked)
 		return;
+	if (!pending_->windows_synced) {
+		pending_->windows_synced = true;
+		pending_->window_seq = sync_windows();
+	}
 	if (port_ && !port_->windows_done(pending_->window_seq))
 		return;
 	complete_pending(true, 0);
@@ -618,10 +622,13 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 	stats_.invalidations++;
 	if (inv_to_end)
 		spdlog::debug("iotlb: invalidation from {:#x} to the end of the IOVA space", t.iova);
-	// VM2's device drops the window now; its UNMAP_DONE is the second
-	// condition of the reply (the driver's INV_ACK the first).
-	const std::uint32_t wseq = sync_windows();
+	// Without a driver VM2's device drops the window now; with one, once
+	// the driver acked (try_complete_invalidate()): until then the driver
+	// still translates the range and must read VM1's bytes there, not the
+	// all-ones of an unmapped BAR.  The device's UNMAP_DONE is the second
+	// condition of the reply either way.
 	if (!driver_bound()) {
+		const std::uint32_t wseq = sync_windows();
 		if (!port_ || port_->windows_done(wseq))
 			return true;
 		pending_ = pending_op{pending_op::kind::invalidate,
@@ -640,7 +647,7 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 	pending_ = pending_op{pending_op::kind::invalidate, static_cast<std::uint32_t>(m.req()),
 			      m.need_reply(), inv.seq, 0, 0,
 			      clock::now() + std::chrono::milliseconds(cfg_.inval_timeout_ms),
-			      false, wseq};
+			      false, 0, false};
 	deferred = true;
 	if (!post_after(0, inv)) {
 		go_broken("cannot post an invalidation");
@@ -886,6 +893,10 @@ void frontend::check_timeout()
 		return;
 	}
 	stats_.timeouts++;
+	if (!pending_->windows_synced) {
+		pending_->windows_synced = true;
+		sync_windows(); // VM2 loses the range even without the driver's ack
+	}
 	go_broken(pending_->driver_acked
 			  ? fmt::format("VM2's device did not confirm the unmap of invalidation "
 					"seq {} within {} ms",

@@ -173,6 +173,8 @@ private:
 		std::chrono::steady_clock::time_point deadline;
 		bool driver_acked = false;    // invalidate: INV_ACK in (or no driver)
 		std::uint32_t window_seq = 0; // invalidate: the device's UNMAP to wait for
+		/** invalidate: VM2's windows follow the shadow (else: after INV_ACK) */
+		bool windows_synced = true;
 	};
 
 	bool handle(vu::message &m, std::uint64_t &reply, bool &replied);
