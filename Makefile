@@ -31,7 +31,7 @@ SELFTESTS  ?= vm2/basic.sh vm2/basic.sh:queues=2:vectors=5 vm2/ctrl_area.sh vm2/
 # ping in every IOMMU mode, the hostile-VM2 scan (and its ivshmem contrast),
 # simulator traffic and faults.  9 min 14 s measured (10 entries).
 SELFTESTS_DEV ?= e2e/ping.sh:topology=vm1vm2-dev e2e/ping.sh:topology=vm1vm2-dev:iommu=iommu=pt e2e/ping.sh:topology=vm1vm2-dev:viommu=:viommu_cmdline=:iommu=:iommu_platform=off e2e/hostile_bar.sh e2e/hostile_bar.sh:topology=vm1vm2 e2e/lifecycle.sh:topology=vm1vm2-dev e2e/traffic.sh:topology=vm1vm2-dev e2e/control.sh:topology=vm1vm2-dev sim/traffic.sh:topology=vm2sim-dev:modes=interrupt,poll:frames=20000 sim/faults.sh:topology=vm2sim-dev
-# The same driver on Debian's 6.12 LTS guest kernel (~17 min): the single-VM
+# The same driver on Debian's 6.12 LTS guest kernel (9 entries): the single-VM
 # tests, ping between two 6.12 guests with VM1 behind intel-iommu and
 # behind virtio-iommu (6.12 has virtio_iommu; 6.1 does not), both strict,
 # and behind virtio-iommu in passthrough (iommu.passthrough=1),
