@@ -395,15 +395,22 @@ protected:
 		eventfd_signal(be_.device().doorbell_fd(VPCI_VEC_CONFIG));
 		pump();
 	}
-	std::vector<vpci_msg> driver_drain()
+	std::vector<vpci_msg> driver_drain() { return test::drain_b2d(ctrl()); }
+	/**
+	 * A bound driver, ACCESS_PLATFORM, and VM1's RW update of IOVA 0x40000
+	 * (@p size bytes at file offset 0x3000) mapped by the device.
+	 */
+	void bound_window(std::uint64_t size)
 	{
-		std::vector<vpci_msg> out;
-		auto &r = ctrl().b2d;
-		std::uint32_t c = le_load(r.cons), p = le_load(r.prod, std::memory_order_acquire);
-		for (; c != p; c++)
-			out.push_back(r.ent[c % VPCI_MSG_RING_SIZE]);
-		le_store(r.cons, c, std::memory_order_release);
-		return out;
+		bind_driver();
+		negotiate(default_device_features | kPlatform);
+		set_mem_table();
+		iotlb(vu::iotlb_update, 0x40000, size, kUaddr + 0x3000, VPCI_PERM_RW);
+		ASSERT_EQ(ack(), 0u);
+		auto map = dev_recv();
+		ASSERT_TRUE(map);
+		dev_->reply(VHOST_PCI_MSG_MAP_DONE, *map);
+		pump(10);
 	}
 	void driver_inv_ack(std::uint32_t seq)
 	{
@@ -451,15 +458,7 @@ TEST_F(DeviceBackendTest, UpdateReachesTheDriverOnlyAfterMapDone)
 
 TEST_F(DeviceBackendTest, InvalidationNeedsBothInvAckAndUnmapDone)
 {
-	bind_driver();
-	negotiate(default_device_features | kPlatform);
-	set_mem_table();
-	iotlb(vu::iotlb_update, 0x40000, 0x1000, kUaddr + 0x3000, VPCI_PERM_RW);
-	ASSERT_EQ(ack(), 0u);
-	auto map = dev_recv();
-	ASSERT_TRUE(map);
-	dev_->reply(VHOST_PCI_MSG_MAP_DONE, *map);
-	pump(10);
+	ASSERT_NO_FATAL_FAILURE(bound_window(0x1000));
 	driver_drain();
 
 	// The driver hears first; the window stays while it still translates
@@ -483,15 +482,7 @@ TEST_F(DeviceBackendTest, InvalidationNeedsBothInvAckAndUnmapDone)
 
 TEST_F(DeviceBackendTest, Vm2QemuGoingAwayMidUnmapCompletesTheInvalidation)
 {
-	bind_driver();
-	negotiate(default_device_features | kPlatform);
-	set_mem_table();
-	iotlb(vu::iotlb_update, 0x40000, 0x2000, kUaddr + 0x3000, VPCI_PERM_RW);
-	ASSERT_EQ(ack(), 0u);
-	auto map = dev_recv();
-	ASSERT_TRUE(map);
-	dev_->reply(VHOST_PCI_MSG_MAP_DONE, *map);
-	pump(10);
+	ASSERT_NO_FATAL_FAILURE(bound_window(0x2000));
 	driver_drain();
 	iotlb(vu::iotlb_invalidate, 0x40000, 0x1000, 0, 0);
 	auto msgs = driver_drain();
@@ -516,15 +507,7 @@ TEST_F(DeviceBackendTest, Vm2QemuGoingAwayMidUnmapCompletesTheInvalidation)
 
 TEST_F(DeviceBackendTest, SessionResetDropsWindowsOnceTheDriverAckedTheFlush)
 {
-	bind_driver();
-	negotiate(default_device_features | kPlatform);
-	set_mem_table();
-	iotlb(vu::iotlb_update, 0x40000, 0x1000, kUaddr + 0x3000, VPCI_PERM_RW);
-	ASSERT_EQ(ack(), 0u);
-	auto map = dev_recv();
-	ASSERT_TRUE(map);
-	dev_->reply(VHOST_PCI_MSG_MAP_DONE, *map);
-	pump(10);
+	ASSERT_NO_FATAL_FAILURE(bound_window(0x1000));
 	driver_drain();
 	sock_.reset(); // VM1's QEMU goes away: the driver's IOTLB is flushed
 	pump(10);
@@ -542,19 +525,28 @@ TEST_F(DeviceBackendTest, SessionResetDropsWindowsOnceTheDriverAckedTheFlush)
 
 TEST_F(DeviceBackendTest, FlushWithoutDriverAckDropsWindowsAtTheTimeout)
 {
-	bind_driver();
-	negotiate(default_device_features | kPlatform);
-	set_mem_table();
-	iotlb(vu::iotlb_update, 0x40000, 0x1000, kUaddr + 0x3000, VPCI_PERM_RW);
-	ASSERT_EQ(ack(), 0u);
-	auto map = dev_recv();
-	ASSERT_TRUE(map);
-	dev_->reply(VHOST_PCI_MSG_MAP_DONE, *map);
-	pump(10);
+	ASSERT_NO_FATAL_FAILURE(bound_window(0x1000));
 	sock_.reset();
 	auto unmap = dev_recv(3000); // inval_timeout_ms is 1000 here
 	ASSERT_TRUE(unmap);
 	EXPECT_EQ(unmap->type(), VHOST_PCI_MSG_UNMAP);
+}
+
+// A driver that never acks: at the invalidation timeout VM1 gets a failure
+// and VM2 loses the window anyway.
+TEST_F(DeviceBackendTest, InvalidationTimeoutDropsTheWindow)
+{
+	ASSERT_NO_FATAL_FAILURE(bound_window(0x1000));
+	driver_drain();
+	iotlb(vu::iotlb_invalidate, 0x40000, 0x1000, 0, 0);
+	ASSERT_EQ(driver_drain().size(), 1u);
+	EXPECT_FALSE(dev_recv(300)) << "window dropped before the driver acked";
+	auto unmap = dev_recv(3000); // inval_timeout_ms is 1000 here
+	ASSERT_TRUE(unmap) << "window kept after the timeout";
+	EXPECT_EQ(unmap->type(), VHOST_PCI_MSG_UNMAP);
+	EXPECT_EQ(unmap->offset(), 0x3000u);
+	EXPECT_EQ(ack(), 1u) << "VM1 gets a failure";
+	EXPECT_EQ(be_.status()["iotlb"]["timeouts"], 1);
 }
 
 TEST_F(DeviceBackendTest, WithoutViommuTheWindowIsVm1Ram)

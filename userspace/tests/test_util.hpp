@@ -8,6 +8,7 @@
 #include <tuple>
 #include <vector>
 
+#include "abi.hpp"
 #include "fd.hpp"
 #include "sim_iommu.hpp"
 
@@ -44,5 +45,17 @@ using fault_param = std::tuple<std::string, sim::iova_policy>;
 std::vector<fault_param> fault_params();
 /** A test name for @p p: "unmapped_iova_identity". */
 std::string fault_param_name(const fault_param &p);
+
+/** Play VM2's driver: consume every b2d entry of @p c, in order. */
+inline std::vector<vpci_msg> drain_b2d(vpci_ctrl &c)
+{
+	std::vector<vpci_msg> out;
+	auto &r = c.b2d;
+	std::uint32_t cons = le_load(r.cons), prod = le_load(r.prod, std::memory_order_acquire);
+	for (; cons != prod; cons++)
+		out.push_back(r.ent[cons % VPCI_MSG_RING_SIZE]);
+	le_store(r.cons, cons, std::memory_order_release);
+	return out;
+}
 
 } // namespace vpci::test

@@ -147,16 +147,7 @@ protected:
 		le_store(r.prod, p + 1, std::memory_order_release);
 	}
 	/** Consume all b2d entries (the driver side). */
-	std::vector<vpci_msg> driver_drain()
-	{
-		std::vector<vpci_msg> out;
-		auto &r = ctrl().b2d;
-		std::uint32_t c = le_load(r.cons), p = le_load(r.prod, std::memory_order_acquire);
-		for (; c != p; c++)
-			out.push_back(r.ent[c % VPCI_MSG_RING_SIZE]);
-		le_store(r.cons, c, std::memory_order_release);
-		return out;
-	}
+	std::vector<vpci_msg> driver_drain() { return test::drain_b2d(ctrl()); }
 
 	/**
 	 * driver_drain() until at least @p n messages came, or 5 s, running
