@@ -305,14 +305,31 @@ static void vpci_q_account_tlb(struct vpci_queue *q)
 	q->vr.tlb_lookups = 0;
 }
 
+/* Stop serving a queue for good after a ring-level fault (VM1 reset recovers). */
+static void vpci_q_break(struct vpci_queue *q, int err)
+{
+	__vpci_fault(q, err, true, err == -EPROTO ? 0 : q->vr.miss_iova, 0);
+	q->running = false;
+	/* Not restarted by the next config change: only a ring reset. */
+	q->broken = true;
+	WRITE_ONCE(q->vdev->ctrl->vq_state[q->index].stopped, cpu_to_le16(1));
+	net_err_ratelimited("%s: queue %u stopped after a ring fault (%d): last avail %u (bad avail %u), used %u published %u\n",
+			    netdev_name(q->vdev->netdev), q->index, err,
+			    q->vr.last_avail, q->vr.bad_avail, q->vr.used_idx,
+			    q->vr.used_pub);
+}
+
 static void vpci_signal(struct vpci_queue *q)
 {
 	bool notify;
 	int err = vpci_vring_publish(&q->vr, &notify);
 
 	if (err) {
-		/* The used ring does not translate: VM1 unmapped its own ring. */
-		vpci_fault(q, err, q->vr.miss_iova, 0);
+		/*
+		 * The used ring does not translate: VM1 unmapped its own ring
+		 * under a running queue.  A ring fault, as in core_net.c.
+		 */
+		vpci_q_break(q, err);
 		return;
 	}
 	WRITE_ONCE(q->vdev->ctrl->vq_state[q->index].used_idx,
@@ -329,19 +346,27 @@ static void vpci_signal(struct vpci_queue *q)
 	}
 }
 
-/* Stop serving a queue for good after a ring-level fault (VM1 reset recovers). */
-static void vpci_q_break(struct vpci_queue *q, int err)
+static void vpci_net_fault(void *ctx, int err, u64 iova, u64 len)
 {
-	__vpci_fault(q, err, true, err == -EPROTO ? 0 : q->vr.miss_iova, 0);
-	q->running = false;
-	/* Not restarted by the next config change: only a ring reset. */
-	q->broken = true;
-	WRITE_ONCE(q->vdev->ctrl->vq_state[q->index].stopped, cpu_to_le16(1));
-	net_err_ratelimited("%s: queue %u stopped after a ring fault (%d): last avail %u (bad avail %u), used %u published %u\n",
-			    netdev_name(q->vdev->netdev), q->index, err,
-			    q->vr.last_avail, q->vr.bad_avail, q->vr.used_idx,
-			    q->vr.used_pub);
+	vpci_fault(ctx, err, iova, len);
 }
+
+static bool vpci_net_stall(void *ctx)
+{
+	return vpci_stall(ctx);
+}
+
+static void vpci_net_ring_fault(void *ctx, int err)
+{
+	vpci_q_break(ctx, err);
+}
+
+/* How core_net.c reaches a queue's counters, miss table and state */
+static const struct vpci_net_ops vpci_net_ops = {
+	.fault = vpci_net_fault,
+	.stall = vpci_net_stall,
+	.ring_fault = vpci_net_ring_fault,
+};
 
 /*
  * Copy one skb into VM1's RX buffers.  Returns 0 when delivered, -EAGAIN
@@ -350,140 +375,43 @@ static void vpci_q_break(struct vpci_queue *q, int err)
  */
 static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 {
-	struct vpci_vring *vr = &q->vr;
 	struct virtio_net_hdr_mrg_rxbuf hdr = {};
-	u32 total = VPCI_HDR_LEN + skb->len, done = 0;
-	u16 heads[VPCI_RX_MAX_BUFS];
-	u32 lens[VPCI_RX_MAX_BUFS];
-	unsigned int nbufs = 0, i;
-	bool rewindable = true;
-	u16 avail;
-	int err;
+	int ret;
 
-	err = vpci_vring_avail_idx(vr, &avail);
-	if (err)
-		goto fail;
 	/* CHECKSUM_PARTIAL only reaches here when VM1 takes it (q->csum). */
 	if (skb->ip_summed == CHECKSUM_PARTIAL) {
 		hdr.hdr.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
 		hdr.hdr.csum_start = __cpu_to_virtio16(true, skb_checksum_start_offset(skb));
 		hdr.hdr.csum_offset = __cpu_to_virtio16(true, skb->csum_offset);
 	}
-
-	while (done < total) {
-		u32 chunk, off;
-
-		if (nbufs == VPCI_RX_MAX_BUFS) {
-			err = -EMSGSIZE;
-			goto fail;
-		}
-		err = vpci_vring_pop(vr, avail, &q->chain);
-		if (err == 0) {
-			/*
-			 * Too few buffers up to @avail: wait for VM1 to go past
-			 * it.  Every chain up to @avail translated, so no miss
-			 * is waited for any more (a stale miss_pending would
-			 * keep kicks off and the queue asleep for good).
-			 */
-			q->rx_seen = avail;
-			q->miss_pending = false;
-			err = -ENOBUFS;
-			goto fail;
-		}
-		if (err < 0) {
-			if (err == -ENOENT || err == -EACCES || err == -EPROTO)
-				goto fail;
-			/* Malformed buffer: complete it empty, use the next. */
-			vpci_fault(q, err, 0, 0);
-			if (err != -ERANGE)
-				vpci_vring_push(vr, q->chain.head, 0);
-			/* Its slot is spent: buffers before it can't be given back. */
-			rewindable = !nbufs && rewindable;
-			continue;
-		}
-		if (!q->chain.nin || q->chain.nout) {
-			vpci_fault(q, -EINVAL, q->chain.seg[0].addr,
-				   q->chain.out_len + q->chain.in_len);
-			vpci_vring_push(vr, q->chain.head, 0);
-			rewindable = !nbufs && rewindable;
-			continue;
-		}
-		heads[nbufs] = q->chain.head;
-		/* The header goes in last, once num_buffers is known. */
-		off = nbufs ? 0 : VPCI_HDR_LEN;
-		if (!nbufs && q->chain.in_len < VPCI_HDR_LEN) {
-			lens[nbufs++] = 0;
-			err = -EINVAL;
-			goto fail;
-		}
-		chunk = min_t(u32, q->chain.in_len - off, total - done - off);
-		/* Linear: the device has no NETIF_F_SG. */
-		err = vpci_chain_write(vr, &q->chain, off,
-				       skb->data + (done ? done - VPCI_HDR_LEN : 0),
-				       chunk);
-		if (err) {
-			lens[nbufs++] = 0;
-			goto fail;
-		}
-		if (!nbufs) {
-			/* Remember the first chain: the header is written to it. */
-			q->first = q->chain;
-		}
-		lens[nbufs++] = chunk + off;
-		done += chunk + off;
-		if (!q->mrg_rxbuf && done < total) {
-			err = -EMSGSIZE;
-			goto fail;
-		}
-	}
-
-	hdr.num_buffers = __cpu_to_virtio16(true, nbufs);
-	err = vpci_chain_write(vr, &q->first, 0, &hdr, VPCI_HDR_LEN);
-	if (err)
-		goto fail;
-	for (i = 0; i < nbufs; i++) {
-		err = vpci_vring_push(vr, heads[i], lens[i]);
-		if (err) {
-			vpci_q_break(q, err);
-			return err;
-		}
-	}
-	/*
-	 * Whatever stalled the queue was served.  A stale miss_pending would
-	 * keep kicks off after the next "no buffers" stall (the queue then
-	 * waits for retry_work) and turn the next miss at a reused IOVA into
-	 * an instant miss timeout.
-	 */
-	q->miss_pending = false;
-	return 0;
-
-fail:
-	/*
-	 * Rewinding last_avail over nbufs slots is only right when they are
-	 * the last slots taken; after a malformed buffer completed between
-	 * them it would hand that buffer out (and complete it) twice.  Then
-	 * the frame is dropped and its buffers completed empty instead.
-	 */
-	if (rewindable &&
-	    (err == -ENOBUFS || (err == -ENOENT && vpci_stall(q)))) {
-		/* Give every buffer back; the frame is retried unchanged. */
-		for (i = 0; i < nbufs; i++)
-			vpci_vring_unpop(vr);
+	/* Linear: the device has no NETIF_F_SG. */
+	ret = vpci_net_rx(&q->vr, &q->rx, (u8 *)&hdr, skb->data, skb->len,
+			  q->mrg_rxbuf, &vpci_net_ops, q);
+	switch (ret) {
+	case VPCI_NET_RX_DONE:
+		/*
+		 * Whatever stalled the queue was served.  A stale miss_pending
+		 * would keep kicks off after the next "no buffers" stall (the
+		 * queue then waits for retry_work) and turn the next miss at a
+		 * reused IOVA into an instant miss timeout.
+		 */
+		q->miss_pending = false;
+		return 0;
+	case VPCI_NET_RX_NOBUFS:
+	case -ENOBUFS:
+		/*
+		 * Too few buffers up to rx.seen: wait for VM1 to go past it.
+		 * Every chain up to there translated, so no miss is waited for
+		 * any more (a stale miss_pending would keep kicks off and the
+		 * queue asleep for good).
+		 */
+		q->rx_seen = q->rx.seen;
+		q->miss_pending = false;
+		return ret == -ENOBUFS ? ret : -EAGAIN;
+	case VPCI_NET_RX_STALLED:
 		return -EAGAIN;
 	}
-	/*
-	 * A miss timed out (a fault now), or another error: the buffers
-	 * stay consumed and are completed empty below, each exactly once.
-	 */
-	if (err == -EPROTO) {
-		vpci_q_break(q, err);
-		return err;
-	}
-	vpci_fault(q, err, err == -ENOENT || err == -EACCES ? vr->miss_iova : 0,
-		   total);
-	for (i = 0; i < nbufs; i++)
-		vpci_vring_push(vr, heads[i], 0);
-	return err;
+	return ret;
 }
 
 /**
@@ -585,61 +513,35 @@ static int vpci_rx_hdr(struct vpci_queue *q, struct sk_buff *skb,
 static int vpci_tx_one(struct vpci_queue *q, u16 avail, struct sk_buff **pskb)
 {
 	struct net_device *dev = q->vdev->netdev;
-	struct vpci_vring *vr = &q->vr;
 	struct virtio_net_hdr hdr;
 	struct sk_buff *skb;
-	u32 len;
-	int err;
+	int len, err;
 
 	*pskb = NULL;
-	err = vpci_vring_pop(vr, avail, &q->chain);
-	if (err == 0)
-		return 0;
-	if (err < 0) {
-		if (err == -ENOENT && vpci_stall(q))
-			return 0;
-		if (err == -ENOENT || err == -EACCES || err == -EPROTO) {
-			vpci_q_break(q, err);	/* the ring itself is gone */
-			return 0;
-		}
-		vpci_fault(q, err, 0, 0);
-		if (err != -ERANGE)
-			vpci_vring_push(vr, q->chain.head, 0);
-		return 1;
-	}
-
-	err = vpci_tx_frame_len(&q->chain, READ_ONCE(dev->mtu) + VLAN_ETH_HLEN);
-	if (err < 0) {
-		/* Writable segments, a runt or too long: fault_desc, rx_errors */
-		vpci_fault(q, err, q->chain.seg[0].addr, q->chain.out_len);
-		vpci_vring_push(vr, q->chain.head, 0);
-		return 1;
-	}
-	len = err;
+	len = vpci_net_tx_pop(&q->vr, &q->chain, avail,
+			      READ_ONCE(dev->mtu) + VLAN_ETH_HLEN, &vpci_net_ops, q);
+	if (len <= 0)
+		return len ? 1 : 0;	/* a bad chain consumed, or nothing */
 	skb = napi_alloc_skb(&q->napi, len);
 	if (!skb) {
-		vpci_vring_unpop(vr);
+		vpci_vring_unpop(&q->vr);
 		return 0;
 	}
-	err = vpci_chain_read(vr, &q->chain, 0, &hdr, sizeof(hdr));
-	if (!err)
-		err = vpci_chain_read(vr, &q->chain, VPCI_HDR_LEN,
-				      skb_put(skb, len), len);
-	if (!err)
-		err = vpci_rx_hdr(q, skb, &hdr);
+	err = vpci_net_tx_read(&q->vr, &q->chain, &hdr, sizeof(hdr),
+			       skb_put(skb, len), len, &vpci_net_ops, q);
+	if (err == -EAGAIN || err == -EPIPE) {
+		kfree_skb(skb);
+		return 0;
+	}
+	if (!err && vpci_rx_hdr(q, skb, &hdr)) {
+		err = -EINVAL;
+		vpci_fault(q, err, q->chain.seg[0].addr, len);
+	}
 	if (err) {
 		kfree_skb(skb);
-		if (err == -ENOENT && vpci_stall(q)) {
-			vpci_vring_unpop(vr);
-			return 0;
-		}
-		vpci_fault(q, err, err == -EINVAL ? q->chain.seg[0].addr :
-			   vr->miss_iova, len);
-		vpci_vring_push(vr, q->chain.head, 0);
 		return 1;
 	}
 	q->miss_pending = false;
-	vpci_vring_push(vr, q->chain.head, 0);
 	*pskb = skb;
 	return 1;
 }

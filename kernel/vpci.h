@@ -44,9 +44,6 @@
 /* Largest split virtqueue (VIRTIO 1.x) */
 #define VPCI_VRING_MAX		32768
 
-/* Most VM1 RX buffers one frame may span (mergeable buffers) */
-#define VPCI_RX_MAX_BUFS	64
-
 /* Smallest MTU the interface accepts */
 #define VPCI_MIN_MTU		ETH_MIN_MTU
 
@@ -166,12 +163,12 @@ struct vpci_miss {
  * @misses: misses posted and not answered yet (the one the queue waits
  *	for and those posted ahead), under dp_lock
  * @nmisses: entries in @misses
- * @chain: scratch chain, under dp_lock
+ * @chain: odd queues: the chain being taken, under dp_lock
  * @pchain: scratch chain for looking ahead (vpci_vring_prefetch()), under
  *	dp_lock
  * @pf_avail: avail index of the last look ahead, under dp_lock
  * @pf_gen: IOTLB generation of the last look ahead (~0: none), under dp_lock
- * @first: first RX buffer of the frame being written, under dp_lock
+ * @rx: even queues: the RX buffers of the frame being written, under dp_lock
  * @napi: NAPI context (odd queues: VM1's TX into our stack)
  * @last_work: ktime (ns) of the last poll that moved a frame (NAPI only)
  * @kicks: VM1 kicks received (IRQ context)
@@ -196,7 +193,7 @@ struct vpci_queue {
 	struct vpci_chain pchain;
 	u16 pf_avail;
 	u64 pf_gen;
-	struct vpci_chain first;
+	struct vpci_rx_state rx;
 	struct napi_struct napi;
 	char irq_name[32];
 	u64 last_work;

@@ -235,4 +235,52 @@ int vpci_vring_publish(struct vpci_vring *vr, bool *notify);
 int vpci_vring_kick_after(struct vpci_vring *vr, u16 seen);
 int vpci_vring_kick_enable(struct vpci_vring *vr, bool enable);
 
+/* Most VM1 RX buffers one frame may take, malformed ones included */
+#define VPCI_RX_MAX_BUFS	64
+
+/**
+ * struct vpci_net_ops - what a caller of core_net.c keeps for itself
+ * @fault: VM1 posted a bad chain or buffer, or a miss timed out: count
+ *	and report it (@iova and @len: what was accessed, 0 when unknown);
+ *	the queue goes on
+ * @stall: a translation is missing at vr->miss_iova (vr->miss_perm):
+ *	true to give the work back and retry once it is answered, false when
+ *	the miss lasted too long (then it is a fault)
+ * @ring_fault: VM1's ring itself failed with @err: stop the queue
+ */
+struct vpci_net_ops {
+	void (*fault)(void *ctx, int err, u64 iova, u64 len);
+	bool (*stall)(void *ctx);
+	void (*ring_fault)(void *ctx, int err);
+};
+
+/**
+ * struct vpci_rx_state - the RX buffers one frame is placed in
+ * @chain: the chain being taken
+ * @first: the frame's first buffer, where the header goes last
+ * @heads: heads of the buffers taken
+ * @lens: bytes written to each
+ * @seen: the avail index that held too few buffers (after -ENOBUFS)
+ */
+struct vpci_rx_state {
+	struct vpci_chain chain;
+	struct vpci_chain first;
+	u16 heads[VPCI_RX_MAX_BUFS];
+	u32 lens[VPCI_RX_MAX_BUFS];
+	u16 seen;
+};
+
+/* core_net.c; vpci_net_rx() returns these or a negative error */
+#define VPCI_NET_RX_DONE	0	/* delivered */
+#define VPCI_NET_RX_NOBUFS	1	/* kept: too few buffers up to st->seen */
+#define VPCI_NET_RX_STALLED	2	/* kept: waiting for a translation */
+int vpci_net_rx(struct vpci_vring *vr, struct vpci_rx_state *st, u8 *hdr,
+		const void *data, u32 len, bool mrg_rxbuf,
+		const struct vpci_net_ops *ops, void *ctx);
+int vpci_net_tx_pop(struct vpci_vring *vr, struct vpci_chain *c, u16 avail,
+		    u32 max_frame, const struct vpci_net_ops *ops, void *ctx);
+int vpci_net_tx_read(struct vpci_vring *vr, const struct vpci_chain *c,
+		     void *hdr, u32 hdr_len, void *buf, u32 len,
+		     const struct vpci_net_ops *ops, void *ctx);
+
 #endif /* _VPCI_CORE_H */

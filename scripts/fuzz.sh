@@ -9,7 +9,7 @@ secs=${1:-20}
 mkdir -p "$out/corpus"
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-DVPCI_PEER_ORACLE -std=gnu11 -I "$repo/kernel" -I "$repo/userspace/kshim" -I "$repo/uapi" \
-	"$repo/userspace/fuzz/fuzz_core.c" "$repo"/kernel/core_{ctrl,iotlb,msg,vring}.c \
+	"$repo/userspace/fuzz/fuzz_core.c" "$repo"/kernel/core_{ctrl,iotlb,msg,net,vring}.c \
 	-o "$out/fuzz_core"
 echo "fuzz: running the driver core for ${secs}s (ASan+UBSan)"
 rc=0

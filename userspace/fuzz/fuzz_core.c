@@ -42,6 +42,74 @@ void vpci_peer_oracle(const struct vpci_peer *peer, u64 off, u64 len, u32 perm)
 	abort();	/* no entry allows this access: the core escaped its IOTLB */
 }
 
+static u64 take(struct in *in, unsigned int bytes);
+
+/* core_net.c's callbacks: a ring fault ends the run, a miss stalls or not. */
+struct net_ctx {
+	bool broken;
+	bool stall;
+	u16 bad_heads;
+};
+
+static void net_fault(void *ctx, int err, u64 iova, u64 len)
+{
+	if (err == -ERANGE)
+		((struct net_ctx *)ctx)->bad_heads++;
+}
+
+static bool net_stall(void *ctx)
+{
+	return ((struct net_ctx *)ctx)->stall;
+}
+
+static void net_ring_fault(void *ctx, int err)
+{
+	((struct net_ctx *)ctx)->broken = true;
+}
+
+static const struct vpci_net_ops net_ops = {
+	.fault = net_fault,
+	.stall = net_stall,
+	.ring_fault = net_ring_fault,
+};
+
+/*
+ * One frame each way through core_net.c, as the driver's datapath runs it.
+ * Returns false when the queue stopped.  Aborts if a frame took more
+ * chains than VPCI_RX_MAX_BUFS, or if a chain taken was not completed
+ * exactly once (heads out of range name nothing to complete) while the
+ * queue still runs; a kept frame's good buffers are given back instead.
+ */
+static bool fuzz_net(struct in *in, struct vpci_vring *vr, struct vpci_chain *c,
+		     struct vpci_rx_state *st, u8 *buf, u32 buf_size)
+{
+	struct net_ctx ctx = { .stall = take(in, 1) & 1 };
+	u16 last = vr->last_avail, used = vr->used_idx, avail;
+	u8 hdr[VPCI_NET_HDR_LEN] = { 0 };
+	int rc;
+
+	if (take(in, 1) & 1) {
+		u32 len = take(in, 2) % buf_size;
+
+		rc = vpci_net_rx(vr, st, hdr, buf, len, take(in, 1) & 1, &net_ops, &ctx);
+		if ((u16)(vr->last_avail - last) > VPCI_RX_MAX_BUFS)
+			abort();
+		if (!ctx.broken &&
+		    (u16)(vr->last_avail - last) != (u16)(vr->used_idx - used + ctx.bad_heads))
+			abort();
+		return !ctx.broken;
+	}
+	if (vpci_vring_avail_idx(vr, &avail))
+		return false;
+	rc = vpci_net_tx_pop(vr, c, avail, buf_size, &net_ops, &ctx);
+	if (rc > 0)
+		vpci_net_tx_read(vr, c, hdr, sizeof(hdr), buf, rc, &net_ops, &ctx);
+	if (!ctx.broken &&
+	    (u16)(vr->last_avail - last) != (u16)(vr->used_idx - used + ctx.bad_heads))
+		abort();
+	return !ctx.broken;
+}
+
 static u64 take(struct in *in, unsigned int bytes)
 {
 	u64 v = 0;
@@ -93,7 +161,8 @@ int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 	struct vpci_peer peer;
 	struct vpci_vring vr;
 	struct vpci_chain c;
-	u8 *mem, buf[256];
+	struct vpci_rx_state st;
+	u8 *mem, buf[256], frame[9018] = { 0 };
 	unsigned int ops;
 
 	fuzz_header(&in);
@@ -142,6 +211,13 @@ int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 		if (vpci_vring_prefetch(&vr, avail, 1 + ops % 8, &c, pf, PF_MAX) > PF_MAX ||
 		    vr.last_avail != last)
 			abort();
+		if (take(&in, 1) % 4 == 0) {
+			/* A frame through core_net.c instead of a raw chain. */
+			if (!fuzz_net(&in, &vr, &c, &st, frame, sizeof(frame)))
+				break;
+			vpci_vring_publish(&vr, &notify);
+			continue;
+		}
 		rc = vpci_vring_pop(&vr, avail, &c);
 		if (rc == 0)
 			break;

@@ -41,7 +41,6 @@ using clock = std::chrono::steady_clock;
 constexpr unsigned rxq = 0, txq = 1, nqueues = 2;
 /** struct virtio_net_hdr_mrg_rxbuf (VERSION_1: always this size). */
 constexpr std::uint32_t hdr_len = 12;
-constexpr unsigned rx_max_bufs = 64; // kernel: VPCI_RX_MAX_BUFS
 constexpr unsigned virtio_net_f_mrg_rxbuf = 15, virtio_ring_f_event_idx = 29;
 /** Faults logged at warning level per queue; later ones at debug level. */
 constexpr std::uint64_t faults_logged = 10;
@@ -88,7 +87,8 @@ struct queue {
 	bool miss_pending = false;
 	std::uint64_t miss_iova = 0;
 	clock::time_point miss_since{};
-	vpci_chain chain{}, first{};
+	vpci_chain chain{};
+	vpci_rx_state rx{};
 	queue_stats st;
 
 	/** Started, enabled and fully described (docs/backend.md, "live"). */
@@ -470,56 +470,56 @@ struct device::impl {
 
 	// ---- datapath ------------------------------------------------------
 
+	/** What core_net.c reaches of a queue (kernel: vpci_net_ops). */
+	struct net_ctx {
+		impl *self;
+		queue *x;
+	};
+	static constexpr vpci_net_ops net_ops = {
+		.fault =
+			[](void *c, int err, std::uint64_t iova, std::uint64_t len) {
+				auto *n = static_cast<net_ctx *>(c);
+				n->self->fault(*n->x, err, iova, len, false);
+			},
+		.stall =
+			[](void *c) {
+				auto *n = static_cast<net_ctx *>(c);
+				return n->self->stall(*n->x, n->x->vr.miss_iova, n->x->vr.miss_perm);
+			},
+		.ring_fault =
+			[](void *c, int err) {
+				auto *n = static_cast<net_ctx *>(c);
+				n->self->q_break(*n->x, err);
+			},
+	};
+
 	/** Take one chain from VM1's TX ring (kernel: vpci_tx_one). 1: consumed. */
 	int tx_one(queue &x, std::uint16_t avail, frame *&out)
 	{
-		vpci_vring *vr = &x.vr;
+		net_ctx ctx{this, &x};
 		out = nullptr;
-		int err = vpci_vring_pop(vr, avail, &x.chain);
-		if (err == 0)
-			return 0;
-		if (err < 0) {
-			if (err == -ENOENT && stall(x, vr->miss_iova, vr->miss_perm))
-				return 0;
-			if (err == -ENOENT || err == -EACCES || err == -EPROTO) {
-				q_break(x, err); // the ring itself is gone
-				return 0;
-			}
-			fault(x, err, 0, 0);
-			if (err != -ERANGE)
-				vpci_vring_push(vr, x.chain.head, 0);
-			return 1;
-		}
-		err = vpci_tx_frame_len(&x.chain, cfg.max_frame);
-		if (err < 0) {
-			fault(x, err, x.chain.seg[0].addr, x.chain.out_len);
-			vpci_vring_push(vr, x.chain.head, 0);
-			return 1;
-		}
-		const std::uint32_t len = static_cast<std::uint32_t>(err);
+		const int len = vpci_net_tx_pop(&x.vr, &x.chain, avail, cfg.max_frame, &net_ops, &ctx);
+		if (len <= 0)
+			return len ? 1 : 0; // a bad chain consumed, or nothing
 		// A full backlog drops (the kernel's qdisc does); VM1's TX ring
 		// is drained either way.
 		frame &f = pend_n < bounce.size() ? bounce[(pend_head + pend_n) % bounce.size()]
 						  : scratch;
-		err = vpci_chain_read(vr, &x.chain, hdr_len, f.data.data(), len);
-		if (err) {
-			if (err == -ENOENT && stall(x, vr->miss_iova, vr->miss_perm)) {
-				vpci_vring_unpop(vr);
-				return 0;
-			}
-			fault(x, err, vr->miss_iova, len);
-			vpci_vring_push(vr, x.chain.head, 0);
+		std::uint8_t hdr[hdr_len];
+		const int err = vpci_net_tx_read(&x.vr, &x.chain, hdr, sizeof(hdr), f.data.data(),
+						 static_cast<std::uint32_t>(len), &net_ops, &ctx);
+		if (err == -EAGAIN || err == -EPIPE)
+			return 0;
+		if (err)
 			return 1;
-		}
 		x.miss_pending = false;
-		vpci_vring_push(vr, x.chain.head, 0);
 		x.st.packets++;
-		x.st.bytes += len;
+		x.st.bytes += static_cast<std::uint32_t>(len);
 		if (&f == &scratch) {
 			x.st.dropped++;
 			return 1;
 		}
-		f.len = len;
+		f.len = static_cast<std::uint32_t>(len);
 		f.stalled = false;
 		out = &f;
 		return 1;
@@ -532,108 +532,22 @@ struct device::impl {
 	 */
 	int rx_one(queue &x, const frame &f)
 	{
-		vpci_vring *vr = &x.vr;
-		const std::uint32_t total = hdr_len + f.len;
-		std::uint32_t done = 0;
-		std::array<std::uint16_t, rx_max_bufs> heads;
-		std::array<std::uint32_t, rx_max_bufs> lens;
-		unsigned nbufs = 0;
-		bool rewindable = true;
-		std::uint16_t avail;
-
-		int err = vpci_vring_avail_idx(vr, &avail);
-		while (!err && done < total) {
-			if (nbufs == rx_max_bufs) {
-				err = -EMSGSIZE;
-				break;
-			}
-			err = vpci_vring_pop(vr, avail, &x.chain);
-			if (err == 0) {
-				err = -ENOBUFS;
-				break;
-			}
-			if (err < 0) {
-				if (err == -ENOENT || err == -EACCES || err == -EPROTO)
-					break;
-				// Malformed buffer: complete it empty, use the next.
-				fault(x, err, 0, 0);
-				if (err != -ERANGE)
-					vpci_vring_push(vr, x.chain.head, 0);
-				// Its slot is spent: buffers before it can't be given back.
-				rewindable = !nbufs && rewindable;
-				err = 0;
-				continue;
-			}
-			err = 0;
-			if (!x.chain.nin || x.chain.nout) {
-				fault(x, -EINVAL, x.chain.seg[0].addr,
-				      x.chain.out_len + x.chain.in_len);
-				vpci_vring_push(vr, x.chain.head, 0);
-				rewindable = !nbufs && rewindable;
-				continue;
-			}
-			heads[nbufs] = x.chain.head;
-			// The header goes in last, once num_buffers is known.
-			const std::uint32_t off = nbufs ? 0 : hdr_len;
-			if (!nbufs && x.chain.in_len < hdr_len) {
-				lens[nbufs++] = 0;
-				err = -EINVAL;
-				break;
-			}
-			const std::uint32_t chunk = std::min(x.chain.in_len - off, total - done - off);
-			err = vpci_chain_write(vr, &x.chain, off,
-					       f.data.data() + (done ? done - hdr_len : 0), chunk);
-			if (err) {
-				lens[nbufs++] = 0;
-				break;
-			}
-			if (!nbufs)
-				x.first = x.chain; // the header is written to it
-			lens[nbufs++] = chunk + off;
-			done += chunk + off;
-			if (!x.mrg_rxbuf && done < total) {
-				err = -EMSGSIZE;
-				break;
-			}
-		}
-		if (!err) {
-			std::uint8_t hdr[hdr_len] = {};
-			const std::uint16_t nb = htole16(static_cast<std::uint16_t>(nbufs));
-			std::memcpy(hdr + 10, &nb, sizeof(nb)); // num_buffers
-			err = vpci_chain_write(vr, &x.first, 0, hdr, hdr_len);
-		}
-		if (!err) {
-			for (unsigned i = 0; i < nbufs; i++) {
-				err = vpci_vring_push(vr, heads[i], lens[i]);
-				if (err) {
-					q_break(x, err);
-					return err;
-				}
-			}
-			// The kernel keeps miss_pending set after an RX miss was
-			// served; cleared here so that a later miss at the same
-			// IOVA (transient: the same slot mapped again) is asked.
+		net_ctx ctx{this, &x};
+		std::uint8_t hdr[hdr_len] = {}; // no offloads
+		const int ret =
+			vpci_net_rx(&x.vr, &x.rx, hdr, f.data.data(), f.len, x.mrg_rxbuf, &net_ops, &ctx);
+		switch (ret) {
+		case VPCI_NET_RX_DONE:
+			// Cleared so that a later miss at the same IOVA (transient:
+			// the same slot mapped again) is asked.
 			x.miss_pending = false;
 			return 0;
-		}
-		// Rewinding over nbufs slots is right only when they are the
-		// last slots taken (no malformed buffer completed between them).
-		if (rewindable && (err == -ENOBUFS ||
-				   (err == -ENOENT && stall(x, vr->miss_iova, vr->miss_perm)))) {
-			for (unsigned i = 0; i < nbufs; i++)
-				vpci_vring_unpop(vr);
+		case VPCI_NET_RX_NOBUFS:
+		case VPCI_NET_RX_STALLED:
 			return -EAGAIN;
+		default:
+			return ret;
 		}
-		if (err == -EPROTO) {
-			spdlog::error("queue {}: avail idx {} but last_avail {} (num {})", x.index, avail,
-				      vr->last_avail, vr->num);
-			q_break(x, err);
-			return err;
-		}
-		fault(x, err, err == -ENOENT || err == -EACCES ? vr->miss_iova : 0, total);
-		for (unsigned i = 0; i < nbufs; i++)
-			vpci_vring_push(vr, heads[i], 0);
-		return err;
 	}
 
 	/** Drain VM1's TX ring into free bounce slots (kernel: vpci_poll). */

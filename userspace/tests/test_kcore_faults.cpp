@@ -79,7 +79,6 @@ constexpr std::uint64_t kMaxFrames = 256;
 // The device (kernel/vpci.h, datapath.c), as far as the datapath uses it.
 constexpr u32 kMtu = 9000;		// VM1's page-sized frames and the device's own fit
 constexpr u32 kVlanEthHlen = 18;	// VLAN_ETH_HLEN
-constexpr unsigned kRxMaxBufs = 64;	// VPCI_RX_MAX_BUFS
 constexpr unsigned kBudget = 64;	// NAPI weight
 constexpr unsigned kMissRetries = 3;	// rounds an unanswered miss stalls (miss_timeout)
 constexpr u32 kIotlbEntries = 4096;
@@ -156,7 +155,8 @@ bool recv_msg(int fd, void *p, std::size_t n, int timeout_ms)
 struct dev_queue {
 	unsigned index = 0;
 	vpci_vring vr{};
-	vpci_chain chain{}, first{};
+	vpci_chain chain{};
+	vpci_rx_state rx{};
 	u64 desc = 0, avail = 0, used = 0;
 	u16 num = 0;
 	bool enabled = false, mapped = false, running = false, broken = false;
@@ -164,14 +164,6 @@ struct dev_queue {
 	u64 miss_iova = 0;
 	unsigned miss_rounds = 0;
 	std::uint64_t faults[kReasons] = {};
-};
-
-/** The buffers one frame took from VM1's RX ring (vpci_rx_one's locals). */
-struct rx_bufs {
-	u16 heads[kRxMaxBufs];
-	u32 lens[kRxMaxBufs];
-	unsigned n = 0;
-	bool rewindable = true;
 };
 
 class device {
@@ -316,91 +308,38 @@ private:
 		q.broken = true;
 	}
 
-	// vpci_rx_one() up to the used entries: take buffers and copy the frame.
-	int rx_copy(dev_queue &q, const std::vector<u8> &frame, rx_bufs &b)
-	{
-		vpci_vring *vr = &q.vr;
-		const u32 total = static_cast<u32>(net_hdr_size + frame.size());
-		u32 done = 0;
-		u16 avail;
-		int err = vpci_vring_avail_idx(vr, &avail);
-		if (err)
-			return err;
-		while (done < total) {
-			if (b.n == kRxMaxBufs)
-				return -EMSGSIZE;
-			err = vpci_vring_pop(vr, avail, &q.chain);
-			if (err == 0)
-				return -ENOBUFS;
-			if (err < 0) {
-				if (err == -ENOENT || err == -EACCES || err == -EPROTO)
-					return err;
-				fault(q, err); // malformed: complete it empty, use the next
-				if (err != -ERANGE)
-					vpci_vring_push(vr, q.chain.head, 0);
-				b.rewindable = !b.n && b.rewindable;
-				continue;
-			}
-			if (!q.chain.nin || q.chain.nout) {
-				fault(q, -EINVAL);
-				vpci_vring_push(vr, q.chain.head, 0);
-				b.rewindable = !b.n && b.rewindable;
-				continue;
-			}
-			b.heads[b.n] = q.chain.head;
-			const u32 off = b.n ? 0 : net_hdr_size; // the header goes in last
-			if (!b.n && q.chain.in_len < net_hdr_size) {
-				b.lens[b.n++] = 0;
-				return -EINVAL;
-			}
-			const u32 chunk = std::min(q.chain.in_len - off, total - done - off);
-			err = vpci_chain_write(vr, &q.chain, off,
-					       frame.data() + (done ? done - net_hdr_size : 0), chunk);
-			if (err) {
-				b.lens[b.n++] = 0;
-				return err;
-			}
-			if (!b.n)
-				q.first = q.chain;
-			b.lens[b.n++] = chunk + off;
-			done += chunk + off;
-		}
-		// virtio_net_hdr_mrg_rxbuf: no flags, no GSO, num_buffers
-		u8 hdr[net_hdr_size] = {};
-		const u16 nb = htole16(static_cast<u16>(b.n));
-		std::memcpy(hdr + 10, &nb, sizeof(nb));
-		return vpci_chain_write(vr, &q.first, 0, hdr, net_hdr_size);
-	}
+	// vpci_net_ops: what core_net.c reaches of a queue.
+	struct net_ctx {
+		device *self;
+		dev_queue *q;
+	};
+	static constexpr vpci_net_ops net_ops = {
+		.fault = [](void *c, int err, u64, u64) { fault(*static_cast<net_ctx *>(c)->q, err); },
+		.stall =
+			[](void *c) {
+				auto *n = static_cast<net_ctx *>(c);
+				return n->self->stall(*n->q);
+			},
+		.ring_fault = [](void *c, int err) { stop_broken(*static_cast<net_ctx *>(c)->q, err); },
+	};
 
 	// vpci_rx_one(): 0 delivered, -EAGAIN keep the frame and stop, else dropped.
 	int rx_one(dev_queue &q, const std::vector<u8> &frame)
 	{
-		rx_bufs b;
-		int err = rx_copy(q, frame, b);
-		if (!err) {
-			for (unsigned i = 0; i < b.n; i++) {
-				err = vpci_vring_push(&q.vr, b.heads[i], b.lens[i]);
-				if (err) {
-					stop_broken(q, err);
-					return err;
-				}
-			}
+		net_ctx ctx{this, &q};
+		u8 hdr[net_hdr_size] = {}; // no flags, no GSO
+		const int ret = vpci_net_rx(&q.vr, &q.rx, hdr, frame.data(),
+					    static_cast<u32>(frame.size()), true, &net_ops, &ctx);
+		switch (ret) {
+		case VPCI_NET_RX_DONE:
 			q.miss_pending = false;
 			return 0;
-		}
-		if (b.rewindable && (err == -ENOBUFS || (err == -ENOENT && stall(q)))) {
-			for (unsigned i = 0; i < b.n; i++)
-				vpci_vring_unpop(&q.vr);
+		case VPCI_NET_RX_NOBUFS:
+		case VPCI_NET_RX_STALLED:
 			return -EAGAIN;
+		default:
+			return ret;
 		}
-		if (err == -EPROTO) {
-			stop_broken(q, err);
-			return err;
-		}
-		fault(q, err);
-		for (unsigned i = 0; i < b.n; i++)
-			vpci_vring_push(&q.vr, b.heads[i], 0);
-		return err;
 	}
 
 	// vpci_start_xmit() for every frame the stack has queued, until the queue stops.
@@ -435,49 +374,26 @@ private:
 	// vpci_tx_one(): 1 a chain was handled (a frame in @frame when @got), 0 empty or stalled.
 	int tx_one(dev_queue &q, u16 avail, std::vector<u8> &frame, bool &got)
 	{
-		vpci_vring *vr = &q.vr;
+		net_ctx ctx{this, &q};
 		got = false;
-		int err = vpci_vring_pop(vr, avail, &q.chain);
-		if (err == 0)
-			return 0;
-		if (err < 0) {
-			if (err == -ENOENT && stall(q))
-				return 0;
-			if (err == -ENOENT || err == -EACCES || err == -EPROTO) {
-				stop_broken(q, err); // the ring itself is gone
-				return 0;
-			}
-			fault(q, err);
-			if (err != -ERANGE)
-				vpci_vring_push(vr, q.chain.head, 0);
-			return 1;
-		}
-		err = vpci_tx_frame_len(&q.chain, kMtu + kVlanEthHlen);
-		if (err < 0) {
-			fault(q, err);
-			vpci_vring_push(vr, q.chain.head, 0);
-			return 1;
-		}
-		const u32 len = static_cast<u32>(err);
-		frame.resize(len);
+		const int len = vpci_net_tx_pop(&q.vr, &q.chain, avail, kMtu + kVlanEthHlen,
+						&net_ops, &ctx);
+		if (len <= 0)
+			return len ? 1 : 0;
+		frame.resize(static_cast<u32>(len));
 		u8 hdr[10]; // struct virtio_net_hdr
-		err = vpci_chain_read(vr, &q.chain, 0, hdr, sizeof(hdr));
-		if (!err)
-			err = vpci_chain_read(vr, &q.chain, net_hdr_size, frame.data(), len);
+		int err = vpci_net_tx_read(&q.vr, &q.chain, hdr, sizeof(hdr), frame.data(),
+					   static_cast<u32>(len), &net_ops, &ctx);
+		if (err == -EAGAIN || err == -EPIPE)
+			return 0;
 		// vpci_rx_hdr(): no GSO offered, CSUM not negotiated here
-		if (!err && (hdr[0] || hdr[1]))
+		if (!err && (hdr[0] || hdr[1])) {
 			err = -EINVAL;
-		if (err) {
-			if (err == -ENOENT && stall(q)) {
-				vpci_vring_unpop(vr);
-				return 0;
-			}
 			fault(q, err);
-			vpci_vring_push(vr, q.chain.head, 0);
-			return 1;
 		}
+		if (err)
+			return 1;
 		q.miss_pending = false;
-		vpci_vring_push(vr, q.chain.head, 0);
 		got = true;
 		return 1;
 	}

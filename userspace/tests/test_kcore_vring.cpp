@@ -28,15 +28,16 @@ struct Vm1 {
 	vpci_vring vr{};
 	u64 desc = 0x1000, avail = 0x2000, used = 0x3000; // offsets
 	u16 avail_idx = 0;
+	u16 num;
 
-	explicit Vm1(bool event_idx = false, bool map_all = true)
+	explicit Vm1(bool event_idx = false, bool map_all = true, u16 ring = kNum) : num(ring)
 	{
 		vpci_iotlb_init(&iotlb, 1024, kMem);
 		peer = {mem.data(), kMem, &iotlb};
 		if (map_all)
 			map(0, kMem, VPCI_PERM_RW);
 		EXPECT_EQ(vpci_vring_init(&vr, &peer, kIova + desc, kIova + avail, kIova + used,
-					  kNum, 0, event_idx),
+					  num, 0, event_idx),
 			  0);
 	}
 	~Vm1() { vpci_iotlb_destroy(&iotlb); }
@@ -65,15 +66,15 @@ struct Vm1 {
 	}
 	void post(u16 head)
 	{
-		put<u16>(avail + 4 + 2 * (avail_idx % kNum), htole16(head));
+		put<u16>(avail + 4 + 2 * (avail_idx % num), htole16(head));
 		avail_idx++;
 		put<u16>(avail + 2, htole16(avail_idx));
 	}
 	u16 used_idx() const { return le16toh(get<u16>(used + 2)); }
 	std::pair<u32, u32> used_elem(u16 i) const
 	{
-		return {le32toh(get<u32>(used + 4 + 8 * (i % kNum))),
-			le32toh(get<u32>(used + 8 + 8 * (i % kNum)))};
+		return {le32toh(get<u32>(used + 4 + 8 * (i % num))),
+			le32toh(get<u32>(used + 8 + 8 * (i % num)))};
 	}
 	int pop(vpci_chain &c)
 	{
@@ -451,3 +452,175 @@ TEST(KcoreVring, AvailIndexReadIsNeverTorn)
 }
 
 } // namespace
+
+// ---- core_net.c: frames over the rings ----------------------------------
+
+namespace {
+
+/** What core_net.c reported through struct vpci_net_ops. */
+struct NetOps {
+	std::vector<int> faults;
+	std::vector<int> ring_faults;
+	bool stall_answer = true;
+	unsigned stalls = 0;
+
+	static const vpci_net_ops ops;
+};
+
+const vpci_net_ops NetOps::ops = {
+	.fault = [](void *c, int err, u64, u64) { static_cast<NetOps *>(c)->faults.push_back(err); },
+	.stall =
+		[](void *c) {
+			auto *o = static_cast<NetOps *>(c);
+			o->stalls++;
+			return o->stall_answer;
+		},
+	.ring_fault = [](void *c, int err) { static_cast<NetOps *>(c)->ring_faults.push_back(err); },
+};
+
+constexpr u16 kBigRing = 256;
+const std::vector<u8> kFrame(60, 0xab);
+
+} // namespace
+
+TEST(KcoreNet, RxDeliversIntoMergeableBuffers)
+{
+	Vm1 v(false, true, kBigRing);
+	for (u16 i = 0; i < 3; i++) {
+		v.set_desc(i, kIova + 0x20000 + 0x1000 * i, 32, VPCI_VRING_DESC_F_WRITE);
+		v.post(i);
+	}
+	NetOps o;
+	vpci_rx_state st;
+	u8 hdr[VPCI_NET_HDR_LEN] = {};
+	ASSERT_EQ(vpci_net_rx(&v.vr, &st, hdr, kFrame.data(), kFrame.size(), true, &NetOps::ops, &o),
+		  VPCI_NET_RX_DONE);
+	EXPECT_TRUE(o.faults.empty());
+	EXPECT_EQ(v.used_elem(0), std::make_pair(0u, 32u));
+	EXPECT_EQ(v.used_elem(1), std::make_pair(1u, 32u));
+	EXPECT_EQ(v.used_elem(2), std::make_pair(2u, 8u)) << "12 + 60 bytes in 32-byte buffers";
+	EXPECT_EQ(le16toh(v.get<u16>(0x20000 + 10)), 3) << "num_buffers";
+	EXPECT_EQ(v.mem[0x22000 + 7], 0xab);
+}
+
+TEST(KcoreNet, RxTooFewBuffersGivesThemBack)
+{
+	Vm1 v(false, true, kBigRing);
+	v.set_desc(0, kIova + 0x20000, 32, VPCI_VRING_DESC_F_WRITE);
+	v.post(0);
+	NetOps o;
+	vpci_rx_state st;
+	u8 hdr[VPCI_NET_HDR_LEN] = {};
+	ASSERT_EQ(vpci_net_rx(&v.vr, &st, hdr, kFrame.data(), kFrame.size(), true, &NetOps::ops, &o),
+		  VPCI_NET_RX_NOBUFS);
+	EXPECT_EQ(st.seen, 1);
+	EXPECT_EQ(v.vr.last_avail, 0) << "the buffer is given back";
+	EXPECT_EQ(v.vr.used_idx, 0);
+}
+
+// A hostile VM1 posting nothing but bad RX buffers costs at most
+// VPCI_RX_MAX_BUFS chains per frame: the frame is dropped, each bad chain
+// reported and completed once, and the rest wait for the next frame.
+TEST(KcoreNet, RxWorkPerFrameIsBoundedByMalformedBuffers)
+{
+	Vm1 v(false, true, kBigRing);
+	constexpr u16 kBad = 200;
+	for (u16 i = 0; i < kBad; i++) {
+		v.set_desc(i, kIova + 0x20000, 64, 0); // readable: no use as an RX buffer
+		v.post(i);
+	}
+	v.set_desc(kBad, kIova + 0x30000, 2048, VPCI_VRING_DESC_F_WRITE);
+	v.post(kBad);
+	NetOps o;
+	vpci_rx_state st;
+	u8 hdr[VPCI_NET_HDR_LEN] = {};
+	EXPECT_EQ(vpci_net_rx(&v.vr, &st, hdr, kFrame.data(), kFrame.size(), true, &NetOps::ops, &o),
+		  -EMSGSIZE);
+	EXPECT_EQ(v.vr.last_avail, VPCI_RX_MAX_BUFS) << "chains taken for one frame";
+	EXPECT_EQ(v.vr.used_idx, VPCI_RX_MAX_BUFS) << "each completed once";
+	ASSERT_EQ(o.faults.size(), VPCI_RX_MAX_BUFS + 1u) << "64 bad buffers and the frame";
+	EXPECT_EQ(o.faults.front(), -EINVAL);
+	EXPECT_EQ(o.faults.back(), -EMSGSIZE);
+	EXPECT_TRUE(o.ring_faults.empty());
+	// Frames keep going, a bounded step each, until the good buffer.
+	int ret;
+	unsigned dropped = 1;
+	while ((ret = vpci_net_rx(&v.vr, &st, hdr, kFrame.data(), kFrame.size(), true,
+				  &NetOps::ops, &o)) == -EMSGSIZE)
+		dropped++;
+	EXPECT_EQ(ret, VPCI_NET_RX_DONE);
+	EXPECT_EQ(dropped, 3u) << "200 bad buffers, 64 a frame: the fourth frame gets through";
+	EXPECT_EQ(v.used_elem(kBad), std::make_pair(u32{kBad}, 72u));
+}
+
+// Completions of VM1's buffers that cannot be written (VM1 unmapped its own
+// used ring under a running queue) stop the queue, the same way on every
+// path: before, a bad buffer's completion was silently lost.
+TEST(KcoreNet, RxUsedRingGoneIsARingFaultOnEveryPath)
+{
+	for (bool bad_buffer : {false, true}) {
+		SCOPED_TRACE(bad_buffer ? "bad buffer completed empty" : "frame delivered");
+		Vm1 v(false, true, kBigRing);
+		v.set_desc(0, kIova + 0x20000, bad_buffer ? 64 : 2048,
+			   bad_buffer ? 0 : VPCI_VRING_DESC_F_WRITE);
+		v.post(0);
+		v.unmap(v.used, 0x1000);
+		NetOps o;
+		vpci_rx_state st;
+		u8 hdr[VPCI_NET_HDR_LEN] = {};
+		EXPECT_EQ(vpci_net_rx(&v.vr, &st, hdr, kFrame.data(), kFrame.size(), true,
+				      &NetOps::ops, &o),
+			  -EPIPE);
+		EXPECT_EQ(o.ring_faults, std::vector<int>{-ENOENT});
+	}
+}
+
+/** VM1 sends one 60-byte frame at peer offset @p off; the device pops and reads it. */
+struct TxOne {
+	Vm1 v{false, true, kBigRing};
+	NetOps o;
+	vpci_chain c{};
+	u16 avail = 0;
+	u8 hdr[10] = {};
+	std::vector<u8> buf = std::vector<u8>(60);
+
+	explicit TxOne(u64 off)
+	{
+		v.set_desc(0, kIova + off, 12 + 60, 0);
+		v.post(0);
+	}
+	int pop()
+	{
+		EXPECT_EQ(vpci_vring_avail_idx(&v.vr, &avail), 0);
+		return vpci_net_tx_pop(&v.vr, &c, avail, 1518, &NetOps::ops, &o);
+	}
+	int read()
+	{
+		return vpci_net_tx_read(&v.vr, &c, hdr, sizeof(hdr), buf.data(), 60, &NetOps::ops,
+					&o);
+	}
+};
+
+TEST(KcoreNet, TxUsedRingGoneIsARingFault)
+{
+	TxOne t(0x20000);
+	t.v.unmap(t.v.used, 0x1000);
+	ASSERT_EQ(t.pop(), 60);
+	EXPECT_EQ(t.read(), -EPIPE);
+	EXPECT_EQ(t.o.ring_faults, std::vector<int>{-ENOENT});
+}
+
+TEST(KcoreNet, TxMissStallsAndGivesTheChainBack)
+{
+	TxOne t(0x40000);
+	t.v.unmap(0x40000, 0x1000);
+	ASSERT_EQ(t.pop(), 60);
+	EXPECT_EQ(t.read(), -EAGAIN);
+	EXPECT_EQ(t.v.vr.last_avail, 0);
+	EXPECT_EQ(t.v.vr.miss_iova, kIova + 0x40000);
+	t.o.stall_answer = false; // the miss timed out
+	ASSERT_EQ(t.pop(), 60);
+	EXPECT_EQ(t.read(), -ENOENT);
+	EXPECT_EQ(t.o.faults, std::vector<int>{-ENOENT});
+	EXPECT_EQ(t.v.vr.used_idx, 1) << "completed empty";
+}

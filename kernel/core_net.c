@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vhost_pci_net core: virtio-net frames over VM1's virtqueues, chain by
+ * chain.  One frame into VM1's RX buffers (vpci_net_rx()), one frame out of
+ * VM1's TX virtqueue (vpci_net_tx_pop() and vpci_net_tx_read()).  The
+ * driver's datapath, the host datapath (vpci-hostdp) and the unit tests'
+ * model device all run these, so what the tests prove of them holds for the
+ * module.
+ *
+ * Every rule about VM1's chains lives here: which are malformed, when they
+ * are completed empty, when a frame's buffers can be given back for a retry
+ * and when they cannot, and how much work one frame may cost.  What the
+ * caller keeps for itself goes through struct vpci_net_ops: counting a
+ * fault, the table of outstanding misses (whether to wait on one), and
+ * stopping a queue.
+ *
+ * A used element that cannot be written (VM1 unmapped its own used ring
+ * while the queue ran: the rings of a running queue translate in full) is
+ * always a ring fault: the completion cannot be delivered, so the queue
+ * stops instead of leaking VM1's descriptors one by one.
+ */
+#include "vpci_core.h"
+
+/* Complete @head empty; a used ring that does not take it breaks the queue. */
+static int vpci_net_complete(struct vpci_vring *vr, u16 head, u32 len,
+			     const struct vpci_net_ops *ops, void *ctx)
+{
+	int err = vpci_vring_push(vr, head, len);
+
+	if (err) {
+		ops->ring_fault(ctx, err);
+		return -EPIPE;
+	}
+	return 0;
+}
+
+/* Complete the first @n buffers of @st empty, once each. */
+static int vpci_net_rx_drop(struct vpci_vring *vr, struct vpci_rx_state *st,
+			    unsigned int n, const struct vpci_net_ops *ops,
+			    void *ctx)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		if (vpci_net_complete(vr, st->heads[i], 0, ops, ctx))
+			return -EPIPE;
+	return 0;
+}
+
+/**
+ * vpci_net_rx() - copy one frame into VM1's RX buffers
+ * @vr: VM1's RX virtqueue
+ * @st: scratch and the buffers taken; @st->seen is set when VM1 posted too
+ *	few buffers (VPCI_NET_RX_NOBUFS, or -ENOBUFS when the frame was dropped)
+ * @hdr: the frame's struct virtio_net_hdr_mrg_rxbuf (VPCI_NET_HDR_LEN
+ *	bytes); num_buffers is filled in here
+ * @data: the frame, linear
+ * @len: its bytes
+ * @mrg_rxbuf: VIRTIO_NET_F_MRG_RXBUF: a frame may span several buffers
+ * @ops: the caller's fault, miss and ring-fault handling
+ * @ctx: passed to @ops
+ *
+ * At most VPCI_RX_MAX_BUFS chains are taken for one frame, malformed ones
+ * included (each completed empty and reported): a VM1 that posts nothing
+ * but bad buffers costs a bounded amount of work per frame, and the frame
+ * is dropped.  The used elements are pushed, not published.
+ *
+ * Return: VPCI_NET_RX_DONE (0) when delivered; VPCI_NET_RX_NOBUFS when VM1
+ * posted too few buffers up to @st->seen and VPCI_NET_RX_STALLED when
+ * @ops->stall() asked to wait for a translation (nothing consumed either
+ * way: retry the frame unchanged); -EPIPE when @ops->ring_fault() was
+ * called (the queue must stop); another negative error when the frame was
+ * dropped (reported through @ops->fault(), its buffers completed empty).
+ */
+int vpci_net_rx(struct vpci_vring *vr, struct vpci_rx_state *st, u8 *hdr,
+		const void *data, u32 len, bool mrg_rxbuf,
+		const struct vpci_net_ops *ops, void *ctx)
+{
+	const u8 *src = data;
+	u32 total = VPCI_NET_HDR_LEN + len, done = 0;
+	unsigned int nbufs = 0, taken = 0, i;
+	bool rewindable = true;
+	__le16 nb;
+	u16 avail;
+	int err;
+
+	err = vpci_vring_avail_idx(vr, &avail);
+	while (!err && done < total) {
+		struct vpci_chain *c = &st->chain;
+		u32 chunk, off;
+
+		/* Bounded work per frame, however many bad chains VM1 posts. */
+		if (taken == VPCI_RX_MAX_BUFS) {
+			err = -EMSGSIZE;
+			break;
+		}
+		err = vpci_vring_pop(vr, avail, c);
+		if (err == 0) {
+			st->seen = avail;
+			err = -ENOBUFS;
+			break;
+		}
+		if (err == -ENOENT || err == -EACCES || err == -EPROTO)
+			break;
+		taken++;
+		if (err < 0 || !c->nin || c->nout) {
+			/* Malformed buffer: complete it empty, use the next. */
+			if (err < 0) {
+				ops->fault(ctx, err, 0, 0);
+			} else {
+				err = -EINVAL;
+				ops->fault(ctx, err, c->seg[0].addr,
+					   c->out_len + c->in_len);
+			}
+			/* A head out of range names no chain to complete. */
+			if (err != -ERANGE &&
+			    vpci_net_complete(vr, c->head, 0, ops, ctx))
+				return -EPIPE;
+			/* Its slot is spent: buffers before it can't be given back. */
+			rewindable = rewindable && !nbufs;
+			err = 0;
+			continue;
+		}
+		st->heads[nbufs] = c->head;
+		/* The header goes in last, once num_buffers is known. */
+		off = nbufs ? 0 : VPCI_NET_HDR_LEN;
+		if (!nbufs && c->in_len < VPCI_NET_HDR_LEN) {
+			st->lens[nbufs++] = 0;
+			err = -EINVAL;
+			break;
+		}
+		chunk = min_t(u32, c->in_len - off, total - done - off);
+		err = vpci_chain_write(vr, c, off,
+				       src + (done ? done - VPCI_NET_HDR_LEN : 0),
+				       chunk);
+		if (err) {
+			st->lens[nbufs++] = 0;
+			break;
+		}
+		if (!nbufs)
+			st->first = *c;		/* the header is written to it */
+		st->lens[nbufs++] = chunk + off;
+		done += chunk + off;
+		if (!mrg_rxbuf && done < total)
+			err = -EMSGSIZE;
+	}
+
+	if (!err) {
+		/* num_buffers: the last field of virtio_net_hdr_mrg_rxbuf */
+		nb = cpu_to_le16(nbufs);
+		memcpy(hdr + VPCI_NET_HDR_LEN - sizeof(nb), &nb, sizeof(nb));
+		err = vpci_chain_write(vr, &st->first, 0, hdr, VPCI_NET_HDR_LEN);
+	}
+	if (!err) {
+		for (i = 0; i < nbufs; i++)
+			if (vpci_net_complete(vr, st->heads[i], st->lens[i], ops, ctx))
+				return -EPIPE;
+		return VPCI_NET_RX_DONE;
+	}
+	/*
+	 * Rewinding last_avail over nbufs slots is only right when they are
+	 * the last slots taken; after a malformed buffer completed between
+	 * them it would hand that buffer out (and complete it) twice.  Then
+	 * the frame is dropped and its buffers completed empty instead.
+	 */
+	if (rewindable && (err == -ENOBUFS ||
+			   (err == -ENOENT && ops->stall(ctx)))) {
+		for (i = 0; i < nbufs; i++)
+			vpci_vring_unpop(vr);
+		return err == -ENOBUFS ? VPCI_NET_RX_NOBUFS : VPCI_NET_RX_STALLED;
+	}
+	if (err == -EPROTO) {
+		ops->ring_fault(ctx, err);
+		return -EPIPE;
+	}
+	/* A miss timed out (a fault now), or another error: drop the frame. */
+	ops->fault(ctx, err, err == -ENOENT || err == -EACCES ? vr->miss_iova : 0,
+		   total);
+	if (vpci_net_rx_drop(vr, st, nbufs, ops, ctx))
+		return -EPIPE;
+	return err;
+}
+
+/**
+ * vpci_net_tx_pop() - take the next chain of VM1's TX virtqueue
+ * @vr: VM1's TX virtqueue
+ * @c: the chain taken, for vpci_net_tx_read()
+ * @avail: the avail index the caller read
+ * @max_frame: the longest frame accepted (MTU plus a VLAN Ethernet header)
+ * @ops: the caller's fault, miss and ring-fault handling
+ * @ctx: passed to @ops
+ *
+ * A malformed chain is reported, completed empty and counts as work done.
+ * The avail ring or descriptor table not translating is a ring fault once
+ * @ops->stall() gives up waiting for it.
+ *
+ * Return: the frame's length (without the header) when a chain is ready to
+ * read; 0 when there is nothing to take now (empty, stalled on a miss, or
+ * the queue broke); -EBADMSG when a bad chain was consumed.
+ */
+int vpci_net_tx_pop(struct vpci_vring *vr, struct vpci_chain *c, u16 avail,
+		    u32 max_frame, const struct vpci_net_ops *ops, void *ctx)
+{
+	int err = vpci_vring_pop(vr, avail, c);
+
+	if (err == 0)
+		return 0;
+	if (err == -ENOENT || err == -EACCES || err == -EPROTO) {
+		if (err == -ENOENT && ops->stall(ctx))
+			return 0;
+		ops->ring_fault(ctx, err);	/* the ring itself is gone */
+		return 0;
+	}
+	if (err < 0) {
+		ops->fault(ctx, err, 0, 0);
+		if (err != -ERANGE && vpci_net_complete(vr, c->head, 0, ops, ctx))
+			return 0;
+		return -EBADMSG;
+	}
+	err = vpci_tx_frame_len(c, max_frame);
+	if (err < 0) {
+		/* Writable segments, a runt or too long */
+		ops->fault(ctx, err, c->seg[0].addr, c->out_len);
+		if (vpci_net_complete(vr, c->head, 0, ops, ctx))
+			return 0;
+		return -EBADMSG;
+	}
+	return err;
+}
+
+/**
+ * vpci_net_tx_read() - read the chain vpci_net_tx_pop() took, complete it
+ * @vr: VM1's TX virtqueue
+ * @c: the chain
+ * @hdr: where its struct virtio_net_hdr goes (@hdr_len bytes)
+ * @hdr_len: bytes of @hdr wanted, at most VPCI_NET_HDR_LEN
+ * @buf: where the frame goes
+ * @len: the length vpci_net_tx_pop() returned
+ * @ops: the caller's fault, miss and ring-fault handling
+ * @ctx: passed to @ops
+ *
+ * Return: 0 when read and completed; -EAGAIN when @ops->stall() asked to
+ * wait for a translation (the chain is given back); -EPIPE when the queue
+ * broke; another error when the frame was dropped (reported, completed).
+ */
+int vpci_net_tx_read(struct vpci_vring *vr, const struct vpci_chain *c,
+		     void *hdr, u32 hdr_len, void *buf, u32 len,
+		     const struct vpci_net_ops *ops, void *ctx)
+{
+	int err = vpci_chain_read(vr, c, 0, hdr, hdr_len);
+
+	if (!err)
+		err = vpci_chain_read(vr, c, VPCI_NET_HDR_LEN, buf, len);
+	if (err == -ENOENT && ops->stall(ctx)) {
+		vpci_vring_unpop(vr);
+		return -EAGAIN;
+	}
+	if (err)
+		ops->fault(ctx, err, err == -EINVAL ? c->seg[0].addr : vr->miss_iova,
+			   len);
+	if (vpci_net_complete(vr, c->head, 0, ops, ctx))
+		return -EPIPE;
+	return err;
+}
