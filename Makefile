@@ -45,7 +45,7 @@ DESTDIR    ?=
 
 export VPCI_BUILD := $(BUILD)
 
-.PHONY: all deps module module-612 userspace unit fuzz bench bench-smoke selftests selftests-612 \
+.PHONY: all deps module module-612 userspace unit fuzz bench bench-insn bench-smoke selftests selftests-612 \
 	check demo style clean help install install-test dkms-install qemu qemu-test selftests-dev
 
 all: module userspace
@@ -67,6 +67,7 @@ help:
 	@echo "make style      checkpatch on the kernel sources"
 	@echo "make fuzz       fuzz the driver core (FUZZ_SECONDS=20)"
 	@echo "make bench      core micro-benchmark, host-only and VM-to-VM (vs DPDK) matrices -> docs/benchmarks.md"
+	@echo "make bench-insn   the driver core's instructions per frame (callgrind)"
 	@echo "make bench-smoke  one short VM-to-VM boot per path, report into build/bench-smoke"
 
 # Idempotent, fast when nothing is missing.
@@ -111,6 +112,10 @@ fuzz: deps
 # Not part of check; bench-smoke (about 2 min) checks the machinery.
 bench: module userspace
 	@$(REPO)/scripts/bench.sh $(BUILD)/bench
+
+# Instructions per frame of the driver core under callgrind (about 1 min).
+bench-insn: userspace
+	@$(REPO)/scripts/bench-insn.py
 
 bench-smoke: module userspace
 	@$(REPO)/scripts/bench.sh --smoke $(BUILD)/bench-smoke

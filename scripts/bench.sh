@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# `make bench`: (i) the driver core micro-benchmark, (ii) the host-only
+# `make bench`: (i) the driver core micro-benchmark and its instructions
+# per frame (scripts/bench-insn.py), (ii) the host-only
 # matrix (scripts/bench-host.sh, when this tree has it), (iii) the VM-to-VM
 # matrix (scripts/bench-vm.sh), then docs/benchmarks.md and docs/bench/*.png
 # from what this run printed (scripts/bench-report.py).
@@ -33,6 +34,8 @@ if [ $smoke -eq 0 ]; then
 	echo "== (i) driver core micro-benchmark"
 	"$us/vpci-bench-core" --benchmark_min_time=0.5 \
 		--benchmark_out="$out/core.json" --benchmark_out_format=json || rc=1
+	echo "== (i) driver core: instructions per frame (callgrind)"
+	"$repo/scripts/bench-insn.py" --json "$out/insn.json" || rc=1
 
 	echo "== (ii) host-only matrix"
 	if [ -x "$repo/scripts/bench-host.sh" ]; then

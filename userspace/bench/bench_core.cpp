@@ -9,40 +9,11 @@
 #include <random>
 #include <vector>
 
-extern "C" {
-#include "vpci_core.h"
-}
+#include "bench_peer.hpp"
+
+using namespace vpci::bench;
 
 namespace {
-
-constexpr u64 kMem = 64ULL << 20;
-constexpr u16 kNum = 256;
-constexpr u64 kDesc = 0x0, kAvail = 0x1000, kUsed = 0x2000, kBufs = 0x100000;
-constexpr unsigned kBurst = 32;
-
-struct Peer {
-	std::vector<u8> mem = std::vector<u8>(kMem);
-	vpci_iotlb iotlb{};
-	vpci_peer peer{};
-
-	// pages == 0: one entry for all memory (no IOMMU); else 4 KiB entries
-	explicit Peer(u64 pages)
-	{
-		vpci_iotlb_init(&iotlb, 65536, kMem);
-		peer = {mem.data(), kMem, &iotlb};
-		if (!pages) {
-			vpci_iotlb_add(&iotlb, 0, kMem, 0, VPCI_PERM_RW);
-			return;
-		}
-		for (u64 p = 0; p < pages; p++)
-			vpci_iotlb_add(&iotlb, p * 4096, 4096, p * 4096, VPCI_PERM_RW);
-	}
-	~Peer() { vpci_iotlb_destroy(&iotlb); }
-	Peer(const Peer &) = delete;
-	Peer &operator=(const Peer &) = delete;
-
-	void put16(u64 off, u16 v) { std::memcpy(&mem[off], &v, 2); }
-};
 
 // VM1 posts kBurst single-descriptor frames; the device takes them.
 void BM_TxRing(benchmark::State &st)
