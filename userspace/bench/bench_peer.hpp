@@ -4,6 +4,7 @@
 // or an entry per 4 KiB page.
 #pragma once
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -19,17 +20,19 @@ constexpr u64 kDesc = 0x0, kAvail = 0x1000, kUsed = 0x2000, kBufs = 0x100000;
 constexpr unsigned kBurst = 32;
 
 struct Peer {
-	std::vector<u8> mem = std::vector<u8>(kMem);
+	std::vector<u8> mem;
 	vpci_iotlb iotlb{};
 	vpci_peer peer{};
 
-	// pages == 0: one entry for all memory (no IOMMU); else 4 KiB entries
-	explicit Peer(u64 pages)
+	// pages == 0: one entry for all memory (no IOMMU); else 4 KiB entries,
+	// in memory of at least kMem bytes that holds them all
+	explicit Peer(u64 pages) : mem(std::max(kMem, pages * 4096))
 	{
-		vpci_iotlb_init(&iotlb, 65536, kMem);
-		peer = {mem.data(), kMem, &iotlb};
+		const u64 size = mem.size();
+		vpci_iotlb_init(&iotlb, 65536, size);
+		peer = {mem.data(), size, &iotlb};
 		if (!pages) {
-			vpci_iotlb_add(&iotlb, 0, kMem, 0, VPCI_PERM_RW);
+			vpci_iotlb_add(&iotlb, 0, size, 0, VPCI_PERM_RW);
 			return;
 		}
 		for (u64 p = 0; p < pages; p++)
