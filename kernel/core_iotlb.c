@@ -4,13 +4,121 @@
  *
  * Built only from validated copies of the backend's messages, never read
  * from shared memory at lookup time.  Entries are non-overlapping inclusive
- * ranges [start, last] kept sorted by start in an array, so a lookup is a
- * binary search (O(log n)); an update first removes whatever it overlaps,
- * as a later IOMMU mapping replaces an earlier one.  Every entry is checked
+ * ranges [start, last] in the kernel's red-black tree, keyed by start (being
+ * disjoint, they are in order of last too), so lookups, updates and
+ * invalidations are O(log n) per entry touched; an update first removes
+ * whatever it overlaps, as a later IOMMU mapping replaces an earlier one.
+ * The nodes come from a pool allocated once, so updates under the
+ * datapath's spinlock never allocate.  Every entry is checked
  * against peer_mem_size when added, so a hit can never reach past VM1's
  * memory.  The caller serialises all calls (see struct vpci_iotlb).
  */
 #include "vpci_core.h"
+/* Userspace: tools/include/linux/rbtree.h of linux-source, tools/lib/rbtree.c */
+#include <linux/rbtree.h>
+
+/**
+ * struct vpci_iotlb_node - an entry of the IOTLB's tree
+ * @rb: in the tree, keyed by @e.start
+ * @next_free: next node of the free list while not in the tree
+ * @e: the translation
+ */
+struct vpci_iotlb_node {
+	struct rb_node rb;
+	struct vpci_iotlb_node *next_free;
+	struct vpci_iotlb_entry e;
+};
+
+/**
+ * struct vpci_iotlb_tree - the entries of a struct vpci_iotlb
+ * @root: the tree, in IOVA order
+ * @free: nodes not in the tree
+ * @pool: every node, allocated with the table
+ */
+struct vpci_iotlb_tree {
+	struct rb_root root;
+	struct vpci_iotlb_node *free;
+	struct vpci_iotlb_node pool[];
+};
+
+/* Every node back on the free list, the tree empty. */
+static void vpci_iotlb_init_empty(struct vpci_iotlb *t)
+{
+	u32 i;
+
+	t->n = 0;
+	t->gen++;
+	if (!t->tree)
+		return;
+	t->tree->root = RB_ROOT;
+	t->tree->free = NULL;
+	for (i = t->cap; i-- > 0;) {
+		t->tree->pool[i].next_free = t->tree->free;
+		t->tree->free = &t->tree->pool[i];
+	}
+}
+
+static struct vpci_iotlb_node *vpci_iotlb_node(struct rb_node *rb)
+{
+	return rb ? rb_entry(rb, struct vpci_iotlb_node, rb) : NULL;
+}
+
+/* The first entry that ends at or after @iova, or NULL: O(log n). */
+static struct vpci_iotlb_node *vpci_iotlb_lower(const struct vpci_iotlb *t,
+						u64 iova)
+{
+	struct rb_node *rb = t->tree ? t->tree->root.rb_node : NULL;
+	struct vpci_iotlb_node *found = NULL;
+
+	while (rb) {
+		struct vpci_iotlb_node *x = vpci_iotlb_node(rb);
+
+		if (x->e.last < iova) {
+			rb = rb->rb_right;
+		} else {
+			found = x;
+			rb = rb->rb_left;
+		}
+	}
+	return found;
+}
+
+/* Drop entry @x: dropping a translation is always safe (a later miss). */
+static void vpci_iotlb_drop(struct vpci_iotlb *t, struct vpci_iotlb_node *x)
+{
+	rb_erase(&x->rb, &t->tree->root);
+	RB_CLEAR_NODE(&x->rb);
+	x->next_free = t->tree->free;
+	t->tree->free = x;
+	t->n--;
+}
+
+/* Link @x, which overlaps no entry, in IOVA order: O(log n). */
+static void vpci_iotlb_link(struct vpci_iotlb *t, struct vpci_iotlb_node *x)
+{
+	struct rb_node **link = &t->tree->root.rb_node, *parent = NULL;
+
+	while (*link) {
+		parent = *link;
+		if (x->e.start < vpci_iotlb_node(parent)->e.start)
+			link = &parent->rb_left;
+		else
+			link = &parent->rb_right;
+	}
+	rb_link_node(&x->rb, parent, link);
+	rb_insert_color(&x->rb, &t->tree->root);
+	t->n++;
+}
+
+/* A free node, or NULL when all @cap are in the table. */
+static struct vpci_iotlb_node *vpci_iotlb_alloc(struct vpci_iotlb *t)
+{
+	struct vpci_iotlb_node *x = t->tree ? t->tree->free : NULL;
+
+	if (x)
+		t->tree->free = x->next_free;
+	return x;
+}
 
 /**
  * vpci_iotlb_init() - set up an empty IOTLB
@@ -23,15 +131,14 @@
  */
 int vpci_iotlb_init(struct vpci_iotlb *t, u32 max_entries, u64 peer_mem_size)
 {
-	t->n = 0;
 	t->evict = 0;
 	t->evictions = 0;
-	t->gen = 0;
 	t->peer_mem_size = peer_mem_size;
-	t->ent = kvmalloc_array(max_entries ? max_entries : 1, sizeof(*t->ent),
-				GFP_KERNEL);
-	t->cap = t->ent ? max_entries : 0;
-	return t->ent ? 0 : -ENOMEM;
+	t->tree = kvmalloc(struct_size(t->tree, pool, max_entries), GFP_KERNEL);
+	t->cap = t->tree ? max_entries : 0;
+	vpci_iotlb_init_empty(t);
+	t->gen = 0;
+	return t->tree ? 0 : -ENOMEM;
 }
 
 /**
@@ -40,33 +147,10 @@ int vpci_iotlb_init(struct vpci_iotlb *t, u32 max_entries, u64 peer_mem_size)
  */
 void vpci_iotlb_destroy(struct vpci_iotlb *t)
 {
-	kvfree(t->ent);
-	t->ent = NULL;
+	kvfree(t->tree);
+	t->tree = NULL;
 	t->n = 0;
 	t->cap = 0;
-}
-
-/* First index whose entry ends at or after @iova (n if none). */
-static u32 vpci_iotlb_lower(const struct vpci_iotlb *t, u64 iova)
-{
-	u32 lo = 0, hi = t->n;
-
-	while (lo < hi) {
-		u32 mid = lo + (hi - lo) / 2;
-
-		if (t->ent[mid].last < iova)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-/* Drop entry @i: dropping a translation is always safe (a later miss). */
-static void vpci_iotlb_drop(struct vpci_iotlb *t, u32 i)
-{
-	memmove(&t->ent[i], &t->ent[i + 1], (t->n - i - 1) * sizeof(*t->ent));
-	t->n--;
 }
 
 /**
@@ -94,8 +178,8 @@ bool vpci_iotlb_range_ok(u64 iova, u64 size)
  */
 int vpci_iotlb_del(struct vpci_iotlb *t, u64 iova, u64 size)
 {
+	struct vpci_iotlb_node *x, *next, *tail;
 	u64 last;
-	u32 i, j;
 
 	if (!vpci_iotlb_range_ok(iova, size))
 		return -EINVAL;
@@ -103,39 +187,35 @@ int vpci_iotlb_del(struct vpci_iotlb *t, u64 iova, u64 size)
 	/* Even when nothing overlaps: cheaper than proving it for caches. */
 	t->gen++;
 
-	i = vpci_iotlb_lower(t, iova);
-	if (i < t->n && t->ent[i].start < iova && t->ent[i].last > last) {
+	x = vpci_iotlb_lower(t, iova);
+	if (x && x->e.start < iova && x->e.last > last) {
 		/* Strictly inside one entry: split it in two. */
-		struct vpci_iotlb_entry tail = t->ent[i];
-
-		if (t->n == t->cap) {
-			vpci_iotlb_drop(t, i);
+		tail = vpci_iotlb_alloc(t);
+		if (!tail) {
+			vpci_iotlb_drop(t, x);
 			return 0;
 		}
-		tail.bar_offset += last + 1 - tail.start;
-		tail.start = last + 1;
-		t->ent[i].last = iova - 1;
-		memmove(&t->ent[i + 2], &t->ent[i + 1],
-			(t->n - i - 1) * sizeof(*t->ent));
-		t->ent[i + 1] = tail;
-		t->n++;
+		tail->e = x->e;
+		tail->e.bar_offset += last + 1 - tail->e.start;
+		tail->e.start = last + 1;
+		x->e.last = iova - 1;
+		vpci_iotlb_link(t, tail);
 		return 0;
 	}
-	if (i < t->n && t->ent[i].start < iova && t->ent[i].last >= iova) {
+	if (x && x->e.start < iova) {
 		/* Head survives. */
-		t->ent[i].last = iova - 1;
-		i++;
+		x->e.last = iova - 1;
+		x = vpci_iotlb_node(rb_next(&x->rb));
 	}
-	for (j = i; j < t->n && t->ent[j].last <= last; j++)
-		;
-	/* [i, j) are fully covered; j may be partly covered at its head. */
-	if (j < t->n && t->ent[j].start <= last) {
-		t->ent[j].bar_offset += last + 1 - t->ent[j].start;
-		t->ent[j].start = last + 1;
-	}
-	if (j > i) {
-		memmove(&t->ent[i], &t->ent[j], (t->n - j) * sizeof(*t->ent));
-		t->n -= j - i;
+	/* Entries fully covered go; the last may be partly covered at its head. */
+	for (; x && x->e.start <= last; x = next) {
+		next = vpci_iotlb_node(rb_next(&x->rb));
+		if (x->e.last > last) {
+			x->e.bar_offset += last + 1 - x->e.start;
+			x->e.start = last + 1;	/* still after its predecessor */
+			break;
+		}
+		vpci_iotlb_drop(t, x);
 	}
 	return 0;
 }
@@ -148,8 +228,7 @@ int vpci_iotlb_del(struct vpci_iotlb *t, u64 iova, u64 size)
 void vpci_iotlb_del_to_end(struct vpci_iotlb *t, u64 iova)
 {
 	if (!iova) {
-		t->n = 0;
-		t->gen++;
+		vpci_iotlb_init_empty(t);
 		return;
 	}
 	/* 0 - iova bytes reach exactly the last byte of the space. */
@@ -174,7 +253,7 @@ void vpci_iotlb_del_to_end(struct vpci_iotlb *t, u64 iova)
 int vpci_iotlb_add(struct vpci_iotlb *t, u64 iova, u64 size, u64 bar_offset,
 		   u32 perm)
 {
-	u32 i;
+	struct vpci_iotlb_node *x;
 	int err;
 
 	if (!vpci_iotlb_range_ok(iova, size) || !perm || perm > VPCI_PERM_RW)
@@ -186,17 +265,19 @@ int vpci_iotlb_add(struct vpci_iotlb *t, u64 iova, u64 size, u64 bar_offset,
 		return err;
 	if (!t->cap)
 		return -ENOMEM;
-	if (t->n == t->cap) {
-		vpci_iotlb_drop(t, t->evict++ % t->n);
+	x = vpci_iotlb_alloc(t);
+	if (!x) {
+		/* Full: every node is in the table; evict one round robin. */
+		x = &t->tree->pool[t->evict++ % t->cap];
+		vpci_iotlb_drop(t, x);
 		t->evictions++;
+		x = vpci_iotlb_alloc(t);
 	}
-	i = vpci_iotlb_lower(t, iova);
-	memmove(&t->ent[i + 1], &t->ent[i], (t->n - i) * sizeof(*t->ent));
-	t->ent[i].start = iova;
-	t->ent[i].last = iova + (size - 1);
-	t->ent[i].bar_offset = bar_offset;
-	t->ent[i].perm = perm;
-	t->n++;
+	x->e.start = iova;
+	x->e.last = iova + (size - 1);
+	x->e.bar_offset = bar_offset;
+	x->e.perm = perm;
+	vpci_iotlb_link(t, x);
 	t->gen++;
 	return 0;
 }
@@ -211,11 +292,42 @@ int vpci_iotlb_add(struct vpci_iotlb *t, u64 iova, u64 size, u64 bar_offset,
 const struct vpci_iotlb_entry *vpci_iotlb_find(const struct vpci_iotlb *t,
 					       u64 iova)
 {
-	u32 i = vpci_iotlb_lower(t, iova);
+	struct rb_node *rb = t->tree ? t->tree->root.rb_node : NULL;
 
-	if (i == t->n || t->ent[i].start > iova)
-		return NULL;
-	return &t->ent[i];
+	while (rb) {
+		struct vpci_iotlb_node *x = vpci_iotlb_node(rb);
+
+		if (iova < x->e.start)
+			rb = rb->rb_left;
+		else if (iova > x->e.last)
+			rb = rb->rb_right;
+		else
+			return &x->e;
+	}
+	return NULL;
+}
+
+/**
+ * vpci_iotlb_slice() - copy entries out in IOVA order
+ * @t: the table
+ * @from: copy the entries that end at or after this address
+ * @buf: where to copy
+ * @max: entries @buf holds
+ *
+ * A dump goes on from the last entry's @last + 1 (and ends after an entry
+ * whose @last is U64_MAX).
+ *
+ * Return: entries copied; fewer than @max at the end of the table.
+ */
+u32 vpci_iotlb_slice(const struct vpci_iotlb *t, u64 from,
+		     struct vpci_iotlb_entry *buf, u32 max)
+{
+	struct vpci_iotlb_node *x = vpci_iotlb_lower(t, from);
+	u32 n = 0;
+
+	for (; x && n < max; x = vpci_iotlb_node(rb_next(&x->rb)))
+		buf[n++] = x->e;
+	return n;
 }
 
 /**

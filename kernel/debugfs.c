@@ -32,21 +32,28 @@ static int vpci_dbg_iotlb_show(struct seq_file *s, void *unused)
 	struct vpci_dev *vdev = s->private;
 	struct vpci_iotlb_entry *buf;
 	unsigned int n, i;
-	u32 pos = 0, gen, first_gen = 0;
+	u32 gen, first_gen = 0;
+	bool first = true, end = false;
+	u64 from = 0;
 
 	buf = kmalloc_array(VPCI_DBG_CHUNK, sizeof(*buf), GFP_KERNEL);
 	if (!buf)
 		return -ENOMEM;
 	seq_puts(s, "# start last bar_offset perm\n");
 	do {
-		n = vpci_iotlb_copy(vdev, pos, buf, VPCI_DBG_CHUNK, &gen);
-		if (!pos)
+		n = vpci_iotlb_copy(vdev, from, buf, VPCI_DBG_CHUNK, &gen);
+		if (first)
 			first_gen = gen;
+		first = false;
 		for (i = 0; i < n; i++)
 			seq_printf(s, "%#llx %#llx %#llx %u\n", buf[i].start,
 				   buf[i].last, buf[i].bar_offset, buf[i].perm);
-		pos += n;
-	} while (n == VPCI_DBG_CHUNK);
+		if (n) {
+			/* The next chunk starts after this one's last entry. */
+			end = buf[n - 1].last == U64_MAX;
+			from = buf[n - 1].last + 1;
+		}
+	} while (n == VPCI_DBG_CHUNK && !end);
 	if (gen != first_gen)
 		seq_puts(s, "# the table changed while it was read\n");
 	kfree(buf);

@@ -294,7 +294,8 @@ bool vpci_iotlb_process(struct vpci_dev *vdev, bool *more, bool *blocked)
 /**
  * vpci_iotlb_copy() - copy a slice of the private IOTLB out
  * @vdev: the device
- * @pos: index of the first entry wanted (entries are sorted by IOVA)
+ * @from: copy the entries that end at or after this IOVA, in IOVA order
+ *	(a dump goes on from the last one's @last + 1)
  * @buf: where to copy
  * @max: entries @buf holds
  * @gen: set to the table's generation (changes whenever the table does)
@@ -302,20 +303,17 @@ bool vpci_iotlb_process(struct vpci_dev *vdev, bool *more, bool *blocked)
  * Takes dp_lock for the copy only, so a long dump never holds the
  * datapath off for more than @max entries.
  *
- * Return: entries copied, 0 past the end.
+ * Return: entries copied; fewer than @max at the end of the table.
  */
-unsigned int vpci_iotlb_copy(struct vpci_dev *vdev, u32 pos,
+unsigned int vpci_iotlb_copy(struct vpci_dev *vdev, u64 from,
 			     struct vpci_iotlb_entry *buf, unsigned int max,
 			     u32 *gen)
 {
-	unsigned int n = 0;
+	unsigned int n;
 
 	/* dp_lock: the datapath's softirqs use the IOTLB too */
 	spin_lock_bh(&vdev->dp_lock);
-	if (pos < vdev->iotlb.n) {
-		n = min_t(u32, max, vdev->iotlb.n - pos);
-		memcpy(buf, &vdev->iotlb.ent[pos], n * sizeof(*buf));
-	}
+	n = vpci_iotlb_slice(&vdev->iotlb, from, buf, max);
 	*gen = vdev->iotlb_gen;
 	spin_unlock_bh(&vdev->dp_lock);
 	return n;

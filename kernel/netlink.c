@@ -290,9 +290,13 @@ static int vpci_nl_iotlb_dumpit(struct sk_buff *skb,
 	struct vpci_iotlb_entry *buf;
 	struct net_device *dev;
 	unsigned int n, i;
-	u32 pos = cb->args[0], gen;
+	/* Where the last message stopped: an IOVA, in two halves (long may be 32 bits). */
+	u64 from = (u64)(u32)cb->args[1] << 32 | (u32)cb->args[0];
+	u32 gen;
 	int err = 0;
 
+	if (cb->args[2])
+		return 0;	/* the last entry ended at U64_MAX */
 	dev = vpci_nl_dev_get(sock_net(skb->sk), attrs[VPCI_A_IFINDEX],
 			      cb->extack);
 	if (IS_ERR(dev))
@@ -304,7 +308,7 @@ static int vpci_nl_iotlb_dumpit(struct sk_buff *skb,
 	}
 
 	for (;;) {
-		n = vpci_iotlb_copy(vpci_from_netdev(dev), pos, buf,
+		n = vpci_iotlb_copy(vpci_from_netdev(dev), from, buf,
 				    VPCI_NL_IOTLB_CHUNK, &gen);
 		/* Non-zero; a change between messages sets NLM_F_DUMP_INTR. */
 		cb->seq = gen | 1U << 31;
@@ -312,7 +316,12 @@ static int vpci_nl_iotlb_dumpit(struct sk_buff *skb,
 			err = vpci_nl_put_entry(skb, cb, dev->ifindex, &buf[i]);
 			if (err)
 				goto out_free;
-			pos++;
+			/* Past the entry sent; U64_MAX was the last possible. */
+			if (buf[i].last == U64_MAX) {
+				cb->args[2] = 1;
+				goto out_free;
+			}
+			from = buf[i].last + 1;
 		}
 		if (n < VPCI_NL_IOTLB_CHUNK)
 			break;
@@ -322,7 +331,8 @@ out_free:
 	kfree(buf);
 out_put_dev:
 	dev_put(dev);
-	cb->args[0] = pos;
+	cb->args[0] = (u32)from;
+	cb->args[1] = from >> 32;
 	return err && !skb->len ? err : skb->len;
 }
 

@@ -336,7 +336,7 @@ irqreturn_t vpci_config_thread(int irq, void *data);
 /* iotlb.c */
 bool vpci_iotlb_process(struct vpci_dev *vdev, bool *more, bool *blocked);
 int vpci_post_miss(struct vpci_dev *vdev, u16 queue, u64 iova, u32 perm);
-unsigned int vpci_iotlb_copy(struct vpci_dev *vdev, u32 pos,
+unsigned int vpci_iotlb_copy(struct vpci_dev *vdev, u64 from,
 			     struct vpci_iotlb_entry *buf, unsigned int max,
 			     u32 *gen);
 

@@ -52,12 +52,16 @@ struct vpci_iotlb_entry {
 	u32 perm;
 };
 
+struct vpci_iotlb_tree;
+
 /**
- * struct vpci_iotlb - private IOTLB, sorted non-overlapping entries
- * @ent: entries sorted by @start
+ * struct vpci_iotlb - private IOTLB, non-overlapping entries in a tree
+ * @tree: the entries in IOVA order and their nodes, private to core_iotlb.c
+ *	(a red-black tree; its nodes are allocated once, so updates never
+ *	allocate)
  * @n: entries in use
  * @cap: entries allocated (the maximum)
- * @evict: round-robin eviction cursor
+ * @evict: round-robin eviction cursor over the nodes
  * @evictions: entries evicted to make room
  * @gen: bumped by every change (add, del); caches of entries compare it
  * @peer_mem_size: no entry reaches at or past this BAR offset
@@ -65,7 +69,7 @@ struct vpci_iotlb_entry {
  * Not locked: the owner (struct vpci_dev) serialises every call.
  */
 struct vpci_iotlb {
-	struct vpci_iotlb_entry *ent;
+	struct vpci_iotlb_tree *tree;
 	u32 n;
 	u32 cap;
 	u32 evict;
@@ -82,6 +86,8 @@ int vpci_iotlb_add(struct vpci_iotlb *t, u64 iova, u64 size, u64 bar_offset,
 		   u32 perm);
 int vpci_iotlb_del(struct vpci_iotlb *t, u64 iova, u64 size);
 void vpci_iotlb_del_to_end(struct vpci_iotlb *t, u64 iova);
+u32 vpci_iotlb_slice(const struct vpci_iotlb *t, u64 from,
+		     struct vpci_iotlb_entry *buf, u32 max);
 int vpci_iotlb_translate(const struct vpci_iotlb *t, u64 iova, u64 len,
 			 u32 perm, u64 *bar_offset, u64 *contig);
 const struct vpci_iotlb_entry *vpci_iotlb_find(const struct vpci_iotlb *t,

@@ -7,10 +7,16 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${VPCI_BUILD:-$repo/build}/fuzz
 secs=${1:-20}
 mkdir -p "$out/corpus"
+# The kernel's red-black tree for the IOTLB, as userspace/CMakeLists.txt builds it.
+src=$("$repo/scripts/linux-src.sh")
+san=(-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all)
+clang "${san[@]}" -std=gnu11 -I "$src/tools/include" -I "$src/tools/arch/x86/include" \
+	-c "$src/tools/lib/rbtree.c" -o "$out/rbtree.o"
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-DVPCI_PEER_ORACLE -std=gnu11 -I "$repo/kernel" -I "$repo/userspace/kshim" -I "$repo/uapi" \
+	-idirafter "$src/tools/include" \
 	"$repo/userspace/fuzz/fuzz_core.c" "$repo"/kernel/core_{ctrl,iotlb,msg,net,vring}.c \
-	-o "$out/fuzz_core"
+	"$out/rbtree.o" -o "$out/fuzz_core"
 echo "fuzz: running the driver core for ${secs}s (ASan+UBSan)"
 rc=0
 "$out/fuzz_core" -max_total_time="$secs" -max_len=4096 -print_final_stats=1 \

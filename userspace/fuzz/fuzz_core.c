@@ -28,17 +28,26 @@ struct in {
 void vpci_peer_oracle(const struct vpci_peer *peer, u64 off, u64 len, u32 perm)
 {
 	const struct vpci_iotlb *t = peer->iotlb;
+	struct vpci_iotlb_entry ent[32];
+	u64 from = 0;
+	u32 n, i;
 
 	if (!len || off + len < off || off + len > peer->size)
 		abort();
-	for (u32 i = 0; i < t->n; i++) {
-		const struct vpci_iotlb_entry *e = &t->ent[i];
-		u64 span = e->last - e->start;	/* bytes - 1 */
+	do {
+		n = vpci_iotlb_slice(t, from, ent, 32);
+		for (i = 0; i < n; i++) {
+			const struct vpci_iotlb_entry *e = &ent[i];
+			u64 span = e->last - e->start;	/* bytes - 1 */
 
-		if ((e->perm & perm) == perm && off >= e->bar_offset &&
-		    off - e->bar_offset <= span && len - 1 <= span - (off - e->bar_offset))
-			return;
-	}
+			if ((e->perm & perm) == perm && off >= e->bar_offset &&
+			    off - e->bar_offset <= span &&
+			    len - 1 <= span - (off - e->bar_offset))
+				return;
+		}
+		if (n)
+			from = ent[n - 1].last + 1;
+	} while (n == 32 && from);
 	abort();	/* no entry allows this access: the core escaped its IOTLB */
 }
 

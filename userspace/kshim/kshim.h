@@ -52,10 +52,17 @@ typedef uint64_t u64;
 #define virt_wmb()		smp_wmb()
 #define virt_mb()		smp_mb()
 
+#define container_of(ptr, type, member) \
+	((type *)((char *)(ptr) - offsetof(type, member)))
+
 #define min_t(type, a, b)	((type)(a) < (type)(b) ? (type)(a) : (type)(b))
 
 #define GFP_KERNEL		0
 #define kvmalloc_array(n, size, gfp)	calloc((n), (size))
+#define kvmalloc(size, gfp)		calloc(1, (size))
+/* Bytes of *@p with @n elements in its flexible array @member */
+#define struct_size(p, member, n) \
+	(sizeof(*(p)) + (size_t)(n) * sizeof((p)->member[0]))
 #define kvfree(p)		free(p)
 
 #endif /* _VPCI_KSHIM_H */

@@ -782,7 +782,8 @@ nlohmann::json backend::status() const
 		r["iotlb"] = {{"updates", c.updates},	     {"invalidations", c.invalidations},
 			      {"acks", c.acks},		     {"misses_sent", c.misses_sent},
 			      {"timeouts", c.timeouts},	     {"rejected", c.rejected},
-			      {"to_driver", c.to_driver},     {"shadow_entries", fe_->shadow().size()}};
+			      {"to_driver", c.to_driver},     {"deferred", c.deferred},
+			      {"shadow_entries", fe_->shadow().size()}};
 	}
 	if (dev_) {
 		const device_server_stats &st = dev_->stats();

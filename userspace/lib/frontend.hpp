@@ -115,6 +115,8 @@ struct iotlb_counters {
 		      rejected = 0;
 	/** Invalidations that waited for the driver's ack (acks counts those that got it). */
 	std::uint64_t to_driver = 0;
+	/** Updates the b2d ring had no room for: in the shadow, posted by the paced replay. */
+	std::uint64_t deferred = 0;
 };
 
 class frontend {
@@ -138,6 +140,12 @@ public:
 	static constexpr std::uint32_t replay_keep = 64;
 	/** How soon a replay the b2d ring stopped looks again. */
 	static constexpr std::chrono::milliseconds replay_pace{5};
+	/**
+	 * b2d slots a live UPDATE leaves free: with fewer, the update waits in
+	 * the shadow for the replay, so the one invalidation that can be in
+	 * flight (VM1's socket waits for it) always finds room.
+	 */
+	static constexpr std::uint32_t update_keep = 8;
 	/** Windows are enforced by VM2's device through @p port (may be null). */
 	void set_window_port(window_port *port) noexcept { port_ = port; }
 	/** The device answered (or went away): post held updates, finish invalidations. */
@@ -190,6 +198,7 @@ private:
 
 	bool driver_bound() const noexcept { return ctrl_.read_driver().bound(); }
 	bool iommu() const noexcept { return features_ & (1ULL << virtio_f_access_platform); }
+	/** Post on b2d; an UPDATE with too little room waits for the replay (true). */
 	bool post(const vpci_msg &m);
 	/** Post @p m once the device finished @p window_seq, in order. */
 	bool post_after(std::uint32_t window_seq, const vpci_msg &m);

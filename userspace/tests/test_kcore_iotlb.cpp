@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <random>
+#include <vector>
 
 extern "C" {
 #include "vpci_core.h"
@@ -182,8 +183,10 @@ TEST(KcoreIotlb, RandomizedAgainstPageModel)
 			for (u64 p = 0; p < npages; p++)
 				model.erase(first + p);
 		}
+		std::vector<vpci_iotlb_entry> all(t.t.n + 1);
+		ASSERT_EQ(vpci_iotlb_slice(&t.t, 0, all.data(), t.t.n + 1), t.t.n);
 		for (u32 i = 1; i < t.t.n; i++)
-			ASSERT_LT(t.t.ent[i - 1].last, t.t.ent[i].start) << "sorted, disjoint";
+			ASSERT_LT(all[i - 1].last, all[i].start) << "sorted, disjoint";
 		for (u64 p = 0; p < kPages; p++) {
 			u64 off = 0, c = 0;
 			u64 iova = p * kPage + 7;

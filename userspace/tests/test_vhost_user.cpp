@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 #include <thread>
+#include <set>
 #include <vector>
 
 #include <fcntl.h>
@@ -839,6 +840,49 @@ TEST_F(VhostUserBigShadow, ReplayIsPacedByTheRing)
 		EXPECT_EQ(got[i].type, VPCI_MSG_IOTLB_UPDATE);
 		EXPECT_EQ(le_load(got[i].iova), 0x100000 + 2 * i * 0x1000) << i;
 	}
+}
+
+// VM1 pushes updates faster than VM2's driver consumes b2d: none is refused
+// (VM1's IOTLB update would fail), the overflow waits in the shadow for the
+// paced replay, and an invalidation in the middle of it still gets a slot.
+TEST_F(VhostUserBigShadow, UpdatesFasterThanTheDriverAreDeferredNotRefused)
+{
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	bind_driver();
+	driver_drain();
+	constexpr std::uint64_t n = VPCI_MSG_RING_SIZE + 100;
+	for (std::uint64_t i = 0; i < n; i++)
+		ASSERT_EQ(iotlb(vu::iotlb_update, 0x100000 + 2 * i * 0x1000, 0x1000, kUaddr), 0u)
+			<< "update " << i << " refused";
+	EXPECT_GE(be_.status()["iotlb"]["deferred"], n - VPCI_MSG_RING_SIZE);
+	EXPECT_EQ(be_.status()["iotlb"]["rejected"], 0);
+	const std::uint32_t used = le_load(ctrl().b2d.prod) - le_load(ctrl().b2d.cons);
+	EXPECT_GE(VPCI_MSG_RING_SIZE - used, frontend::update_keep) << "room kept for an invalidation";
+	// That room takes an invalidation now, ahead of the deferred updates.
+	iotlb(vu::iotlb_invalidate, 0x100000, 0x1000);
+	std::set<std::uint64_t> have;
+	bool acked = false;
+	for (int i = 0; i < 40 && (have.size() < n || !acked); i++) {
+		for (const vpci_msg &m : driver_drain()) {
+			if (m.type == VPCI_MSG_IOTLB_UPDATE) {
+				have.insert(le_load(m.iova));
+			} else if (m.type == VPCI_MSG_IOTLB_INVALIDATE && !acked) {
+				vpci_msg a{};
+				a.type = VPCI_MSG_IOTLB_INV_ACK;
+				a.seq = m.seq;
+				driver_post(a);
+				ring_doorbell();
+				EXPECT_EQ(ack(), 0u) << "invalidate reply";
+				acked = true;
+			}
+		}
+		pump(2);
+	}
+	EXPECT_TRUE(acked) << "the invalidation reached the driver";
+	EXPECT_FALSE(bstatus() & VPCI_BS_BROKEN);
+	EXPECT_EQ(have.size(), n) << "every update reached the driver";
 }
 
 TEST_F(VhostUserTest, WithoutVm2KicksStayPendingAndCallsAreRelayed)
