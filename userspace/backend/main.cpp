@@ -5,9 +5,11 @@
  * device; a JSON control socket lets tools query and change state.
  */
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -17,6 +19,14 @@
 #include "backend.hpp"
 
 namespace {
+
+/** Tell systemd (sd_notify); a failure is logged, never fatal. */
+void notify(const std::string &state)
+{
+	const int r = sd_notify(0, state.c_str());
+	if (r < 0)
+		spdlog::warn("sd_notify: {}", std::strerror(-r));
+}
 
 void write_ready_file(const std::string &path)
 {
@@ -132,7 +142,12 @@ int main(int argc, char **argv)
 			write_ready_file(ready_file);
 		spdlog::info("ready: pid {}, {} queue pair(s), mac {}, max mtu {}, link {}",
 			     ::getpid(), queues, mac, mtu, link);
+		// systemd (Type=notify): ready once every socket listens, as the
+		// ready file says; a no-op without $NOTIFY_SOCKET.
+		notify(fmt::format("READY=1\nMAINPID={}\nSTATUS=serving {} queue pair(s), link {}",
+				   ::getpid(), queues, link));
 		be.run();
+		notify("STOPPING=1");
 		if (!ready_file.empty())
 			::unlink(ready_file.c_str());
 	} catch (const std::exception &e) {

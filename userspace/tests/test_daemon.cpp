@@ -20,7 +20,9 @@
 
 #include "test_util.hpp"
 #include "vhost_user.hpp"
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 extern char **environ;
 
@@ -28,14 +30,20 @@ namespace {
 
 using namespace std::chrono_literals;
 
-pid_t spawn(std::vector<std::string> args)
+/** Start @p args; @p extra_env ("NAME=value") is added to this process's environment. */
+pid_t spawn(std::vector<std::string> args, std::vector<std::string> extra_env = {})
 {
-	std::vector<char *> argv;
+	std::vector<char *> argv, envp;
 	for (auto &a : args)
 		argv.push_back(a.data());
 	argv.push_back(nullptr);
+	for (char **e = environ; *e; e++)
+		envp.push_back(*e);
+	for (auto &e : extra_env)
+		envp.push_back(e.data());
+	envp.push_back(nullptr);
 	pid_t pid = -1;
-	if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0)
+	if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), envp.data()) != 0)
 		return -1;
 	return pid;
 }
@@ -98,6 +106,41 @@ TEST_F(Daemon, StartControlAndTerminate)
 	pid = -1;
 	EXPECT_NE(::access(ivs.c_str(), F_OK), 0) << "ivshmem socket left behind";
 	EXPECT_NE(::access(ctl.c_str(), F_OK), 0) << "control socket left behind";
+}
+
+// systemd's Type=notify: READY=1 (with the daemon's pid) once the sockets
+// listen, STOPPING=1 on SIGTERM, on the datagram socket $NOTIFY_SOCKET names.
+TEST_F(Daemon, NotifiesSystemdWhenReadyAndStopping)
+{
+	const std::string ctl = dir.path("ctl.sock"), ns = dir.path("notify.sock");
+	vpci::unique_fd sock(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+	ASSERT_TRUE(sock);
+	sockaddr_un sa{};
+	sa.sun_family = AF_UNIX;
+	std::strncpy(sa.sun_path, ns.c_str(), sizeof(sa.sun_path) - 1);
+	ASSERT_EQ(::bind(sock.get(), reinterpret_cast<sockaddr *>(&sa), sizeof(sa)), 0);
+	auto next = [&](std::chrono::milliseconds timeout) {
+		pollfd p{sock.get(), POLLIN, 0};
+		if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1)
+			return std::string();
+		char buf[512];
+		const ssize_t n = ::recv(sock.get(), buf, sizeof(buf), 0);
+		return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+	};
+	pid = spawn({VPCI_BACKEND_BIN, "--ivshmem-socket", dir.path("ivs.sock"), "--mem-file",
+		     dir.path("mem"), "--ram-size", "1M", "--control-socket", ctl, "--log-level",
+		     "warn"},
+		    {"NOTIFY_SOCKET=" + ns});
+	ASSERT_GT(pid, 0);
+	const std::string ready = next(5s);
+	EXPECT_NE(ready.find("READY=1"), std::string::npos) << ready;
+	EXPECT_NE(ready.find("MAINPID=" + std::to_string(pid)), std::string::npos) << ready;
+	EXPECT_EQ(::access(ctl.c_str(), F_OK), 0) << "READY=1 before the control socket listened";
+	ASSERT_EQ(::kill(pid, SIGTERM), 0);
+	const std::string stopping = next(5s);
+	EXPECT_NE(stopping.find("STOPPING=1"), std::string::npos) << stopping;
+	EXPECT_EQ(wait_exit(pid), 0);
+	pid = -1;
 }
 
 TEST_F(Daemon, VhostUserSocketServedAndRemoved)
