@@ -23,6 +23,13 @@ namespace vpci {
 
 /** Longest control request line accepted before the client is dropped. */
 static constexpr std::size_t max_ctl_line = 64 * 1024;
+/**
+ * Work one control client gets per wakeup: bytes read and requests
+ * answered.  A client streaming requests waits its turn; the rest of the
+ * loop (VM1's socket, VM2's doorbells, other clients) runs in between.
+ */
+static constexpr std::size_t ctl_read_budget = 64 * 1024;
+static constexpr unsigned ctl_line_budget = 32;
 /** Control clients at once; more are told so and closed. */
 static constexpr std::size_t max_ctl_clients = 64;
 /** A listener whose accept() failed (EMFILE...) rests this long. */
@@ -533,6 +540,10 @@ void backend::run()
 void backend::run_once(int timeout_ms)
 {
 	epoll_event evs[16];
+	if (!ctl_more_.empty())
+		timeout_ms = 0; // requests already read wait for their turn
+	const std::set<int> more = ctl_more_;
+	ctl_served_.clear();
 	if (fe_) {
 		if (auto dl = fe_->deadline()) {
 			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -597,6 +608,11 @@ void backend::run_once(int timeout_ms)
 				rest_listener(fd, t);
 		}
 	}
+	// Clients whose budget ran out with whole requests left: their next
+	// share (the socket may have nothing new to wake them).
+	for (int fd : more)
+		if (!stopping_ && !ctl_served_.count(fd))
+			on_ctl_client(fd);
 	if (fe_) {
 		fe_->check_timeout();
 		sync_frontend_watch();
@@ -871,11 +887,20 @@ void backend::on_ctl_client(int fd)
 	ctl_client &c = it->second;
 	bool eof = false, drop = false;
 	char buf[4096];
+	std::size_t got = 0;
+	unsigned lines = 0;
 
-	for (;;) {
+	ctl_more_.erase(fd);
+	ctl_served_.insert(fd);
+	// Bounded: a client that writes as fast as we read gets its budget,
+	// then level-triggered epoll brings the rest next turn.  Whole lines
+	// already waiting are answered first.
+	while (got < ctl_read_budget && c.in.size() <= max_ctl_line &&
+	       c.in.find('\n') == std::string::npos) {
 		ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 		if (n > 0) {
 			c.in.append(buf, static_cast<std::size_t>(n));
+			got += static_cast<std::size_t>(n);
 		} else if (n < 0 && errno == EINTR) {
 			continue;
 		} else {
@@ -885,7 +910,9 @@ void backend::on_ctl_client(int fd)
 	}
 
 	std::size_t pos;
-	while (!drop && (pos = c.in.find('\n')) != std::string::npos) {
+	while (!drop && lines < ctl_line_budget &&
+	       (pos = c.in.find('\n')) != std::string::npos) {
+		lines++;
 		std::string line = c.in.substr(0, pos);
 		c.in.erase(0, pos + 1);
 		if (!line.empty() && line.back() == '\r')
@@ -893,6 +920,10 @@ void backend::on_ctl_client(int fd)
 		if (line.find_first_not_of(" \t") == std::string::npos)
 			continue;
 		drop = !ctl_reply(c, line);
+	}
+	if (!drop && c.in.find('\n') != std::string::npos) {
+		ctl_more_.insert(fd); // the rest next turn
+		return;
 	}
 	if (!drop && c.in.size() > max_ctl_line) {
 		ctl_send(fd, error_reply("request line longer than " +
@@ -903,6 +934,7 @@ void backend::on_ctl_client(int fd)
 		ctl_reply(c, c.in); // last request without newline
 	if (drop || eof) {
 		spdlog::debug("control: client fd {} closed", fd);
+		ctl_more_.erase(fd);
 		ctl_clients_.erase(it); // closing removes it from epoll
 	}
 }

@@ -20,6 +20,7 @@
 #include <array>
 #include <chrono>
 #include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -167,6 +168,10 @@ private:
 	std::uint64_t dev_epoch_ = ~0ULL;
 	std::optional<unix_listener> ctl_listener_;
 	std::map<int, ctl_client> ctl_clients_;
+	/** Clients with whole request lines left over when their budget ran out. */
+	std::set<int> ctl_more_;
+	/** Clients served in this turn of run_once() (one share each). */
+	std::set<int> ctl_served_;
 	unique_fd epoll_;
 	unique_fd sigfd_;
 	driver_state last_driver_;

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 // The backend's control-socket protocol and event loop, driven in-process.
+#include <algorithm>
 #include <string>
 
 #include <sys/socket.h>
@@ -121,6 +122,40 @@ TEST_F(BackendTest, ControlSocketEndToEnd)
 		be_.run_once(10); // disconnects are handled quietly
 	unique_fd s3 = unix_connect(dir_.path("ctl.sock"));
 	EXPECT_EQ(json::parse(roundtrip(s3.get(), "{\"cmd\":\"status\"}\n"))["ok"], true);
+}
+
+// A client streaming requests gets a bounded share of each wakeup (32
+// answers); another client is served in the same turn, and the stream's
+// remaining requests are all answered on the following turns.
+TEST_F(BackendTest, ControlClientWorkPerWakeupIsBounded)
+{
+	unique_fd flood = unix_connect(dir_.path("ctl.sock"));
+	unique_fd other = unix_connect(dir_.path("ctl.sock"));
+	be_.run_once(0); // accept both
+	be_.run_once(0);
+	constexpr int n = 1000;
+	std::string reqs;
+	for (int i = 0; i < n; i++)
+		reqs += "{\"cmd\":\"nope\"}\n"; // a short error reply each
+	ASSERT_EQ(::send(flood.get(), reqs.data(), reqs.size(), MSG_NOSIGNAL),
+		  static_cast<ssize_t>(reqs.size()));
+	ASSERT_EQ(::send(other.get(), "{\"cmd\":\"status\"}\n", 17, MSG_NOSIGNAL), 17);
+	be_.run_once(100);
+	auto replies = [](int fd, std::string &acc) {
+		char buf[65536];
+		ssize_t r;
+		while ((r = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+			acc.append(buf, static_cast<std::size_t>(r));
+		return std::count(acc.begin(), acc.end(), '\n');
+	};
+	std::string a, b;
+	const auto first = replies(flood.get(), a);
+	EXPECT_GT(first, 0);
+	EXPECT_LE(first, 32) << "one wakeup answered the whole stream";
+	EXPECT_EQ(replies(other.get(), b), 1) << "the other client waited behind the stream";
+	for (int i = 0; i < 200 && replies(flood.get(), a) < n; i++)
+		be_.run_once(0);
+	EXPECT_EQ(replies(flood.get(), a), n) << "every request answered, in later turns";
 }
 
 // Control clients are bounded: the 65th is told so and closed, the daemon
