@@ -18,6 +18,10 @@
  * while the queue ran: the rings of a running queue translate in full) is
  * always a ring fault: the completion cannot be delivered, so the queue
  * stops instead of leaking VM1's descriptors one by one.
+ *
+ * Callers hold the lock that serialises the queue and its IOTLB for the
+ * whole call (the driver's dp_lock, in softirq or with BHs off); the
+ * callbacks run under it and must not sleep.
  */
 #include "vpci_core.h"
 
@@ -41,9 +45,10 @@ static int vpci_net_rx_drop(struct vpci_vring *vr, struct vpci_rx_state *st,
 {
 	unsigned int i;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		if (vpci_net_complete(vr, st->heads[i], 0, ops, ctx))
 			return -EPIPE;
+	}
 	return 0;
 }
 
@@ -152,9 +157,10 @@ int vpci_net_rx(struct vpci_vring *vr, struct vpci_rx_state *st, u8 *hdr,
 		err = vpci_chain_write(vr, &st->first, 0, hdr, VPCI_NET_HDR_LEN);
 	}
 	if (!err) {
-		for (i = 0; i < nbufs; i++)
+		for (i = 0; i < nbufs; i++) {
 			if (vpci_net_complete(vr, st->heads[i], st->lens[i], ops, ctx))
 				return -EPIPE;
+		}
 		return VPCI_NET_RX_DONE;
 	}
 	/*

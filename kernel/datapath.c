@@ -322,8 +322,12 @@ static void vpci_q_break(struct vpci_queue *q, int err)
 static void vpci_signal(struct vpci_queue *q)
 {
 	bool notify;
-	int err = vpci_vring_publish(&q->vr, &notify);
+	int err;
 
+	/* After a ring fault nothing more goes to VM1, not even a partial frame. */
+	if (q->broken)
+		return;
+	err = vpci_vring_publish(&q->vr, &notify);
 	if (err) {
 		/*
 		 * The used ring does not translate: VM1 unmapped its own ring
@@ -361,8 +365,11 @@ static void vpci_net_ring_fault(void *ctx, int err)
 	vpci_q_break(ctx, err);
 }
 
-/* How core_net.c reaches a queue's counters, miss table and state */
-static const struct vpci_net_ops vpci_net_ops = {
+/*
+ * How core_net.c reaches a queue's counters, miss table and state; called
+ * under dp_lock, in softirq or with BHs off, so none of them sleeps.
+ */
+static const struct vpci_net_ops vpci_dp_net_ops = {
 	.fault = vpci_net_fault,
 	.stall = vpci_net_stall,
 	.ring_fault = vpci_net_ring_fault,
@@ -386,7 +393,7 @@ static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 	}
 	/* Linear: the device has no NETIF_F_SG. */
 	ret = vpci_net_rx(&q->vr, &q->rx, (u8 *)&hdr, skb->data, skb->len,
-			  q->mrg_rxbuf, &vpci_net_ops, q);
+			  q->mrg_rxbuf, &vpci_dp_net_ops, q);
 	switch (ret) {
 	case VPCI_NET_RX_DONE:
 		/*
@@ -519,7 +526,7 @@ static int vpci_tx_one(struct vpci_queue *q, u16 avail, struct sk_buff **pskb)
 
 	*pskb = NULL;
 	len = vpci_net_tx_pop(&q->vr, &q->chain, avail,
-			      READ_ONCE(dev->mtu) + VLAN_ETH_HLEN, &vpci_net_ops, q);
+			      READ_ONCE(dev->mtu) + VLAN_ETH_HLEN, &vpci_dp_net_ops, q);
 	if (len <= 0)
 		return len ? 1 : 0;	/* a bad chain consumed, or nothing */
 	skb = napi_alloc_skb(&q->napi, len);
@@ -528,7 +535,7 @@ static int vpci_tx_one(struct vpci_queue *q, u16 avail, struct sk_buff **pskb)
 		return 0;
 	}
 	err = vpci_net_tx_read(&q->vr, &q->chain, &hdr, sizeof(hdr),
-			       skb_put(skb, len), len, &vpci_net_ops, q);
+			       skb_put(skb, len), len, &vpci_dp_net_ops, q);
 	if (err == -EAGAIN || err == -EPIPE) {
 		kfree_skb(skb);
 		return 0;

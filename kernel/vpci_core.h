@@ -253,6 +253,9 @@ int vpci_vring_kick_enable(struct vpci_vring *vr, bool enable);
  *	true to give the work back and retry once it is answered, false when
  *	the miss lasted too long (then it is a fault)
  * @ring_fault: VM1's ring itself failed with @err: stop the queue
+ *
+ * Called with the caller's queue lock held (the driver's dp_lock): none may
+ * sleep.  @ctx is what the caller passed to the core_net.c function.
  */
 struct vpci_net_ops {
 	void (*fault)(void *ctx, int err, u64 iova, u64 len);

@@ -610,9 +610,18 @@ void backend::run_once(int timeout_ms)
 	}
 	// Clients whose budget ran out with whole requests left: their next
 	// share (the socket may have nothing new to wake them).
-	for (int fd : more)
-		if (!stopping_ && !ctl_served_.count(fd))
+	for (int fd : more) {
+		if (stopping_ || ctl_served_.count(fd))
+			continue;
+		try {
 			on_ctl_client(fd);
+		} catch (const std::exception &e) {
+			handler_errors_++;
+			spdlog::error("control client fd {}: {}", fd, e.what());
+			ctl_more_.erase(fd);
+			ctl_clients_.erase(fd);
+		}
+	}
 	if (fe_) {
 		fe_->check_timeout();
 		sync_frontend_watch();
@@ -892,9 +901,10 @@ void backend::on_ctl_client(int fd)
 
 	ctl_more_.erase(fd);
 	ctl_served_.insert(fd);
-	// Bounded: a client that writes as fast as we read gets its budget,
-	// then level-triggered epoll brings the rest next turn.  Whole lines
-	// already waiting are answered first.
+	// Bounded: reading stops at the first chunk that completes a request
+	// (or at the budget, for one long line); whole requests already
+	// waiting are answered first, ctl_line_budget of them.  Level-triggered
+	// epoll, or ctl_more_, brings the rest next turn.
 	while (got < ctl_read_budget && c.in.size() <= max_ctl_line &&
 	       c.in.find('\n') == std::string::npos) {
 		ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);

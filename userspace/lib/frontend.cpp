@@ -55,8 +55,10 @@ void frontend::flush_driver_iotlb(const char *why)
 	// invalidation would ever reach us for what VM1 unmaps next), or the
 	// caller waits for the driver's generation ack, which the driver gives
 	// only after it applied every earlier b2d message.
-	// Updates still held for their window are superseded by the flush.
+	// Updates still held for their window, or waiting for b2d room, are
+	// superseded by the flush.
 	held_.clear();
+	deferred_.clear();
 	bool posted = false;
 	if (driver_bound()) {
 		vpci_msg m{};
@@ -507,16 +509,15 @@ bool frontend::on_vring_addr(const vu::vring_addr &a)
 
 bool frontend::post(const vpci_msg &m)
 {
-	if (m.type == VPCI_MSG_IOTLB_UPDATE && b2d_.room() <= update_keep) {
+	if (m.type == VPCI_MSG_IOTLB_UPDATE && b2d_.room() <= update_keep && !b2d_.corrupt()) {
 		// The driver is behind (a burst of updates; VM2 slow to run its
-		// config pass).  The entry is in the shadow already: the paced
-		// replay posts it from there once the driver made room, and an
-		// invalidation still finds a slot now.  Refusing it instead
+		// config pass).  The entry is in the shadow already: it is posted
+		// from there once the driver made room (continue_replay()), and
+		// an invalidation still finds a slot now.  Refusing it instead
 		// would fail VM1's IOTLB update for a slow consumer.
-		const std::uint64_t iova = le_load(m.iova);
-		replay_next_ = replay_next_ ? std::min(*replay_next_, iova) : iova;
+		deferred_.insert(m.iova);
 		stats_.deferred++;
-		spdlog::debug("iotlb: b2d nearly full: update {:#x} waits for the replay", iova);
+		spdlog::debug("iotlb: b2d nearly full: update {:#x} waits for room", m.iova);
 		return true;
 	}
 	switch (b2d_.push(m)) {
@@ -834,41 +835,63 @@ void frontend::replay_shadow()
 	continue_replay();
 }
 
+/* The shadow's entry that holds @p iova as one UPDATE from @p from on. */
+static vpci_msg shadow_update(std::uint64_t from, std::uint64_t iova, const shadow_iotlb::entry &e,
+			      std::uint32_t seq)
+{
+	vpci_msg u{};
+	u.type = VPCI_MSG_IOTLB_UPDATE;
+	u.perm = e.perm;
+	u.queue = 0xffff;
+	u.seq = seq;
+	u.iova = std::max(iova, from);
+	u.size = e.last - u.iova + 1;
+	u.bar_offset = e.bar_offset + (u.iova - iova);
+	return u;
+}
+
 void frontend::continue_replay()
 {
-	if (!replay_next_)
-		return;
 	if (!driver_bound()) {
 		replay_next_.reset(); // the next driver gets its own replay
+		deferred_.clear();    // and the whole shadow with it
 		return;
 	}
-	// As much as the b2d ring takes now, in IOVA order from the cursor;
-	// the rest on later turns (deadline()).  The shadow is read afresh
-	// each turn: what VM1 unmapped meanwhile is not replayed, what it
-	// mapped meanwhile was posted live (and may come again, unchanged).
-	bool any = false, done = true;
-	shadow_.for_each_from(*replay_next_, [&](std::uint64_t iova,
-						 const shadow_iotlb::entry &e) {
-		if (!held_.empty() || b2d_.room() <= replay_keep) {
-			done = false;
-			return false;
-		}
-		vpci_msg u{};
-		u.type = VPCI_MSG_IOTLB_UPDATE;
-		u.perm = e.perm;
-		u.queue = 0xffff;
-		u.seq = next_seq_++;
-		u.iova = std::max(iova, *replay_next_);
-		u.size = e.last - u.iova + 1;
-		u.bar_offset = e.bar_offset + (u.iova - iova);
-		any |= post(u);
-		if (e.last == ~0ULL)
-			return false; // the end of the IOVA space
-		replay_next_ = e.last + 1;
-		return true;
-	});
-	if (done)
-		replay_next_.reset();
+	bool any = false;
+	// Live updates that found no room: each as the shadow holds it now
+	// (what VM1 unmapped meanwhile is not posted; an entry merged or
+	// split meanwhile is posted as it is).
+	while (!deferred_.empty() && held_.empty() && b2d_.room() > replay_keep) {
+		const std::uint64_t at = *deferred_.begin();
+		deferred_.erase(deferred_.begin());
+		shadow_.for_each_from(at, [&](std::uint64_t iova, const shadow_iotlb::entry &e) {
+			if (iova <= at)
+				any |= post(shadow_update(at, iova, e, next_seq_++));
+			return false; // the one entry that holds @at, if any
+		});
+	}
+	if (replay_next_) {
+		// As much as the b2d ring takes now, in IOVA order from the
+		// cursor; the rest on later turns (deadline()).  The shadow is
+		// read afresh each turn: what VM1 unmapped meanwhile is not
+		// replayed, what it mapped meanwhile was posted live (and may
+		// come again, unchanged).
+		bool done = true;
+		shadow_.for_each_from(*replay_next_, [&](std::uint64_t iova,
+							 const shadow_iotlb::entry &e) {
+			if (!held_.empty() || b2d_.room() <= replay_keep) {
+				done = false;
+				return false;
+			}
+			any |= post(shadow_update(*replay_next_, iova, e, next_seq_++));
+			if (e.last == ~0ULL)
+				return false; // the end of the IOVA space
+			replay_next_ = e.last + 1;
+			return true;
+		});
+		if (done)
+			replay_next_.reset();
+	}
 	if (any)
 		ev_.notify_driver();
 }
@@ -882,7 +905,7 @@ std::optional<clock::time_point> frontend::deadline() const
 		d = windows_flush_deadline_;
 	if (d2b_more_)
 		d = clock::now(); // the rest of the d2b ring, next turn
-	if (replay_next_ && (!d || clock::now() + replay_pace < *d))
+	if ((replay_next_ || !deferred_.empty()) && (!d || clock::now() + replay_pace < *d))
 		d = clock::now() + replay_pace; // once the driver made room
 	return d;
 }

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <deque>
+#include <set>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -257,6 +258,8 @@ private:
 	window_port *port_ = nullptr;
 	/** b2d messages held until the device mapped their window. */
 	std::deque<std::pair<std::uint32_t, vpci_msg>> held_;
+	/** IOVAs of live UPDATEs b2d had no room for, posted from the shadow later. */
+	std::set<std::uint64_t> deferred_;
 	/**
 	 * A flush posted to a bound driver: VM2's device keeps the old
 	 * windows until the driver acked it (or the deadline), so a driver

@@ -368,10 +368,12 @@ struct device::impl {
 	/** Publish used entries and interrupt VM1 if it asked (kernel: vpci_signal). */
 	void signal(queue &x)
 	{
+		if (x.broken)
+			return; // nothing more goes to VM1 after a ring fault
 		bool notify = false;
 		int err = vpci_vring_publish(&x.vr, &notify);
 		if (err) {
-			fault(x, err, x.vr.miss_iova, 0); // VM1 unmapped its own used ring
+			q_break(x, err); // VM1 unmapped its own used ring: a ring fault
 			return;
 		}
 		if (!notify) {

@@ -50,6 +50,11 @@ public:
 		return result::ok;
 	}
 	std::uint32_t prod() const noexcept { return prod_; }
+	/** The consumer's counter claims more than was produced. */
+	bool corrupt() const noexcept
+	{
+		return prod_ - le_load(r_->cons, std::memory_order_acquire) > VPCI_MSG_RING_SIZE;
+	}
 	/** Free slots now (0 also when the consumer's counter is corrupt). */
 	std::uint32_t room() const noexcept
 	{

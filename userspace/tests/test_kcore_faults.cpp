@@ -295,9 +295,11 @@ private:
 	static void signal_q(dev_queue &q)
 	{
 		bool notify;
+		if (q.broken)
+			return; // nothing more goes to VM1 after a ring fault
 		const int err = vpci_vring_publish(&q.vr, &notify);
 		if (err)
-			fault(q, err);
+			stop_broken(q, err); // VM1 unmapped its own used ring
 	}
 
 	// vpci_q_break()
