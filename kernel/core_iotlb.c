@@ -41,13 +41,12 @@ struct vpci_iotlb_tree {
 	struct vpci_iotlb_node pool[];
 };
 
-/* Every node back on the free list, the tree empty. */
+/* Every node on the free list, the tree empty: at init, O(cap). */
 static void vpci_iotlb_init_empty(struct vpci_iotlb *t)
 {
 	u32 i;
 
 	t->n = 0;
-	t->gen++;
 	if (!t->tree)
 		return;
 	t->tree->root = RB_ROOT;
@@ -134,10 +133,10 @@ int vpci_iotlb_init(struct vpci_iotlb *t, u32 max_entries, u64 peer_mem_size)
 	t->evict = 0;
 	t->evictions = 0;
 	t->peer_mem_size = peer_mem_size;
+	t->gen = 0;
 	t->tree = kvmalloc(struct_size(t->tree, pool, max_entries), GFP_KERNEL);
 	t->cap = t->tree ? max_entries : 0;
 	vpci_iotlb_init_empty(t);
-	t->gen = 0;
 	return t->tree ? 0 : -ENOMEM;
 }
 
@@ -227,8 +226,19 @@ int vpci_iotlb_del(struct vpci_iotlb *t, u64 iova, u64 size)
  */
 void vpci_iotlb_del_to_end(struct vpci_iotlb *t, u64 iova)
 {
+	struct vpci_iotlb_node *x, *next;
+
 	if (!iova) {
-		vpci_iotlb_init_empty(t);
+		/* A global flush (VM1 in lazy mode sends many): O(entries). */
+		t->gen++;
+		if (!t->tree)
+			return;
+		rbtree_postorder_for_each_entry_safe(x, next, &t->tree->root, rb) {
+			x->next_free = t->tree->free;
+			t->tree->free = x;
+		}
+		t->tree->root = RB_ROOT;
+		t->n = 0;
 		return;
 	}
 	/* 0 - iova bytes reach exactly the last byte of the space. */

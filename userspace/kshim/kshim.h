@@ -59,7 +59,8 @@ typedef uint64_t u64;
 
 #define GFP_KERNEL		0
 #define kvmalloc_array(n, size, gfp)	calloc((n), (size))
-#define kvmalloc(size, gfp)		calloc(1, (size))
+/* Not zeroed, as in the kernel. */
+#define kvmalloc(size, gfp)		malloc(size)
 /* Bytes of *@p with @n elements in its flexible array @member */
 #define struct_size(p, member, n) \
 	(sizeof(*(p)) + (size_t)(n) * sizeof((p)->member[0]))

@@ -632,6 +632,10 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 	// (size 0 - iova reaches the last byte; for iova 0 it is 0, which
 	// remove() reads the same way.)
 	shadow_.remove(t.iova, inv_to_end ? 0 - t.iova : t.size);
+	// Deferred updates in the range have nothing left to post.
+	deferred_.erase(deferred_.lower_bound(t.iova),
+			inv_to_end ? deferred_.end()
+				   : deferred_.lower_bound(t.iova + t.size));
 	stats_.invalidations++;
 	if (inv_to_end)
 		spdlog::debug("iotlb: invalidation from {:#x} to the end of the IOVA space", t.iova);

@@ -31,8 +31,7 @@ public:
 	/** Append @p m; does not notify. */
 	result push(const vpci_msg &m) noexcept
 	{
-		const std::uint32_t cons = le_load(r_->cons, std::memory_order_acquire);
-		const std::uint32_t used = prod_ - cons;
+		const std::uint32_t used = in_use();
 		if (used > VPCI_MSG_RING_SIZE)
 			return result::corrupt;
 		if (used == VPCI_MSG_RING_SIZE)
@@ -51,18 +50,21 @@ public:
 	}
 	std::uint32_t prod() const noexcept { return prod_; }
 	/** The consumer's counter claims more than was produced. */
-	bool corrupt() const noexcept
-	{
-		return prod_ - le_load(r_->cons, std::memory_order_acquire) > VPCI_MSG_RING_SIZE;
-	}
+	bool corrupt() const noexcept { return in_use() > VPCI_MSG_RING_SIZE; }
 	/** Free slots now (0 also when the consumer's counter is corrupt). */
 	std::uint32_t room() const noexcept
 	{
-		const std::uint32_t used = prod_ - le_load(r_->cons, std::memory_order_acquire);
+		const std::uint32_t used = in_use();
 		return used > VPCI_MSG_RING_SIZE ? 0 : VPCI_MSG_RING_SIZE - used;
 	}
 
 private:
+	/** Entries the consumer has not taken (more than the ring: corrupt). */
+	std::uint32_t in_use() const noexcept
+	{
+		return prod_ - le_load(r_->cons, std::memory_order_acquire);
+	}
+
 	vpci_msg_ring *r_;
 	std::uint32_t prod_;
 };

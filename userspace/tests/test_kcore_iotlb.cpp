@@ -108,6 +108,12 @@ TEST(KcoreIotlb, DeleteToEnd)
 	EXPECT_EQ(t.tr(~0ULL, 1, VPCI_PERM_RO, &off, &c), -ENOENT) << "the very last byte too";
 	vpci_iotlb_del_to_end(&t.t, 0);
 	EXPECT_EQ(t.t.n, 0u);
+	EXPECT_EQ(t.tr(0x1000, 1, VPCI_PERM_RO, &off, &c), -ENOENT);
+	// Every node is free again: the whole capacity fills without eviction.
+	for (u64 i = 0; i < 16; i++)
+		ASSERT_EQ(vpci_iotlb_add(&t.t, i * 0x2000, 0x1000, 0, VPCI_PERM_RW), 0);
+	EXPECT_EQ(t.t.n, 16u);
+	EXPECT_EQ(t.t.evictions, 0u);
 }
 
 TEST(KcoreIotlb, DeleteSplitsTrimsAndRemoves)
