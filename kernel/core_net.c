@@ -52,6 +52,46 @@ static int vpci_net_rx_drop(struct vpci_vring *vr, struct vpci_rx_state *st,
 	return 0;
 }
 
+/* Bytes of the frame held in @iov */
+static u32 vpci_iov_len(const struct vpci_iov *iov, unsigned int niov)
+{
+	u32 len = 0;
+
+	while (niov--)
+		len += iov[niov].len;
+	return len;
+}
+
+/*
+ * Write @len bytes of the frame in @iov, from its byte @pos on, at byte @off
+ * of the writable part of chain @c.  The caller keeps @pos + @len within
+ * the frame.
+ */
+static int vpci_net_write(struct vpci_vring *vr, const struct vpci_chain *c,
+			  u32 off, const struct vpci_iov *iov,
+			  unsigned int niov, u32 pos, u32 len)
+{
+	unsigned int i;
+	int err;
+
+	for (i = 0; i < niov && len; i++) {
+		u32 n;
+
+		if (pos >= iov[i].len) {
+			pos -= iov[i].len;
+			continue;
+		}
+		n = min_t(u32, iov[i].len - pos, len);
+		err = vpci_chain_write(vr, c, off, (const u8 *)iov[i].base + pos, n);
+		if (err)
+			return err;
+		off += n;
+		len -= n;
+		pos = 0;
+	}
+	return 0;
+}
+
 /**
  * vpci_net_rx() - copy one frame into VM1's RX buffers
  * @vr: VM1's RX virtqueue
@@ -59,8 +99,8 @@ static int vpci_net_rx_drop(struct vpci_vring *vr, struct vpci_rx_state *st,
  *	few buffers (VPCI_NET_RX_NOBUFS, or -ENOBUFS when the frame was dropped)
  * @hdr: the frame's struct virtio_net_hdr_mrg_rxbuf (VPCI_NET_HDR_LEN
  *	bytes); num_buffers is filled in here
- * @data: the frame, linear
- * @len: its bytes
+ * @iov: the frame, in pieces (an skb's head and fragments), read only
+ * @niov: pieces in @iov
  * @mrg_rxbuf: VIRTIO_NET_F_MRG_RXBUF: a frame may span several buffers
  * @ops: the caller's fault, miss and ring-fault handling
  * @ctx: passed to @ops
@@ -78,11 +118,10 @@ static int vpci_net_rx_drop(struct vpci_vring *vr, struct vpci_rx_state *st,
  * dropped (reported through @ops->fault(), its buffers completed empty).
  */
 int vpci_net_rx(struct vpci_vring *vr, struct vpci_rx_state *st, u8 *hdr,
-		const void *data, u32 len, bool mrg_rxbuf,
+		const struct vpci_iov *iov, unsigned int niov, bool mrg_rxbuf,
 		const struct vpci_net_ops *ops, void *ctx)
 {
-	const u8 *src = data;
-	u32 total = VPCI_NET_HDR_LEN + len, done = 0;
+	u32 total = VPCI_NET_HDR_LEN + vpci_iov_len(iov, niov), done = 0;
 	unsigned int nbufs = 0, taken = 0, i;
 	bool rewindable = true;
 	__le16 nb;
@@ -135,9 +174,8 @@ int vpci_net_rx(struct vpci_vring *vr, struct vpci_rx_state *st, u8 *hdr,
 			break;
 		}
 		chunk = min_t(u32, c->in_len - off, total - done - off);
-		err = vpci_chain_write(vr, c, off,
-				       src + (done ? done - VPCI_NET_HDR_LEN : 0),
-				       chunk);
+		err = vpci_net_write(vr, c, off, iov, niov,
+				     done ? done - VPCI_NET_HDR_LEN : 0, chunk);
 		if (err) {
 			st->lens[nbufs++] = 0;
 			break;
@@ -185,6 +223,38 @@ int vpci_net_rx(struct vpci_vring *vr, struct vpci_rx_state *st, u8 *hdr,
 	if (vpci_net_rx_drop(vr, st, nbufs, ops, ctx))
 		return -EPIPE;
 	return err;
+}
+
+/**
+ * vpci_net_hdr_check() - the rules VM1's struct virtio_net_hdr must keep
+ * @hdr: the header (its first 6 bytes: flags, gso_type, hdr_len, gso_size)
+ * @len: the frame's length, without the header
+ * @mtu_max: the longest frame without GSO (MTU plus a VLAN Ethernet header)
+ * @csum: VIRTIO_NET_F_CSUM negotiated: VM1 may leave checksums partial
+ * @gso: the GSO types negotiated, as BIT(VPCI_HDR_GSO_*) (HOST_TSO4/6)
+ *
+ * What VIRTIO 1.x (5.1.6.2) asks of VM1 and this device offered: a partial
+ * checksum only with CSUM; a GSO type only when negotiated, never with ECN
+ * (HOST_ECN is not offered), always with a partial checksum and a segment
+ * size; a frame longer than @mtu_max only as a GSO frame.  Offsets within
+ * the frame are for the caller to check (the kernel's
+ * virtio_net_hdr_to_skb()).
+ *
+ * Return: 0, or -EINVAL when VM1 broke a rule (a fault).
+ */
+int vpci_net_hdr_check(const u8 *hdr, u32 len, u32 mtu_max, bool csum, u8 gso)
+{
+	bool partial = hdr[0] & VPCI_HDR_F_NEEDS_CSUM;
+	u8 type = hdr[1];
+	u16 gso_size = hdr[4] | hdr[5] << 8;
+
+	if (partial && !csum)
+		return -EINVAL;
+	if (type == VPCI_HDR_GSO_NONE)
+		return len > mtu_max ? -EINVAL : 0;
+	if (type >= 8 || !(gso & (1U << type)) || !partial || !gso_size)
+		return -EINVAL;
+	return 0;
 }
 
 /**
@@ -240,8 +310,9 @@ int vpci_net_tx_pop(struct vpci_vring *vr, struct vpci_chain *c, u16 avail,
  * @c: the chain
  * @hdr: where its struct virtio_net_hdr goes (@hdr_len bytes)
  * @hdr_len: bytes of @hdr wanted, at most VPCI_NET_HDR_LEN
- * @buf: where the frame goes
- * @len: the length vpci_net_tx_pop() returned
+ * @iov: where the frame goes, in pieces: as many bytes as
+ *	vpci_net_tx_pop() returned, in all
+ * @niov: pieces in @iov
  * @ops: the caller's fault, miss and ring-fault handling
  * @ctx: passed to @ops
  *
@@ -250,13 +321,15 @@ int vpci_net_tx_pop(struct vpci_vring *vr, struct vpci_chain *c, u16 avail,
  * broke; another error when the frame was dropped (reported, completed).
  */
 int vpci_net_tx_read(struct vpci_vring *vr, const struct vpci_chain *c,
-		     void *hdr, u32 hdr_len, void *buf, u32 len,
-		     const struct vpci_net_ops *ops, void *ctx)
+		     void *hdr, u32 hdr_len, const struct vpci_iov *iov,
+		     unsigned int niov, const struct vpci_net_ops *ops, void *ctx)
 {
+	u32 off = VPCI_NET_HDR_LEN, len = vpci_iov_len(iov, niov);
 	int err = vpci_chain_read(vr, c, 0, hdr, hdr_len);
+	unsigned int i;
 
-	if (!err)
-		err = vpci_chain_read(vr, c, VPCI_NET_HDR_LEN, buf, len);
+	for (i = 0; !err && i < niov; off += iov[i].len, i++)
+		err = vpci_chain_read(vr, c, off, iov[i].base, iov[i].len);
 	if (err == -ENOENT && ops->stall(ctx)) {
 		vpci_vring_unpop(vr);
 		return -EAGAIN;

@@ -18,11 +18,29 @@
 #include <linux/netdevice.h>
 #include <linux/skbuff.h>
 #include <linux/virtio_byteorder.h>
+#include <linux/virtio_net.h>
 #include "vpci.h"
 #include "trace.h"
 
 #define VPCI_HDR_LEN	sizeof(struct virtio_net_hdr_mrg_rxbuf)
 static_assert(VPCI_HDR_LEN == VPCI_NET_HDR_LEN && ETH_HLEN == VPCI_ETH_HLEN);
+
+/* Pieces of an skb sent to VM1: its head and every page fragment */
+#define VPCI_XMIT_IOV	(MAX_SKB_FRAGS + 1)
+
+/*
+ * Head of an skb for a frame from VM1 longer than the MTU (a GSO frame):
+ * room for the Ethernet, IP and TCP headers with options; the rest goes in
+ * whole pages, which must fit the skb's fragments.
+ */
+#define VPCI_RX_HEAD	256
+static_assert(DIV_ROUND_UP(VPCI_GSO_MAX_FRAME - VPCI_RX_HEAD, PAGE_SIZE) <=
+	      MAX_SKB_FRAGS);
+
+/* The core's names for the virtio_net_hdr fields it checks */
+static_assert(VPCI_HDR_GSO_TCPV4 == VIRTIO_NET_HDR_GSO_TCPV4);
+static_assert(VPCI_HDR_GSO_TCPV6 == VIRTIO_NET_HDR_GSO_TCPV6);
+static_assert(VPCI_HDR_F_NEEDS_CSUM == VIRTIO_NET_HDR_F_NEEDS_CSUM);
 
 /*
  * Count a fault of VM1's on @q, trace it and report it on the netlink
@@ -382,18 +400,30 @@ static const struct vpci_net_ops vpci_dp_net_ops = {
  */
 static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 {
-	struct virtio_net_hdr_mrg_rxbuf hdr = {};
+	struct virtio_net_hdr_mrg_rxbuf hdr;
+	struct vpci_iov iov[VPCI_XMIT_IOV];
+	struct skb_shared_info *sh = skb_shinfo(skb);
+	unsigned int i, n = 0;
 	int ret;
 
-	/* CHECKSUM_PARTIAL only reaches here when VM1 takes it (q->csum). */
-	if (skb->ip_summed == CHECKSUM_PARTIAL) {
-		hdr.hdr.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-		hdr.hdr.csum_start = __cpu_to_virtio16(true, skb_checksum_start_offset(skb));
-		hdr.hdr.csum_offset = __cpu_to_virtio16(true, skb->csum_offset);
-	}
-	/* Linear: the device has no NETIF_F_SG. */
-	ret = vpci_net_rx(&q->vr, &q->rx, (u8 *)&hdr, skb->data, skb->len,
-			  q->mrg_rxbuf, &vpci_dp_net_ops, q);
+	/*
+	 * CHECKSUM_PARTIAL and GSO types reach here only when VM1 takes them
+	 * (q->csum, q->gso); num_buffers is filled in by vpci_net_rx().
+	 */
+	if (virtio_net_hdr_from_skb(skb, &hdr.hdr, true, false, 0))
+		return -EINVAL;
+	hdr.num_buffers = 0;
+	/*
+	 * The head and the page fragments, read in place.  No frag_list
+	 * (no NETIF_F_FRAGLIST) and no highmem page (no NETIF_F_HIGHDMA):
+	 * the stack linearizes those before ndo_start_xmit.
+	 */
+	iov[n++] = (struct vpci_iov){ skb->data, skb_headlen(skb) };
+	for (i = 0; i < sh->nr_frags; i++)
+		iov[n++] = (struct vpci_iov){ skb_frag_address(&sh->frags[i]),
+					      skb_frag_size(&sh->frags[i]) };
+	ret = vpci_net_rx(&q->vr, &q->rx, (u8 *)&hdr, iov, n, q->mrg_rxbuf,
+			  &vpci_dp_net_ops, q);
 	switch (ret) {
 	case VPCI_NET_RX_DONE:
 		/*
@@ -421,6 +451,43 @@ static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 	return ret;
 }
 
+/* Does VM1 take @skb's GSO type?  @gso: the queue's vpci_queue.gso */
+static bool vpci_gso_ok(u8 gso, const struct sk_buff *skb)
+{
+	unsigned int t = skb_shinfo(skb)->gso_type;
+
+	if (t & ~(SKB_GSO_TCPV4 | SKB_GSO_TCPV6 | SKB_GSO_DODGY))
+		return false;
+	return (!(t & SKB_GSO_TCPV4) || (gso & BIT(VIRTIO_NET_HDR_GSO_TCPV4))) &&
+	       (!(t & SKB_GSO_TCPV6) || (gso & BIT(VIRTIO_NET_HDR_GSO_TCPV6)));
+}
+
+/**
+ * vpci_features_check() - ndo_features_check: segment in software what VM1
+ *	does not take whole
+ * @skb: the frame about to be sent
+ * @dev: our netdev
+ * @features: what the stack may leave to us
+ *
+ * The netdev offers TSO whatever VM1 negotiated (VM1 may renegotiate at
+ * any time); a GSO frame for a queue whose VM1 lacks GUEST_TSO4/6 is
+ * segmented by the stack instead.  Read without dp_lock: a value that
+ * changes before the frame is sent is caught in vpci_start_xmit().
+ *
+ * Return: @features, without the GSO ones when VM1 does not take @skb's.
+ */
+netdev_features_t vpci_features_check(struct sk_buff *skb, struct net_device *dev,
+				      netdev_features_t features)
+{
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
+	struct vpci_queue *q = &vdev->queues[2 * skb_get_queue_mapping(skb)];
+
+	features = vlan_features_check(skb, features);
+	if (skb_is_gso(skb) && !vpci_gso_ok(READ_ONCE(q->gso), skb))
+		features &= ~NETIF_F_GSO_MASK;
+	return features;
+}
+
 /**
  * vpci_start_xmit() - ndo_start_xmit: copy into VM1's RX virtqueue
  * @skb: the frame
@@ -436,19 +503,25 @@ netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
 	u16 qi = skb_get_queue_mapping(skb);
 	struct vpci_queue *q = &vdev->queues[2 * qi];
 	unsigned int len = skb->len;
-	bool partial;
+	bool partial, gso = skb_is_gso(skb);
 	int err;
 
-	if (skb_linearize(skb)) {
+	/* Never sent (no NETIF_F_FRAGLIST); would be missed by vpci_rx_one() */
+	if (unlikely(skb_has_frag_list(skb)) && skb_linearize(skb)) {
 		dev_core_stats_tx_dropped_inc(dev);
 		dev_kfree_skb_any(skb);
 		return NETDEV_TX_OK;
 	}
 
 	spin_lock(&vdev->dp_lock);
-	/* q->csum is stable under dp_lock: VM1 without GUEST_CSUM gets it done. */
-	if (!q->running || (skb->ip_summed == CHECKSUM_PARTIAL && !q->csum &&
-			    skb_checksum_help(skb))) {
+	/*
+	 * q->csum and q->gso are stable under dp_lock.  VM1 without GUEST_CSUM
+	 * gets the checksum done; a GSO frame VM1 no longer takes (it
+	 * renegotiated after vpci_features_check() looked) is dropped.
+	 */
+	if (!q->running || (gso && !vpci_gso_ok(q->gso, skb)) ||
+	    (skb->ip_summed == CHECKSUM_PARTIAL && !q->csum &&
+	     skb_checksum_help(skb))) {
 		spin_unlock(&vdev->dp_lock);
 		dev_core_stats_tx_dropped_inc(dev);
 		dev_kfree_skb_any(skb);
@@ -490,57 +563,94 @@ netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
 	vpci_q_add(q, &q->stats.bytes, len);
 	if (partial)
 		vpci_q_add(q, &q->stats.csum_partial, 1);
+	if (gso)
+		vpci_q_add(q, &q->stats.gso, 1);
 	/* Delivered: not a drop for the drop monitor. */
 	dev_consume_skb_any(skb);
 	return NETDEV_TX_OK;
 }
 
 /*
- * Apply the virtio_net_hdr VM1 sent with a frame (VIRTIO 1.x 5.1.6.2): a
- * partial checksum is honoured when CSUM was negotiated and lies inside the
- * frame; GSO was never offered.  Returns 0 or -EINVAL (a fault).
+ * Apply the virtio_net_hdr VM1 sent with a frame: the rules of
+ * vpci_net_hdr_check() (what was negotiated, GSO only with a partial
+ * checksum and a segment size, only GSO frames over @mtu_max), then
+ * virtio_net_hdr_to_skb() checks the offsets and headers against the frame
+ * and sets the skb up.  Returns 0 or -EINVAL (a fault).
  */
 static int vpci_rx_hdr(struct vpci_queue *q, struct sk_buff *skb,
-		       const struct virtio_net_hdr *h)
+		       const struct virtio_net_hdr *h, u32 mtu_max)
 {
+	if (vpci_net_hdr_check((const u8 *)h, skb->len, mtu_max, q->csum, q->gso))
+		return -EINVAL;
+	skb_reset_mac_header(skb);
+	if (virtio_net_hdr_to_skb(skb, h, true))
+		return -EINVAL;
+	if (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)
+		vpci_q_add(q, &q->stats.csum_partial, 1);
 	if (h->gso_type != VIRTIO_NET_HDR_GSO_NONE)
-		return -EINVAL;
-	if (!(h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM))
-		return 0;
-	/* skb_partial_csum_set() checks start + offset + 2 <= the frame. */
-	if (!q->csum ||
-	    !skb_partial_csum_set(skb, __virtio16_to_cpu(true, h->csum_start),
-				  __virtio16_to_cpu(true, h->csum_offset)))
-		return -EINVAL;
-	vpci_q_add(q, &q->stats.csum_partial, 1);
+		vpci_q_add(q, &q->stats.gso, 1);
 	return 0;
+}
+
+/*
+ * An skb for a @len-byte frame from VM1 and the pieces to read it into
+ * (*@n of them): linear up to @mtu_max, else VPCI_RX_HEAD bytes of head and
+ * whole pages.  NULL when memory is short.
+ */
+static struct sk_buff *vpci_rx_skb(struct vpci_queue *q, u32 len, u32 mtu_max,
+				   struct vpci_iov *iov, unsigned int *n)
+{
+	u32 head = len <= mtu_max ? len : VPCI_RX_HEAD, off, size;
+	struct sk_buff *skb = napi_alloc_skb(&q->napi, head);
+
+	if (!skb)
+		return NULL;
+	iov[0] = (struct vpci_iov){ skb_put(skb, head), head };
+	*n = 1;
+	for (off = head; off < len; off += size) {
+		struct page *page = dev_alloc_page();
+
+		if (!page) {
+			kfree_skb(skb);	/* and the pages added so far */
+			return NULL;
+		}
+		size = min_t(u32, len - off, PAGE_SIZE);
+		skb_add_rx_frag(skb, *n - 1, page, 0, size, PAGE_SIZE);
+		iov[(*n)++] = (struct vpci_iov){ page_address(page), size };
+	}
+	return skb;
 }
 
 /* Take one frame from VM1's TX virtqueue.  Returns 1, 0 (empty or stalled). */
 static int vpci_tx_one(struct vpci_queue *q, u16 avail, struct sk_buff **pskb)
 {
 	struct net_device *dev = q->vdev->netdev;
+	u32 mtu_max = READ_ONCE(dev->mtu) + VLAN_ETH_HLEN;
+	struct vpci_iov iov[1 + MAX_SKB_FRAGS];
 	struct virtio_net_hdr hdr;
 	struct sk_buff *skb;
+	unsigned int n;
 	int len, err;
 
 	*pskb = NULL;
+	/* With HOST_TSO4/6 a frame may be a GSO one, up to 64 KiB */
 	len = vpci_net_tx_pop(&q->vr, &q->chain, avail,
-			      READ_ONCE(dev->mtu) + VLAN_ETH_HLEN, &vpci_dp_net_ops, q);
+			      q->gso ? max_t(u32, mtu_max, VPCI_GSO_MAX_FRAME) : mtu_max,
+			      &vpci_dp_net_ops, q);
 	if (len <= 0)
 		return len ? 1 : 0;	/* a bad chain consumed, or nothing */
-	skb = napi_alloc_skb(&q->napi, len);
+	skb = vpci_rx_skb(q, len, mtu_max, iov, &n);
 	if (!skb) {
 		vpci_vring_unpop(&q->vr);
 		return 0;
 	}
-	err = vpci_net_tx_read(&q->vr, &q->chain, &hdr, sizeof(hdr),
-			       skb_put(skb, len), len, &vpci_dp_net_ops, q);
+	err = vpci_net_tx_read(&q->vr, &q->chain, &hdr, sizeof(hdr), iov, n,
+			       &vpci_dp_net_ops, q);
 	if (err == -EAGAIN || err == -EPIPE) {
 		kfree_skb(skb);
 		return 0;
 	}
-	if (!err && vpci_rx_hdr(q, skb, &hdr)) {
+	if (!err && vpci_rx_hdr(q, skb, &hdr, mtu_max)) {
 		err = -EINVAL;
 		vpci_fault(q, err, q->chain.seg[0].addr, len);
 	}
@@ -680,6 +790,23 @@ irqreturn_t vpci_queue_irq(int irq, void *data)
 	return IRQ_HANDLED;
 }
 
+/*
+ * The GSO types (BIT(VIRTIO_NET_HDR_GSO_*)) VM1 negotiated for queue @i:
+ * HOST_TSO4/6 for its TX (odd), GUEST_TSO4/6 for its RX (even).  Both
+ * need the matching checksum feature (VIRTIO 1.x 5.1.3.1); the caller
+ * checks that.
+ */
+static u8 vpci_gso_types(u64 features, unsigned int i)
+{
+	u8 gso = 0;
+
+	if (features & BIT_ULL(i & 1 ? VIRTIO_NET_F_HOST_TSO4 : VIRTIO_NET_F_GUEST_TSO4))
+		gso |= BIT(VIRTIO_NET_HDR_GSO_TCPV4);
+	if (features & BIT_ULL(i & 1 ? VIRTIO_NET_F_HOST_TSO6 : VIRTIO_NET_F_GUEST_TSO6))
+		gso |= BIT(VIRTIO_NET_HDR_GSO_TCPV6);
+	return gso;
+}
+
 /**
  * vpci_dp_sync() - start and stop queues to match the control area
  * @vdev: the device
@@ -752,6 +879,8 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 			q->mrg_rxbuf = features & BIT_ULL(VIRTIO_NET_F_MRG_RXBUF);
 			q->csum = features & BIT_ULL(i & 1 ? VIRTIO_NET_F_CSUM :
 							     VIRTIO_NET_F_GUEST_CSUM);
+			/* vpci_features_check() reads it without dp_lock */
+			WRITE_ONCE(q->gso, q->csum ? vpci_gso_types(features, i) : 0);
 			q->miss_pending = false;
 			q->rx_seen = q->vr.last_avail;
 			q->nmisses = 0;

@@ -82,6 +82,7 @@ static const struct net_device_ops vpci_netdev_ops = {
 	.ndo_open		= vpci_open,
 	.ndo_stop		= vpci_stop,
 	.ndo_start_xmit		= vpci_start_xmit,
+	.ndo_features_check	= vpci_features_check,
 	.ndo_change_mtu		= vpci_change_mtu,
 	.ndo_get_stats64	= vpci_get_stats64,
 	.ndo_set_mac_address	= eth_mac_addr,
@@ -108,7 +109,7 @@ static const char vpci_priv_flags[][ETH_GSTRING_LEN] = {
 static const char vpci_q_stat_names[][ETH_GSTRING_LEN] = {
 	"packets", "bytes", "notify_sent", "notify_suppressed", "iotlb_misses",
 	"stalls", "fault_perm", "fault_miss_timeout", "fault_chain",
-	"fault_head", "fault_ring", "fault_desc", "csum_partial", "iotlb_cache_hits",
+	"fault_head", "fault_ring", "fault_desc", "csum_partial", "gso", "iotlb_cache_hits",
 	"iotlb_lookups", "iotlb_prefetch", "kicks",
 };
 
@@ -349,9 +350,12 @@ struct net_device *vpci_netdev_alloc(struct vpci_dev *vdev)
 	dev->ethtool_ops = &vpci_ethtool_ops;
 	/*
 	 * Checksums are left to VM1 when it negotiated GUEST_CSUM, and
-	 * computed in vpci_start_xmit() otherwise; no SG, so no GSO either.
+	 * computed in vpci_start_xmit() otherwise.  Fragments are copied in
+	 * place (SG); TSO frames go to VM1 whole when it negotiated
+	 * GUEST_TSO4/6 and are segmented by the stack otherwise
+	 * (vpci_features_check()).
 	 */
-	dev->hw_features = NETIF_F_HW_CSUM;
+	dev->hw_features = NETIF_F_HW_CSUM | NETIF_F_SG | NETIF_F_TSO | NETIF_F_TSO6;
 	dev->features = dev->hw_features;
 	/*
 	 * netpoll would call vpci_start_xmit() with interrupts off, possibly

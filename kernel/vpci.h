@@ -53,6 +53,10 @@
 				 BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) |	\
 				 BIT_ULL(VIRTIO_NET_F_CSUM) |		\
 				 BIT_ULL(VIRTIO_NET_F_GUEST_CSUM) |	\
+				 BIT_ULL(VIRTIO_NET_F_HOST_TSO4) |	\
+				 BIT_ULL(VIRTIO_NET_F_HOST_TSO6) |	\
+				 BIT_ULL(VIRTIO_NET_F_GUEST_TSO4) |	\
+				 BIT_ULL(VIRTIO_NET_F_GUEST_TSO6) |	\
 				 BIT_ULL(VIRTIO_RING_F_EVENT_IDX))
 
 /**
@@ -92,6 +96,8 @@ struct vpci_stats {
  *	the frame
  * @csum_partial: frames whose checksum the receiver completes
  *	(VIRTIO_NET_HDR_F_NEEDS_CSUM: from VM1 on odd queues, to VM1 on even)
+ * @gso: GSO frames (TSO) moved as one: from VM1 on odd queues, to VM1 on
+ *	even ones
  * @iotlb_cache_hits: translations served by the queue's own cache
  * @iotlb_lookups: translations looked up in the IOTLB (cache misses)
  * @iotlb_prefetch: misses posted ahead, for chains behind the one that
@@ -111,6 +117,7 @@ struct vpci_q_stats {
 	u64 fault_ring;
 	u64 fault_desc;
 	u64 csum_partial;
+	u64 gso;
 	u64 iotlb_cache_hits;
 	u64 iotlb_lookups;
 	u64 iotlb_prefetch;
@@ -155,6 +162,10 @@ struct vpci_miss {
  * @mrg_rxbuf: VIRTIO_NET_F_MRG_RXBUF negotiated
  * @csum: odd queues: VIRTIO_NET_F_CSUM negotiated (VM1 may send partial
  *	checksums); even queues: VIRTIO_NET_F_GUEST_CSUM (VM1 takes them)
+ * @gso: the GSO types (BIT(VIRTIO_NET_HDR_GSO_TCPV4) and _TCPV6) VM1
+ *	negotiated: odd queues HOST_TSO4/6 (VM1 may send them), even queues
+ *	GUEST_TSO4/6 (VM1 takes them); under dp_lock, read without it by
+ *	vpci_features_check() (a stale value is caught under the lock)
  * @miss_pending: the queue waits for the miss at @miss_iova, under dp_lock
  * @rx_seen: even queues: VM1's avail index when a frame last found too
  *	few RX buffers; the stopped TX queue wakes only once avail moves
@@ -184,6 +195,7 @@ struct vpci_queue {
 	bool broken;
 	bool mrg_rxbuf;
 	bool csum;
+	u8 gso;
 	bool miss_pending;
 	u16 rx_seen;
 	u64 miss_iova;
@@ -342,6 +354,8 @@ unsigned int vpci_iotlb_copy(struct vpci_dev *vdev, u64 from,
 
 /* datapath.c */
 netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev);
+netdev_features_t vpci_features_check(struct sk_buff *skb, struct net_device *dev,
+				      netdev_features_t features);
 int vpci_poll(struct napi_struct *napi, int budget);
 irqreturn_t vpci_queue_irq(int irq, void *data);
 void vpci_dp_sync(struct vpci_dev *vdev);

@@ -279,17 +279,42 @@ struct vpci_rx_state {
 	u16 seen;
 };
 
+/**
+ * struct vpci_iov - one piece of a frame in the caller's own memory (an
+ *	skb's head or one of its page fragments)
+ * @base: where the piece is
+ * @len: its bytes
+ */
+struct vpci_iov {
+	void *base;
+	u32 len;
+};
+
+/*
+ * Longest frame a GSO header may announce: a 64 KiB IP datagram behind a
+ * VLAN Ethernet header.
+ */
+#define VPCI_GSO_MAX_FRAME	(65535 + 18)
+
+/* struct virtio_net_hdr as VM1 sends it: flags, gso_type, gso_size */
+#define VPCI_HDR_F_NEEDS_CSUM	1
+#define VPCI_HDR_GSO_NONE	0
+#define VPCI_HDR_GSO_TCPV4	1
+#define VPCI_HDR_GSO_TCPV6	4
+#define VPCI_HDR_GSO_ECN	0x80
+
 /* core_net.c; vpci_net_rx() returns these or a negative error */
 #define VPCI_NET_RX_DONE	0	/* delivered */
 #define VPCI_NET_RX_NOBUFS	1	/* kept: too few buffers up to st->seen */
 #define VPCI_NET_RX_STALLED	2	/* kept: waiting for a translation */
 int vpci_net_rx(struct vpci_vring *vr, struct vpci_rx_state *st, u8 *hdr,
-		const void *data, u32 len, bool mrg_rxbuf,
+		const struct vpci_iov *iov, unsigned int niov, bool mrg_rxbuf,
 		const struct vpci_net_ops *ops, void *ctx);
+int vpci_net_hdr_check(const u8 *hdr, u32 len, u32 mtu_max, bool csum, u8 gso);
 int vpci_net_tx_pop(struct vpci_vring *vr, struct vpci_chain *c, u16 avail,
 		    u32 max_frame, const struct vpci_net_ops *ops, void *ctx);
 int vpci_net_tx_read(struct vpci_vring *vr, const struct vpci_chain *c,
-		     void *hdr, u32 hdr_len, void *buf, u32 len,
-		     const struct vpci_net_ops *ops, void *ctx);
+		     void *hdr, u32 hdr_len, const struct vpci_iov *iov,
+		     unsigned int niov, const struct vpci_net_ops *ops, void *ctx);
 
 #endif /* _VPCI_CORE_H */

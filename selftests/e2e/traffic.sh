@@ -8,7 +8,7 @@
 # corruption.  Rates are modest: this runs under TCG.
 source "$(dirname "$0")/../lib.sh"
 
-tap_begin 9
+tap_begin 10
 
 TRAFFIC=$VPCI_BUILD/userspace/vpci-traffic
 N=${VPCI_TEST_DATAGRAMS:-8000}
@@ -47,6 +47,13 @@ diag "VM1: $(echo "$HOST_OUT" | xargs); VM2 csum_partial from VM1 $(stat vq0_rx_
 echo "$HOST_OUT" | grep -q '^tx-checksumming: on' &&
 	[ "$(stat vq0_rx_csum_partial)" -gt 0 ] && [ "$(stat vq0_tx_csum_partial)" -gt 0 ]
 log_test $? "checksum offload both ways (VM1 tx-checksumming on, partial checksums counted)"
+# VM1 negotiated HOST_TSO4/6 and GUEST_TSO4/6 (the driver offers them):
+# TCP went in GSO frames of up to 64 KiB, one chain each, both ways.
+vm1 "ethtool -k eth0 | grep -E '^tcp-segmentation-offload:'"
+diag "VM1: $(echo "$HOST_OUT" | xargs); VM2 gso from VM1 $(stat vq0_rx_gso), to VM1 $(stat vq0_tx_gso)"
+echo "$HOST_OUT" | grep -q '^tcp-segmentation-offload: on' &&
+	[ "$(stat vq0_rx_gso)" -gt 0 ] && [ "$(stat vq0_tx_gso)" -gt 0 ]
+log_test $? "TSO both ways (VM1 tcp-segmentation-offload on, GSO frames counted)"
 iperf "udp VM2->VM1" -u -b 4M
 log_test $? "iperf3 UDP VM2 -> VM1"
 iperf "udp VM1->VM2" -u -b 4M -R

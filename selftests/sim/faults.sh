@@ -41,6 +41,9 @@ declare -A expect=(
 	[ring-unmapped]=vq0_rx_fault_ring
 	[double-post]=-
 	[miss-after-unmap]=-
+	[gso-size-zero]=vq0_rx_fault_desc
+	[gso-no-csum]=vq0_rx_fault_desc
+	[oversize-no-gso]=vq0_rx_fault_desc
 )
 # Faults the driver must absorb without losing a frame; the run must also
 # show that the scenario fired (a miss VM1's IOMMU left unanswered).

@@ -52,7 +52,7 @@ diag "$(head -n1 <<<"$out")"
 log_test $? "status $ifname (DEV_GET doit)"
 
 out=$("$NL" --json status)
-has "$out" "\"ifname\": \"$ifname\"" '"max_queue_pairs": 1' '"device_features": "0x320008003"' \
+has "$out" "\"ifname\": \"$ifname\"" '"max_queue_pairs": 1' '"device_features": "0x320009983"' \
 	'"capacity": 65536' '"events": []' '"index": 1' &&
 	[ "$(grep -c '"ifname"' <<<"$out")" = 1 ] &&
 	[ "$(grep -c '"state": "stopped"' <<<"$out")" = 2 ]

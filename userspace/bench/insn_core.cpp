@@ -73,7 +73,8 @@ __attribute__((noinline)) void measure_xmit(Run &r)
 {
 	for (unsigned k = 0; k < kBurst; k++) {
 		u8 hdr[VPCI_NET_HDR_LEN] = {};
-		if (vpci_net_rx(&r.vr, &r.st, hdr, r.frame.data(), r.size, true, &ops, nullptr) !=
+		const vpci_iov from{r.frame.data(), r.size};
+		if (vpci_net_rx(&r.vr, &r.st, hdr, &from, 1, true, &ops, nullptr) !=
 		    VPCI_NET_RX_DONE)
 			faults++;
 	}
@@ -90,9 +91,9 @@ __attribute__((noinline)) void measure_recv(Run &r)
 	for (unsigned k = 0; k < kBurst; k++) {
 		u8 hdr[10];
 		const int len = vpci_net_tx_pop(&r.vr, &r.c, avail, 9018, &ops, nullptr);
+		const vpci_iov to{r.out.data(), r.size};
 		if (len != static_cast<int>(r.size) ||
-		    vpci_net_tx_read(&r.vr, &r.c, hdr, sizeof(hdr), r.out.data(), r.size, &ops,
-				     nullptr))
+		    vpci_net_tx_read(&r.vr, &r.c, hdr, sizeof(hdr), &to, 1, &ops, nullptr))
 			faults++;
 	}
 	bool notify;

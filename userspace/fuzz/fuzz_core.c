@@ -98,9 +98,11 @@ static bool fuzz_net(struct in *in, struct vpci_vring *vr, struct vpci_chain *c,
 	int rc;
 
 	if (take(in, 1) & 1) {
-		u32 len = take(in, 2) % buf_size;
+		u32 len = take(in, 2) % buf_size, cut = len ? take(in, 2) % len : 0;
+		/* The frame in two pieces, as an skb's head and a fragment */
+		struct vpci_iov iov[2] = { { buf, cut }, { buf + cut, len - cut } };
 
-		rc = vpci_net_rx(vr, st, hdr, buf, len, take(in, 1) & 1, &net_ops, &ctx);
+		rc = vpci_net_rx(vr, st, hdr, iov, 2, take(in, 1) & 1, &net_ops, &ctx);
 		if ((u16)(vr->last_avail - last) > VPCI_RX_MAX_BUFS)
 			abort();
 		if (!ctx.broken &&
@@ -111,8 +113,12 @@ static bool fuzz_net(struct in *in, struct vpci_vring *vr, struct vpci_chain *c,
 	if (vpci_vring_avail_idx(vr, &avail))
 		return false;
 	rc = vpci_net_tx_pop(vr, c, avail, buf_size, &net_ops, &ctx);
-	if (rc > 0)
-		vpci_net_tx_read(vr, c, hdr, sizeof(hdr), buf, rc, &net_ops, &ctx);
+	if (rc > 0) {
+		u32 cut = take(in, 2) % (u32)rc;
+		struct vpci_iov iov[2] = { { buf, cut }, { buf + cut, (u32)rc - cut } };
+
+		vpci_net_tx_read(vr, c, hdr, sizeof(hdr), iov, 2, &net_ops, &ctx);
+	}
 	if (!ctx.broken &&
 	    (u16)(vr->last_avail - last) != (u16)(vr->used_idx - used + ctx.bad_heads))
 		abort();

@@ -36,13 +36,14 @@ namespace vpci {
  * Virtio features offered while no driver is bound in VM2: what the
  * project's driver implements as the device (kernel/vpci.h) plus
  * NET_F_STATUS: VERSION_1 | ACCESS_PLATFORM | MRG_RXBUF | EVENT_IDX |
- * CSUM | GUEST_CSUM | NET_F_STATUS.  QEMU asks once, when it starts, so
- * this is what VM1 usually gets.  With a bound driver exactly
- * driver.device_features is offered.
+ * CSUM | GUEST_CSUM | GUEST_TSO4/6 | HOST_TSO4/6 | NET_F_STATUS.  QEMU
+ * asks once, when it starts, so this is what VM1 usually gets.  With a
+ * bound driver exactly driver.device_features is offered.
  */
 constexpr std::uint64_t default_device_features = (1ULL << 32) | (1ULL << 33) | (1ULL << 15) |
 						   (1ULL << 29) | (1ULL << 0) | (1ULL << 1) |
-						   (1ULL << 16);
+						   (1ULL << 7) | (1ULL << 8) | (1ULL << 11) |
+						   (1ULL << 12) | (1ULL << 16);
 constexpr unsigned virtio_f_access_platform = 33;
 constexpr unsigned virtio_f_version_1 = 32;
 

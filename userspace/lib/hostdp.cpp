@@ -42,6 +42,12 @@ constexpr unsigned rxq = 0, txq = 1, nqueues = 2;
 /** struct virtio_net_hdr_mrg_rxbuf (VERSION_1: always this size). */
 constexpr std::uint32_t hdr_len = 12;
 constexpr unsigned virtio_net_f_mrg_rxbuf = 15, virtio_ring_f_event_idx = 29;
+/*
+ * What this host datapath implements as VM1's device: the driver's
+ * features without GSO (frames are linear and at most one MTU here).
+ */
+constexpr std::uint64_t gso_features = (1ULL << 7) | (1ULL << 8) | (1ULL << 11) | (1ULL << 12);
+constexpr std::uint64_t hostdp_device_features = default_device_features & ~gso_features;
 /** Faults logged at warning level per queue; later ones at debug level. */
 constexpr std::uint64_t faults_logged = 10;
 
@@ -508,12 +514,20 @@ struct device::impl {
 		frame &f = pend_n < bounce.size() ? bounce[(pend_head + pend_n) % bounce.size()]
 						  : scratch;
 		std::uint8_t hdr[hdr_len];
-		const int err = vpci_net_tx_read(&x.vr, &x.chain, hdr, sizeof(hdr), f.data.data(),
-						 static_cast<std::uint32_t>(len), &net_ops, &ctx);
+		const vpci_iov to{f.data.data(), static_cast<std::uint32_t>(len)};
+		const int err =
+			vpci_net_tx_read(&x.vr, &x.chain, hdr, sizeof(hdr), &to, 1, &net_ops, &ctx);
 		if (err == -EAGAIN || err == -EPIPE)
 			return 0;
 		if (err)
 			return 1;
+		// The driver's header rules (vpci_rx_hdr()); no GSO offered here.
+		if (vpci_net_hdr_check(hdr, static_cast<std::uint32_t>(len), cfg.max_frame, true,
+				       0)) {
+			net_ops.fault(&ctx, -EINVAL, x.chain.seg[0].addr,
+				      static_cast<std::uint64_t>(len));
+			return 1;
+		}
 		x.miss_pending = false;
 		x.st.packets++;
 		x.st.bytes += static_cast<std::uint32_t>(len);
@@ -536,8 +550,9 @@ struct device::impl {
 	{
 		net_ctx ctx{this, &x};
 		std::uint8_t hdr[hdr_len] = {}; // no offloads
-		const int ret =
-			vpci_net_rx(&x.vr, &x.rx, hdr, f.data.data(), f.len, x.mrg_rxbuf, &net_ops, &ctx);
+		// One piece: frames are linear here (no GSO, no SG).
+		const vpci_iov from{const_cast<std::uint8_t *>(f.data.data()), f.len};
+		const int ret = vpci_net_rx(&x.vr, &x.rx, hdr, &from, 1, x.mrg_rxbuf, &net_ops, &ctx);
 		switch (ret) {
 		case VPCI_NET_RX_DONE:
 			// Cleared so that a later miss at the same IOVA (transient:
@@ -729,7 +744,7 @@ struct device::impl {
 			replied = true;
 			return true;
 		};
-		const std::uint64_t offered = f_protocol_features | default_device_features;
+		const std::uint64_t offered = f_protocol_features | hostdp_device_features;
 
 		if (std::holds_alternative<get_features>(m.body))
 			return reply(offered);

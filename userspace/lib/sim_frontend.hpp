@@ -31,8 +31,9 @@ namespace vpci::sim {
 
 /** Virtio feature bits the simulator knows. */
 namespace vf {
-constexpr unsigned csum = 0, guest_csum = 1, mac = 5, mrg_rxbuf = 15, status = 16,
-		   event_idx = 29, version_1 = 32, access_platform = 33;
+constexpr unsigned csum = 0, guest_csum = 1, mac = 5, host_tso4 = 11, host_tso6 = 12,
+		   mrg_rxbuf = 15, status = 16, event_idx = 29, version_1 = 32,
+		   access_platform = 33;
 }
 constexpr std::uint64_t bit(unsigned b) { return 1ULL << b; }
 

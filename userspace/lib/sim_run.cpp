@@ -98,8 +98,11 @@ nlohmann::json run(const run_config &c)
 	iommu dummy(0);
 	vu_frontend fe(vu_frontend::connect(c.socket, c.connect_wait_ms), dummy, c.reply_timeout_ms);
 	// (the real IOMMU lives in the vm1 below; rebind by constructing after)
+	// HOST_TSO4/6: the device must then take GSO headers, and check them
+	// (the gso-* faults); the simulator's own frames carry none.
 	std::uint64_t want = bit(vf::version_1) | bit(vf::event_idx) | bit(vf::mrg_rxbuf) |
-			     bit(vf::csum) | bit(vf::guest_csum) | bit(vf::mac) | bit(vf::status);
+			     bit(vf::csum) | bit(vf::guest_csum) | bit(vf::mac) | bit(vf::status) |
+			     bit(vf::host_tso4) | bit(vf::host_tso6);
 	if (c.iommu)
 		want |= bit(vf::access_platform);
 	if (!c.vm.event_idx)

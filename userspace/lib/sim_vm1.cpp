@@ -51,6 +51,9 @@ const fault_info fault_table[] = {
 	{"double-post", txq, "the same TX head put in the avail ring twice"},
 	{"miss-after-unmap", rxq,
 	 "RX buffer pages unmapped and mapped again; the IOMMU looks the next miss up in between"},
+	{"gso-size-zero", txq, "TX frame with a TCPv4 GSO header (HOST_TSO4) whose gso_size is 0"},
+	{"gso-no-csum", txq, "TX frame with a TCPv4 GSO header but no partial checksum"},
+	{"oversize-no-gso", txq, "TX frame of 10000 bytes, over the MTU, without a GSO header"},
 };
 
 } // namespace
@@ -115,6 +118,9 @@ std::uint64_t vm1::check_canaries(std::vector<std::uint64_t> &damaged) const
 		// TX slots hold the sim's frames; spare 0 its fault frame.
 		skip = skip || (gpa >= slot_gpa(txq, 0) && gpa < slot_gpa(txq, cfg_.ring_size));
 		skip = skip || gpa == spare_gpa(0);
+		// oversize-no-gso: its frame spans spares 5..7.
+		skip = skip || (fault_name_ == "oversize-no-gso" && gpa >= spare_gpa(5) &&
+				gpa < spare_gpa(8));
 		// An RX slot is checked at completion; one still posted may
 		// legitimately be written when the run ends.
 		if (gpa >= slot_gpa(rxq, 0) && gpa < slot_gpa(rxq, cfg_.ring_size))
@@ -371,6 +377,30 @@ fault_report vm1::inject(const std::string &name)
 		// write misses whatever the policy; on_miss() does the rest.
 		remap(dev_addr(slot_gpa(rxq, 0)), std::uint64_t{num} * page_size);
 		miss_after_unmap_armed_ = true;
+	} else if (name == "gso-size-zero" || name == "gso-no-csum" ||
+		   name == "oversize-no-gso") {
+		// struct virtio_net_hdr in front of the simulator's own frame:
+		// what VM1 may send once HOST_TSO4 is negotiated, but broken.
+		// The oversized frame spans spare pages 5..7 (contiguous).
+		const bool big = name == "oversize-no-gso";
+		const std::uint32_t len = big ? 10000 : 64;
+		const std::uint64_t gpa = spare_gpa(big ? 5 : 0), span = big ? 3 * page_size : page_size;
+		std::uint8_t *p = mem.ptr(gpa, span);
+		std::memset(p, 0, net_hdr_size);
+		build_frame(std::span(p + net_hdr_size, len), ~0ULL >> 1, now_ns());
+		if (name != "oversize-no-gso") {
+			p[1] = 1; // VIRTIO_NET_HDR_GSO_TCPV4
+			const std::uint16_t gso_size = name == "gso-size-zero" ? 0 : 1448;
+			std::memcpy(p + 4, &gso_size, 2); // little-endian host
+			if (name == "gso-size-zero") {
+				p[0] = 1; // VIRTIO_NET_HDR_F_NEEDS_CSUM, start 34, offset 16
+				p[6] = 34;
+				p[8] = 16;
+			}
+		}
+		if (cfg_.policy != iova_policy::identity)
+			map(gpa, span, perm_ro);
+		one(dev_addr(gpa), len + net_hdr_size, false);
 	} else if (name == "double-post") {
 		frame_in_spare();
 		if (cfg_.policy != iova_policy::identity)

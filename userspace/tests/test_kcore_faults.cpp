@@ -77,6 +77,7 @@ constexpr std::uint32_t kDeviceFrame[] = {4085, 8000};
 constexpr std::uint64_t kMaxFrames = 256;
 
 // The device (kernel/vpci.h, datapath.c), as far as the datapath uses it.
+constexpr u8 kGso = (1U << VPCI_HDR_GSO_TCPV4) | (1U << VPCI_HDR_GSO_TCPV6);
 constexpr u32 kMtu = 9000;		// VM1's page-sized frames and the device's own fit
 constexpr u32 kVlanEthHlen = 18;	// VLAN_ETH_HLEN
 constexpr unsigned kBudget = 64;	// NAPI weight
@@ -330,8 +331,8 @@ private:
 	{
 		net_ctx ctx{this, &q};
 		u8 hdr[net_hdr_size] = {}; // no flags, no GSO
-		const int ret = vpci_net_rx(&q.vr, &q.rx, hdr, frame.data(),
-					    static_cast<u32>(frame.size()), true, &net_ops, &ctx);
+		const vpci_iov from{const_cast<u8 *>(frame.data()), static_cast<u32>(frame.size())};
+		const int ret = vpci_net_rx(&q.vr, &q.rx, hdr, &from, 1, true, &net_ops, &ctx);
 		switch (ret) {
 		case VPCI_NET_RX_DONE:
 			q.miss_pending = false;
@@ -378,18 +379,20 @@ private:
 	{
 		net_ctx ctx{this, &q};
 		got = false;
-		const int len = vpci_net_tx_pop(&q.vr, &q.chain, avail, kMtu + kVlanEthHlen,
+		// As VM2's driver with HOST_TSO4/6 negotiated and no CSUM.
+		const int len = vpci_net_tx_pop(&q.vr, &q.chain, avail, VPCI_GSO_MAX_FRAME,
 						&net_ops, &ctx);
 		if (len <= 0)
 			return len ? 1 : 0;
 		frame.resize(static_cast<u32>(len));
 		u8 hdr[10]; // struct virtio_net_hdr
-		int err = vpci_net_tx_read(&q.vr, &q.chain, hdr, sizeof(hdr), frame.data(),
-					   static_cast<u32>(len), &net_ops, &ctx);
+		const vpci_iov to{frame.data(), static_cast<u32>(len)};
+		int err = vpci_net_tx_read(&q.vr, &q.chain, hdr, sizeof(hdr), &to, 1, &net_ops, &ctx);
 		if (err == -EAGAIN || err == -EPIPE)
 			return 0;
-		// vpci_rx_hdr(): no GSO offered, CSUM not negotiated here
-		if (!err && (hdr[0] || hdr[1])) {
+		// vpci_rx_hdr()
+		if (!err && vpci_net_hdr_check(hdr, static_cast<u32>(len), kMtu + kVlanEthHlen,
+					       false, kGso)) {
 			err = -EINVAL;
 			fault(q, err);
 		}
@@ -902,6 +905,10 @@ const std::map<std::string, expectation> expectations = {
 	{"double-post", {-1, 0, 0, false, 2, 1}},
 	// The device hears the invalidation, asks again and is answered.
 	{"miss-after-unmap", {-1}},
+	// A GSO header the driver refuses, a frame over the MTU without one.
+	{"gso-size-zero", {txq, VPCI_FAULT_DESC}},
+	{"gso-no-csum", {txq, VPCI_FAULT_DESC}},
+	{"oversize-no-gso", {txq, VPCI_FAULT_DESC}},
 };
 
 class KcoreFaults : public ::testing::TestWithParam<test::fault_param> {};

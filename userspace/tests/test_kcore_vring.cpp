@@ -480,6 +480,7 @@ const vpci_net_ops NetOps::ops = {
 
 constexpr u16 kBigRing = 256;
 const std::vector<u8> kFrame(60, 0xab);
+const vpci_iov kFrameIov{const_cast<u8 *>(kFrame.data()), 60};
 
 } // namespace
 
@@ -493,7 +494,7 @@ TEST(KcoreNet, RxDeliversIntoMergeableBuffers)
 	NetOps o;
 	vpci_rx_state st;
 	u8 hdr[VPCI_NET_HDR_LEN] = {};
-	ASSERT_EQ(vpci_net_rx(&v.vr, &st, hdr, kFrame.data(), kFrame.size(), true, &NetOps::ops, &o),
+	ASSERT_EQ(vpci_net_rx(&v.vr, &st, hdr, &kFrameIov, 1, true, &NetOps::ops, &o),
 		  VPCI_NET_RX_DONE);
 	EXPECT_TRUE(o.faults.empty());
 	EXPECT_EQ(v.used_elem(0), std::make_pair(0u, 32u));
@@ -511,7 +512,7 @@ TEST(KcoreNet, RxTooFewBuffersGivesThemBack)
 	NetOps o;
 	vpci_rx_state st;
 	u8 hdr[VPCI_NET_HDR_LEN] = {};
-	ASSERT_EQ(vpci_net_rx(&v.vr, &st, hdr, kFrame.data(), kFrame.size(), true, &NetOps::ops, &o),
+	ASSERT_EQ(vpci_net_rx(&v.vr, &st, hdr, &kFrameIov, 1, true, &NetOps::ops, &o),
 		  VPCI_NET_RX_NOBUFS);
 	EXPECT_EQ(st.seen, 1);
 	EXPECT_EQ(v.vr.last_avail, 0) << "the buffer is given back";
@@ -534,7 +535,7 @@ TEST(KcoreNet, RxWorkPerFrameIsBoundedByMalformedBuffers)
 	NetOps o;
 	vpci_rx_state st;
 	u8 hdr[VPCI_NET_HDR_LEN] = {};
-	EXPECT_EQ(vpci_net_rx(&v.vr, &st, hdr, kFrame.data(), kFrame.size(), true, &NetOps::ops, &o),
+	EXPECT_EQ(vpci_net_rx(&v.vr, &st, hdr, &kFrameIov, 1, true, &NetOps::ops, &o),
 		  -EMSGSIZE);
 	EXPECT_EQ(v.vr.last_avail, VPCI_RX_MAX_BUFS) << "chains taken for one frame";
 	EXPECT_EQ(v.vr.used_idx, VPCI_RX_MAX_BUFS) << "each completed once";
@@ -545,7 +546,7 @@ TEST(KcoreNet, RxWorkPerFrameIsBoundedByMalformedBuffers)
 	// Frames keep going, a bounded step each, until the good buffer.
 	int ret;
 	unsigned dropped = 1;
-	while ((ret = vpci_net_rx(&v.vr, &st, hdr, kFrame.data(), kFrame.size(), true,
+	while ((ret = vpci_net_rx(&v.vr, &st, hdr, &kFrameIov, 1, true,
 				  &NetOps::ops, &o)) == -EMSGSIZE)
 		dropped++;
 	EXPECT_EQ(ret, VPCI_NET_RX_DONE);
@@ -568,7 +569,7 @@ TEST(KcoreNet, RxUsedRingGoneIsARingFaultOnEveryPath)
 		NetOps o;
 		vpci_rx_state st;
 		u8 hdr[VPCI_NET_HDR_LEN] = {};
-		EXPECT_EQ(vpci_net_rx(&v.vr, &st, hdr, kFrame.data(), kFrame.size(), true,
+		EXPECT_EQ(vpci_net_rx(&v.vr, &st, hdr, &kFrameIov, 1, true,
 				      &NetOps::ops, &o),
 			  -EPIPE);
 		EXPECT_EQ(o.ring_faults, std::vector<int>{-ENOENT});
@@ -596,8 +597,8 @@ struct TxOne {
 	}
 	int read()
 	{
-		return vpci_net_tx_read(&v.vr, &c, hdr, sizeof(hdr), buf.data(), 60, &NetOps::ops,
-					&o);
+		const vpci_iov to{buf.data(), 60};
+		return vpci_net_tx_read(&v.vr, &c, hdr, sizeof(hdr), &to, 1, &NetOps::ops, &o);
 	}
 };
 
@@ -608,6 +609,63 @@ TEST(KcoreNet, TxUsedRingGoneIsARingFault)
 	ASSERT_EQ(t.pop(), 60);
 	EXPECT_EQ(t.read(), -EPIPE);
 	EXPECT_EQ(t.o.ring_faults, std::vector<int>{-ENOENT});
+}
+
+// A frame in pieces (an skb's head and page fragments, some empty) lands in
+// VM1's mergeable buffers as one byte stream, wherever the pieces and the
+// buffers break.
+TEST(KcoreNet, RxGathersAFrameInPiecesIntoBuffers)
+{
+	Vm1 v(false, true, kBigRing);
+	for (u16 i = 0; i < 3; i++) {
+		v.set_desc(i, kIova + 0x20000 + 0x1000 * i, 32, VPCI_VRING_DESC_F_WRITE);
+		v.post(i);
+	}
+	std::vector<u8> frame(60);
+	for (size_t i = 0; i < frame.size(); i++)
+		frame[i] = static_cast<u8>(i + 1);
+	const vpci_iov pieces[] = {{frame.data(), 7},
+				   {frame.data() + 7, 0},
+				   {frame.data() + 7, 41},
+				   {frame.data() + 48, 12}};
+	NetOps o;
+	vpci_rx_state st;
+	u8 hdr[VPCI_NET_HDR_LEN] = {};
+	ASSERT_EQ(vpci_net_rx(&v.vr, &st, hdr, pieces, 4, true, &NetOps::ops, &o),
+		  VPCI_NET_RX_DONE);
+	EXPECT_TRUE(o.faults.empty());
+	EXPECT_EQ(v.used_elem(2), std::make_pair(2u, 8u));
+	std::vector<u8> got(&v.mem[0x20000 + 12], &v.mem[0x20000 + 32]);
+	got.insert(got.end(), &v.mem[0x21000], &v.mem[0x21000 + 32]);
+	got.insert(got.end(), &v.mem[0x22000], &v.mem[0x22000 + 8]);
+	EXPECT_EQ(got, frame);
+}
+
+// A frame in a two-descriptor chain is read into pieces that break
+// elsewhere (a small skb head, an empty piece, a page fragment).
+TEST(KcoreNet, TxReadScattersAChainIntoPieces)
+{
+	Vm1 v(false, true, kBigRing);
+	v.set_desc(0, kIova + 0x20000, 12 + 25, VPCI_VRING_DESC_F_NEXT, 1);
+	v.set_desc(1, kIova + 0x21000, 35, 0);
+	v.post(0);
+	std::vector<u8> frame(60);
+	for (size_t i = 0; i < frame.size(); i++) {
+		frame[i] = static_cast<u8>(0x80 + i);
+		v.mem[i < 25 ? 0x20000 + 12 + i : 0x21000 + i - 25] = frame[i];
+	}
+	NetOps o;
+	vpci_chain c{};
+	u16 avail;
+	ASSERT_EQ(vpci_vring_avail_idx(&v.vr, &avail), 0);
+	ASSERT_EQ(vpci_net_tx_pop(&v.vr, &c, avail, 1518, &NetOps::ops, &o), 60);
+	std::vector<u8> got(60, 0);
+	const vpci_iov pieces[] = {{got.data(), 10}, {got.data() + 10, 0}, {got.data() + 10, 50}};
+	u8 hdr[10];
+	EXPECT_EQ(vpci_net_tx_read(&v.vr, &c, hdr, sizeof(hdr), pieces, 3, &NetOps::ops, &o), 0);
+	EXPECT_EQ(got, frame);
+	EXPECT_EQ(v.used_elem(0), std::make_pair(0u, 0u));
+	EXPECT_TRUE(o.faults.empty());
 }
 
 TEST(KcoreNet, TxMissStallsAndGivesTheChainBack)
@@ -623,4 +681,42 @@ TEST(KcoreNet, TxMissStallsAndGivesTheChainBack)
 	EXPECT_EQ(t.read(), -ENOENT);
 	EXPECT_EQ(t.o.faults, std::vector<int>{-ENOENT});
 	EXPECT_EQ(t.v.vr.used_idx, 1) << "completed empty";
+}
+
+// VM1's struct virtio_net_hdr against what was negotiated (VIRTIO 1.x
+// 5.1.6.2): each case breaks one rule, and only that one.
+TEST(KcoreNet, HdrCheckRefusesWhatWasNotNegotiatedOrIsIncomplete)
+{
+	constexpr u8 kTso = (1U << VPCI_HDR_GSO_TCPV4) | (1U << VPCI_HDR_GSO_TCPV6);
+	constexpr u32 kMax = 1518;
+	struct Case {
+		const char *what;
+		u8 flags, type;
+		u16 gso_size;
+		u32 len;
+		bool csum;
+		u8 gso;
+		int want;
+	} cases[] = {
+		{"plain frame", 0, 0, 0, 60, false, 0, 0},
+		{"MTU-sized frame", 0, 0, 0, kMax, false, 0, 0},
+		{"over the MTU without GSO", 0, 0, 0, kMax + 1, true, kTso, -EINVAL},
+		{"partial checksum with CSUM", 1, 0, 0, 60, true, 0, 0},
+		{"partial checksum without CSUM", 1, 0, 0, 60, false, 0, -EINVAL},
+		{"TSO4 frame", 1, VPCI_HDR_GSO_TCPV4, 1448, 65000, true, kTso, 0},
+		{"TSO6 frame", 1, VPCI_HDR_GSO_TCPV6, 1428, 65000, true, kTso, 0},
+		{"TSO4 not negotiated", 1, VPCI_HDR_GSO_TCPV4, 1448, 9000, true,
+		 1U << VPCI_HDR_GSO_TCPV6, -EINVAL},
+		{"GSO without a partial checksum", 0, VPCI_HDR_GSO_TCPV4, 1448, 9000, true, kTso,
+		 -EINVAL},
+		{"GSO of segment size 0", 1, VPCI_HDR_GSO_TCPV4, 0, 9000, true, kTso, -EINVAL},
+		{"ECN (HOST_ECN not offered)", 1, VPCI_HDR_GSO_TCPV4 | VPCI_HDR_GSO_ECN, 1448, 9000,
+		 true, kTso, -EINVAL},
+		{"unknown type 0x40", 1, 0x40, 1448, 9000, true, 0xff, -EINVAL},
+	};
+	for (const Case &c : cases) {
+		u8 hdr[VPCI_NET_HDR_LEN] = {c.flags, c.type, 0, 0, static_cast<u8>(c.gso_size),
+					    static_cast<u8>(c.gso_size >> 8)};
+		EXPECT_EQ(vpci_net_hdr_check(hdr, c.len, kMax, c.csum, c.gso), c.want) << c.what;
+	}
 }

@@ -469,6 +469,10 @@ const std::map<std::string, std::string> verdicts = {
 	{"unmap-in-flight", "unmapped"}, {"ring-unmapped", "ring-unmapped"},
 	{"double-post", "double-post"},
 	{"miss-after-unmap", "empty"},
+	// Valid descriptors: only the header or the length inside is wrong.
+	{"gso-size-zero", ""},
+	{"gso-no-csum", ""},
+	{"oversize-no-gso", ""},
 };
 
 class SimFault : public ::testing::TestWithParam<test::fault_param> {};
