@@ -7,7 +7,18 @@
 #define _VPCI_COMPAT_H
 
 #include <linux/version.h>
+#include <linux/skbuff.h>
 #include <net/genetlink.h>
+
+/* Page fragments the CPU can read (6.12: device-memory TCP has others). */
+static inline bool vpci_skb_frags_readable(const struct sk_buff *skb)
+{
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 12, 0)
+	return true;
+#else
+	return skb_frags_readable(skb);
+#endif
+}
 
 /* The request's attributes in a dumpit: 6.2 moved them into a genl_info. */
 static inline struct nlattr **vpci_genl_dump_attrs(struct netlink_callback *cb)

@@ -227,7 +227,8 @@ int vpci_net_rx(struct vpci_vring *vr, struct vpci_rx_state *st, u8 *hdr,
 
 /**
  * vpci_net_hdr_check() - the rules VM1's struct virtio_net_hdr must keep
- * @hdr: the header (its first 6 bytes: flags, gso_type, hdr_len, gso_size)
+ * @hdr: the header (its first 10 bytes: flags, gso_type, hdr_len, gso_size,
+ *	csum_start, csum_offset)
  * @len: the frame's length, without the header
  * @mtu_max: the longest frame without GSO (MTU plus a VLAN Ethernet header)
  * @csum: VIRTIO_NET_F_CSUM negotiated: VM1 may leave checksums partial
@@ -236,9 +237,12 @@ int vpci_net_rx(struct vpci_vring *vr, struct vpci_rx_state *st, u8 *hdr,
  * What VIRTIO 1.x (5.1.6.2) asks of VM1 and this device offered: a partial
  * checksum only with CSUM; a GSO type only when negotiated, never with ECN
  * (HOST_ECN is not offered), always with a partial checksum and a segment
- * size; a frame longer than @mtu_max only as a GSO frame.  Offsets within
- * the frame are for the caller to check (the kernel's
- * virtio_net_hdr_to_skb()).
+ * size; a frame longer than @mtu_max only as a GSO frame.  And what keeps
+ * a hostile GSO header cheap and its segments within the MTU: the TCP
+ * header starts past an Ethernet and an IP header and ends within
+ * VPCI_GSO_MAX_HDR bytes, and a segment (headers, a minimal TCP header and
+ * gso_size bytes) fits @mtu_max.  Offsets within the frame are for the
+ * caller to check too (the kernel's virtio_net_hdr_to_skb()).
  *
  * Return: 0, or -EINVAL when VM1 broke a rule (a fault).
  */
@@ -246,13 +250,17 @@ int vpci_net_hdr_check(const u8 *hdr, u32 len, u32 mtu_max, bool csum, u8 gso)
 {
 	bool partial = hdr[0] & VPCI_HDR_F_NEEDS_CSUM;
 	u8 type = hdr[1];
-	u16 gso_size = hdr[4] | hdr[5] << 8;
+	u32 gso_size = hdr[4] | hdr[5] << 8, start = hdr[6] | hdr[7] << 8;
+	u32 l3 = type == VPCI_HDR_GSO_TCPV6 ? 40 : 20;	/* IPv6 or IPv4 header */
 
 	if (partial && !csum)
 		return -EINVAL;
 	if (type == VPCI_HDR_GSO_NONE)
 		return len > mtu_max ? -EINVAL : 0;
 	if (type >= 8 || !(gso & (1U << type)) || !partial || !gso_size)
+		return -EINVAL;
+	if (start < VPCI_ETH_HLEN + l3 || start + 60 > VPCI_GSO_MAX_HDR ||
+	    start + 20 + gso_size > mtu_max)
 		return -EINVAL;
 	return 0;
 }

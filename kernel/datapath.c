@@ -19,6 +19,7 @@
 #include <linux/skbuff.h>
 #include <linux/virtio_byteorder.h>
 #include <linux/virtio_net.h>
+#include "compat.h"
 #include "vpci.h"
 #include "trace.h"
 
@@ -27,13 +28,15 @@ static_assert(VPCI_HDR_LEN == VPCI_NET_HDR_LEN && ETH_HLEN == VPCI_ETH_HLEN);
 
 /* Pieces of an skb sent to VM1: its head and every page fragment */
 #define VPCI_XMIT_IOV	(MAX_SKB_FRAGS + 1)
+/* On the stack of ndo_start_xmit and NAPI: bounded whatever MAX_SKB_FRAGS */
+static_assert(sizeof(struct vpci_iov) * VPCI_XMIT_IOV <= 1024);
 
 /*
  * Head of an skb for a frame from VM1 longer than the MTU (a GSO frame):
  * room for the Ethernet, IP and TCP headers with options; the rest goes in
  * whole pages, which must fit the skb's fragments.
  */
-#define VPCI_RX_HEAD	256
+#define VPCI_RX_HEAD	VPCI_GSO_MAX_HDR
 static_assert(DIV_ROUND_UP(VPCI_GSO_MAX_FRAME - VPCI_RX_HEAD, PAGE_SIZE) <=
 	      MAX_SKB_FRAGS);
 
@@ -456,7 +459,8 @@ static bool vpci_gso_ok(u8 gso, const struct sk_buff *skb)
 {
 	unsigned int t = skb_shinfo(skb)->gso_type;
 
-	if (t & ~(SKB_GSO_TCPV4 | SKB_GSO_TCPV6 | SKB_GSO_DODGY))
+	if (!(t & (SKB_GSO_TCPV4 | SKB_GSO_TCPV6)) ||
+	    (t & ~(SKB_GSO_TCPV4 | SKB_GSO_TCPV6 | SKB_GSO_DODGY)))
 		return false;
 	return (!(t & SKB_GSO_TCPV4) || (gso & BIT(VIRTIO_NET_HDR_GSO_TCPV4))) &&
 	       (!(t & SKB_GSO_TCPV6) || (gso & BIT(VIRTIO_NET_HDR_GSO_TCPV6)));
@@ -506,8 +510,13 @@ netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
 	bool partial, gso = skb_is_gso(skb);
 	int err;
 
-	/* Never sent (no NETIF_F_FRAGLIST); would be missed by vpci_rx_one() */
-	if (unlikely(skb_has_frag_list(skb)) && skb_linearize(skb)) {
+	/*
+	 * A frag_list is never sent (no NETIF_F_FRAGLIST) and would be missed
+	 * by vpci_rx_one(); fragments the CPU cannot read (device memory)
+	 * cannot be copied.
+	 */
+	if ((unlikely(skb_has_frag_list(skb)) && skb_linearize(skb)) ||
+	    unlikely(!vpci_skb_frags_readable(skb))) {
 		dev_core_stats_tx_dropped_inc(dev);
 		dev_kfree_skb_any(skb);
 		return NETDEV_TX_OK;
@@ -582,12 +591,14 @@ static int vpci_rx_hdr(struct vpci_queue *q, struct sk_buff *skb,
 {
 	if (vpci_net_hdr_check((const u8 *)h, skb->len, mtu_max, q->csum, q->gso))
 		return -EINVAL;
-	skb_reset_mac_header(skb);
 	if (virtio_net_hdr_to_skb(skb, h, true))
+		return -EINVAL;
+	/* The helper keeps a "GSO" frame no longer than one segment linear. */
+	if (!skb_is_gso(skb) && skb->len > mtu_max)
 		return -EINVAL;
 	if (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)
 		vpci_q_add(q, &q->stats.csum_partial, 1);
-	if (h->gso_type != VIRTIO_NET_HDR_GSO_NONE)
+	if (skb_is_gso(skb))
 		vpci_q_add(q, &q->stats.gso, 1);
 	return 0;
 }
@@ -600,7 +611,7 @@ static int vpci_rx_hdr(struct vpci_queue *q, struct sk_buff *skb,
 static struct sk_buff *vpci_rx_skb(struct vpci_queue *q, u32 len, u32 mtu_max,
 				   struct vpci_iov *iov, unsigned int *n)
 {
-	u32 head = len <= mtu_max ? len : VPCI_RX_HEAD, off, size;
+	u32 head = len <= mtu_max ? len : min_t(u32, len, VPCI_RX_HEAD), off, size;
 	struct sk_buff *skb = napi_alloc_skb(&q->napi, head);
 
 	if (!skb)
@@ -626,7 +637,7 @@ static int vpci_tx_one(struct vpci_queue *q, u16 avail, struct sk_buff **pskb)
 {
 	struct net_device *dev = q->vdev->netdev;
 	u32 mtu_max = READ_ONCE(dev->mtu) + VLAN_ETH_HLEN;
-	struct vpci_iov iov[1 + MAX_SKB_FRAGS];
+	struct vpci_iov iov[VPCI_XMIT_IOV];
 	struct virtio_net_hdr hdr;
 	struct sk_buff *skb;
 	unsigned int n;
@@ -915,7 +926,50 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 			netif_wake_subqueue(vdev->netdev, i / 2);
 	}
 	local_bh_enable();
+	/* A pair VM1 enabled or disabled: the stack's queue counts follow. */
+	for (i = 0; i < nq; i += 2) {
+		if (READ_ONCE(vdev->queues[i].running) != running_before[i]) {
+			schedule_work(&vdev->queues_work);
+			break;
+		}
+	}
 	vpci_netdev_update_carrier(vdev);
+}
+
+/**
+ * vpci_queues_work() - give the stack as many queues as VM1 runs pairs
+ * @work: &vpci_dev.queues_work
+ *
+ * VM1's virtio-net enables pairs 0..n-1 (ethtool -L in VM1; its QEMU
+ * answers VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET and enables the rings): the
+ * stack hashes frames over that many TX queues, and records as many RX
+ * queues.  One at least, so the interface works before VM1 comes.  Frames
+ * the stack sent to a pair VM1 disabled before this ran are dropped (and
+ * counted), as when VM1 is away.
+ */
+void vpci_queues_work(struct work_struct *work)
+{
+	struct vpci_dev *vdev = container_of(work, struct vpci_dev, queues_work);
+	struct net_device *dev = vdev->netdev;
+	unsigned int i, n = 1;
+	int err;
+
+	/* dp_lock: q->running; a later change schedules this work again */
+	spin_lock_bh(&vdev->dp_lock);
+	for (i = 0; i < vdev->nqueues; i += 2)
+		if (vdev->queues[i].running)
+			n = i / 2 + 1;
+	spin_unlock_bh(&vdev->dp_lock);
+
+	rtnl_lock();
+	if (n != dev->real_num_tx_queues) {
+		err = netif_set_real_num_queues(dev, n, n);
+		if (err)
+			netdev_warn(dev, "%u queue pairs not set: %d\n", n, err);
+		else
+			netdev_info(dev, "%u queue pair(s) in use\n", n);
+	}
+	rtnl_unlock();
 }
 
 /**

@@ -155,6 +155,7 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	INIT_DELAYED_WORK(&vdev->config_work, vpci_config_work);
 	mutex_init(&vdev->config_lock);
 	INIT_DELAYED_WORK(&vdev->retry_work, vpci_dp_retry_work);
+	INIT_WORK(&vdev->queues_work, vpci_queues_work);
 	vdev->miss_timeout = msecs_to_jiffies(miss_timeout_ms);
 	vdev->poll_mode = default_poll;
 	atomic64_set(&vdev->events_dropped, 0);
@@ -228,9 +229,16 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 
 	pci_set_drvdata(pdev, vdev);
 
-	/* Tell the backend what device we are before VM1 can negotiate. */
+	/*
+	 * Tell the backend what device we are before VM1 can negotiate:
+	 * multiqueue when the backend wired more than one pair (VM1's QEMU
+	 * answers its control virtqueue and enables the pairs it asks for).
+	 */
+	vdev->device_features = VPCI_DEVICE_FEATURES;
+	if (vdev->nqueues > 2)
+		vdev->device_features |= BIT_ULL(VIRTIO_NET_F_MQ);
 	WRITE_ONCE(vdev->ctrl->driver.device_features,
-		   cpu_to_le64(VPCI_DEVICE_FEATURES));
+		   cpu_to_le64(vdev->device_features));
 	vpci_ctrl_set_mtu(vdev, vdev->netdev->mtu);
 	vpci_ctrl_set_driver_status(vdev, VPCI_DS_BOUND, VPCI_DS_UP);
 
@@ -259,6 +267,7 @@ err_free_config_irq:
 	free_irq(pci_irq_vector(pdev, VPCI_VEC_CONFIG), vdev);
 	cancel_delayed_work_sync(&vdev->config_work);
 	cancel_delayed_work_sync(&vdev->retry_work);
+	cancel_work_sync(&vdev->queues_work);
 err_free_vectors:
 	pci_free_irq_vectors(pdev);
 err_clear_master:
@@ -285,6 +294,7 @@ static void vpci_remove(struct pci_dev *pdev)
 	vpci_free_queue_irqs(vdev);
 	cancel_delayed_work_sync(&vdev->config_work);
 	cancel_delayed_work_sync(&vdev->retry_work);
+	cancel_work_sync(&vdev->queues_work);
 
 	unregister_netdev(vdev->netdev);
 	vpci_napi(vdev, false);

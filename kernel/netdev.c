@@ -338,9 +338,9 @@ struct net_device *vpci_netdev_alloc(struct vpci_dev *vdev)
 	if (!dev)
 		return NULL;
 	/*
-	 * VIRTIO_NET_F_MQ is not offered, so VM1 drives pair 0 only: the
-	 * stack must not hash frames to pairs no VM1 serves (they would be
-	 * dropped).  Before register_netdev() these cannot fail.
+	 * One pair until VM1 runs more (vpci_queues_work()): the stack must
+	 * not hash frames to pairs no VM1 serves (they would be dropped).
+	 * Before register_netdev() these cannot fail.
 	 */
 	netif_set_real_num_tx_queues(dev, 1);
 	netif_set_real_num_rx_queues(dev, 1);

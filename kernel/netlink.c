@@ -154,7 +154,7 @@ static int vpci_nl_fill_dev(struct sk_buff *skb, struct vpci_dev *vdev,
 
 	if (nla_put_u32(skb, VPCI_A_IFINDEX, dev->ifindex) ||
 	    nla_put_string(skb, VPCI_A_IFNAME, dev->name) ||
-	    nla_put_u64_64bit(skb, VPCI_A_DEVICE_FEATURES, VPCI_DEVICE_FEATURES,
+	    nla_put_u64_64bit(skb, VPCI_A_DEVICE_FEATURES, vdev->device_features,
 			      VPCI_A_PAD) ||
 	    nla_put_u64_64bit(skb, VPCI_A_PEER_FEATURES,
 			      le64_to_cpu(READ_ONCE(bs->features)), VPCI_A_PAD) ||

@@ -246,6 +246,9 @@ struct vpci_queue {
  * @queues: @nqueues virtqueues
  * @nqueues: 2 * hdr.max_queue_pairs
  * @retry_work: re-polls queues stalled on an unanswered miss
+ * @queues_work: sets the stack's queue counts to the pairs VM1 runs
+ *	(under RTNL, which the config pass cannot take)
+ * @device_features: the virtio features offered to VM1 (driver section)
  * @link_up: backend link state, under @state_lock
  * @call_peer: ivshmem peer whose queue vectors are VM1's call eventfds
  *	(hdr.backend_peer_id until the backend names another); written by
@@ -292,6 +295,8 @@ struct vpci_dev {
 	struct vpci_queue *queues;
 	unsigned int nqueues;
 	struct delayed_work retry_work;
+	struct work_struct queues_work;
+	u64 device_features;
 	bool link_up;
 	u16 call_peer;
 	bool poll_mode;
@@ -360,6 +365,7 @@ int vpci_poll(struct napi_struct *napi, int budget);
 irqreturn_t vpci_queue_irq(int irq, void *data);
 void vpci_dp_sync(struct vpci_dev *vdev);
 void vpci_dp_retry_work(struct work_struct *work);
+void vpci_queues_work(struct work_struct *work);
 void vpci_dp_misses_forget(struct vpci_dev *vdev, u64 iova, u64 size);
 void vpci_dp_stop_all(struct vpci_dev *vdev);
 void vpci_dp_set_poll(struct vpci_dev *vdev, bool poll);

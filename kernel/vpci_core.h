@@ -302,6 +302,11 @@ struct vpci_iov {
 #define VPCI_HDR_GSO_TCPV4	1
 #define VPCI_HDR_GSO_TCPV6	4
 #define VPCI_HDR_GSO_ECN	0x80
+/*
+ * A GSO frame's Ethernet, IP and TCP headers (up to the end of a 60-byte
+ * TCP header from csum_start) lie within its first bytes: the skb's head.
+ */
+#define VPCI_GSO_MAX_HDR	256
 
 /* core_net.c; vpci_net_rx() returns these or a negative error */
 #define VPCI_NET_RX_DONE	0	/* delivered */

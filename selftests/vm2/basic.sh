@@ -65,9 +65,10 @@ ip link set dev "$ifname" down &&
 	ip link set dev "$ifname" up
 log_test $? "ip link set down and up again"
 
-# VIRTIO_NET_F_MQ is not offered: VM1 drives pair 0 only, whatever number
-# of pairs the backend wired ("queues" in the topology), and the stack
-# must hash no frame to another (it would be dropped).
+# No VM1 runs a pair here: one TX queue, whatever number of pairs the
+# backend wired ("queues" in the topology), so that the stack hashes no
+# frame to a pair nobody serves (it would be dropped).  With VM1, the
+# queue counts follow the pairs it enables (e2e/multiqueue.sh).
 pairs=$(ethtool -l "$ifname" | awk '/^Combined:/ {print $2}' | xargs)
 ntx=$(ls -d /sys/class/net/"$ifname"/queues/tx-* | wc -l)
 diag "ethtool -l combined (max current): $pairs; tx queues: $ntx"

@@ -248,8 +248,7 @@ bool frontend::handle(vu::message &m, std::uint64_t &, bool &replied)
 	if (auto *x = std::get_if<get_features>(&m.body)) {
 		(void)x;
 		const driver_state d = ctrl_.read_driver();
-		return reply(f_protocol_features |
-			     (d.bound() ? d.device_features : default_device_features));
+		return reply(f_protocol_features | (d.bound() ? d.device_features : unbound_features()));
 	}
 	if (auto *x = std::get_if<set_features>(&m.body))
 		return on_set_features(x->p.u64);
@@ -384,7 +383,7 @@ bool frontend::on_set_features(std::uint64_t f)
 {
 	const driver_state d = ctrl_.read_driver();
 	const std::uint64_t offered =
-		vu::f_protocol_features | (d.bound() ? d.device_features : default_device_features);
+		vu::f_protocol_features | (d.bound() ? d.device_features : unbound_features());
 	if (f & ~offered) {
 		spdlog::warn("vhost-user: SET_FEATURES {:#x} acks bits not offered ({:#x})", f,
 			     offered);

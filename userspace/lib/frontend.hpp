@@ -37,14 +37,16 @@ namespace vpci {
  * project's driver implements as the device (kernel/vpci.h) plus
  * NET_F_STATUS: VERSION_1 | ACCESS_PLATFORM | MRG_RXBUF | EVENT_IDX |
  * CSUM | GUEST_CSUM | GUEST_TSO4/6 | HOST_TSO4/6 | NET_F_STATUS.  QEMU
- * asks once, when it starts, so this is what VM1 usually gets.  With a
- * bound driver exactly driver.device_features is offered.
+ * asks once, when it starts, so this is what VM1 usually gets (plus MQ
+ * when the backend wires more than one pair, as the driver then offers).
+ * With a bound driver exactly driver.device_features is offered.
  */
 constexpr std::uint64_t default_device_features = (1ULL << 32) | (1ULL << 33) | (1ULL << 15) |
 						   (1ULL << 29) | (1ULL << 0) | (1ULL << 1) |
 						   (1ULL << 7) | (1ULL << 8) | (1ULL << 11) |
 						   (1ULL << 12) | (1ULL << 16);
 constexpr unsigned virtio_f_access_platform = 33;
+constexpr unsigned virtio_net_f_mq = 22;
 constexpr unsigned virtio_f_version_1 = 32;
 
 /** Protocol features offered: MQ | REPLY_ACK | SLAVE_REQ (BACKEND_REQ). */
@@ -162,6 +164,12 @@ public:
 	const vring &queue(unsigned q) const { return vrings_.at(q); }
 	vring &queue(unsigned q) { return vrings_.at(q); }
 	unsigned num_queues() const noexcept { return 2u * cfg_.max_queue_pairs; }
+	/** Offered while no driver is bound: the driver's set, MQ with several pairs. */
+	std::uint64_t unbound_features() const noexcept
+	{
+		return default_device_features |
+		       (cfg_.max_queue_pairs > 1 ? 1ULL << virtio_net_f_mq : 0);
+	}
 	/**
 	 * Set how queue @p q's kick and call are wired (VPCI_NOTIFY_*).  The
 	 * queue's mode is RELAY if either is relayed, else DIRECT if either is

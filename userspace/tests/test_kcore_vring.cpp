@@ -689,34 +689,45 @@ TEST(KcoreNet, HdrCheckRefusesWhatWasNotNegotiatedOrIsIncomplete)
 {
 	constexpr u8 kTso = (1U << VPCI_HDR_GSO_TCPV4) | (1U << VPCI_HDR_GSO_TCPV6);
 	constexpr u32 kMax = 1518;
+	constexpr u8 kV4 = VPCI_HDR_GSO_TCPV4, kV6 = VPCI_HDR_GSO_TCPV6;
 	struct Case {
 		const char *what;
 		u8 flags, type;
-		u16 gso_size;
+		u16 gso_size, csum_start;
 		u32 len;
 		bool csum;
 		u8 gso;
 		int want;
 	} cases[] = {
-		{"plain frame", 0, 0, 0, 60, false, 0, 0},
-		{"MTU-sized frame", 0, 0, 0, kMax, false, 0, 0},
-		{"over the MTU without GSO", 0, 0, 0, kMax + 1, true, kTso, -EINVAL},
-		{"partial checksum with CSUM", 1, 0, 0, 60, true, 0, 0},
-		{"partial checksum without CSUM", 1, 0, 0, 60, false, 0, -EINVAL},
-		{"TSO4 frame", 1, VPCI_HDR_GSO_TCPV4, 1448, 65000, true, kTso, 0},
-		{"TSO6 frame", 1, VPCI_HDR_GSO_TCPV6, 1428, 65000, true, kTso, 0},
-		{"TSO4 not negotiated", 1, VPCI_HDR_GSO_TCPV4, 1448, 9000, true,
-		 1U << VPCI_HDR_GSO_TCPV6, -EINVAL},
-		{"GSO without a partial checksum", 0, VPCI_HDR_GSO_TCPV4, 1448, 9000, true, kTso,
+		{"plain frame", 0, 0, 0, 0, 60, false, 0, 0},
+		{"MTU-sized frame", 0, 0, 0, 0, kMax, false, 0, 0},
+		{"over the MTU without GSO", 0, 0, 0, 0, kMax + 1, true, kTso, -EINVAL},
+		{"partial checksum with CSUM", 1, 0, 0, 34, 60, true, 0, 0},
+		{"partial checksum without CSUM", 1, 0, 0, 34, 60, false, 0, -EINVAL},
+		{"TSO4 frame", 1, kV4, 1448, 34, 65000, true, kTso, 0},
+		{"TSO6 frame", 1, kV6, 1428, 54, 65000, true, kTso, 0},
+		{"TSO4 not negotiated", 1, kV4, 1448, 34, 9000, true, 1U << kV6, -EINVAL},
+		{"GSO without a partial checksum", 0, kV4, 1448, 34, 9000, true, kTso, -EINVAL},
+		{"GSO of segment size 0", 1, kV4, 0, 34, 9000, true, kTso, -EINVAL},
+		{"ECN (HOST_ECN not offered)", 1, kV4 | VPCI_HDR_GSO_ECN, 1448, 34, 9000, true, kTso,
 		 -EINVAL},
-		{"GSO of segment size 0", 1, VPCI_HDR_GSO_TCPV4, 0, 9000, true, kTso, -EINVAL},
-		{"ECN (HOST_ECN not offered)", 1, VPCI_HDR_GSO_TCPV4 | VPCI_HDR_GSO_ECN, 1448, 9000,
-		 true, kTso, -EINVAL},
-		{"unknown type 0x40", 1, 0x40, 1448, 9000, true, 0xff, -EINVAL},
+		{"unknown type 0x40", 1, 0x40, 1448, 34, 9000, true, 0xff, -EINVAL},
+		{"segments over the MTU", 1, kV4, 1465, 34, 9000, true, kTso, -EINVAL},
+		{"segments just fit", 1, kV4, 1464, 34, 9000, true, kTso, 0},
+		{"TCP header inside the Ethernet header", 1, kV4, 1448, 14, 9000, true, kTso,
+		 -EINVAL},
+		{"TCPv6 header inside the IPv6 header", 1, kV6, 1428, 34, 9000, true, kTso, -EINVAL},
+		{"TCP header past the skb head", 1, kV4, 1000, 200, 9000, true, kTso, -EINVAL},
 	};
 	for (const Case &c : cases) {
-		u8 hdr[VPCI_NET_HDR_LEN] = {c.flags, c.type, 0, 0, static_cast<u8>(c.gso_size),
-					    static_cast<u8>(c.gso_size >> 8)};
+		u8 hdr[VPCI_NET_HDR_LEN] = {c.flags,
+					    c.type,
+					    0,
+					    0,
+					    static_cast<u8>(c.gso_size),
+					    static_cast<u8>(c.gso_size >> 8),
+					    static_cast<u8>(c.csum_start),
+					    static_cast<u8>(c.csum_start >> 8)};
 		EXPECT_EQ(vpci_net_hdr_check(hdr, c.len, kMax, c.csum, c.gso), c.want) << c.what;
 	}
 }
