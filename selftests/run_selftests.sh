@@ -26,8 +26,10 @@ for t in "${tests[@]}"; do
 		esac
 	done
 	echo "# selftests: vpci: $t"
+	start=$SECONDS
 	"$here/vm/run.py" "${vars[@]}" "$here/${parts[0]}" 2>&1 | sed -u 's/^/# /'
 	rc=${PIPESTATUS[0]}
+	echo "# $t: $((SECONDS - start)) s"
 	case $rc in
 	0) pass=$((pass + 1)); echo "ok $n selftests: vpci: $t" ;;
 	4) skip=$((skip + 1)); echo "ok $n selftests: vpci: $t # SKIP" ;;
