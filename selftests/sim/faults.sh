@@ -42,7 +42,6 @@ declare -A expect=(
 	[double-post]=-
 	[miss-after-unmap]=-
 	[gso-size-zero]=vq0_rx_fault_desc
-	[gso-no-csum]=vq0_rx_fault_desc
 	[oversize-no-gso]=vq0_rx_fault_desc
 )
 # Faults the driver must absorb without losing a frame; the run must also

@@ -907,7 +907,6 @@ const std::map<std::string, expectation> expectations = {
 	{"miss-after-unmap", {-1}},
 	// A GSO header the driver refuses, a frame over the MTU without one.
 	{"gso-size-zero", {txq, VPCI_FAULT_DESC}},
-	{"gso-no-csum", {txq, VPCI_FAULT_DESC}},
 	{"oversize-no-gso", {txq, VPCI_FAULT_DESC}},
 };
 
