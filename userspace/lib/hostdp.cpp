@@ -27,6 +27,7 @@
 #include <spdlog/spdlog.h>
 
 #include "frontend.hpp" // default_device_features, offered_protocol_features
+#include "net_csum.hpp"
 
 extern "C" {
 #include "vpci_core.h"
@@ -41,7 +42,7 @@ using clock = std::chrono::steady_clock;
 constexpr unsigned rxq = 0, txq = 1, nqueues = 2;
 /** struct virtio_net_hdr_mrg_rxbuf (VERSION_1: always this size). */
 constexpr std::uint32_t hdr_len = 12;
-constexpr unsigned virtio_net_f_mrg_rxbuf = 15, virtio_ring_f_event_idx = 29;
+constexpr unsigned virtio_net_f_guest_csum = 1, virtio_net_f_mrg_rxbuf = 15, virtio_ring_f_event_idx = 29;
 /*
  * What this host datapath implements as VM1's device: the driver's
  * features without GSO (frames are linear and at most one MTU here).
@@ -72,6 +73,8 @@ struct queue_stats {
 		      iotlb_misses = 0, stalls = 0, dropped = 0, fault_perm = 0,
 		      fault_miss_timeout = 0, fault_chain = 0, fault_head = 0, fault_ring = 0,
 		      fault_desc = 0;
+	/** Partial checksums taken from VM1, and those completed here (no GUEST_CSUM). */
+	std::uint64_t csum_partial = 0, csum_completed = 0;
 	std::uint64_t faults() const
 	{
 		return fault_perm + fault_miss_timeout + fault_chain + fault_head + fault_ring +
@@ -156,6 +159,9 @@ struct frame {
 	std::vector<std::uint8_t> data;
 	std::uint32_t len = 0;
 	bool stalled = false; // counted once as a stall
+	/** A partial checksum passed on to a front-end with GUEST_CSUM (header fields). */
+	bool csum_partial = false;
+	std::uint16_t csum_start = 0, csum_offset = 0;
 };
 
 } // namespace
@@ -528,6 +534,27 @@ struct device::impl {
 				      static_cast<std::uint64_t>(len));
 			return 1;
 		}
+		// A partial checksum goes on as one (VIRTIO 5.1.6.4: the device
+		// may set NEEDS_CSUM once GUEST_CSUM is negotiated) or is
+		// completed here; its field must lie within the frame.
+		f.csum_partial = hdr[0] & VPCI_HDR_F_NEEDS_CSUM;
+		if (f.csum_partial) {
+			f.csum_start = static_cast<std::uint16_t>(hdr[6] | hdr[7] << 8);
+			f.csum_offset = static_cast<std::uint16_t>(hdr[8] | hdr[9] << 8);
+			if (!net::csum_field_fits(static_cast<std::uint32_t>(len), f.csum_start,
+						  f.csum_offset)) {
+				net_ops.fault(&ctx, -EINVAL, x.chain.seg[0].addr,
+					      static_cast<std::uint64_t>(len));
+				return 1;
+			}
+			x.st.csum_partial++;
+			if (!(features & (1ULL << virtio_net_f_guest_csum))) {
+				net::csum_complete(f.data.data(), static_cast<std::uint32_t>(len),
+						   f.csum_start, f.csum_offset);
+				f.csum_partial = false;
+				x.st.csum_completed++;
+			}
+		}
 		x.miss_pending = false;
 		x.st.packets++;
 		x.st.bytes += static_cast<std::uint32_t>(len);
@@ -549,7 +576,14 @@ struct device::impl {
 	int rx_one(queue &x, const frame &f)
 	{
 		net_ctx ctx{this, &x};
-		std::uint8_t hdr[hdr_len] = {}; // no offloads
+		std::uint8_t hdr[hdr_len] = {}; // no offloads but a partial checksum
+		if (f.csum_partial) {
+			hdr[0] = VPCI_HDR_F_NEEDS_CSUM;
+			hdr[6] = static_cast<std::uint8_t>(f.csum_start);
+			hdr[7] = static_cast<std::uint8_t>(f.csum_start >> 8);
+			hdr[8] = static_cast<std::uint8_t>(f.csum_offset);
+			hdr[9] = static_cast<std::uint8_t>(f.csum_offset >> 8);
+		}
 		// One piece: frames are linear here (no GSO, no SG).
 		const vpci_iov from{const_cast<std::uint8_t *>(f.data.data()), f.len};
 		const int ret = vpci_net_rx(&x.vr, &x.rx, hdr, &from, 1, x.mrg_rxbuf, &net_ops, &ctx);
@@ -932,7 +966,9 @@ struct device::impl {
 			  {"chain", s.fault_chain},
 			  {"head", s.fault_head},
 			  {"ring", s.fault_ring},
-			  {"desc", s.fault_desc}}}};
+			  {"desc", s.fault_desc}}},
+			{"csum_partial", s.csum_partial},
+			{"csum_completed", s.csum_completed}};
 	}
 };
 

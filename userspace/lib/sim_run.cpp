@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <thread>
 
@@ -109,7 +110,10 @@ nlohmann::json run(const run_config &c)
 		want &= ~bit(vf::event_idx);
 	if (!c.vm.mrg_rxbuf)
 		want &= ~bit(vf::mrg_rxbuf);
-	const std::uint64_t acked = fe.negotiate(want, bit(vf::version_1));
+	if (!c.vm.guest_csum)
+		want &= ~bit(vf::guest_csum);
+	const std::uint64_t acked =
+		fe.negotiate(want, bit(vf::version_1) | (c.vm.tx_csum ? bit(vf::csum) : 0));
 	vc.event_idx = acked & bit(vf::event_idx);
 	vc.mrg_rxbuf = acked & bit(vf::mrg_rxbuf);
 
@@ -158,6 +162,9 @@ nlohmann::json run(const run_config &c)
 	const double ns_per_frame = c.rate_pps > 0 ? 1e9 / c.rate_pps : 0;
 	std::uint64_t wakeups = 0;
 	std::vector<std::uint8_t> pkt;
+	std::uint8_t rx_hdr[net_hdr_size] = {};
+	// --tx-csum: frames back with the checksum partial, completed, bad.
+	std::array<std::uint64_t, 3> csum{};
 	int pending_bufs = 0;
 
 	if (!vc.event_idx && !c.interrupt) {
@@ -194,8 +201,10 @@ nlohmann::json run(const run_config &c)
 					pending_bufs = vc.mrg_rxbuf && nb ? nb : 1;
 					if (pending_bufs > 1)
 						merged++;
-					if (data.size() >= net_hdr_size)
+					if (data.size() >= net_hdr_size) {
+						std::memcpy(rx_hdr, data.data(), net_hdr_size);
 						pkt.insert(pkt.end(), data.begin() + net_hdr_size, data.end());
+					}
 				} else {
 					pkt.insert(pkt.end(), data.begin(), data.end());
 				}
@@ -203,6 +212,8 @@ nlohmann::json run(const run_config &c)
 				reposted = true;
 				if (--pending_bufs == 0) {
 					rx_frames_total++;
+					if (vc.tx_csum)
+						csum[static_cast<unsigned>(take_csum(rx_hdr, pkt))]++;
 					val.on_frame(pkt, now_ns());
 				}
 			}
@@ -311,7 +322,7 @@ nlohmann::json run(const run_config &c)
 	nlohmann::json damaged_json = nlohmann::json::array();
 	for (std::size_t i = 0; i < damaged.size() && i < 16; i++)
 		damaged_json.push_back(fmt::format("{:#x}", damaged[i]));
-	bool ok = val.corrupt == 0 && canaries_ok;
+	bool ok = val.corrupt == 0 && canaries_ok && csum[2] == 0;
 	if (!fault)
 		ok = ok && val.duplicates == 0 && val.out_of_range == 0 &&
 		     vm.rx.counters().bad_used == 0 && vm.tx.counters().bad_used == 0 && lost == 0 &&
@@ -362,7 +373,11 @@ nlohmann::json run(const run_config &c)
 			{"merged", merged}, {"bytes", val.bytes},
 			{"pps", secs > 0 ? static_cast<double>(val.unique) / secs : 0},
 			{"bad_used", vm.rx.counters().bad_used},
-			{"latency", val.latency_json()}}},
+			{"latency", val.latency_json()},
+			{"csum", vc.tx_csum ? nlohmann::json{{"partial", csum[0]},
+							     {"complete", csum[1]},
+							     {"bad", csum[2]}}
+					    : nlohmann::json()}}},
 		{"iommu_ops", {{"maps", vm.maps}, {"unmaps", vm.unmaps}, {"pages", vm.mmu.pages()}}},
 		{"wakeups", wakeups},
 		{"canaries", {{"ok", canaries_ok}, {"pages_checked", canary_pages},

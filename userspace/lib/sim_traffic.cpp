@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <time.h>
 
+#include "net_csum.hpp"
+
 namespace vpci::sim {
 
 namespace {
@@ -53,8 +55,25 @@ void build_frame(std::span<std::uint8_t> out, std::uint64_t seq, std::uint64_t t
 	put<std::uint64_t>(p + 28, tx_ns);
 	for (std::size_t i = frame_hdr; i < out.size(); i++)
 		p[i] = static_cast<std::uint8_t>(seq * 31 + i);
+	p[csum_start + csum_offset] = p[csum_start + csum_offset + 1] = 0;
 	std::uint32_t h = fnv1a(p + 18, 18);
 	put<std::uint32_t>(p + 36, fnv1a(p + frame_hdr, out.size() - frame_hdr, h));
+}
+
+csum_seen take_csum(const std::uint8_t *net_hdr, std::span<std::uint8_t> frame)
+{
+	const std::size_t at = csum_start + csum_offset;
+	if (frame.size() < at + 2)
+		return csum_seen::bad;
+	if (net_hdr[0] & 1) { // VIRTIO_NET_HDR_F_NEEDS_CSUM
+		const bool same = get<std::uint16_t>(net_hdr + 6) == csum_start &&
+				  get<std::uint16_t>(net_hdr + 8) == csum_offset;
+		return same && !frame[at] && !frame[at + 1] ? csum_seen::partial : csum_seen::bad;
+	}
+	if (!net::csum_valid(frame.data(), frame.size(), csum_start))
+		return csum_seen::bad;
+	frame[at] = frame[at + 1] = 0;
+	return csum_seen::complete;
 }
 
 bool parse_frame(std::span<const std::uint8_t> in, frame_info &out)

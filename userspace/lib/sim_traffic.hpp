@@ -21,8 +21,29 @@ constexpr std::uint32_t frame_magic = 0x4d535056; // "VPSM"
 constexpr std::size_t frame_min = 60, frame_hdr = 40;
 constexpr std::size_t net_hdr_size = 12; // virtio_net_hdr_mrg_rxbuf (VERSION_1)
 
+/**
+ * Where a frame's partial checksum lies when VM1 leaves it to the device
+ * (vpci-sim --tx-csum): from csum_start to the end of the frame, its field
+ * at csum_start + csum_offset.  build_frame() leaves the field zero (the
+ * seed; there is no pseudo-header), inside what the frame's FNV-1a covers.
+ */
+constexpr std::uint16_t csum_start = frame_hdr, csum_offset = 0;
+
 /** Fill @p out (its whole size, >= frame_min) as frame @p seq sent at @p tx_ns. */
 void build_frame(std::span<std::uint8_t> out, std::uint64_t seq, std::uint64_t tx_ns);
+
+/** What the device did with a partial checksum (a --tx-csum frame received). */
+enum class csum_seen {
+	partial,  ///< passed on: NEEDS_CSUM with the same start and offset, field untouched
+	complete, ///< completed: no NEEDS_CSUM and the checksum verifies
+	bad,	  ///< neither
+};
+/**
+ * Classify a received --tx-csum frame by its virtio-net header
+ * @p net_hdr and bytes; a completed field is set back to zero, so that
+ * parse_frame() sees the frame as built.
+ */
+csum_seen take_csum(const std::uint8_t *net_hdr, std::span<std::uint8_t> frame);
 
 struct frame_info {
 	std::uint64_t seq, tx_ns;

@@ -248,6 +248,11 @@ bool vm1::send(std::uint64_t seq, std::uint32_t size, std::uint64_t tx_ns)
 	std::uint8_t *p = mem.ptr(gpa, page_size);
 	std::memset(p, 0, net_hdr_size);
 	build_frame(std::span(p + net_hdr_size, size), seq, tx_ns);
+	if (cfg_.tx_csum) {
+		p[0] = 1; // VIRTIO_NET_HDR_F_NEEDS_CSUM
+		std::memcpy(p + 6, &csum_start, 2);
+		std::memcpy(p + 8, &csum_offset, 2);
+	}
 	if (cfg_.policy == iova_policy::transient)
 		map(gpa, page_size, perm_ro);
 	vring_driver::seg s{dev_addr(gpa), static_cast<std::uint32_t>(net_hdr_size + size), false};

@@ -54,6 +54,10 @@ struct vm1_config {
 	std::uint16_t ring_size = 256;
 	bool event_idx = true;
 	bool mrg_rxbuf = true;
+	/** Leave each frame's checksum partial (NEEDS_CSUM, csum_start/csum_offset). */
+	bool tx_csum = false;
+	/** Negotiate GUEST_CSUM: the device may pass partial checksums on. */
+	bool guest_csum = true;
 	/** Permission RX buffers are mapped with (Linux: DMA_FROM_DEVICE = WO). */
 	std::uint8_t rx_perm = perm_rw;
 	/**

@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "abi.hpp"
+#include "net_csum.hpp"
 #include "backend.hpp"
 #include "sim_frontend.hpp"
 #include "sim_iommu.hpp"
@@ -345,6 +346,48 @@ TEST(SimTraffic, FrameRoundTripAndCorruption)
 	}
 	EXPECT_FALSE(parse_frame(std::span(f).first(299), fi)) << "truncated";
 	EXPECT_THROW(build_frame(std::span(f).first(59), 0, 0), std::invalid_argument);
+}
+
+// RFC 1071's example: 00 01 f2 03 f4 f5 f6 f7 sums to 0xddf2; an odd
+// tail byte counts as the high byte of a word.
+TEST(NetCsum, FoldCompleteVerify)
+{
+	const std::uint8_t rfc[] = {0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7};
+	EXPECT_EQ(vpci::net::csum_fold(rfc, sizeof(rfc)), 0xddf2);
+	const std::uint8_t odd[] = {0x12, 0x34, 0x56};
+	EXPECT_EQ(vpci::net::csum_fold(odd, sizeof(odd)), 0x1234 + 0x5600);
+
+	std::vector<std::uint8_t> f(301, 0xa5);
+	f[20] = 0x12; // the seed (a pseudo-header sum) in the field at 10 + 10
+	f[21] = 0x34;
+	ASSERT_TRUE(vpci::net::csum_complete(f.data(), f.size(), 10, 10));
+	// With the seed added back (what the receiver's pseudo-header does).
+	std::uint32_t sum = vpci::net::csum_fold(f.data() + 10, f.size() - 10) + 0x1234u;
+	EXPECT_EQ((sum & 0xffff) + (sum >> 16), 0xffffu);
+	EXPECT_FALSE(vpci::net::csum_complete(f.data(), f.size(), 10, 290)) << "field past the end";
+	EXPECT_FALSE(vpci::net::csum_complete(f.data(), f.size(), 301, 0)) << "start past the end";
+	EXPECT_FALSE(vpci::net::csum_field_fits(100, 0xffff, 0xffff));
+}
+
+// A --tx-csum frame as the device may return it: still partial, completed
+// (the field set back to zero as built), or neither.
+TEST(SimTraffic, PartialChecksumPassedOnCompletedOrBad)
+{
+	std::vector<std::uint8_t> f(200);
+	build_frame(f, 7, 1);
+	std::uint8_t hdr[net_hdr_size] = {1, 0, 0, 0, 0, 0, csum_start, 0, csum_offset, 0};
+	frame_info fi{};
+	EXPECT_EQ(take_csum(hdr, f), csum_seen::partial);
+	hdr[6]++;
+	EXPECT_EQ(take_csum(hdr, f), csum_seen::bad) << "start moved";
+	std::memset(hdr, 0, sizeof(hdr));
+	EXPECT_EQ(take_csum(hdr, f), csum_seen::bad) << "header emptied, checksum unfinished";
+	ASSERT_TRUE(vpci::net::csum_complete(f.data(), f.size(), csum_start, csum_offset));
+	auto g = f;
+	EXPECT_EQ(take_csum(hdr, f), csum_seen::complete);
+	EXPECT_TRUE(parse_frame(f, fi)) << "field set back to zero";
+	g[150] ^= 1;
+	EXPECT_EQ(take_csum(hdr, g), csum_seen::bad) << "a flipped byte";
 }
 
 TEST(SimTraffic, ValidatorCountsLossReorderDuplicates)

@@ -67,6 +67,11 @@ int main(int argc, char **argv)
 		     "do not negotiate EVENT_IDX (use the flags)");
 	app.add_flag("--no-mrg-rxbuf", [&](std::int64_t) { c.vm.mrg_rxbuf = false; },
 		     "do not negotiate MRG_RXBUF");
+	app.add_flag("--tx-csum", c.vm.tx_csum,
+		     "leave every frame's checksum partial (needs the device's CSUM); check what "
+		     "comes back: still partial, or completed");
+	app.add_flag("--no-guest-csum", [&](std::int64_t) { c.vm.guest_csum = false; },
+		     "do not negotiate GUEST_CSUM (the device must then complete checksums)");
 	app.add_option("--fault", c.fault, "inject this fault half way (see --list-faults)");
 	app.add_flag("--list-faults", list_faults, "list the fault scenarios and exit");
 	app.add_option("--drain-ms", c.drain_ms, "stop after this long without progress")
