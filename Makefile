@@ -45,7 +45,7 @@ DESTDIR    ?=
 
 export VPCI_BUILD := $(BUILD)
 
-.PHONY: all deps module module-612 userspace unit unit-sanitize fuzz bench bench-insn bench-smoke selftests selftests-612 \
+.PHONY: ynl all deps module module-612 userspace unit unit-sanitize fuzz bench bench-insn bench-smoke selftests selftests-612 \
 	check demo style clean help install install-test dkms-install qemu qemu-test selftests-dev
 
 all: module userspace
@@ -146,7 +146,11 @@ module-612: deps
 	@test -n "$(KVER_612)" || { echo "linux-image-6.12-amd64 missing (make deps)"; exit 1; }
 	@$(MAKE) --no-print-directory module KVER=$(KVER_612) KDIR=/usr/src/linux-headers-$(KVER_612)
 
-selftests-612: module module-612 userspace
+# The kernel's YNL CLI for netdev netlink (qstats, queue-get) in 6.12 guests.
+ynl: deps
+	@$(REPO)/scripts/linux-src.sh 6.12 >/dev/null
+
+selftests-612: module module-612 userspace ynl
 	@VPCI_GUEST_KERNEL=6.12 $(REPO)/selftests/run_selftests.sh $(SELFTESTS_612)
 
 # DESTDIR=... installs into a staging tree (no depmod there).

@@ -128,6 +128,16 @@ static void vpci_init_queues(struct vpci_dev *vdev)
 	}
 }
 
+/* Each RX queue's NAPI and its vector, for netdev netlink (6.8+). */
+static void vpci_link_napi(struct vpci_dev *vdev)
+{
+	unsigned int i;
+
+	for (i = 1; i < vdev->nqueues; i += 2)
+		vpci_queue_set_napi(vdev->netdev, i / 2, &vdev->queues[i].napi,
+				    pci_irq_vector(vdev->pdev, VPCI_VEC_QUEUE(i)));
+}
+
 static void vpci_napi(struct vpci_dev *vdev, bool enable)
 {
 	unsigned int i;
@@ -226,6 +236,7 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	err = vpci_request_queue_irqs(vdev);
 	if (err)
 		goto err_free_config_irq;
+	vpci_link_napi(vdev);
 
 	pci_set_drvdata(pdev, vdev);
 

@@ -7,6 +7,9 @@
 #include <linux/log2.h>
 #include <linux/netdevice.h>
 #include "vpci.h"
+#ifdef VPCI_HAVE_QSTATS
+#include <net/netdev_queues.h>
+#endif
 
 static int vpci_open(struct net_device *dev)
 {
@@ -77,6 +80,82 @@ static void vpci_get_stats64(struct net_device *dev,
 	}
 	/* dev->core_stats (tx_dropped) are added by the core. */
 }
+
+#ifdef VPCI_HAVE_QSTATS
+/*
+ * Per-queue statistics (netdev netlink qstats-get).  The stack's RX queue
+ * k is VM1's TX virtqueue 2k + 1, its TX queue k VM1's RX virtqueue 2k.
+ * Called under RTNL, which also keeps the real queue counts still: the
+ * pairs past them (not running in VM1 now) are the base, so that the base
+ * plus the live queues add up to vpci_get_stats64().
+ */
+static void vpci_qstat_rx(struct vpci_queue *q, struct netdev_queue_stats_rx *rx)
+{
+	struct vpci_q_stats s;
+
+	vpci_q_read(q, &s);
+	rx->packets += s.packets;
+	rx->bytes += s.bytes;
+}
+
+static void vpci_qstat_tx(struct vpci_queue *q, struct netdev_queue_stats_tx *tx)
+{
+	struct vpci_q_stats s;
+
+	vpci_q_read(q, &s);
+	tx->packets += s.packets;
+	tx->bytes += s.bytes;
+	tx->needs_csum += s.csum_partial;	/* VM1 completes them */
+	tx->hw_gso_packets += s.gso;		/* VM1 takes them whole */
+}
+
+static void vpci_get_queue_stats_rx(struct net_device *dev, int idx,
+				    struct netdev_queue_stats_rx *rx)
+{
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
+
+	rx->packets = 0;
+	rx->bytes = 0;
+	vpci_qstat_rx(&vdev->queues[2 * idx + 1], rx);
+}
+
+static void vpci_get_queue_stats_tx(struct net_device *dev, int idx,
+				    struct netdev_queue_stats_tx *tx)
+{
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
+
+	tx->packets = 0;
+	tx->bytes = 0;
+	tx->needs_csum = 0;
+	tx->hw_gso_packets = 0;
+	vpci_qstat_tx(&vdev->queues[2 * idx], tx);
+}
+
+static void vpci_get_base_stats(struct net_device *dev,
+				struct netdev_queue_stats_rx *rx,
+				struct netdev_queue_stats_tx *tx)
+{
+	struct vpci_dev *vdev = vpci_from_netdev(dev);
+	unsigned int i;
+
+	rx->packets = 0;
+	rx->bytes = 0;
+	tx->packets = 0;
+	tx->bytes = 0;
+	tx->needs_csum = 0;
+	tx->hw_gso_packets = 0;
+	for (i = 2 * dev->real_num_rx_queues + 1; i < vdev->nqueues; i += 2)
+		vpci_qstat_rx(&vdev->queues[i], rx);
+	for (i = 2 * dev->real_num_tx_queues; i < vdev->nqueues; i += 2)
+		vpci_qstat_tx(&vdev->queues[i], tx);
+}
+
+static const struct netdev_stat_ops vpci_stat_ops = {
+	.get_queue_stats_rx	= vpci_get_queue_stats_rx,
+	.get_queue_stats_tx	= vpci_get_queue_stats_tx,
+	.get_base_stats		= vpci_get_base_stats,
+};
+#endif
 
 static const struct net_device_ops vpci_netdev_ops = {
 	.ndo_open		= vpci_open,
@@ -348,6 +427,9 @@ struct net_device *vpci_netdev_alloc(struct vpci_dev *vdev)
 	SET_NETDEV_DEV(dev, &vdev->pdev->dev);
 	dev->netdev_ops = &vpci_netdev_ops;
 	dev->ethtool_ops = &vpci_ethtool_ops;
+#ifdef VPCI_HAVE_QSTATS
+	dev->stat_ops = &vpci_stat_ops;
+#endif
 	/*
 	 * Checksums are left to VM1 when it negotiated GUEST_CSUM, and
 	 * computed in vpci_start_xmit() otherwise.  Fragments are copied in

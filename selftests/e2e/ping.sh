@@ -7,7 +7,7 @@
 # each reply VM1's TX ring into VM2's NAPI.  Zero loss in every IOMMU mode.
 source "$(dirname "$0")/../lib.sh"
 
-tap_begin 9
+tap_begin 11
 
 check "insmod vhost_pci_net, $VPCI_VM2_ADDR up" vpci_up
 
@@ -42,6 +42,50 @@ host vm vm1 "ping -c 20 -i 0.05 -W 2 ${VPCI_VM2_ADDR%/*}"
 echo "$HOST_OUT" | tail -n 2 | sed 's/^/# VM1: /'
 ping_clean "$HOST_OUT" 20
 log_test $? "VM1 -> VM2: 20 pings, zero loss"
+
+# Per-queue statistics and queue/NAPI links over netdev netlink (qstats
+# 6.10+, NAPI links 6.8+), read with the kernel's own YNL CLI: the device
+# total (base + live queues) lies between two reads of ip -s link and
+# counts every echo VM2 got (74 and up), RX queue 0 (the only pair: no
+# base) as much, read after it, and
+# its NAPI is served by the vq0-rx vector.
+ynl_dir=$VPCI_BUILD/linux-src-6.12
+ynl()
+{
+	python3 "$ynl_dir/tools/net/ynl/cli.py" --no-schema --output-json \
+		--spec "$ynl_dir/Documentation/netlink/specs/netdev.yaml" "$@"
+}
+if [ "$(printf '%s\n' 6.10 "$(uname -r)" | sort -V | head -n 1)" != 6.10 ]; then
+	log_test 4 "qstats: device and RX queue 0 packets agree with ip -s link (kernel $(uname -r) has none)"
+	log_test 4 "queue-get: RX queue 0's NAPI has the vq0-rx IRQ (kernel $(uname -r) has none)"
+else
+	[ -f "$ynl_dir/tools/net/ynl/cli.py" ] || diag "no YNL CLI in $ynl_dir (make ynl)"
+	ifx=$(cat "/sys/class/net/$ifname/ifindex")
+	a=$(ip -j -s link show dev "$ifname")
+	dev=$(ynl --dump qstats-get --json "{\"ifindex\": $ifx}")
+	queues=$(ynl --dump qstats-get --json "{\"ifindex\": $ifx, \"scope\": \"queue\"}")
+	b=$(ip -j -s link show dev "$ifname")
+	diag "qstats: $dev"
+	diag "per queue: $queues"
+	jq -ne --argjson a "$a" --argjson b "$b" --argjson d "$dev" --argjson q "$queues" '
+		($d | length) == 1 and ($d[0]."rx-packets" >= 74) and
+		all(["rx", "tx"][]; . as $k |
+			$a[0].stats64[$k].packets <= $d[0]["\($k)-packets"] and
+			$d[0]["\($k)-packets"] <= $b[0].stats64[$k].packets and
+			$a[0].stats64[$k].bytes <= $d[0]["\($k)-bytes"] and
+			$d[0]["\($k)-bytes"] <= $b[0].stats64[$k].bytes) and
+		([$q[] | select(."queue-type" == "rx" and ."queue-id" == 0)."rx-packets"] |
+			length == 1 and .[0] >= $d[0]."rx-packets" and
+			.[0] <= $b[0].stats64.rx.packets)' >/dev/null
+	log_test $? "qstats: device and RX queue 0 packets agree with ip -s link"
+	napi=$(ynl --dump queue-get --json "{\"ifindex\": $ifx}" |
+		jq '.[] | select(.type == "rx" and .id == 0) | ."napi-id" // empty')
+	irq=$( [ -n "$napi" ] && ynl --do napi-get --json "{\"id\": $napi}" | jq '.irq // empty')
+	want=$(awk '/-vq0-rx$/ { sub(":", "", $1); print $1 }' /proc/interrupts)
+	diag "RX queue 0: NAPI ${napi:-none}, IRQ ${irq:-none}, vq0-rx vector IRQ ${want:-none}"
+	[ -n "$irq" ] && [ "$irq" = "$want" ]
+	log_test $? "queue-get: RX queue 0's NAPI has the vq0-rx IRQ"
+fi
 
 ethtool -S "$ifname" | grep -vE ': 0$' | sed 's/^/# /'
 faults_zero "$ifname"
