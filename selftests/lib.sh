@@ -14,6 +14,9 @@ VPCI_DRV=/sys/bus/pci/drivers/vhost_pci_net
 __ntests=0
 __nfail=0
 __nskip=0
+# "N description" of each failed test, repeated at the end: a log read
+# from its tail (a CI summary) still says what failed.
+__failed=()
 
 __nplan=0
 
@@ -37,6 +40,7 @@ log_test()
 		echo "ok $__ntests $* # SKIP"
 	else
 		__nfail=$((__nfail + 1))
+		__failed+=("$__ntests $*")
 		echo "not ok $__ntests $*"
 	fi
 }
@@ -70,6 +74,11 @@ check_fail()
 
 tap_end()
 {
+	local t
+
+	for t in "${__failed[@]}"; do
+		diag "failed: $t"
+	done
 	diag "$((__ntests - __nfail - __nskip)) passed, $__nfail failed, $__nskip skipped"
 	if [ "$__ntests" -ne "$__nplan" ]; then
 		diag "planned $__nplan tests, ran $__ntests"

@@ -117,8 +117,10 @@ for f in $faults; do
 	fault_counters > /tmp/before
 	monitor_start || diag "vpci-nl monitor did not start: $(cat /tmp/mon.err)"
 	w0=$( [ "$want" = - ] || [ "$want" = unknown ] || sim_stat "$want")
+	t0=$SECONDS
 	host timeout=60 $(sim_cmd "fault-$f" "-n $n --fault $f --drain-ms 4000")
 	rc=$?
+	diag "$f: fault run exit $rc after $((SECONDS - t0)) s"
 	j=$VPCI_RUN/sim-fault-$f.json
 	ok=1
 	if [ -s "$j" ]; then
@@ -152,8 +154,10 @@ for f in $faults; do
 	log_test $? "$policy, fault $f: vpci-nl monitor got the matching fault event(s) only"
 
 	d0=$(sim_drops)
+	t0=$SECONDS
 	host timeout=60 $(sim_cmd "after-$f" "-n $n --drain-ms 3000")
 	rc=$?
+	diag "$f: clean run exit $rc after $((SECONDS - t0)) s"
 	j=$VPCI_RUN/sim-after-$f.json
 	[ -s "$j" ] && sim_show "$j"
 	ok=1
@@ -165,7 +169,7 @@ for f in $faults; do
 done
 
 ethtool -S "$ifname" | grep -E 'fault|stalls|misses' | grep -v ': 0$' | sed 's/^/# /'
-dmesg | grep -iE 'fault|stopped|queue [01]' | tail -n 40 | sed 's/^/# /'
+dmesg | grep -iE 'fault|stopped|queue [01]' | tail -n 20 | sed 's/^/# /'
 check "no BUG/WARNING/Oops in dmesg" dmesg_clean
 
 tap_end
