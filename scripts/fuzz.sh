@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# Build the driver-core fuzzer (clang, libFuzzer, ASan, UBSan) and run it.
-#   scripts/fuzz.sh [SECONDS]   default 20; corpus kept in build/fuzz/corpus
+# Build the fuzzers (clang, libFuzzer, ASan, UBSan) and run them: the driver
+# core for SECONDS, the vhost-user reader for half as long.
+#   scripts/fuzz.sh [SECONDS]   default 20; corpora kept in build/fuzz/
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${VPCI_BUILD:-$repo/build}/fuzz
@@ -17,13 +18,29 @@ clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-idirafter "$src/tools/include" \
 	"$repo/userspace/fuzz/fuzz_core.c" "$repo"/kernel/core_{ctrl,iotlb,msg,net,vring}.c \
 	"$out/rbtree.o" -o "$out/fuzz_core"
-echo "fuzz: running the driver core for ${secs}s (ASan+UBSan)"
+clang++ -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c++20 \
+	-I "$repo/userspace/lib" "$repo/userspace/fuzz/fuzz_vhost_user.cpp" \
+	"$repo/userspace/lib/vhost_user.cpp" "$repo/userspace/lib/fd.cpp" -lfmt \
+	-o "$out/fuzz_vhost_user"
+
+# run NAME SECONDS CORPUS: one fuzzer; its stats, or its report and the crash input.
+run()
+{
+	local rc=0
+	"$out/$1" -max_total_time="$2" -max_len=4096 -print_final_stats=1 \
+		-artifact_prefix="$out/$1-" "$3" >"$out/$1.log" 2>&1 || rc=$?
+	grep -E 'stat::number_of_executed_units|stat::peak_rss|cov:.*(DONE|REDUCE)|^Done' \
+		"$out/$1.log" | tail -n 4
+	if [ $rc -ne 0 ]; then
+		echo "fuzz: $1 FAILED (exit $rc), crash input saved under $out/; report:"
+		grep -E 'ERROR|SUMMARY|runtime error|#[0-9]+ 0x' "$out/$1.log" | head -n 30
+	fi
+	return $rc
+}
+mkdir -p "$out/corpus-vhost-user"
 rc=0
-"$out/fuzz_core" -max_total_time="$secs" -max_len=4096 -print_final_stats=1 \
-	-artifact_prefix="$out/" "$out/corpus" >"$out/last.log" 2>&1 || rc=$?
-grep -E 'stat::number_of_executed_units|stat::peak_rss|cov:.*(DONE|REDUCE)|^Done' "$out/last.log" | tail -n 4
-if [ $rc -ne 0 ]; then
-	echo "fuzz: FAILED (exit $rc), crash input saved under $out/; report:"
-	grep -E 'ERROR|SUMMARY|runtime error|#[0-9]+ 0x' "$out/last.log" | head -n 30
-fi
+echo "fuzz: running the driver core for ${secs}s (ASan+UBSan)"
+run fuzz_core "$secs" "$out/corpus" || rc=1
+echo "fuzz: running the vhost-user reader for $(( (secs + 1) / 2 ))s (ASan+UBSan, fd leaks)"
+run fuzz_vhost_user $(( (secs + 1) / 2 )) "$out/corpus-vhost-user" || rc=1
 exit $rc
