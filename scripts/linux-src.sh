@@ -8,8 +8,10 @@
 #                       its tools/include headers, as the kernel's tools
 #                       build it);
 #   linux-src.sh 6.12   linux-source-6.12 into build/linux-src-6.12: the
-#                       kernel's YNL CLI and the netdev netlink spec, for
-#                       the 6.12 guest tests (qstats, queue/NAPI links).
+#                       kernel's YNL CLI and netlink specs, and its
+#                       drivers/net selftests stats.py and queues.py with
+#                       their Python library, for the 6.12 guest tests
+#                       (qstats, queue/NAPI links).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${VPCI_BUILD:-$repo/build}
@@ -25,8 +27,13 @@ case $ver in
 6.12)
 	out=$build/linux-src-6.12
 	files=(tools/net/ynl/cli.py tools/net/ynl/lib Documentation/netlink/genetlink.yaml
-	       Documentation/netlink/genetlink-legacy.yaml Documentation/netlink/specs/netdev.yaml)
-	mark=.done-1 ;;
+	       Documentation/netlink/genetlink-legacy.yaml Documentation/netlink/netlink-raw.yaml
+	       Documentation/netlink/specs/netdev.yaml Documentation/netlink/specs/ethtool.yaml
+	       Documentation/netlink/specs/rt_link.yaml
+	       tools/testing/selftests/net/lib/py tools/testing/selftests/drivers/net/lib/py
+	       tools/testing/selftests/drivers/net/stats.py
+	       tools/testing/selftests/drivers/net/queues.py)
+	mark=.done-2 ;;
 *)
 	echo "linux-src.sh: no such source: $ver (6.1 or 6.12)" >&2
 	exit 2 ;;
