@@ -9,6 +9,10 @@
  *  fail_next_inv_ack  error injection: the next N invalidations are applied
  *                     but not acknowledged, so the backend's timeout path
  *                     runs (write N; reads back what is left)
+ *  stale_next_inv     error injection: the next N invalidations are
+ *                     acknowledged with their entries left in place, the
+ *                     early ack the security hinge forbids (sim/early_ack.sh
+ *                     shows what catches it)
  *  inject_fault       error injection: "QUEUE REASON [IOVA [LEN]]" raises a
  *                     synthetic fault through the datapath's own fault path
  *                     (counters, tracepoint, netlink event); REASON is one
@@ -209,6 +213,7 @@ void vpci_debugfs_add(struct vpci_dev *vdev)
 	debugfs_create_file("state", 0400, d, vdev, &vpci_dbg_state_fops);
 	debugfs_create_atomic_t("fail_next_inv_ack", 0600, d,
 				&vdev->fail_inv_ack);
+	debugfs_create_atomic_t("stale_next_inv", 0600, d, &vdev->stale_inv);
 	debugfs_create_file("inject_fault", 0200, d, vdev,
 			    &vpci_dbg_inject_fops);
 }

@@ -83,6 +83,15 @@ static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
 		vdev->stats.iotlb_updates++;
 		return false;
 	case VPCI_MSG_IOTLB_INVALIDATE:
+		if (vpci_stale_inv(vdev)) {
+			/* debugfs stale_next_inv: ack, keep the entries */
+			dev_info(&vdev->pdev->dev,
+				 "error injection: acking invalidation %u, entries kept\n",
+				 seq);
+			err = vpci_post(vdev, VPCI_MSG_IOTLB_INV_ACK, 0, 0xffff,
+					seq, iova, size, 0);
+			return !err;
+		}
 		spin_lock_bh(&vdev->dp_lock);
 		if (size) {
 			err = vpci_iotlb_del(&vdev->iotlb, iova, size);

@@ -170,6 +170,7 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	vdev->poll_mode = default_poll;
 	atomic64_set(&vdev->events_dropped, 0);
 	atomic_set(&vdev->fail_inv_ack, 0);
+	atomic_set(&vdev->stale_inv, 0);
 	/* No "callbacks suppressed" lines: drops are counted instead. */
 	ratelimit_state_init(&vdev->event_rs, HZ, VPCI_EVENTS_PER_SEC);
 	ratelimit_set_flags(&vdev->event_rs, RATELIMIT_MSG_ON_RELEASE);

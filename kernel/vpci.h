@@ -265,6 +265,8 @@ struct vpci_queue {
  * @events_dropped: events not sent (rate limit, allocation failure)
  * @debugfs: this device's debugfs directory (NULL without debugfs)
  * @fail_inv_ack: debugfs error injection: invalidation acks to withhold
+ * @stale_inv: debugfs error injection: invalidations to ack without
+ *	removing their entries (a driver that acks before it is done)
  */
 struct vpci_dev {
 	struct pci_dev *pdev;
@@ -308,6 +310,7 @@ struct vpci_dev {
 	atomic64_t events_dropped;
 	struct dentry *debugfs;
 	atomic_t fail_inv_ack;
+	atomic_t stale_inv;
 };
 
 /**
@@ -404,6 +407,16 @@ static inline void vpci_debugfs_del(struct vpci_dev *vdev) {}
 static inline bool vpci_withhold_inv_ack(struct vpci_dev *vdev)
 {
 	return atomic_add_unless(&vdev->fail_inv_ack, -1, 0);
+}
+
+/*
+ * Error injection: take one invalidation to ack with its entries left in
+ * place, if debugfs asked for it (the bug the security hinge forbids, so
+ * that tests can show what catches it).  Always false without debugfs.
+ */
+static inline bool vpci_stale_inv(struct vpci_dev *vdev)
+{
+	return atomic_add_unless(&vdev->stale_inv, -1, 0);
 }
 
 #endif /* _VPCI_H */

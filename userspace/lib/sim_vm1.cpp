@@ -49,6 +49,8 @@ const fault_info fault_table[] = {
 	{"unmap-in-flight", rxq, "RX buffer unmapped (invalidated) right after posting"},
 	{"ring-unmapped", txq, "TX ring pages unmapped, then a frame posted (remapped 300 ms later)"},
 	{"double-post", txq, "the same TX head put in the avail ring twice"},
+	{"post-after-unmap", rxq,
+	 "RX buffer unmapped (INVALIDATE acked), then posted: the device may never write it"},
 	{"miss-after-unmap", rxq,
 	 "RX buffer pages unmapped and mapped again; the IOMMU looks the next miss up in between"},
 	{"gso-size-zero", txq, "TX frame with a TCPv4 GSO header (HOST_TSO4) whose gso_size is 0"},
@@ -373,6 +375,13 @@ fault_report vm1::inject(const std::string &name)
 		map(spare_gpa(4), page_size, cfg_.rx_perm);
 		one(dev_addr(spare_gpa(4)), page_size, true);
 		unmap(spare_gpa(4), page_size);
+	} else if (name == "post-after-unmap") {
+		// Mapped and, once the device can hold a translation of it,
+		// unmapped: the INVALIDATE has been acked when it is posted, so
+		// any write into it (its canaries) breaks the security hinge.
+		map(spare_gpa(4), page_size, cfg_.rx_perm);
+		unmap(spare_gpa(4), page_size);
+		one(dev_addr(spare_gpa(4)), page_size, true);
 	} else if (name == "ring-unmapped") {
 		const vring_layout &l = q.layout();
 		unmap_iova(l.desc_iova, ring_span(num));

@@ -354,6 +354,7 @@ INSTANTIATE_TEST_SUITE_P(
 			  fault_case{"avail-jump", "stalled", 1, "ring"},
 			  fault_case{"head-out-of-range", "recovered", 1, "head"},
 			  fault_case{"unmap-in-flight", "dropped", 0, "miss_timeout"},
+			  fault_case{"post-after-unmap", "dropped", 0, "miss_timeout"},
 			  fault_case{"ring-unmapped", "stalled", 1, "ring"},
 			  fault_case{"double-post", "recovered", 0, nullptr},
 			  fault_case{"miss-after-unmap", "recovered", 0, nullptr}),

@@ -899,6 +899,7 @@ const std::map<std::string, expectation> expectations = {
 	{"avail-jump", {txq, VPCI_FAULT_RING, 0, true}},
 	{"head-out-of-range", {txq, VPCI_FAULT_HEAD}},
 	{"unmap-in-flight", {rxq, VPCI_FAULT_MISS_TIMEOUT, 1}},
+	{"post-after-unmap", {rxq, VPCI_FAULT_MISS_TIMEOUT, 1}},
 	{"ring-unmapped", {txq, VPCI_FAULT_RING, 0, true}},
 	// A head posted twice is a valid chain twice: its frame comes back
 	// twice and VM1 rejects the second completion.

@@ -509,7 +509,8 @@ const std::map<std::string, std::string> verdicts = {
 	{"runt", "runt"},
 	{"chain-loop", "chain-too-long"}, {"chain-too-long", "chain-too-long"},
 	{"avail-jump", "avail-jump"},	 {"head-out-of-range", "head-out-of-range"},
-	{"unmap-in-flight", "unmapped"}, {"ring-unmapped", "ring-unmapped"},
+	{"unmap-in-flight", "unmapped"}, {"post-after-unmap", "unmapped"},
+	{"ring-unmapped", "ring-unmapped"},
 	{"double-post", "double-post"},
 	{"miss-after-unmap", "empty"},
 	// Valid descriptors: only the header or the length inside is wrong.
@@ -549,7 +550,7 @@ TEST_P(SimFault, DeviceSeesTheHostileDescriptor)
 		verdict = again == head ? "double-post" : "distinct";
 	}
 	EXPECT_EQ(verdict, verdicts.at(name)) << rep.detail;
-	if (name == "unmap-in-flight" || name == "ring-unmapped") {
+	if (name == "unmap-in-flight" || name == "post-after-unmap" || name == "ring-unmapped") {
 		EXPECT_GT(f.port.inval.size(), inval_before) << "the device was told";
 	}
 	if (name == "miss-after-unmap") {
