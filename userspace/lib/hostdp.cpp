@@ -42,7 +42,8 @@ using clock = std::chrono::steady_clock;
 constexpr unsigned rxq = 0, txq = 1, nqueues = 2;
 /** struct virtio_net_hdr_mrg_rxbuf (VERSION_1: always this size). */
 constexpr std::uint32_t hdr_len = 12;
-constexpr unsigned virtio_net_f_guest_csum = 1, virtio_net_f_mrg_rxbuf = 15, virtio_ring_f_event_idx = 29;
+constexpr unsigned virtio_net_f_guest_csum = 1, virtio_net_f_mrg_rxbuf = 15,
+		   virtio_ring_f_event_idx = 29;
 /*
  * What this host datapath implements as VM1's device: the driver's
  * features without GSO (frames are linear and at most one MTU here).

@@ -165,6 +165,9 @@ nlohmann::json run(const run_config &c)
 	std::uint8_t rx_hdr[net_hdr_size] = {};
 	// --tx-csum: frames back with the checksum partial, completed, bad.
 	std::array<std::uint64_t, 3> csum{};
+	static_assert(static_cast<unsigned>(csum_seen::partial) == 0 &&
+		      static_cast<unsigned>(csum_seen::complete) == 1 &&
+		      static_cast<unsigned>(csum_seen::bad) == 2);
 	int pending_bufs = 0;
 
 	if (!vc.event_idx && !c.interrupt) {
@@ -201,6 +204,9 @@ nlohmann::json run(const run_config &c)
 					pending_bufs = vc.mrg_rxbuf && nb ? nb : 1;
 					if (pending_bufs > 1)
 						merged++;
+					// A buffer shorter than the header: no header
+					// (not the previous frame's).
+					std::memset(rx_hdr, 0, net_hdr_size);
 					if (data.size() >= net_hdr_size) {
 						std::memcpy(rx_hdr, data.data(), net_hdr_size);
 						pkt.insert(pkt.end(), data.begin() + net_hdr_size, data.end());
