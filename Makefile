@@ -26,7 +26,7 @@ JOBS       ?= $(shell nproc)
 # VM1 in lazy IOMMU mode needs caching-mode=on on QEMU 7.2's intel-iommu,
 # or translations go stale (docs/datapath.md, "VM1's IOMMU modes").
 VIOMMU_LAZY := intel-iommu,intremap=off,device-iotlb=on,caching-mode=on
-SELFTESTS  ?= vm2/basic.sh vm2/basic.sh:queues=2:vectors=5 vm2/ctrl_area.sh vm2/netlink.sh e2e/vm1_rings.sh e2e/ping.sh e2e/ping.sh:iommu=iommu=pt e2e/ping.sh:iommu=iommu.strict=0:viommu=$(VIOMMU_LAZY) e2e/ping.sh:viommu=:viommu_cmdline=:iommu=:iommu_platform=off e2e/modes.sh e2e/lifecycle.sh e2e/traffic.sh e2e/multiqueue.sh:queues=2:vectors=5:vm1_mq=on e2e/control.sh sim/traffic.sh sim/traffic.sh:policy=transient:modes=interrupt,switch:frames=20000 sim/traffic.sh:smp=2:modes=interrupt,poll,hybrid:frames=30000 sim/faults.sh sim/faults.sh:policy=transient sim/early_ack.sh sim/rx_buffers.sh sim/iotlb.sh
+SELFTESTS  ?= vm2/basic.sh vm2/basic.sh:queues=2:vectors=5 vm2/ctrl_area.sh vm2/netlink.sh vm2/genl.sh e2e/vm1_rings.sh e2e/ping.sh e2e/ping.sh:iommu=iommu=pt e2e/ping.sh:iommu=iommu.strict=0:viommu=$(VIOMMU_LAZY) e2e/ping.sh:viommu=:viommu_cmdline=:iommu=:iommu_platform=off e2e/modes.sh e2e/lifecycle.sh e2e/traffic.sh e2e/multiqueue.sh:queues=2:vectors=5:vm1_mq=on e2e/control.sh sim/traffic.sh sim/traffic.sh:policy=transient:modes=interrupt,switch:frames=20000 sim/traffic.sh:smp=2:modes=interrupt,poll,hybrid:frames=30000 sim/faults.sh sim/faults.sh:policy=transient sim/early_ack.sh sim/rx_buffers.sh sim/iotlb.sh
 # The same suites with VM2 on the project's vhost-pci QEMU device (make qemu):
 # ping in every IOMMU mode, the hostile-VM2 scan (and its ivshmem contrast),
 # simulator traffic and faults.  9 min 14 s measured (10 entries).
@@ -38,7 +38,7 @@ SELFTESTS_DEV ?= e2e/ping.sh:topology=vm1vm2-dev e2e/ping.sh:topology=vm1vm2-dev
 # iperf3/vpci-traffic behind virtio-iommu strict and in passthrough, and ping between a 6.12
 # and a 6.1 guest both ways round (VM2 on 6.1 needs the 6.1 module too).
 KVER_612   ?= $(shell $(REPO)/scripts/guest-kver.sh 6.12 2>/dev/null)
-SELFTESTS_612 ?= vm2/basic.sh vm2/ctrl_area.sh vm2/netlink.sh vm2/drivers_net.sh e2e/ping.sh e2e/ping.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on e2e/traffic.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on e2e/ping.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on:iommu=iommu.passthrough=1 e2e/traffic.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on:iommu=iommu.passthrough=1 e2e/ping.sh:vm2_kernel=6.1 e2e/ping.sh:vm1_kernel=6.1
+SELFTESTS_612 ?= vm2/basic.sh vm2/ctrl_area.sh vm2/netlink.sh vm2/genl.sh vm2/drivers_net.sh e2e/ping.sh e2e/ping.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on e2e/traffic.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on e2e/ping.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on:iommu=iommu.passthrough=1 e2e/traffic.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on:iommu=iommu.passthrough=1 e2e/ping.sh:vm2_kernel=6.1 e2e/ping.sh:vm1_kernel=6.1
 # make install: module into /lib/modules/KVER/updates, tools into PREFIX/bin
 PREFIX     ?= /usr/local
 DESTDIR    ?=
