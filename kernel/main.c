@@ -103,13 +103,37 @@ err_free:
 	return err;
 }
 
+/*
+ * Spread the queue vectors over the CPUs as virtio_net spreads its
+ * virtqueues: both vectors of pair p on one CPU, the pairs round-robin over
+ * the online CPUs nearest the device.  A hint with an initial affinity, not
+ * a managed one: irqbalance and /proc/irq may move them.
+ */
+static void vpci_spread_queue_irqs(struct vpci_dev *vdev)
+{
+	int node = dev_to_node(&vdev->pdev->dev);
+	unsigned int i;
+
+	for (i = 0; i < vdev->nqueues; i++) {
+		unsigned int cpu = cpumask_local_spread(i / 2, node);
+
+		/* Best effort: a vector left where it is still works. */
+		irq_set_affinity_and_hint(pci_irq_vector(vdev->pdev, VPCI_VEC_QUEUE(i)),
+					  cpumask_of(cpu));
+	}
+}
+
 static void vpci_free_queue_irqs(struct vpci_dev *vdev)
 {
 	unsigned int i;
 
-	for (i = 0; i < vdev->nqueues; i++)
-		free_irq(pci_irq_vector(vdev->pdev, VPCI_VEC_QUEUE(i)),
-			 &vdev->queues[i]);
+	for (i = 0; i < vdev->nqueues; i++) {
+		unsigned int irq = pci_irq_vector(vdev->pdev, VPCI_VEC_QUEUE(i));
+
+		/* free_irq() warns about a hint still set. */
+		irq_update_affinity_hint(irq, NULL);
+		free_irq(irq, &vdev->queues[i]);
+	}
 }
 
 static void vpci_init_queues(struct vpci_dev *vdev)
@@ -237,6 +261,7 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	err = vpci_request_queue_irqs(vdev);
 	if (err)
 		goto err_free_config_irq;
+	vpci_spread_queue_irqs(vdev);
 	vpci_link_napi(vdev);
 
 	pci_set_drvdata(pdev, vdev);

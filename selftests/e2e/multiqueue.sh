@@ -7,10 +7,12 @@
 # QEMU for both (ethtool -L; QEMU answers the control virtqueue and enables
 # the rings) and VM2's interface follows with two TX and RX queues.  TCP
 # flows both ways then use both pairs, counted per queue; when VM1 goes
-# back to one pair, VM2 follows and traffic goes on.
+# back to one pair, VM2 follows and traffic goes on.  The queue vectors are
+# spread as virtio_net spreads its virtqueues (run with vm2_smp=2 to see two
+# CPUs used).
 source "$(dirname "$0")/../lib.sh"
 
-tap_begin 7
+tap_begin 8
 
 vm1() { host vm vm1 "$@"; }
 stat() { ethtool -S "$ifname" | awk -v k="$1:" '$1 == k { print $2 }'; }
@@ -35,6 +37,27 @@ rc=$?
 diag "VM2: ethtool -l combined (max current) $(pairs), $(ntx) TX and $(nrx) RX queues"
 dmesg | grep -E 'queue pair|queue [0-3]: started' | sed 's/^/# /'
 log_test $rc "VM2 follows: 2 TX and 2 RX queues, ethtool -l current 2"
+
+# Both vectors of pair p on CPU p mod ncpus: the affinity hint and the
+# affinity itself (/proc/irq), each vector found by its one name.
+ncpu=$(nproc)
+spread() {
+	local p d irq hint list
+	for p in 0 1; do
+		for d in rx tx; do
+			irq=$(awk -v n="-vq$p-$d" 'substr($NF, length($NF) - length(n) + 1) == n \
+				{ sub(":", "", $1); print $1 }' /proc/interrupts)
+			[ "$(wc -w <<<"$irq")" = 1 ] || { diag "vq$p-$d: IRQ '$irq'"; return 1; }
+			hint=$(tr -d ',\n' < "/proc/irq/$irq/affinity_hint")
+			list=$(cat "/proc/irq/$irq/smp_affinity_list")
+			diag "vq$p-$d: IRQ $irq, hint $hint, affinity $list"
+			[ $((16#$hint)) = $((1 << (p % ncpu))) ] && [ "$list" = $((p % ncpu)) ] ||
+				return 1
+		done
+	done
+}
+spread
+log_test $? "queue vectors spread: pair p on CPU p mod $ncpu (hint and affinity)"
 
 # 16 flows each way: all of them on one pair by chance is 2 in 65 536.
 iperf() {
