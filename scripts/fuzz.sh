@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Build the fuzzers (clang, libFuzzer, ASan, UBSan) and run them: the driver
-# core for SECONDS, the vhost-user reader for half as long.
+# core for SECONDS, the vhost-user reader and the backend's control socket
+# for half as long each.
 #   scripts/fuzz.sh [SECONDS]   default 20; corpora kept in build/fuzz/
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +23,11 @@ clang++ -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -st
 	-I "$repo/userspace/lib" "$repo/userspace/fuzz/fuzz_vhost_user.cpp" \
 	"$repo/userspace/lib/vhost_user.cpp" "$repo/userspace/lib/fd.cpp" -lfmt \
 	-o "$out/fuzz_vhost_user"
+clang++ -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c++20 \
+	-DSPDLOG_SHARED_LIB -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL \
+	-I "$repo/userspace/lib" "$repo/userspace/fuzz/fuzz_control.cpp" \
+	"$repo/userspace/lib/control_conn.cpp" "$repo/userspace/lib/fd.cpp" -lspdlog -lfmt \
+	-o "$out/fuzz_control"
 
 # run NAME SECONDS CORPUS: one fuzzer; its stats, or its report and the crash input.
 run()
@@ -37,10 +43,18 @@ run()
 	fi
 	return $rc
 }
-mkdir -p "$out/corpus-vhost-user"
+mkdir -p "$out/corpus-vhost-user" "$out/corpus-control"
+# Seeds for the control socket: its two commands, and wrong types (a
+# settings byte, then pieces: length - 1, bytes; see fuzz_control.cpp).
+printf '\000\020{"cmd":"status"}\n\033{"cmd":"link","state":"up"}\n' \
+	>"$out/corpus-control/seed-commands"
+printf '\000\062{"cmd":["status"],"state":[1,-2.5e3,true,null,{}]}\n' \
+	>"$out/corpus-control/seed-types"
 rc=0
 echo "fuzz: running the driver core for ${secs}s (ASan+UBSan)"
 run fuzz_core "$secs" "$out/corpus" || rc=1
 echo "fuzz: running the vhost-user reader for $(( (secs + 1) / 2 ))s (ASan+UBSan, fd leaks)"
 run fuzz_vhost_user $(( (secs + 1) / 2 )) "$out/corpus-vhost-user" || rc=1
+echo "fuzz: running the control socket for $(( (secs + 1) / 2 ))s (ASan+UBSan, one JSON reply a line)"
+run fuzz_control $(( (secs + 1) / 2 )) "$out/corpus-control" || rc=1
 exit $rc

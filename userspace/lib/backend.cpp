@@ -21,15 +21,6 @@
 
 namespace vpci {
 
-/** Longest control request line accepted before the client is dropped. */
-static constexpr std::size_t max_ctl_line = 64 * 1024;
-/**
- * Work one control client gets per wakeup: bytes read and requests
- * answered.  A client streaming requests waits its turn; the rest of the
- * loop (VM1's socket, VM2's doorbells, other clients) runs in between.
- */
-static constexpr std::size_t ctl_read_budget = 64 * 1024;
-static constexpr unsigned ctl_line_budget = 32;
 /** Control clients at once; more are told so and closed. */
 static constexpr std::size_t max_ctl_clients = 64;
 /** A listener whose accept() failed (EMFILE...) rests this long. */
@@ -674,7 +665,7 @@ void backend::dispatch(tag t, int fd)
 				(void)!::send(cfd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 				continue; // closed here
 			}
-			ctl_clients_.emplace(cfd, ctl_client{std::move(*s), {}});
+			ctl_clients_.emplace(cfd, control_conn{std::move(*s)});
 			watch(cfd, tag::ctl_client);
 			spdlog::debug("control: client fd {} connected", cfd);
 		}
@@ -832,60 +823,9 @@ nlohmann::json backend::status() const
 	return r;
 }
 
-static std::string error_reply(const std::string &msg)
-{
-	return nlohmann::json{{"ok", false}, {"error", msg}}.dump();
-}
-
 std::string backend::handle_control_line(const std::string &line)
 {
-	auto req = nlohmann::json::parse(line, nullptr, false);
-	if (req.is_discarded())
-		return error_reply("malformed JSON");
-	if (!req.is_object())
-		return error_reply("request must be a JSON object");
-	auto cmd = req.find("cmd");
-	if (cmd == req.end() || !cmd->is_string())
-		return error_reply("missing string field 'cmd'");
-
-	const auto &name = cmd->get_ref<const std::string &>();
-	if (name == "status")
-		return status().dump();
-	if (name == "link") {
-		auto st = req.find("state");
-		if (st == req.end() || !st->is_string() ||
-		    (*st != "up" && *st != "down"))
-			return error_reply("link: field 'state' must be \"up\" or \"down\"");
-		set_link(*st == "up");
-		return nlohmann::json{{"ok", true}}.dump();
-	}
-	return error_reply("unknown command '" + name + "'");
-}
-
-/** Send one reply line; false if the client must be dropped. */
-static bool ctl_send(int fd, std::string reply)
-{
-	reply += '\n';
-	// Replies are small; a client that lets its receive buffer fill up
-	// without reading is dropped rather than buffered for.
-	ssize_t n = ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n != static_cast<ssize_t>(reply.size())) {
-		spdlog::warn("control: dropping client fd {}: {}", fd,
-			     n < 0 ? std::strerror(errno) : "reply did not fit");
-		return false;
-	}
-	return true;
-}
-
-bool backend::ctl_reply(ctl_client &c, const std::string &line)
-{
-	std::string out;
-	try {
-		out = handle_control_line(line);
-	} catch (const std::exception &e) {
-		out = error_reply(e.what());
-	}
-	return ctl_send(c.fd.get(), std::move(out));
+	return control_request(line, *this);
 }
 
 void backend::on_ctl_client(int fd)
@@ -893,59 +833,18 @@ void backend::on_ctl_client(int fd)
 	auto it = ctl_clients_.find(fd);
 	if (it == ctl_clients_.end())
 		return;
-	ctl_client &c = it->second;
-	bool eof = false, drop = false;
-	char buf[4096];
-	std::size_t got = 0;
-	unsigned lines = 0;
-
 	ctl_more_.erase(fd);
 	ctl_served_.insert(fd);
-	// Bounded: reading stops at the first chunk that completes a request
-	// (or at the budget, for one long line); whole requests already
-	// waiting are answered first, ctl_line_budget of them.  Level-triggered
-	// epoll, or ctl_more_, brings the rest next turn.
-	while (got < ctl_read_budget && c.in.size() <= max_ctl_line &&
-	       c.in.find('\n') == std::string::npos) {
-		ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n > 0) {
-			c.in.append(buf, static_cast<std::size_t>(n));
-			got += static_cast<std::size_t>(n);
-		} else if (n < 0 && errno == EINTR) {
-			continue;
-		} else {
-			eof = n == 0 || errno != EAGAIN;
-			break;
-		}
-	}
-
-	std::size_t pos;
-	while (!drop && lines < ctl_line_budget &&
-	       (pos = c.in.find('\n')) != std::string::npos) {
-		lines++;
-		std::string line = c.in.substr(0, pos);
-		c.in.erase(0, pos + 1);
-		if (!line.empty() && line.back() == '\r')
-			line.pop_back();
-		if (line.find_first_not_of(" \t") == std::string::npos)
-			continue;
-		drop = !ctl_reply(c, line);
-	}
-	if (!drop && c.in.find('\n') != std::string::npos) {
+	switch (it->second.serve(*this)) {
+	case control_conn::state::idle:
+		break;
+	case control_conn::state::more:
 		ctl_more_.insert(fd); // the rest next turn
-		return;
-	}
-	if (!drop && c.in.size() > max_ctl_line) {
-		ctl_send(fd, error_reply("request line longer than " +
-					 std::to_string(max_ctl_line) + " bytes"));
-		drop = true;
-	}
-	if (!drop && eof && !c.in.empty())
-		ctl_reply(c, c.in); // last request without newline
-	if (drop || eof) {
+		break;
+	case control_conn::state::closed:
 		spdlog::debug("control: client fd {} closed", fd);
-		ctl_more_.erase(fd);
 		ctl_clients_.erase(it); // closing removes it from epoll
+		break;
 	}
 }
 

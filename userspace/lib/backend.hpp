@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control_area.hpp"
+#include "control_conn.hpp"
 #include "device_server.hpp"
 #include "fd.hpp"
 #include "frontend.hpp"
@@ -72,7 +73,7 @@ struct backend_config {
 	bool reannounce_peer = false;
 };
 
-class backend : private frontend_events, private window_port {
+class backend : private frontend_events, private window_port, private control_target {
 public:
 	/**
 	 * Create/check the memory file, initialise the control area and start
@@ -91,9 +92,9 @@ public:
 
 	/** Handle one control request line, return the reply (no newline). */
 	std::string handle_control_line(const std::string &line);
-	nlohmann::json status() const;
+	nlohmann::json status() const override;
 	/** Set the link, bump the generation and raise VM2's config vector. */
-	void set_link(bool up);
+	void set_link(bool up) override;
 
 	control_area &control() noexcept { return ctrl_; }
 	/** The ivshmem server (vm2_device::ivshmem only; throws otherwise). */
@@ -122,16 +123,11 @@ private:
 		dev_listen,
 		dev_client,
 	};
-	struct ctl_client {
-		unique_fd fd;
-		std::string in;
-	};
 
 	void watch(int fd, tag t);
 	void dispatch(tag t, int fd);
 	void on_config_doorbell();
 	void on_ctl_client(int fd);
-	bool ctl_reply(ctl_client &c, const std::string &line);
 	// frontend_events
 	void notify_driver() override;
 	void queue_fds_changed(unsigned q) override;
@@ -167,7 +163,7 @@ private:
 	std::array<std::uint64_t, VPCI_MAX_QUEUES> dev_kick_seq_{}, dev_call_seq_{};
 	std::uint64_t dev_epoch_ = ~0ULL;
 	std::optional<unix_listener> ctl_listener_;
-	std::map<int, ctl_client> ctl_clients_;
+	std::map<int, control_conn> ctl_clients_;
 	/** Clients with whole request lines left over when their budget ran out. */
 	std::set<int> ctl_more_;
 	/** Clients served in this turn of run_once() (one share each). */
