@@ -26,7 +26,7 @@ JOBS       ?= $(shell nproc)
 # VM1 in lazy IOMMU mode needs caching-mode=on on QEMU 7.2's intel-iommu,
 # or translations go stale (docs/datapath.md, "VM1's IOMMU modes").
 VIOMMU_LAZY := intel-iommu,intremap=off,device-iotlb=on,caching-mode=on
-SELFTESTS  ?= vm2/basic.sh vm2/basic.sh:queues=2:vectors=5 vm2/ctrl_area.sh vm2/netlink.sh vm2/genl.sh e2e/vm1_rings.sh e2e/ping.sh e2e/ping.sh:iommu=iommu=pt e2e/ping.sh:iommu=iommu.strict=0:viommu=$(VIOMMU_LAZY) e2e/ping.sh:viommu=:viommu_cmdline=:iommu=:iommu_platform=off e2e/modes.sh e2e/lifecycle.sh e2e/traffic.sh e2e/multiqueue.sh:queues=2:vectors=5:vm1_mq=on:vm2_smp=2 e2e/control.sh sim/traffic.sh sim/traffic.sh:policy=transient:modes=interrupt,switch:frames=20000 sim/traffic.sh:smp=2:modes=interrupt,poll,hybrid:frames=30000 sim/faults.sh sim/faults.sh:policy=transient sim/early_ack.sh sim/rx_buffers.sh sim/iotlb.sh
+SELFTESTS  ?= vm2/basic.sh vm2/basic.sh:queues=2:vectors=5 vm2/ctrl_area.sh vm2/netlink.sh vm2/genl.sh e2e/vm1_rings.sh e2e/ping.sh e2e/ping.sh:iommu=iommu=pt e2e/ping.sh:iommu=iommu.strict=0:viommu=$(VIOMMU_LAZY) e2e/ping.sh:viommu=:viommu_cmdline=:iommu=:iommu_platform=off e2e/modes.sh e2e/lifecycle.sh e2e/traffic.sh e2e/multiqueue.sh:queues=4:vectors=9:vm1_mq=on:vm2_smp=2 e2e/control.sh sim/traffic.sh sim/traffic.sh:policy=transient:modes=interrupt,switch:frames=20000 sim/traffic.sh:smp=2:modes=interrupt,poll,hybrid:frames=30000 sim/faults.sh sim/faults.sh:policy=transient sim/early_ack.sh sim/rx_buffers.sh sim/iotlb.sh
 # The same suites with VM2 on the project's vhost-pci QEMU device (make qemu):
 # ping in every IOMMU mode, the hostile-VM2 scan (and its ivshmem contrast),
 # simulator traffic and faults.  9 min 14 s measured (10 entries).
@@ -66,7 +66,7 @@ help:
 	@echo "make install    module (KVER) + depmod, tools to PREFIX/bin, systemd unit (DESTDIR=)"
 	@echo "make dkms-install  register the module source with DKMS (root)"
 	@echo "make style      checkpatch on the kernel sources"
-	@echo "make fuzz       fuzz the driver core and the vhost-user reader (FUZZ_SECONDS=20)"
+	@echo "make fuzz       fuzz the driver core, the vhost-user reader, the control socket (FUZZ_SECONDS=20)"
 	@echo "make bench      core micro-benchmark, host-only and VM-to-VM (vs DPDK) matrices -> docs/benchmarks.md"
 	@echo "make bench-insn   the driver core's instructions per frame (callgrind)"
 	@echo "make bench-smoke  one short VM-to-VM boot per path, report into build/bench-smoke"
