@@ -8,12 +8,13 @@
 # virtqueue and enables the rings) and VM2's interface follows each time
 # with as many TX and RX queues.  TCP flows both ways then use every pair,
 # counted per queue; when VM1 goes back to one pair, VM2 follows and
-# traffic goes on.  The queue
+# traffic goes on; when VM1 enables them all again, every pair resumes
+# where it stopped (no ring fault) and carries traffic again.  The queue
 # vectors are spread as virtio_net spreads its virtqueues (run with
 # vm2_smp=2 to see two CPUs used).
 source "$(dirname "$0")/../lib.sh"
 
-tap_begin 9
+tap_begin 11
 
 vm1() { host vm vm1 "$@"; }
 stat() { ethtool -S "$ifname" | awk -v k="$1:" '$1 == k { print $2 }'; }
@@ -80,17 +81,25 @@ iperf() {
 	echo "$out" | grep -E 'SUM.*(sender|receiver)|error' | sed 's/^/# /'
 	echo "$out" | grep -q 'SUM.*receiver' && ! echo "$out" | grep -q error
 }
+# all_pairs_moved: every pair's TX and RX packets grew since the last call.
+declare -A last
+all_pairs_moved() {
+	local p t r
+	to= from= idle=
+	for ((p = 0; p < n; p++)); do
+		t=$(stat "vq${p}_tx_packets")
+		r=$(stat "vq${p}_rx_packets")
+		to+=" $t" from+=" $r"
+		isnum "$t" "$r" && [ "$t" -gt "${last[t$p]:-0}" ] && [ "$r" -gt "${last[r$p]:-0}" ] ||
+			idle+=" $p"
+		last[t$p]=$t last[r$p]=$r
+	done
+	diag "to VM1 per pair:$to; from VM1:$from; VM2 tx_dropped $(cat /sys/class/net/"$ifname"/statistics/tx_dropped)"
+	[ -z "$idle" ]
+}
 iperf && iperf -R
 rc=$?
-to= from= idle=
-for ((p = 0; p < n; p++)); do
-	t=$(stat "vq${p}_tx_packets")
-	r=$(stat "vq${p}_rx_packets")
-	to+=" $t" from+=" $r"
-	isnum "$t" "$r" && [ "$t" -gt 0 ] && [ "$r" -gt 0 ] || idle+=" $p"
-done
-diag "to VM1 per pair:$to; from VM1:$from; VM2 tx_dropped $(cat /sys/class/net/"$ifname"/statistics/tx_dropped)"
-[ $rc = 0 ] && [ -z "$idle" ]
+all_pairs_moved && [ $rc = 0 ]
 log_test $? "iperf3 TCP, $flows flows each way: all $n pairs carry frames both ways${idle:+ (idle:$idle)}"
 
 vm1 "ethtool -L eth0 combined 1"
@@ -103,6 +112,19 @@ out=$(ping -c 20 -i 0.2 -W 2 "$VPCI_VM1_IP" 2>&1)
 echo "$out" | tail -n 2 | sed 's/^/# /'
 ping_clean "$out" 20
 log_test $? "ping after the change: 20 of 20, no duplicates"
+
+# No SET_VRING_BASE comes before VM1 enables the pairs again: each must
+# resume where VM2 stopped it, not at its old base (a ring fault then).
+set_pairs "$n"
+[ "$HOST_OUT" = "$n" ] && wait_until 30 follows "$n"
+rc=$?
+diag "VM2 after VM1 enabled $n again: ethtool -l $(pairs), $(ntx) TX queues"
+dmesg | grep -E 'ring fault|queue [0-9]+: (stopped|started)' | tail -n 12 | sed 's/^/# /'
+log_test $rc "VM1 enables all $n again: VM2 follows"
+iperf -t 2 && iperf -t 2 -R
+rc=$?
+all_pairs_moved && [ $rc = 0 ]
+log_test $? "again: all $n pairs carry frames both ways${idle:+ (idle:$idle)}"
 
 check "no BUG/WARNING/Oops in dmesg, no fault counted" eval "dmesg_clean && faults_zero $ifname"
 

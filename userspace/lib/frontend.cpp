@@ -355,9 +355,23 @@ bool frontend::handle(vu::message &m, std::uint64_t &, bool &replied)
 		// QEMU enables rings as soon as protocol features are set,
 		// before NUM/ADDR: remember it, publish once the ring is described.
 		vring &v = vrings_[x->p.index];
+		const bool was_live = v.live();
 		v.enabled = x->p.num;
 		publish_vq(x->p.index);
 		update_running();
+		if (was_live && !v.enabled && driver_bound()) {
+			// VM1 disabled a pair it ran (ethtool -L): no SET_VRING_BASE
+			// comes before it enables the ring again, so the ring must
+			// resume where the driver stops it, not at the old base.
+			// Wait, as GET_VRING_BASE does, for the driver to confirm
+			// this generation (it published its position by then).
+			pending_ = pending_op{pending_op::kind::vring_pause,
+					      static_cast<std::uint32_t>(m.req()), m.need_reply(), 0,
+					      x->p.index, ctrl_.generation(),
+					      clock::now() +
+						      std::chrono::milliseconds(cfg_.vring_base_timeout_ms)};
+			replied = true;
+		}
 		return true;
 	}
 	if (std::holds_alternative<set_slave_req_fd>(m.body)) {
@@ -714,6 +728,12 @@ void frontend::complete_pending(bool ok, std::uint64_t value)
 		return;
 	pending_op p = *pending_;
 	pending_.reset();
+	if (p.k == pending_op::kind::vring_pause) {
+		vring &v = vrings_[p.queue];
+		v.base = static_cast<std::uint16_t>(value);
+		publish_vq(p.queue);
+		spdlog::info("vhost-user: queue {} disabled; resumes at {}", p.queue, v.base);
+	}
 	if (!conn_)
 		return;
 	if (p.k == pending_op::kind::vring_base) {
@@ -826,8 +846,11 @@ void frontend::on_driver_doorbell()
 
 	drain_d2b();
 
-	if (pending_ && pending_->k == pending_op::kind::vring_base &&
-	    static_cast<std::int32_t>(d.generation_seen - pending_->gen) >= 0)
+	// No driver any more: it published its progress before clearing BOUND.
+	if (pending_ &&
+	    (pending_->k == pending_op::kind::vring_base ||
+	     pending_->k == pending_op::kind::vring_pause) &&
+	    (!d.bound() || static_cast<std::int32_t>(d.generation_seen - pending_->gen) >= 0))
 		complete_pending(true,
 				 le_load(ctrl_.raw().vq_state[pending_->queue].last_avail_idx));
 }
@@ -922,10 +945,13 @@ void frontend::check_timeout()
 		finish_windows_flush("no ack from the driver in time");
 	if (!pending_ || clock::now() < pending_->deadline)
 		return;
-	if (pending_->k == pending_op::kind::vring_base) {
+	if (pending_->k == pending_op::kind::vring_base ||
+	    pending_->k == pending_op::kind::vring_pause) {
 		const unsigned q = pending_->queue;
-		spdlog::warn("vhost-user: GET_VRING_BASE queue {}: driver did not confirm "
-			     "generation {} in time; replying with its last published index",
+		spdlog::warn("vhost-user: {} queue {}: driver did not confirm "
+			     "generation {} in time; using its last published index",
+			     pending_->k == pending_op::kind::vring_base ? "GET_VRING_BASE"
+									  : "SET_VRING_ENABLE",
 			     q, pending_->gen);
 		complete_pending(true, le_load(ctrl_.raw().vq_state[q].last_avail_idx));
 		return;

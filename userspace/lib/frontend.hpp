@@ -182,12 +182,16 @@ public:
 
 private:
 	struct pending_op {
-		enum class kind { invalidate, vring_base } k;
+		/**
+		 * vring_pause: SET_VRING_ENABLE 0 of a running ring; the ring
+		 * resumes where the driver stopped it (ethtool -L in VM1).
+		 */
+		enum class kind { invalidate, vring_base, vring_pause } k;
 		std::uint32_t req;
 		bool need_reply;
 		std::uint32_t seq = 0;	 // invalidate
-		unsigned queue = 0;	 // vring_base
-		std::uint32_t gen = 0;	 // vring_base: generation to be seen
+		unsigned queue = 0;	 // vring_base, vring_pause
+		std::uint32_t gen = 0;	 // vring_base, vring_pause: generation to be seen
 		std::chrono::steady_clock::time_point deadline;
 		bool driver_acked = false;    // invalidate: INV_ACK in (or no driver)
 		std::uint32_t window_seq = 0; // invalidate: the device's UNMAP to wait for
