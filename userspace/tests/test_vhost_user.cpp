@@ -667,6 +667,35 @@ TEST_F(VhostUserTest, GetVringBaseWaitsForDriver)
 	EXPECT_EQ(s.num, 42u);
 }
 
+// VM1 running fewer pairs (ethtool -L) disables rings and later enables
+// them with no SET_VRING_BASE: the ring resumes where the driver stopped
+// it, not at its old base (7 here), which the driver would take as VM1's
+// avail index thousands of entries ahead (a ring fault).
+TEST_F(VhostUserTest, DisabledRingResumesWhereTheDriverStopped)
+{
+	bind_driver();
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	setup_ring(0, 0x10000, 0x11000, 0x12000);
+	send_p(vu::request::set_vring_enable, vu::vring_state{0, 1});
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_EQ(le_load(ctrl().vq_config[0].enabled), 1);
+	send_p(vu::request::set_vring_enable, vu::vring_state{0, 0});
+	EXPECT_FALSE(recv_reply(50)) << "the disable waits for the driver's position";
+	EXPECT_EQ(le_load(ctrl().vq_config[0].enabled), 0);
+	le_store(ctrl().vq_state[0].last_avail_idx, 3000);
+	le_store(ctrl().driver.generation_seen, be_.control().generation(),
+		 std::memory_order_release);
+	ring_doorbell();
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_EQ(le_load(ctrl().vq_config[0].base), 3000);
+	send_p(vu::request::set_vring_enable, vu::vring_state{0, 1});
+	EXPECT_EQ(ack(), 0u) << "enabling waits for nothing";
+	EXPECT_EQ(le_load(ctrl().vq_config[0].enabled), 1);
+	EXPECT_EQ(le_load(ctrl().vq_config[0].base), 3000) << "resumes where the driver stopped";
+}
+
 // QEMU stops forwarding VM1's unmaps once vhost stops: when the last ring
 // stops, the driver's IOTLB is flushed before the GET_VRING_BASE reply.
 TEST_F(VhostUserTest, LastRingStopFlushesDriverIotlb)
