@@ -804,11 +804,16 @@ nlohmann::json backend::status() const
 	if (dev_) {
 		const device_server_stats &st = dev_->stats();
 		std::uint64_t mapped = 0;
-		for (const file_window &w : dev_->windows())
+		// Bounded by max_windows: what VM2's BAR2 shows of VM1, and how.
+		nlohmann::json list = nlohmann::json::array();
+		for (const file_window &w : dev_->windows()) {
 			mapped += w.size;
+			list.push_back({{"offset", w.offset}, {"size", w.size}, {"perm", w.perm}});
+		}
 		r["device"] = {{"connected", dev_->client_connected()},
 			       {"ready", dev_->ready()},
 			       {"windows", dev_->windows().size()},
+			       {"window_list", std::move(list)},
 			       {"mapped_bytes", mapped},
 			       {"max_windows", dev_->max_windows()},
 			       {"maps", st.maps},

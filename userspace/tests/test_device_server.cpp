@@ -454,6 +454,8 @@ TEST_F(DeviceBackendTest, UpdateReachesTheDriverOnlyAfterMapDone)
 	EXPECT_EQ(msgs[0].type, VPCI_MSG_IOTLB_UPDATE);
 	EXPECT_EQ(le_load(msgs[0].bar_offset), 0x3000u);
 	EXPECT_EQ(be_.status()["device"]["windows"], 1);
+	const nlohmann::json want = {{{"offset", 0x3000}, {"size", 0x1000}, {"perm", VPCI_PERM_RO}}};
+	EXPECT_EQ(be_.status()["device"]["window_list"], want);
 }
 
 TEST_F(DeviceBackendTest, InvalidationNeedsBothInvAckAndUnmapDone)
