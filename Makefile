@@ -45,7 +45,7 @@ DESTDIR    ?=
 
 export VPCI_BUILD := $(BUILD)
 
-.PHONY: ynl all deps module module-612 userspace unit unit-sanitize fuzz bench bench-insn bench-smoke selftests selftests-612 \
+.PHONY: ynl all deps module module-612 userspace unit unit-sanitize fuzz bench bench-insn bench-smoke bench-tcp selftests selftests-612 \
 	check demo style clean help install install-test dkms-install qemu qemu-test selftests-dev
 
 all: module userspace
@@ -70,6 +70,7 @@ help:
 	@echo "make bench      core micro-benchmark, host-only and VM-to-VM (vs DPDK) matrices -> docs/benchmarks.md"
 	@echo "make bench-insn   the driver core's instructions per frame (callgrind)"
 	@echo "make bench-smoke  one short VM-to-VM boot per path, report into build/bench-smoke"
+	@echo "make bench-tcp    iperf3 TCP between the guests: TSO on/off, 1/2/4 pairs, pt and strict"
 
 # Idempotent, fast when nothing is missing.
 deps:
@@ -135,6 +136,10 @@ bench-insn: userspace
 
 bench-smoke: module userspace
 	@$(REPO)/scripts/bench.sh --smoke $(BUILD)/bench-smoke
+
+# iperf3 TCP between two guests: TSO on/off, 1/2/4 queue pairs, pt and strict.
+bench-tcp: module userspace
+	@$(REPO)/scripts/bench-tcp.sh $(BUILD)/bench-tcp
 
 selftests: module userspace
 	@$(REPO)/selftests/run_selftests.sh $(SELFTESTS)

@@ -1,0 +1,67 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# vpci-topology: vm1vm2
+# vpci-timeout: 900
+#
+# TCP over the vhost-pci path, guest side (scripts/bench-tcp.sh runs it):
+# iperf3 between VM2 and VM1 with TSO on and off on both guests (ethtool
+# -K, same boot: "off" is the path before TSO was negotiated, every
+# segment its own chain) and with 1, 2, 4 ... queue pairs enabled by VM1
+# (ethtool -L; VM2 follows).  Every figure goes out as a "# TCP {json}"
+# line; the TAP tests only say that each run moved data.
+#
+# Knobs (from the host): VPCI_BENCH_SECONDS (per run, default 5),
+# VPCI_BENCH_ROUNDS (default 2), VPCI_BENCH_STREAMS (default 4),
+# VPCI_BENCH_IOMMU (a label).
+source "$(dirname "$0")/../lib.sh"
+set -u
+
+SECS=${VPCI_BENCH_SECONDS:-5}
+ROUNDS=${VPCI_BENCH_ROUNDS:-2}
+STREAMS=${VPCI_BENCH_STREAMS:-4}
+vm1() { host vm vm1 "$1"; }
+pairs() { ethtool -l "$ifname" | awk '/^Combined:/ { print $2 }' | xargs; }
+ntx() { ls -d /sys/class/net/"$ifname"/queues/tx-* | wc -l; }
+follows() { [ "$(pairs)" = "$n $1" ] && [ "$(ntx)" = "$1" ]; }
+
+vpci_up && wait_until 120 ping -c 1 -W 1 "$VPCI_VM1_IP" >/dev/null || {
+	echo "1..0 # VM1 not reachable"
+	exit "$KSFT_FAIL"
+}
+n=$(pairs)
+n=${n% *}
+isnum "$n" || n=1
+counts=()
+for ((k = 1; k <= n; k *= 2)); do
+	counts+=("$k")
+done
+tap_begin $((ROUNDS * 2 * ${#counts[@]} * 2))
+diag "pairs wired $n, counts ${counts[*]}, $STREAMS streams, $SECS s a run, VM2 $(nproc) vCPUs"
+
+for ((round = 1; round <= ROUNDS; round++)); do
+	for tso in on off; do
+		ethtool -K "$ifname" tso "$tso" >/dev/null 2>&1
+		vm1 "ethtool -K eth0 tso $tso"
+		for k in "${counts[@]}"; do
+			if [ "$n" -gt 1 ]; then
+				vm1 "ethtool -L eth0 combined $k 2>&1; ethtool -l eth0 | awk '/^Combined:/ { print \$2 }' | tail -n 1" ||
+					diag "VM1: ethtool -L combined $k: $HOST_OUT"
+				wait_until 30 follows "$k" ||
+					diag "VM2 did not follow $k pairs: ethtool -l $(pairs), VM1 current $HOST_OUT"
+			fi
+			for dir in vm2-vm1 vm1-vm2; do
+				[ "$dir" = vm1-vm2 ] && rev=-R || rev=
+				out=$(timeout $((SECS + 30)) iperf3 -c "$VPCI_VM1_IP" -t "$SECS" \
+					-P "$STREAMS" -J $rev 2>/dev/null)
+				mbps=$(jq -r '.end.sum_received.bits_per_second / 1e6 | floor' <<<"$out" 2>/dev/null)
+				retr=$(jq -r '.end.sum_sent.retransmits // 0' <<<"$out" 2>/dev/null)
+				err=$(jq -r '.error // empty' <<<"$out" 2>/dev/null)
+				[ -z "$err" ] || diag "iperf3: $err"
+				echo "# TCP {\"iommu\":\"${VPCI_BENCH_IOMMU:-}\",\"round\":$round,\"tso\":\"$tso\",\"pairs\":$k,\"dir\":\"$dir\",\"mbps\":${mbps:-null},\"retransmits\":${retr:-null}}"
+				isnum "$mbps" && [ "$mbps" -gt 0 ]
+				log_test $? "round $round, TSO $tso, $k pair(s), $dir: ${mbps:-?} Mbit/s"
+			done
+		done
+	done
+done
+tap_end
