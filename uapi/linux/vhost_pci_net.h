@@ -185,7 +185,8 @@ struct vpci_vq_config {
 /**
  * struct vpci_vq_state - the driver's progress on one virtqueue (driver writes)
  * @last_avail_idx: next avail index the driver will consume; reported to
- *	VM1 by GET_VRING_BASE
+ *	VM1 by GET_VRING_BASE.  The backend seeds it with the base VM1 sets
+ *	(SET_VRING_BASE, the queue stopped) until the driver runs the queue
  * @used_idx: last used index the driver published
  * @stopped: 1 when the driver stopped the queue after a fault
  * @reserved: zero

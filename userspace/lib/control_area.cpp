@@ -159,9 +159,10 @@ driver_state control_area::read_driver() const noexcept
 {
 	auto &d = raw().driver;
 	driver_state s;
-	// Acquire on status pairs with the driver's release store of it.
+	// Acquire on status pairs with the driver's release store of it, on
+	// generation_seen with its release store after publishing vq_state.
 	s.status = le_load(d.status, std::memory_order_acquire);
-	s.generation_seen = le_load(d.generation_seen);
+	s.generation_seen = le_load(d.generation_seen, std::memory_order_acquire);
 	s.device_features = le_load(d.device_features);
 	s.mtu = le_load(d.mtu);
 	return s;

@@ -303,6 +303,11 @@ bool frontend::handle(vu::message &m, std::uint64_t &, bool &replied)
 			return false;
 		}
 		vrings_[x->p.index].base = static_cast<std::uint16_t>(x->p.num);
+		// The ring is not running: until the driver runs it, its progress
+		// is the new base.  A pause (SET_VRING_ENABLE 0) before the driver
+		// started it must not take the index of an earlier run of the ring.
+		le_store(ctrl_.raw().vq_state[x->p.index].last_avail_idx,
+			 vrings_[x->p.index].base);
 		publish_vq(x->p.index);
 		changed();
 		return true;

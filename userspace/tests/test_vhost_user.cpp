@@ -696,6 +696,27 @@ TEST_F(VhostUserTest, DisabledRingResumesWhereTheDriverStopped)
 	EXPECT_EQ(le_load(ctrl().vq_config[0].base), 3000) << "resumes where the driver stopped";
 }
 
+// A ring paused before the driver ran it keeps the base VM1 set, not the
+// position the driver published for an earlier run of the ring.
+TEST_F(VhostUserTest, PausedRingTheDriverNeverRanKeepsItsBase)
+{
+	bind_driver();
+	negotiate(default_device_features);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	le_store(ctrl().vq_state[0].last_avail_idx, 5000); // an earlier run's stop
+	setup_ring(0, 0x10000, 0x11000, 0x12000);	    // base 7
+	send_p(vu::request::set_vring_enable, vu::vring_state{0, 1});
+	EXPECT_EQ(ack(), 0u);
+	send_p(vu::request::set_vring_enable, vu::vring_state{0, 0});
+	// The driver confirms without having run the ring.
+	le_store(ctrl().driver.generation_seen, be_.control().generation(),
+		 std::memory_order_release);
+	ring_doorbell();
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_EQ(le_load(ctrl().vq_config[0].base), 7);
+}
+
 // QEMU stops forwarding VM1's unmaps once vhost stops: when the last ring
 // stops, the driver's IOTLB is flushed before the GET_VRING_BASE reply.
 TEST_F(VhostUserTest, LastRingStopFlushesDriverIotlb)
