@@ -804,11 +804,13 @@ nlohmann::json backend::status() const
 	if (dev_) {
 		const device_server_stats &st = dev_->stats();
 		std::uint64_t mapped = 0;
-		// Bounded by max_windows: what VM2's BAR2 shows of VM1, and how.
+		// What VM2's BAR2 shows of VM1, and how: the first status_windows
+		// (one reply line stays small; max_windows may be 65536).
 		nlohmann::json list = nlohmann::json::array();
 		for (const file_window &w : dev_->windows()) {
 			mapped += w.size;
-			list.push_back({{"offset", w.offset}, {"size", w.size}, {"perm", w.perm}});
+			if (list.size() < status_windows)
+				list.push_back({{"offset", w.offset}, {"size", w.size}, {"perm", w.perm}});
 		}
 		r["device"] = {{"connected", dev_->client_connected()},
 			       {"ready", dev_->ready()},

@@ -75,6 +75,9 @@ struct backend_config {
 
 class backend : private frontend_events, private window_port, private control_target {
 public:
+	/** Windows status() lists in device.window_list, at most (all are counted). */
+	static constexpr std::size_t status_windows = 256;
+
 	/**
 	 * Create/check the memory file, initialise the control area and start
 	 * listening on the ivshmem (and control) sockets.  Throws on failure.

@@ -458,6 +458,33 @@ TEST_F(DeviceBackendTest, UpdateReachesTheDriverOnlyAfterMapDone)
 	EXPECT_EQ(be_.status()["device"]["window_list"], want);
 }
 
+// Every window is counted, the first status_windows listed: one status
+// reply line stays small whatever max_windows the device allows.
+TEST_F(DeviceBackendTest, StatusListsAtMostStatusWindows)
+{
+	bind_driver();
+	negotiate(default_device_features | kPlatform);
+	set_mem_table();
+	driver_drain();
+	const std::size_t n = backend::status_windows + 10;
+	for (std::uint64_t i = 0; i < n; i++) {
+		// every other page: no two windows merge
+		iotlb(vu::iotlb_update, 0x40000 + i * 0x2000, 0x1000, kUaddr + 0x3000 + i * 0x2000,
+		      VPCI_PERM_RO);
+		ASSERT_EQ(ack(), 0u);
+		auto map = dev_recv();
+		ASSERT_TRUE(map);
+		dev_->reply(VHOST_PCI_MSG_MAP_DONE, *map);
+		pump(1);
+	}
+	pump(10);
+	const auto st = be_.status()["device"];
+	EXPECT_EQ(st["windows"], n);
+	EXPECT_EQ(st["window_list"].size(), backend::status_windows);
+	EXPECT_EQ(st["mapped_bytes"], n * 0x1000);
+	EXPECT_LT(be_.handle_control_line(R"({"cmd":"status"})").size(), 64u * 1024);
+}
+
 TEST_F(DeviceBackendTest, InvalidationNeedsBothInvAckAndUnmapDone)
 {
 	ASSERT_NO_FATAL_FAILURE(bound_window(0x1000));
