@@ -6,11 +6,13 @@
 # line per run and a table of medians with min and max over the rounds.
 #   scripts/bench-tcp.sh [OUTDIR]     default build/bench-tcp
 # Knobs: VPCI_BENCH_SECONDS, VPCI_BENCH_ROUNDS, VPCI_BENCH_STREAMS,
-# VPCI_BENCH_PAIRS (wired pairs, default 4), VPCI_BENCH_IOMMUS ("pt strict").
+# VPCI_BENCH_PAIRS (wired pairs, default 4), VPCI_BENCH_IOMMUS ("pt strict"),
+# VPCI_BENCH_SMP (vCPUs of each guest, default 2).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-${VPCI_BUILD:-$repo/build}/bench-tcp}
 pairs=${VPCI_BENCH_PAIRS:-4}
+smp=${VPCI_BENCH_SMP:-2}
 mkdir -p "$out"
 : >"$out/tcp.jsonl"
 for mode in ${VPCI_BENCH_IOMMUS:-pt strict}; do
@@ -19,11 +21,11 @@ for mode in ${VPCI_BENCH_IOMMUS:-pt strict}; do
 	strict) iommu=iommu.strict=1 ;;
 	*) echo "bench-tcp: unknown IOMMU mode $mode (pt, strict)" >&2; exit 2 ;;
 	esac
-	echo "bench-tcp: $mode, $pairs pairs wired, both guests 2 vCPUs"
+	echo "bench-tcp: $mode, $pairs pairs wired, both guests $smp vCPUs"
 	rc=0
 	VPCI_BENCH_IOMMU=$mode "$repo/selftests/vm/run.py" --var "iommu=$iommu" \
 		--var "queues=$pairs" --var "vectors=$((2 * pairs + 1))" --var vm1_mq=on \
-		--var vm1_smp=2 --var vm2_smp=2 "$repo/selftests/bench/tcp_pairs.sh" \
+		--var "vm1_smp=$smp" --var "vm2_smp=$smp" "$repo/selftests/bench/tcp_pairs.sh" \
 		>"$out/$mode.log" 2>&1 || rc=$?
 	sed -n 's/^# TCP //p' "$out/$mode.log" | tee -a "$out/tcp.jsonl"
 	[ $rc -eq 0 ] || { echo "bench-tcp: $mode run failed (exit $rc), see $out/$mode.log" >&2; exit 1; }

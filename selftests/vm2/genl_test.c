@@ -147,7 +147,8 @@ static void parse_extack(const struct nlmsghdr *nh, struct nl_reply *r)
 		if ((a->nla_type & NLA_TYPE_MASK) == NLMSGERR_ATTR_MSG)
 			snprintf(r->extack, sizeof(r->extack), "%.*s",
 				 (int)(a->nla_len - NLA_HDRLEN), p);
-		else if ((a->nla_type & NLA_TYPE_MASK) == NLMSGERR_ATTR_OFFS)
+		else if ((a->nla_type & NLA_TYPE_MASK) == NLMSGERR_ATTR_OFFS &&
+			 a->nla_len == NLA_HDRLEN + sizeof(uint32_t))
 			memcpy(&r->bad_off, p, sizeof(uint32_t));
 	}
 }
@@ -159,7 +160,7 @@ static void parse_extack(const struct nlmsghdr *nh, struct nl_reply *r)
  */
 static int nl_call(int fd, struct nl_req *q, struct nl_reply *r)
 {
-	static char buf[NL_BUF];
+	static char buf[NL_BUF] __attribute__((aligned(NLMSG_ALIGNTO)));
 	static uint32_t seq;
 
 	memset(r, 0, sizeof(*r));
@@ -227,16 +228,22 @@ static void parse_msg(const struct nlmsghdr *nh, const struct nlattr **tb, int m
 #define NLA_PAYLOAD(a)	((const void *)((const char *)(a) + NLA_HDRLEN))
 #define NLA_LEN(a)	((int)(a)->nla_len - NLA_HDRLEN)
 
+/* An attribute of the wrong size reads as all-ones: no check can pass on it. */
 static uint32_t nla_u32(const struct nlattr *a)
 {
-	return *(const uint32_t *)NLA_PAYLOAD(a);
+	uint32_t v = UINT32_MAX;
+
+	if (NLA_LEN(a) == sizeof(v))
+		memcpy(&v, NLA_PAYLOAD(a), sizeof(v));
+	return v;
 }
 
 static uint64_t nla_u64(const struct nlattr *a)
 {
-	uint64_t v;
+	uint64_t v = UINT64_MAX;
 
-	memcpy(&v, NLA_PAYLOAD(a), sizeof(v));
+	if (NLA_LEN(a) == sizeof(v))
+		memcpy(&v, NLA_PAYLOAD(a), sizeof(v));
 	return v;
 }
 
@@ -741,7 +748,7 @@ TEST_F(genl, fault_event)
 	const struct nlattr *tb[VPCI_A_MAX + 1], *ev[VPCI_EVENT_A_MAX + 1];
 	const char *dbg = getenv("VPCI_DEBUGFS");
 	uint32_t grp = self->c.fam.events_grp;
-	static char buf[NL_BUF];
+	static char buf[NL_BUF] __attribute__((aligned(NLMSG_ALIGNTO)));
 	struct pollfd pfd;
 	struct nlmsghdr *nh;
 	char path[256];
