@@ -86,7 +86,7 @@ fault_counters()
 sim_cmd()
 {
 	echo "vpci-sim $(sim_args) --iommu-policy $policy --mode interrupt" \
-		"--direction both --size 60-1514 --rate 5000 --connect-wait-ms 5000" \
+		"--direction both --size 60-1514 --rate 5000 --connect-wait-ms 5000 --watchdog-s 50" \
 		"--json $VPCI_RUN/sim-$1.json $2"
 }
 

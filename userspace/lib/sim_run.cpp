@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -77,12 +78,27 @@ unique_fd open_memory(const run_config &c, std::uint64_t &size)
 	return fd;
 }
 
+std::atomic<const char *> g_phase{"not started"};
+std::atomic<std::uint64_t> g_sent{0}, g_completed{0}, g_received{0};
+
+void set_phase(const char *p)
+{
+	g_phase.store(p, std::memory_order_relaxed);
+}
+
 const char *dir_name(direction d)
 {
 	return d == direction::tx ? "tx" : d == direction::rx ? "rx" : "both";
 }
 
 } // namespace
+
+run_progress current_progress() noexcept
+{
+	return {g_phase.load(std::memory_order_relaxed), g_sent.load(std::memory_order_relaxed),
+		g_completed.load(std::memory_order_relaxed),
+		g_received.load(std::memory_order_relaxed)};
+}
 
 nlohmann::json run(const run_config &c)
 {
@@ -97,7 +113,9 @@ nlohmann::json run(const run_config &c)
 	port p(c.push, c.push_pages);
 	vm1_config vc = c.vm;
 	iommu dummy(0);
+	set_phase("connect");
 	vu_frontend fe(vu_frontend::connect(c.socket, c.connect_wait_ms), dummy, c.reply_timeout_ms);
+	set_phase("negotiate");
 	// (the real IOMMU lives in the vm1 below; rebind by constructing after)
 	// HOST_TSO4/6: the device must then take GSO headers, and check them
 	// (the gso-* faults); the simulator's own frames carry none.
@@ -123,6 +141,7 @@ nlohmann::json run(const run_config &c)
 	fe.set_miss_hook([&vm](std::uint64_t iova) { return vm.on_miss(iova); });
 	fe.set_miss_ranges(vc.policy == iova_policy::identity);
 	p.fe = &fe;
+	set_phase("memory table, static mappings, rings");
 	fe.set_mem_table(memory_desc{memfd.get(), ram, reinterpret_cast<std::uint64_t>(area.data())});
 	vm.map_static();
 
@@ -174,7 +193,11 @@ nlohmann::json run(const run_config &c)
 		vm.rx.disable_cb();
 		vm.tx.disable_cb();
 	}
+	set_phase("traffic");
 	for (;;) {
+		g_sent.store(sent, std::memory_order_relaxed);
+		g_completed.store(tx_done, std::memory_order_relaxed);
+		g_received.store(val.unique, std::memory_order_relaxed);
 		// IOTLB traffic keeps the loop awake but is not progress of the
 		// frames: a device that only asks for translations is stalled.
 		const bool iotlb_busy = fe.service() > 0;
@@ -318,6 +341,7 @@ nlohmann::json run(const run_config &c)
 			}
 		}
 	}
+	set_phase("summary and teardown");
 	const double secs = std::chrono::duration<double>(clock::now() - t0).count();
 	const std::uint64_t lost = sending && receiving ? val.lost(sent) : 0;
 	// With a fault injected, what the device does is the observation;

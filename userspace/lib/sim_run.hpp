@@ -60,6 +60,16 @@ struct run_config {
  */
 nlohmann::json run(const run_config &cfg);
 
+/**
+ * Where run() is, for a watchdog that must say why a run did not end:
+ * its phase and the frame counters of its loop (relaxed atomics).
+ */
+struct run_progress {
+	const char *phase;
+	std::uint64_t sent, completed, received;
+};
+run_progress current_progress() noexcept;
+
 /** The human-readable summary of run()'s JSON. */
 std::string summary_text(const nlohmann::json &j);
 

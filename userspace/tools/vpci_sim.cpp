@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 // vpci-sim: the peer simulator, a VM1 in userspace with its own IOMMU, as a
 // vhost-user front-end.  See docs/simulator.md.
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -87,6 +90,9 @@ int main(int argc, char **argv)
 	app.add_option("--seed", c.seed, "seed for mixed sizes")->capture_default_str();
 	app.add_option("--json", json_out, "write the JSON summary to this file ('-': stdout)");
 	app.add_flag("-q,--quiet", quiet, "no progress lines");
+	unsigned watchdog_s = 0;
+	app.add_option("--watchdog-s", watchdog_s,
+		       "after this long, say where the run is and exit 3 (0: never)");
 	app.add_flag("-v,--verbose", verbose, "debug logging");
 	CLI11_PARSE(app, argc, argv);
 
@@ -137,6 +143,20 @@ int main(int argc, char **argv)
 	} catch (const std::exception &e) {
 		fmt::print(stderr, "vpci-sim: {}\n", e.what());
 		return 2;
+	}
+	if (watchdog_s > 0) {
+		// A run that does not end says where it is before an outer
+		// timeout kills it without a word.
+		std::thread([watchdog_s] {
+			std::this_thread::sleep_for(std::chrono::seconds(watchdog_s));
+			const run_progress p = current_progress();
+			fmt::print(stderr,
+				   "vpci-sim: watchdog: run still in phase '{}' after {} s: sent {} "
+				   "completed {} received {}\n",
+				   p.phase, watchdog_s, p.sent, p.completed, p.received);
+			std::fflush(stdout);
+			std::_Exit(3);
+		}).detach();
 	}
 	try {
 		auto j = run(c);
