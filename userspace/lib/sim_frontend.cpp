@@ -64,7 +64,8 @@ std::uint64_t vu_frontend::call(vu::request r, const void *p, std::size_t len,
 			continue;
 		if (n < 0)
 			throw_errno("poll(vhost-user reply)");
-		if (n == 0)
+		// The deadline holds even while the channel keeps poll() busy.
+		if (n == 0 || clock::now() >= end)
 			throw std::runtime_error(fmt::format(
 				"vhost-user: no reply to {} within {} ms", vu::request_name(req),
 				timeout_ms_));
