@@ -57,9 +57,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
 				retr=$(jq -r '.end.sum_sent.retransmits // 0' <<<"$out" 2>/dev/null)
 				err=$(jq -r '.error // empty' <<<"$out" 2>/dev/null)
 				[ -z "$err" ] || diag "iperf3: $err"
-				echo "# TCP {\"iommu\":\"${VPCI_BENCH_IOMMU:-}\",\"round\":$round,\"tso\":\"$tso\",\"pairs\":$k,\"dir\":\"$dir\",\"mbps\":${mbps:-null},\"retransmits\":${retr:-null}}"
-				isnum "$mbps" && [ "$mbps" -gt 0 ]
-				log_test $? "round $round, TSO $tso, $k pair(s), $dir: ${mbps:-?} Mbit/s"
+				# What was in force, not what was asked for: a figure
+				# under the wrong label fails its test.
+				have_tso=$(ethtool -k "$ifname" | awk '/^tcp-segmentation-offload:/ { print $2 }')
+				have_pairs=$(ntx)
+				echo "# TCP {\"iommu\":\"${VPCI_BENCH_IOMMU:-}\",\"round\":$round,\"tso\":\"$tso\",\"pairs\":$k,\"dir\":\"$dir\",\"mbps\":${mbps:-null},\"retransmits\":${retr:-null},\"vm2_tso\":\"$have_tso\",\"vm2_tx_queues\":${have_pairs:-null}}"
+				isnum "$mbps" && [ "$mbps" -gt 0 ] && [ "$have_tso" = "$tso" ] &&
+					[ "$have_pairs" = "$k" ]
+				log_test $? "round $round, TSO $tso (VM2: $have_tso), $k pair(s) (VM2: $have_pairs TX queues), $dir: ${mbps:-?} Mbit/s"
 			done
 		done
 	done

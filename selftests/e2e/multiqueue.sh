@@ -75,9 +75,11 @@ log_test $? "queue vectors spread: pair p on CPU p mod $ncpu (hint and affinity)
 # 16 flows per extra pair each way: that some pair carries none of them by
 # chance is 2^-15 with 2 pairs, about 4 in a million with 4.
 flows=$((16 * (n - 1)))
+# iperf SECONDS [iperf3 args...]
 iperf() {
-	local out
-	out=$(iperf3 -c "$VPCI_VM1_IP" -t 3 -P "$flows" -f m "$@" 2>&1)
+	local out secs=$1
+	shift
+	out=$(iperf3 -c "$VPCI_VM1_IP" -t "$secs" -P "$flows" -f m "$@" 2>&1)
 	echo "$out" | grep -E 'SUM.*(sender|receiver)|error' | sed 's/^/# /'
 	echo "$out" | grep -q 'SUM.*receiver' && ! echo "$out" | grep -q error
 }
@@ -97,7 +99,7 @@ all_pairs_moved() {
 	diag "to VM1 per pair:$to; from VM1:$from; VM2 tx_dropped $(cat /sys/class/net/"$ifname"/statistics/tx_dropped)"
 	[ -z "$idle" ]
 }
-iperf && iperf -R
+iperf 3 && iperf 3 -R
 rc=$?
 all_pairs_moved && [ $rc = 0 ]
 log_test $? "iperf3 TCP, $flows flows each way: all $n pairs carry frames both ways${idle:+ (idle:$idle)}"
@@ -121,7 +123,7 @@ rc=$?
 diag "VM2 after VM1 enabled $n again: ethtool -l $(pairs), $(ntx) TX queues"
 dmesg | grep -E 'ring fault|queue [0-9]+: (stopped|started)' | tail -n 12 | sed 's/^/# /'
 log_test $rc "VM1 enables all $n again: VM2 follows"
-iperf -t 2 && iperf -t 2 -R
+iperf 2 && iperf 2 -R
 rc=$?
 all_pairs_moved && [ $rc = 0 ]
 log_test $? "again: all $n pairs carry frames both ways${idle:+ (idle:$idle)}"

@@ -852,9 +852,7 @@ void frontend::on_driver_doorbell()
 	drain_d2b();
 
 	// No driver any more: it published its progress before clearing BOUND.
-	if (pending_ &&
-	    (pending_->k == pending_op::kind::vring_base ||
-	     pending_->k == pending_op::kind::vring_pause) &&
+	if (pending_ && pending_->waits_for_generation() &&
 	    (!d.bound() || static_cast<std::int32_t>(d.generation_seen - pending_->gen) >= 0))
 		complete_pending(true,
 				 le_load(ctrl_.raw().vq_state[pending_->queue].last_avail_idx));
@@ -950,8 +948,7 @@ void frontend::check_timeout()
 		finish_windows_flush("no ack from the driver in time");
 	if (!pending_ || clock::now() < pending_->deadline)
 		return;
-	if (pending_->k == pending_op::kind::vring_base ||
-	    pending_->k == pending_op::kind::vring_pause) {
+	if (pending_->waits_for_generation()) {
 		const unsigned q = pending_->queue;
 		spdlog::warn("vhost-user: {} queue {}: driver did not confirm "
 			     "generation {} in time; using its last published index",

@@ -197,6 +197,11 @@ private:
 		std::uint32_t window_seq = 0; // invalidate: the device's UNMAP to wait for
 		/** invalidate: VM2's windows follow the shadow (else: after INV_ACK) */
 		bool windows_synced = true;
+		/** Completes with the driver's vq_state once it saw generation gen. */
+		bool waits_for_generation() const
+		{
+			return k == kind::vring_base || k == kind::vring_pause;
+		}
 	};
 
 	bool handle(vu::message &m, std::uint64_t &reply, bool &replied);

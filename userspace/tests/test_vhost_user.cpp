@@ -140,6 +140,29 @@ protected:
 		eventfd_signal(be_.ivshmem().doorbell_fd(VPCI_VEC_CONFIG));
 		pump();
 	}
+	/** The driver confirms the backend's current generation. */
+	void driver_confirms()
+	{
+		le_store(ctrl().driver.generation_seen, be_.control().generation(),
+			 std::memory_order_release);
+		ring_doorbell();
+	}
+	/**
+	 * A bound driver and ring 0 live (base 7, enabled); returns the memory
+	 * file, which must stay open.
+	 */
+	unique_fd live_ring0()
+	{
+		bind_driver();
+		negotiate(default_device_features);
+		unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+		EXPECT_EQ(set_mem_table(mem.get()), 0u);
+		setup_ring(0, 0x10000, 0x11000, 0x12000);
+		send_p(vu::request::set_vring_enable, vu::vring_state{0, 1});
+		EXPECT_EQ(ack(), 0u);
+		EXPECT_EQ(le_load(ctrl().vq_config[0].enabled), 1);
+		return mem;
+	}
 	void driver_post(const vpci_msg &m)
 	{
 		auto &r = ctrl().d2b;
@@ -673,21 +696,12 @@ TEST_F(VhostUserTest, GetVringBaseWaitsForDriver)
 // avail index thousands of entries ahead (a ring fault).
 TEST_F(VhostUserTest, DisabledRingResumesWhereTheDriverStopped)
 {
-	bind_driver();
-	negotiate(default_device_features);
-	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
-	ASSERT_EQ(set_mem_table(mem.get()), 0u);
-	setup_ring(0, 0x10000, 0x11000, 0x12000);
-	send_p(vu::request::set_vring_enable, vu::vring_state{0, 1});
-	EXPECT_EQ(ack(), 0u);
-	EXPECT_EQ(le_load(ctrl().vq_config[0].enabled), 1);
+	unique_fd mem = live_ring0();
 	send_p(vu::request::set_vring_enable, vu::vring_state{0, 0});
 	EXPECT_FALSE(recv_reply(50)) << "the disable waits for the driver's position";
 	EXPECT_EQ(le_load(ctrl().vq_config[0].enabled), 0);
 	le_store(ctrl().vq_state[0].last_avail_idx, 3000);
-	le_store(ctrl().driver.generation_seen, be_.control().generation(),
-		 std::memory_order_release);
-	ring_doorbell();
+	driver_confirms();
 	EXPECT_EQ(ack(), 0u);
 	EXPECT_EQ(le_load(ctrl().vq_config[0].base), 3000);
 	send_p(vu::request::set_vring_enable, vu::vring_state{0, 1});
@@ -700,21 +714,26 @@ TEST_F(VhostUserTest, DisabledRingResumesWhereTheDriverStopped)
 // position the driver published for an earlier run of the ring.
 TEST_F(VhostUserTest, PausedRingTheDriverNeverRanKeepsItsBase)
 {
-	bind_driver();
-	negotiate(default_device_features);
-	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
-	ASSERT_EQ(set_mem_table(mem.get()), 0u);
 	le_store(ctrl().vq_state[0].last_avail_idx, 5000); // an earlier run's stop
-	setup_ring(0, 0x10000, 0x11000, 0x12000);	    // base 7
-	send_p(vu::request::set_vring_enable, vu::vring_state{0, 1});
-	EXPECT_EQ(ack(), 0u);
+	unique_fd mem = live_ring0();			    // SET_VRING_BASE 7
 	send_p(vu::request::set_vring_enable, vu::vring_state{0, 0});
-	// The driver confirms without having run the ring.
-	le_store(ctrl().driver.generation_seen, be_.control().generation(),
-		 std::memory_order_release);
-	ring_doorbell();
+	driver_confirms(); // without having run the ring
 	EXPECT_EQ(ack(), 0u);
 	EXPECT_EQ(le_load(ctrl().vq_config[0].base), 7);
+}
+
+// The driver unbinding while a pause waits ends the wait at once (it
+// published its position before clearing BOUND), not after the timeout.
+TEST_F(VhostUserTest, PauseEndsWhenTheDriverUnbinds)
+{
+	unique_fd mem = live_ring0();
+	send_p(vu::request::set_vring_enable, vu::vring_state{0, 0});
+	EXPECT_FALSE(recv_reply(50));
+	le_store(ctrl().vq_state[0].last_avail_idx, 1234);
+	le_store(ctrl().driver.status, 0u, std::memory_order_release);
+	ring_doorbell();
+	EXPECT_EQ(ack(20), 0u) << "answered at once, not after the 200 ms timeout";
+	EXPECT_EQ(le_load(ctrl().vq_config[0].base), 1234);
 }
 
 // QEMU stops forwarding VM1's unmaps once vhost stops: when the last ring
