@@ -14,9 +14,13 @@ VPCI_DRV=/sys/bus/pci/drivers/vhost_pci_net
 __ntests=0
 __nfail=0
 __nskip=0
-# "N description" of each failed test, repeated at the end: a log read
-# from its tail (a CI summary) still says what failed.
+# "N description" of each failed test, repeated at the end with the last
+# diagnostics printed before it: a log read from its tail (a CI summary)
+# still says what failed and what the test saw.
 __failed=()
+# diag lines since the last test result (the last __diag_keep of them).
+__recent=()
+__diag_keep=6
 
 __nplan=0
 
@@ -41,14 +45,32 @@ log_test()
 	else
 		__nfail=$((__nfail + 1))
 		__failed+=("$__ntests $*")
+		local d
+		for d in "${__recent[@]}"; do
+			__failed+=("  ${d:0:300}")
+		done
 		echo "not ok $__ntests $*"
 	fi
+	__recent=()
 }
 
-# Print a diagnostic line.
+# Print a diagnostic line (kept for the summary of a test that then fails).
 diag()
 {
 	echo "# $*"
+	__recent+=("$*")
+	[ ${#__recent[@]} -le $__diag_keep ] || __recent=("${__recent[@]:1}")
+}
+
+# diag_lines TEXT: diag each line of TEXT (an argument, not a pipe: diag
+# must run in this shell to keep the lines for the summary).
+diag_lines()
+{
+	local l
+
+	while IFS= read -r l; do
+		[ -z "$l" ] || diag "$l"
+	done <<<"$1"
 }
 
 # check <description> <command...>: run the command, log the result.
@@ -77,7 +99,10 @@ tap_end()
 	local t
 
 	for t in "${__failed[@]}"; do
-		diag "failed: $t"
+		case $t in
+		"  "*) echo "#   ${t:2}" ;;
+		*) echo "# failed: $t" ;;
+		esac
 	done
 	diag "$((__ntests - __nfail - __nskip)) passed, $__nfail failed, $__nskip skipped"
 	if [ "$__ntests" -ne "$__nplan" ]; then

@@ -57,7 +57,7 @@ sim_show()
 	f+='dup \(.rx.duplicates) reord \(.rx.reordered) corrupt \(.rx.corrupt), '
 	f+='tx \(.tx.pps|round)/s rx \(.rx.pps|round)/s, '
 	f+='misses \(.frontend.iotlb.misses), canaries \(.canaries.ok)"'
-	jq -r "$f" "$1" | sed 's/^/# /'
+	diag_lines "$(jq -r "$f" "$1")"
 }
 
 # sim_drops: "tx_dropped N qdisc_dropped M" for $ifname, the drops VM2's
@@ -77,8 +77,8 @@ sim_drops()
 sim_explain()
 {
 	diag "drops before: $2; after: $(sim_drops)"
-	jq -r '"# latency p50 \(.rx.latency.p50_us|round) us, max \(.rx.latency.max_us|round) us; "
+	diag_lines "$(jq -r '"latency p50 \(.rx.latency.p50_us|round) us, max \(.rx.latency.max_us|round) us; "
 		+ "misses \(.frontend.iotlb.misses), unanswered \(.frontend.iotlb.misses_unanswered)"' \
-		"$1" 2>/dev/null
-	grep -h '^queue' /sys/kernel/debug/vhost_pci_net/*/state 2>/dev/null | sed 's/^/# /'
+		"$1" 2>/dev/null)"
+	diag_lines "$(grep -h '^queue' /sys/kernel/debug/vhost_pci_net/*/state 2>/dev/null)"
 }

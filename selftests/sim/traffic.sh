@@ -59,7 +59,7 @@ check_run()
 	local f=$VPCI_RUN/sim-$1.json
 	[ -s "$f" ] || { diag "no summary from vpci-sim (rc $2): $HOST_OUT"; return 1; }
 	sim_show "$f"
-	[ "$2" -eq 0 ] || { echo "$HOST_OUT" | tail -n 5 | sed 's/^/# /'; return 1; }
+	[ "$2" -eq 0 ] || { diag_lines "$(echo "$HOST_OUT" | tail -n 5)"; return 1; }
 	jq -e --argjson n "$frames" '.ok and .tx.sent == $n and .tx.completed == $n and
 		.rx.unique == $n and .rx.lost == 0 and .rx.duplicates == 0 and
 		.rx.reordered == 0 and .rx.corrupt == 0 and .rx.out_of_range == 0 and

@@ -178,6 +178,9 @@ nlohmann::json run(const run_config &c)
 	clock::time_point repair_at{};
 	const auto t0 = clock::now();
 	auto last_progress = t0, last_activity = t0, last_any = t0, last_print = t0;
+	// The longest pause between two frames moving (the final drain
+	// excluded): how close a run came to ending by its drain_ms.
+	clock::duration longest_idle{};
 	const double ns_per_frame = c.rate_pps > 0 ? 1e9 / c.rate_pps : 0;
 	std::uint64_t wakeups = 0;
 	std::vector<std::uint8_t> pkt;
@@ -291,8 +294,10 @@ nlohmann::json run(const run_config &c)
 		}
 		if (added && vm.tx.kick_prepare())
 			eventfd_signal(kick[txq].get());
-		if (progress)
+		if (progress) {
+			longest_idle = std::max(longest_idle, now - last_activity);
 			last_activity = now;
+		}
 		progress |= iotlb_busy;
 		if (progress)
 			last_any = now;
@@ -410,6 +415,8 @@ nlohmann::json run(const run_config &c)
 					    : nlohmann::json()}}},
 		{"iommu_ops", {{"maps", vm.maps}, {"unmaps", vm.unmaps}, {"pages", vm.mmu.pages()}}},
 		{"wakeups", wakeups},
+		{"longest_idle_ms",
+		 std::chrono::duration_cast<std::chrono::milliseconds>(longest_idle).count()},
 		{"canaries", {{"ok", canaries_ok}, {"pages_checked", canary_pages},
 			      {"damaged_pages", damaged.size()}, {"damaged", damaged_json},
 			      {"rx_tail_damaged", vm.rx_tail_damaged}}},
