@@ -107,8 +107,9 @@ err_free:
  * Spread the queue vectors over the CPUs as virtio_net places its
  * virtqueues: both vectors of pair p on one CPU, the pairs round-robin over
  * the online CPUs nearest the device.  A hint with an initial affinity, not
- * a managed one: irqbalance and /proc/irq may move them.  Unlike virtio_net
- * there are no XPS maps and no new spread after CPU hotplug.
+ * a managed one: irqbalance and /proc/irq may move them.  The XPS maps
+ * follow the same order (vpci_set_xps()).  Unlike virtio_net there is no new
+ * spread after CPU hotplug.
  */
 static void vpci_spread_queue_irqs(struct vpci_dev *vdev)
 {

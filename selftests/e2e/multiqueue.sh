@@ -10,8 +10,8 @@
 # counted per queue; when VM1 goes back to one pair, VM2 follows and
 # traffic goes on; when VM1 enables them all again, every pair resumes
 # where it stopped (no ring fault) and carries traffic again.  The queue
-# vectors are spread as virtio_net spreads its virtqueues (run with
-# vm2_smp=2 to see two CPUs used).
+# vectors and the XPS maps are spread as virtio_net spreads its virtqueues
+# (run with vm2_smp=2 to see two CPUs used).
 source "$(dirname "$0")/../lib.sh"
 
 tap_begin 11
@@ -69,8 +69,22 @@ spread() {
 		done
 	done
 }
-spread
-log_test $? "queue vectors spread: pair p on CPU p mod $ncpu (hint and affinity)"
+# XPS as virtio_net: the CPUs dealt out to the n TX queues in turn, so TX
+# queue p is sent on from CPU p mod ncpu (and p + n, p + 2n, ... below ncpu).
+xps() {
+	local p k want got
+	for ((p = 0; p < n; p++)); do
+		want=0
+		for ((k = p; k < (ncpu > n ? ncpu : n); k += n)); do
+			want=$((want | 1 << (k % ncpu)))
+		done
+		got=$(tr -d ',\n' < "/sys/class/net/$ifname/queues/tx-$p/xps_cpus")
+		diag "tx-$p: xps_cpus $got (want $(printf '%x' $want))"
+		[ -n "$got" ] && [ $((16#$got)) = $want ] || return 1
+	done
+}
+spread && wait_until 5 xps
+log_test $? "queue vectors and XPS maps spread: pair p on CPU p mod $ncpu (hint, affinity, xps_cpus)"
 
 # 16 flows per extra pair each way: that some pair carries none of them by
 # chance is 2^-15 with 2 pairs, about 4 in a million with 4.
@@ -118,11 +132,11 @@ log_test $? "ping after the change: 20 of 20, no duplicates"
 # No SET_VRING_BASE comes before VM1 enables the pairs again: each must
 # resume where VM2 stopped it, not at its old base (a ring fault then).
 set_pairs "$n"
-[ "$HOST_OUT" = "$n" ] && wait_until 30 follows "$n"
+[ "$HOST_OUT" = "$n" ] && wait_until 30 follows "$n" && wait_until 5 xps
 rc=$?
 diag "VM2 after VM1 enabled $n again: ethtool -l $(pairs), $(ntx) TX queues"
 dmesg | grep -E 'ring fault|queue [0-9]+: (stopped|started)' | tail -n 12 | sed 's/^/# /'
-log_test $rc "VM1 enables all $n again: VM2 follows"
+log_test $rc "VM1 enables all $n again: VM2 follows, XPS maps set again"
 iperf 2 && iperf 2 -R
 rc=$?
 all_pairs_moved && [ $rc = 0 ]
