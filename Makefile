@@ -45,7 +45,7 @@ DESTDIR    ?=
 
 export VPCI_BUILD := $(BUILD)
 
-.PHONY: ynl all deps module module-612 userspace unit unit-sanitize fuzz bench bench-insn bench-smoke bench-tcp selftests selftests-612 \
+.PHONY: ynl all deps module module-612 userspace unit unit-sanitize unit-tsan fuzz bench bench-insn bench-smoke bench-tcp selftests selftests-612 \
 	check demo style clean help install install-test dkms-install qemu qemu-test selftests-dev
 
 all: module userspace
@@ -58,6 +58,7 @@ help:
 	@echo "make userspace  build the C++ backend, tools and tests"
 	@echo "make unit       run the userspace unit tests (ctest)"
 	@echo "make unit-sanitize  the unit tests built with ASan and UBSan (part of check)"
+	@echo "make unit-tsan   hostdp's tests against a TSan build of it (part of check)"
 	@echo "make qemu       Debian's QEMU 7.2 + the vhost-pci device -> build/qemu/ (cached)"
 	@echo "make qemu-test  the vhost-pci device under qtest, no guest (TAP)"
 	@echo "make selftests-dev  SELFTESTS_DEV with VM2 on the vhost-pci QEMU device"
@@ -95,7 +96,7 @@ unit: userspace
 
 # The unit tests again, built with ASan and UBSan: the driver core, the
 # daemon, vhost-user, the simulator (vpci-tests and the binaries it runs;
-# hostdp's busy-polling pair stays in `unit`).  vptr is left out: with no fd
+# hostdp's busy-polling pair stays in `unit` and `unit-tsan`).  vptr is left out: with no fd
 # free (BackendTest.AcceptFailure...) its check cannot read /proc and
 # reports a false error.
 SAN_FLAGS := -O1 -fsanitize=address,undefined -fno-sanitize=vptr \
@@ -107,6 +108,17 @@ unit-sanitize: deps
 	@cmake --build $(BUILD)/userspace-san -j$(JOBS) --target vpci-tests
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 		$(BUILD)/userspace-san/vpci-tests --gtest_brief=1
+
+# hostdp's two threads (control and polling, one dp_lock) under TSan: the
+# hostdp tests against a TSan build of vpci-hostdp (and vpci-sim).  A race
+# report makes vpci-hostdp exit 66 instead of 0, which its tests check.
+TSAN_FLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+unit-tsan: deps
+	@cmake -S $(REPO)/userspace -B $(BUILD)/userspace-tsan -DCMAKE_BUILD_TYPE=Debug \
+		-DCMAKE_C_FLAGS="$(TSAN_FLAGS)" -DCMAKE_CXX_FLAGS="$(TSAN_FLAGS)" \
+		-DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
+	@cmake --build $(BUILD)/userspace-tsan -j$(JOBS) --target vpci-hostdp-tests
+	@TSAN_OPTIONS=halt_on_error=0 $(BUILD)/userspace-tsan/vpci-hostdp-tests --gtest_brief=1
 
 # Debian 12's QEMU 7.2 source + qemu/patches: build/qemu/qemu-system-x86_64,
 # cached outside the clone by Debian version and patch hash
@@ -198,6 +210,7 @@ check: deps
 	@$(MAKE) --no-print-directory style
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-sanitize
+	@$(MAKE) --no-print-directory unit-tsan
 	@$(MAKE) --no-print-directory qemu-test
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory install-test
