@@ -12,7 +12,6 @@
  * miss is posted, and the queue resumes when the config pass sees the
  * update (or gives the chain up as a fault after vdev->miss_timeout).
  */
-#include <linux/cpumask.h>
 #include <linux/etherdevice.h>
 #include <linux/if_vlan.h>
 #include <linux/interrupt.h>
@@ -937,35 +936,6 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 	vpci_netdev_update_carrier(vdev);
 }
 
-/*
- * XPS as virtio_net sets it: the online CPUs dealt out to the @n TX queues
- * in turn, queue i first getting the CPU its vector is on (the i-th CPU,
- * see vpci_spread_queue_irqs()); with more queues than CPUs each CPU gets
- * several.  A CPU then transmits on queues whose completions it handles.
- * Called under RTNL with the stack at @n TX queues; best effort (the stack
- * hashes over all queues without a map).  Not redone on CPU hotplug.
- */
-static void vpci_set_xps(struct vpci_dev *vdev, unsigned int n)
-{
-	unsigned int ncpu = num_online_cpus(), span = max(ncpu, n), q, k;
-	int node = dev_to_node(&vdev->pdev->dev);
-	cpumask_var_t mask;
-	int err;
-
-	if (!zalloc_cpumask_var(&mask, GFP_KERNEL))
-		return;
-	for (q = 0; q < n; q++) {
-		cpumask_clear(mask);
-		for (k = q; k < span; k += n)
-			cpumask_set_cpu(cpumask_local_spread(k % ncpu, node), mask);
-		err = netif_set_xps_queue(vdev->netdev, mask, q);
-		if (err)
-			netdev_warn(vdev->netdev, "TX queue %u: XPS map not set: %d\n",
-				    q, err);
-	}
-	free_cpumask_var(mask);
-}
-
 /**
  * vpci_queues_work() - give the stack as many queues as VM1 runs pairs
  * @work: &vpci_dev.queues_work
@@ -998,9 +968,9 @@ void vpci_queues_work(struct work_struct *work)
 			netdev_warn(dev, "%u queue pairs not set: %d\n", n, err);
 		else
 			netdev_info(dev, "%u queue pair(s) in use\n", n);
-		/* The stack dropped the maps of queues it took away. */
+		/* Vectors and XPS maps for the pairs that run now. */
 		if (!err)
-			vpci_set_xps(vdev, n);
+			vpci_set_affinity(vdev, n, true);
 	}
 	rtnl_unlock();
 }

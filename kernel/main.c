@@ -11,6 +11,7 @@
  * enforces it.  The same ivshmem IDs are used by every other ivshmem user,
  * so either device is claimed only when BAR2 ends in a valid control area.
  */
+#include <linux/cpu.h>
 #include <linux/interrupt.h>
 #include <linux/io.h>
 #include <linux/module.h>
@@ -104,25 +105,70 @@ err_free:
 }
 
 /*
- * Spread the queue vectors over the CPUs as virtio_net places its
- * virtqueues: both vectors of pair p on one CPU, the pairs round-robin over
- * the online CPUs nearest the device.  A hint with an initial affinity, not
- * a managed one: irqbalance and /proc/irq may move them.  The XPS maps
- * follow the same order (vpci_set_xps()).  Unlike virtio_net there is no new
- * spread after CPU hotplug.
+ * The CPUs of queue pair @pair when @n pairs run, divided as virtio_net
+ * divides them (virtnet_set_affinity()): the online CPUs (those nearest
+ * the device first) in contiguous blocks of ncpus / n, the first
+ * ncpus % n blocks one larger; with more pairs than CPUs, one CPU each,
+ * wrapping around.  Called with cpus_read_lock() held: the online set
+ * must not change under num_online_cpus() and cpumask_local_spread().
  */
-static void vpci_spread_queue_irqs(struct vpci_dev *vdev)
+static void vpci_pair_cpus(struct vpci_dev *vdev, unsigned int pair,
+			   unsigned int n, struct cpumask *mask)
 {
+	unsigned int ncpu = num_online_cpus();
+	unsigned int stride = max(ncpu / n, 1U);
+	unsigned int stragglers = ncpu >= n ? ncpu % n : 0;
+	unsigned int first = pair * stride + min(pair, stragglers);
+	unsigned int size = stride + (pair < stragglers ? 1 : 0);
 	int node = dev_to_node(&vdev->pdev->dev);
-	unsigned int i;
+	unsigned int k;
 
-	for (i = 0; i < vdev->nqueues; i++) {
-		unsigned int cpu = cpumask_local_spread(i / 2, node);
+	cpumask_clear(mask);
+	for (k = 0; k < size; k++)
+		cpumask_set_cpu(cpumask_local_spread((first + k) % ncpu, node), mask);
+}
 
-		/* Best effort: a vector left where it is still works. */
-		irq_set_affinity_and_hint(pci_irq_vector(vdev->pdev, VPCI_VEC_QUEUE(i)),
-					  cpumask_of(cpu));
+/**
+ * vpci_set_affinity() - spread pairs 0..@n-1 over the CPUs
+ * @vdev: the device
+ * @n: the pairs that run
+ * @xps: also set the stack's XPS maps (the netdev has @n TX queues)
+ *
+ * Both vectors of pair p get the CPUs vpci_pair_cpus() gives it as
+ * affinity and affinity hint (a hint with an initial affinity, not a
+ * managed one: irqbalance and /proc/irq may move them), and with @xps TX
+ * queue p is sent on from those CPUs: a CPU transmits on the queues whose
+ * completions it handles.  At probe for every pair, then again whenever
+ * VM1 changes the pairs it runs (vpci_queues_work(), under RTNL; the stack
+ * dropped the maps of the queues it took away).  Best effort: a vector or
+ * a queue left as it is still works.  Unlike virtio_net, nothing is redone
+ * on CPU hotplug.
+ */
+void vpci_set_affinity(struct vpci_dev *vdev, unsigned int n, bool xps)
+{
+	cpumask_var_t mask;
+	unsigned int p;
+	int err;
+
+	if (!zalloc_cpumask_var(&mask, GFP_KERNEL))
+		return;
+	/* The online CPUs stay put while the masks are computed and set. */
+	cpus_read_lock();
+	for (p = 0; p < n && 2 * p + 1 < vdev->nqueues; p++) {
+		vpci_pair_cpus(vdev, p, n, mask);
+		irq_set_affinity_and_hint(pci_irq_vector(vdev->pdev, VPCI_VEC_QUEUE(2 * p)),
+					  mask);
+		irq_set_affinity_and_hint(pci_irq_vector(vdev->pdev, VPCI_VEC_QUEUE(2 * p + 1)),
+					  mask);
+		if (!xps)
+			continue;
+		/* __ variant: netif_set_xps_queue() takes cpus_read_lock() itself. */
+		err = __netif_set_xps_queue(vdev->netdev, cpumask_bits(mask), p, XPS_CPUS);
+		if (err)
+			netdev_warn(vdev->netdev, "TX queue %u: XPS map not set: %d\n", p, err);
 	}
+	cpus_read_unlock();
+	free_cpumask_var(mask);
 }
 
 static void vpci_free_queue_irqs(struct vpci_dev *vdev)
@@ -263,7 +309,7 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	err = vpci_request_queue_irqs(vdev);
 	if (err)
 		goto err_free_config_irq;
-	vpci_spread_queue_irqs(vdev);
+	vpci_set_affinity(vdev, vdev->nqueues / 2, false);
 	vpci_link_napi(vdev);
 
 	pci_set_drvdata(pdev, vdev);

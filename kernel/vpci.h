@@ -369,6 +369,7 @@ irqreturn_t vpci_queue_irq(int irq, void *data);
 void vpci_dp_sync(struct vpci_dev *vdev);
 void vpci_dp_retry_work(struct work_struct *work);
 void vpci_queues_work(struct work_struct *work);
+void vpci_set_affinity(struct vpci_dev *vdev, unsigned int n, bool xps);
 void vpci_dp_misses_forget(struct vpci_dev *vdev, u64 iova, u64 size);
 void vpci_dp_stop_all(struct vpci_dev *vdev);
 void vpci_dp_set_poll(struct vpci_dev *vdev, bool poll);
