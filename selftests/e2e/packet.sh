@@ -18,6 +18,7 @@ wait_until 120 ping -c 1 -W 1 "$VPCI_VM1_IP" >/dev/null ||
 	{ echo "1..0 # VM1 does not answer ping"; exit "$KSFT_FAIL"; }
 mac=$(ip neigh show "$VPCI_VM1_IP" dev "$ifname" | awk '{ for (i = 1; i < NF; i++) if ($i == "lladdr") print $(i + 1) }')
 echo "# $ifname: VM1 $VPCI_VM1_IP at ${mac:-?}"
+[ -n "$mac" ] || { echo "1..0 # no neighbour entry for VM1"; exit "$KSFT_FAIL"; }
 VPCI_IFNAME=$ifname VPCI_PEER_MAC=$mac VPCI_PEER_IP=$VPCI_VM1_IP \
 	VPCI_OWN_IP=${VPCI_VM2_ADDR%/*} "$bin"
 rc=$?

@@ -36,7 +36,7 @@ drain=$((4000 + 2 * ${miss_ms:-2000}))
 # buffer posted then sits behind the ring's other 254: enough follow to reach it).
 run()
 {
-	host timeout=60 vpci-sim $(sim_args) --iommu-policy identity --mode interrupt \
+	host timeout=$((60 + drain / 1000)) vpci-sim $(sim_args) --iommu-policy identity --mode interrupt \
 		--direction both --size 60-1514 --rate 5000 --connect-wait-ms 5000 \
 		--json "$VPCI_RUN/sim-$1.json" -n 1000 --drain-ms $drain ${2:+--fault $2}
 	rc=$?

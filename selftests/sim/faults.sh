@@ -136,7 +136,7 @@ for f in $faults; do
 	monitor_start || diag "vpci-nl monitor did not start: $(cat /tmp/mon.err)"
 	w0=$( [ "$want" = - ] || [ "$want" = unknown ] || sim_stat "$want")
 	t0=$SECONDS
-	host timeout=60 $(sim_cmd "fault-$f" "-n $n --fault $f --drain-ms $drain")
+	host timeout=$((60 + drain / 1000)) $(sim_cmd "fault-$f" "-n $n --fault $f --drain-ms $drain")
 	rc=$?
 	diag "$f: fault run exit $rc after $((SECONDS - t0)) s"
 	j=$VPCI_RUN/sim-fault-$f.json
