@@ -128,6 +128,42 @@ static void vpci_pair_cpus(struct vpci_dev *vdev, unsigned int pair,
 		cpumask_set_cpu(cpumask_local_spread((first + k) % ncpu, node), mask);
 }
 
+/*
+ * Spread pairs 0..@n-1 (vpci_set_affinity()); the caller holds the CPU
+ * hotplug lock, for reading or, in a hotplug callback, for writing.
+ */
+static void __vpci_set_affinity(struct vpci_dev *vdev, unsigned int n, bool xps)
+{
+	unsigned int p;
+	int err;
+
+	vdev->spread_pairs = n;
+	vdev->spread_xps = xps;
+	for (p = 0; p < n && 2 * p + 1 < vdev->nqueues; p++) {
+		struct vpci_queue *tx = &vdev->queues[2 * p];
+		struct vpci_queue *rx = &vdev->queues[2 * p + 1];
+
+		/*
+		 * Each vector's own mask: the hint is kept by reference, and
+		 * a mask shared by the pairs would show every vector the
+		 * last pair's CPUs in /proc/irq/N/affinity_hint.
+		 */
+		vpci_pair_cpus(vdev, p, n, tx->affinity);
+		cpumask_copy(rx->affinity, tx->affinity);
+		irq_set_affinity_and_hint(pci_irq_vector(vdev->pdev, VPCI_VEC_QUEUE(2 * p)),
+					  tx->affinity);
+		irq_set_affinity_and_hint(pci_irq_vector(vdev->pdev, VPCI_VEC_QUEUE(2 * p + 1)),
+					  rx->affinity);
+		if (!xps)
+			continue;
+		/* __ variant: netif_set_xps_queue() takes cpus_read_lock() itself. */
+		err = __netif_set_xps_queue(vdev->netdev, cpumask_bits(tx->affinity), p,
+					    XPS_CPUS);
+		if (err)
+			netdev_warn(vdev->netdev, "TX queue %u: XPS map not set: %d\n", p, err);
+	}
+}
+
 /**
  * vpci_set_affinity() - spread pairs 0..@n-1 over the CPUs
  * @vdev: the device
@@ -140,35 +176,127 @@ static void vpci_pair_cpus(struct vpci_dev *vdev, unsigned int pair,
  * queue p is sent on from those CPUs: a CPU transmits on the queues whose
  * completions it handles.  At probe for every pair, then again whenever
  * VM1 changes the pairs it runs (vpci_queues_work(), under RTNL; the stack
- * dropped the maps of the queues it took away).  Best effort: a vector or
- * a queue left as it is still works.  Unlike virtio_net, nothing is redone
- * on CPU hotplug.
+ * dropped the maps of the queues it took away), and as virtio_net does
+ * whenever a CPU comes online or has gone (vpci_cpu_online(),
+ * vpci_cpu_dead()).  Best effort: a vector or a queue left as it is still
+ * works.
  */
 void vpci_set_affinity(struct vpci_dev *vdev, unsigned int n, bool xps)
 {
-	cpumask_var_t mask;
-	unsigned int p;
-	int err;
-
-	if (!zalloc_cpumask_var(&mask, GFP_KERNEL))
-		return;
 	/* The online CPUs stay put while the masks are computed and set. */
 	cpus_read_lock();
-	for (p = 0; p < n && 2 * p + 1 < vdev->nqueues; p++) {
-		vpci_pair_cpus(vdev, p, n, mask);
-		irq_set_affinity_and_hint(pci_irq_vector(vdev->pdev, VPCI_VEC_QUEUE(2 * p)),
-					  mask);
-		irq_set_affinity_and_hint(pci_irq_vector(vdev->pdev, VPCI_VEC_QUEUE(2 * p + 1)),
-					  mask);
-		if (!xps)
-			continue;
-		/* __ variant: netif_set_xps_queue() takes cpus_read_lock() itself. */
-		err = __netif_set_xps_queue(vdev->netdev, cpumask_bits(mask), p, XPS_CPUS);
-		if (err)
-			netdev_warn(vdev->netdev, "TX queue %u: XPS map not set: %d\n", p, err);
-	}
+	__vpci_set_affinity(vdev, n, xps);
 	cpus_read_unlock();
-	free_cpumask_var(mask);
+}
+
+/*
+ * CPU hotplug: spread the pairs of the last vpci_set_affinity() again
+ * over the CPUs online now (the hotplug lock is held for writing, so no
+ * vpci_set_affinity() runs meanwhile).  The online callback runs once the
+ * CPU is online, the dead one once it is gone: IRQs of a CPU going down
+ * are moved off it by the IRQ core, this puts them where the spread wants
+ * them and stops XPS from naming the dead CPU.
+ */
+static enum cpuhp_state vpci_online_state;
+static enum cpuhp_state vpci_dead_state;
+
+static void vpci_respread(struct vpci_dev *vdev)
+{
+	unsigned int n = vdev->spread_pairs;
+
+	/*
+	 * vpci_queues_work() may have cut the TX queues under RTNL and wait
+	 * for the hotplug lock to spread the rest: no XPS map for a queue
+	 * the stack no longer has (a racy read, it only narrows).
+	 */
+	if (vdev->spread_xps)
+		n = min(n, READ_ONCE(vdev->netdev->real_num_tx_queues));
+	if (n)
+		__vpci_set_affinity(vdev, n, vdev->spread_xps);
+}
+
+static int vpci_cpu_online(unsigned int cpu, struct hlist_node *node)
+{
+	vpci_respread(hlist_entry_safe(node, struct vpci_dev, cpuhp_online));
+	return 0;
+}
+
+static int vpci_cpu_dead(unsigned int cpu, struct hlist_node *node)
+{
+	vpci_respread(hlist_entry_safe(node, struct vpci_dev, cpuhp_dead));
+	return 0;
+}
+
+static int vpci_cpuhp_init(void)
+{
+	int ret;
+
+	ret = cpuhp_setup_state_multi(CPUHP_AP_ONLINE_DYN, "net/vhost_pci:online",
+				      vpci_cpu_online, NULL);
+	if (ret < 0)
+		return ret;
+	vpci_online_state = ret;
+	/* A PREPARE state's teardown runs after the CPU is dead. */
+	ret = cpuhp_setup_state_multi(CPUHP_BP_PREPARE_DYN, "net/vhost_pci:dead",
+				      NULL, vpci_cpu_dead);
+	if (ret < 0) {
+		cpuhp_remove_multi_state(vpci_online_state);
+		return ret;
+	}
+	vpci_dead_state = ret;
+	return 0;
+}
+
+static void vpci_cpuhp_exit(void)
+{
+	cpuhp_remove_multi_state(vpci_dead_state);
+	cpuhp_remove_multi_state(vpci_online_state);
+}
+
+/* Follow CPU hotplug from now on (no callback runs for the CPUs up now). */
+static int vpci_cpuhp_add(struct vpci_dev *vdev)
+{
+	int err;
+
+	err = cpuhp_state_add_instance_nocalls(vpci_online_state, &vdev->cpuhp_online);
+	if (err)
+		return err;
+	err = cpuhp_state_add_instance_nocalls(vpci_dead_state, &vdev->cpuhp_dead);
+	if (err)
+		cpuhp_state_remove_instance_nocalls(vpci_online_state, &vdev->cpuhp_online);
+	return err;
+}
+
+/* No callback of @vdev runs once this returns (it takes the hotplug lock). */
+static void vpci_cpuhp_del(struct vpci_dev *vdev)
+{
+	cpuhp_state_remove_instance_nocalls(vpci_dead_state, &vdev->cpuhp_dead);
+	cpuhp_state_remove_instance_nocalls(vpci_online_state, &vdev->cpuhp_online);
+}
+
+/* devres action: the queues' affinity masks, after their vectors are freed. */
+static void vpci_free_affinity(void *data)
+{
+	struct vpci_dev *vdev = data;
+	unsigned int i;
+
+	for (i = 0; i < vdev->nqueues; i++)
+		free_cpumask_var(vdev->queues[i].affinity);
+}
+
+static int vpci_alloc_affinity(struct vpci_dev *vdev)
+{
+	unsigned int i;
+	int err;
+
+	/* First, so a partial allocation is undone too (the rest are NULL). */
+	err = devm_add_action_or_reset(&vdev->pdev->dev, vpci_free_affinity, vdev);
+	if (err)
+		return err;
+	for (i = 0; i < vdev->nqueues; i++)
+		if (!zalloc_cpumask_var(&vdev->queues[i].affinity, GFP_KERNEL))
+			return -ENOMEM;
+	return 0;
 }
 
 static void vpci_free_queue_irqs(struct vpci_dev *vdev)
@@ -278,6 +406,9 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 				    sizeof(*vdev->queues), GFP_KERNEL);
 	if (!vdev->queues)
 		return -ENOMEM;
+	err = vpci_alloc_affinity(vdev);
+	if (err)
+		return err;
 
 	err = vpci_iotlb_init(&vdev->iotlb, VPCI_IOTLB_MAX,
 			      le64_to_cpu(vdev->hdr.peer_mem_size));
@@ -310,6 +441,9 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	if (err)
 		goto err_free_config_irq;
 	vpci_set_affinity(vdev, vdev->nqueues / 2, false);
+	err = vpci_cpuhp_add(vdev);
+	if (err)
+		goto err_free_queue_irqs;
 	vpci_link_napi(vdev);
 
 	pci_set_drvdata(pdev, vdev);
@@ -347,6 +481,8 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 
 err_clear_status:
 	vpci_ctrl_set_driver_status(vdev, 0, VPCI_DS_BOUND | VPCI_DS_UP);
+	vpci_cpuhp_del(vdev);
+err_free_queue_irqs:
 	vpci_free_queue_irqs(vdev);
 err_free_config_irq:
 	free_irq(pci_irq_vector(pdev, VPCI_VEC_CONFIG), vdev);
@@ -376,6 +512,8 @@ static void vpci_remove(struct pci_dev *pdev)
 	 * BOUND may be cleared (the backend stops waiting for our acks).
 	 */
 	free_irq(pci_irq_vector(pdev, VPCI_VEC_CONFIG), vdev);
+	/* No more respreads: they touch the vectors freed next. */
+	vpci_cpuhp_del(vdev);
 	vpci_free_queue_irqs(vdev);
 	cancel_delayed_work_sync(&vdev->config_work);
 	cancel_delayed_work_sync(&vdev->retry_work);
@@ -425,9 +563,12 @@ static int __init vpci_init(void)
 		       VPCI_MISS_TIMEOUT_MS_MAX);
 		return -EINVAL;
 	}
-	err = vpci_nl_init();
+	err = vpci_cpuhp_init();
 	if (err)
 		return err;
+	err = vpci_nl_init();
+	if (err)
+		goto err_cpuhp_exit;
 	vpci_debugfs_init();
 	err = pci_register_driver(&vpci_driver);
 	if (err)
@@ -437,6 +578,8 @@ static int __init vpci_init(void)
 err_debugfs_exit:
 	vpci_debugfs_exit();
 	vpci_nl_exit();
+err_cpuhp_exit:
+	vpci_cpuhp_exit();
 	return err;
 }
 module_init(vpci_init);
@@ -446,6 +589,7 @@ static void __exit vpci_exit(void)
 	pci_unregister_driver(&vpci_driver);
 	vpci_debugfs_exit();
 	vpci_nl_exit();
+	vpci_cpuhp_exit();
 }
 module_exit(vpci_exit);
 

@@ -184,6 +184,9 @@ struct vpci_miss {
  * @last_work: ktime (ns) of the last poll that moved a frame (NAPI only)
  * @kicks: VM1 kicks received (IRQ context)
  * @irq_name: this queue's vector in /proc/interrupts
+ * @affinity: the CPUs of this queue's vector; the IRQ core keeps a pointer
+ *	to it as the vector's affinity hint, so it lives until the vector is
+ *	freed (vpci_set_affinity())
  * @syncp: protects @stats
  * @stats: counters
  */
@@ -208,6 +211,7 @@ struct vpci_queue {
 	struct vpci_rx_state rx;
 	struct napi_struct napi;
 	char irq_name[32];
+	cpumask_var_t affinity;
 	u64 last_work;
 	atomic64_t kicks;
 	struct u64_stats_sync syncp;
@@ -248,6 +252,11 @@ struct vpci_queue {
  * @retry_work: re-polls queues stalled on an unanswered miss
  * @queues_work: sets the stack's queue counts to the pairs VM1 runs
  *	(under RTNL, which the config pass cannot take)
+ * @spread_pairs: pairs the last vpci_set_affinity() spread (0: none yet),
+ *	written and read with the CPU hotplug lock held
+ * @spread_xps: whether that spread set the XPS maps too, as @spread_pairs
+ * @cpuhp_online: instance of the CPU-online hotplug state
+ * @cpuhp_dead: instance of the CPU-dead hotplug state
  * @device_features: the virtio features offered to VM1 (driver section)
  * @link_up: backend link state, under @state_lock
  * @call_peer: ivshmem peer whose queue vectors are VM1's call eventfds
@@ -298,6 +307,10 @@ struct vpci_dev {
 	unsigned int nqueues;
 	struct delayed_work retry_work;
 	struct work_struct queues_work;
+	unsigned int spread_pairs;
+	bool spread_xps;
+	struct hlist_node cpuhp_online;
+	struct hlist_node cpuhp_dead;
 	u64 device_features;
 	bool link_up;
 	u16 call_peer;

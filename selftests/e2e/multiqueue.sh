@@ -14,7 +14,7 @@
 # (run with vm2_smp=2 to see two CPUs used).
 source "$(dirname "$0")/../lib.sh"
 
-tap_begin 11
+tap_begin 12
 
 vm1() { host vm vm1 "$@"; }
 stat() { ethtool -S "$ifname" | awk -v k="$1:" '$1 == k { print $2 }'; }
@@ -56,7 +56,8 @@ log_test $rc "VM1 enables all $n: VM2 follows with $n TX and $n RX queues, ethto
 # pairs than CPUs one each, wrapping: pair p on CPU p mod ncpu).
 ncpu=$(nproc)
 pair_mask() {
-	local p=$1 n=$2 stride strag first size k m=0
+	local p=$1 n=$2 ncpu stride strag first size k m=0
+	ncpu=$(nproc)
 	stride=$((ncpu / n > 1 ? ncpu / n : 1))
 	strag=$((ncpu >= n ? ncpu % n : 0))
 	first=$((p * stride + (p < strag ? p : strag)))
@@ -67,7 +68,8 @@ pair_mask() {
 	echo "$m"
 }
 # Both vectors of each pair: affinity hint and affinity (/proc/irq) are the
-# pair's CPUs, each vector found by its one name.
+# pair's CPUs, each vector found by its one name.  Quiet unless $1 is set
+# (wait_until retries it).
 spread() {
 	local p d irq hint aff want
 	for ((p = 0; p < n; p++)); do
@@ -78,7 +80,8 @@ spread() {
 			[ "$(wc -w <<<"$irq")" = 1 ] || { diag "vq$p-$d: IRQ '$irq'"; return 1; }
 			hint=$(tr -d ',\n' < "/proc/irq/$irq/affinity_hint")
 			aff=$(tr -d ',\n' < "/proc/irq/$irq/smp_affinity")
-			diag "vq$p-$d: IRQ $irq, hint $hint, affinity $aff (want $(printf '%x' "$want"))"
+			[ -n "$1" ] &&
+				diag "vq$p-$d: IRQ $irq, hint $hint, affinity $aff (want $(printf '%x' "$want"))"
 			[ $((16#$hint)) = "$want" ] && [ $((16#$aff)) = "$want" ] || return 1
 		done
 	done
@@ -94,8 +97,27 @@ xps() {
 		[ -n "$got" ] && [ $((16#$got)) = "$want" ] || return 1
 	done
 }
-spread && { wait_until 5 xps || true; xps show; }
+spread show && { wait_until 5 xps || true; xps show; }
 log_test $? "queue vectors and XPS maps spread over the $ncpu CPUs as virtio_net does (hint, affinity, xps_cpus)"
+
+# CPU hotplug, as virtio_net follows it: the last CPU goes offline, every
+# pair is spread again over the CPUs left (the IRQ core alone would move
+# the vectors but leave hints and XPS maps naming the dead CPU); it comes
+# back and takes its share again (nothing else would move them back).
+cpu=$((ncpu - 1))
+online=/sys/devices/system/cpu/cpu$cpu/online
+if [ "$ncpu" -ge 2 ] && [ -w "$online" ]; then
+	echo 0 > "$online"
+	diag "CPU $cpu offline: $(nproc) online"
+	{ wait_until 5 spread || true; spread show; } && { wait_until 5 xps || true; xps show; }
+	rc=$?
+	echo 1 > "$online"
+	diag "CPU $cpu online again: $(nproc) online"
+	[ $rc = 0 ] && { wait_until 5 spread || true; spread show; } && { wait_until 5 xps || true; xps show; }
+	log_test $? "CPU hotplug: a CPU going offline and coming back, the pairs are spread again each time"
+else
+	log_test "$KSFT_SKIP" "CPU hotplug: needs 2 vCPUs and a CPU that can go offline ($ncpu, $online)"
+fi
 
 # 16 flows per extra pair each way: that some pair carries none of them by
 # chance is 2^-15 with 2 pairs, about 4 in a million with 4.
