@@ -46,7 +46,7 @@ DESTDIR    ?=
 
 export VPCI_BUILD := $(BUILD)
 
-.PHONY: ynl all deps module module-612 userspace unit unit-sanitize unit-tsan fuzz bench bench-insn bench-smoke bench-tcp selftests selftests-612 \
+.PHONY: ynl all deps module module-612 userspace unit unit-sanitize unit-tsan fuzz bench bench-insn bench-smoke bench-tcp tcg-plugin selftests selftests-612 \
 	check demo style clean help install install-test dkms-install qemu qemu-test selftests-dev
 
 all: module userspace
@@ -73,6 +73,7 @@ help:
 	@echo "make bench-insn   the driver core's instructions per frame (callgrind)"
 	@echo "make bench-smoke  one short VM-to-VM boot per path, report into build/bench-smoke"
 	@echo "make bench-tcp    iperf3 TCP between the guests: TSO on/off, 1/2/4 pairs, pt and strict"
+	@echo "make tcg-plugin   the guest-instruction counter the VM benchmarks load (build/qemu/vpci-insn.so)"
 
 # Idempotent, fast when nothing is missing.
 deps:
@@ -140,15 +141,20 @@ fuzz: deps
 # scripts/bench-host.sh exists) and VM to VM against DPDK testpmd; rewrites
 # docs/benchmarks.md and docs/bench/*.png (15-25 min on 2 cores, with load).
 # Not part of check; bench-smoke (about 2 min) checks the machinery.
-bench: module userspace
+bench: module userspace tcg-plugin
 	@$(REPO)/scripts/bench.sh $(BUILD)/bench
 
 # Instructions per frame of the driver core under callgrind (about 1 min).
 bench-insn: userspace
 	@$(REPO)/scripts/bench-insn.py
 
-bench-smoke: module userspace
+bench-smoke: module userspace tcg-plugin
 	@$(REPO)/scripts/bench.sh --smoke $(BUILD)/bench-smoke
+
+# The guest-instruction counter (a TCG plugin) the VM-to-VM benchmarks
+# load into every guest's QEMU: build/qemu/vpci-insn.so.
+tcg-plugin: qemu
+	@$(REPO)/scripts/tcg-plugin.sh $(BUILD)
 
 # iperf3 TCP between two guests: TSO on/off, 1/2/4 queue pairs, pt and strict.
 bench-tcp: module userspace

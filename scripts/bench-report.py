@@ -178,7 +178,8 @@ class VmResults:
              "send_seconds": s["seconds"]}
         t["loss_pct"] = 100.0 * t["lost"] / t["sent"] if t["sent"] else 0.0
         if isinstance(c0, dict) and isinstance(c1, dict):
-            d = {k: c1[k] - c0[k] for k in c1 if k in c0}
+            d = {k: c1[k] - c0[k] for k in c1
+                 if k in c0 and isinstance(c1[k], (int, float)) and isinstance(c0[k], (int, float))}
             sw = d.get(SWITCH[r["path"]])
             t["wall"] = d.get("wall")
             t["switch_cpu"] = sw
@@ -189,6 +190,15 @@ class VmResults:
             if sw is not None and t["received"]:
                 t["switch_per_mpkt"] = sw / t["received"] * 1e6
                 t["vms_per_mpkt"] = (d.get("vm1", 0) + d.get("vm2", 0)) / t["received"] * 1e6
+            # Guest instructions (the vpci-insn TCG plugin, VPCI_QEMU_INSN=1).
+            i0, i1 = c0.get("insn"), c1.get("insn")
+            if isinstance(i0, dict) and isinstance(i1, dict) and t["received"]:
+                di = {vm: i1[vm] - i0[vm] for vm in ("vm1", "vm2")
+                      if isinstance(i0.get(vm), int) and isinstance(i1.get(vm), int)}
+                if len(di) == 2:
+                    t["vm1_insn_per_pkt"] = di["vm1"] / t["received"]
+                    t["vm2_insn_per_pkt"] = di["vm2"] / t["received"]
+                    t["vms_insn_per_pkt"] = (di["vm1"] + di["vm2"]) / t["received"]
         return t
 
     def cells(self):
@@ -300,6 +310,18 @@ def section_cpu(vm):
                 fmt_sig(med(vm.values(p, c, "vms_per_mpkt")))]
     return cell_table(vm, ("switch % of a core", "switch CPU s / Mpkt",
                            "both VMs CPU s / Mpkt"), cols)
+
+
+def section_guest_insn(vm):
+    def cols(p, c):
+        return [fmt_int(med(vm.values(p, c, k)))
+                for k in ("vm1_insn_per_pkt", "vm2_insn_per_pkt", "vms_insn_per_pkt")]
+    return cell_table(vm, ("VM1 insn/pkt", "VM2 insn/pkt", "both"), cols)
+
+
+def has_guest_insn(vm):
+    return any(r.get("vms_insn_per_pkt") is not None
+               for runs in vm.tput.values() for r in runs.values())
 
 
 def section_rtt(vm):
@@ -594,6 +616,14 @@ def report(args):
         "both guests' QEMU together (under TCG that is the guests' own work)." +
         img("vm-cpu.png", "CPU per packet"),
         section_cpu(vm),
+        *(["### Guest instructions per packet",
+            "Instructions each guest executed over the same window, counted by the project's "
+            "TCG plugin (`qemu/plugins/vpci_insn.c`, loaded into every guest's QEMU with "
+            "`VPCI_QEMU_INSN=1`), per packet received; median over rounds. Under TCG these "
+            "do not move with the host's load, unlike the CPU seconds above; they include "
+            "the guests' share of the measurement's own commands, spread over the packets. "
+            "The plugin's callback per executed block slows both paths' guests alike.",
+            section_guest_insn(vm)] if has_guest_insn(vm) else []),
         "### Round-trip time",
         "Median over rounds of each run's p50 and p99 (of the runs that got any answer; "
         "\"—\": every round trip was lost); lost/sent summed." +

@@ -17,6 +17,8 @@
 #   BENCH_ROUNDS=2  BENCH_IOMMU="pt strict"  BENCH_SECONDS=5
 #   BENCH_SIZES="64 512 1500"  BENCH_DIRS="vm1-vm2 vm2-vm1"  BENCH_RTT=200
 #   BENCH_PATHS="vhost-pci dpdk"  BENCH_BOOT_TIMEOUT=600
+#   BENCH_INSN=1: count each guest's instructions with the project's TCG
+#   plugin (build/qemu/vpci-insn.so, make tcg-plugin); 0 to run without it
 set -u
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,6 +36,7 @@ export VPCI_BENCH_SECONDS=${BENCH_SECONDS:-5}
 export VPCI_BENCH_SIZES=${BENCH_SIZES:-64 512 1500}
 export VPCI_BENCH_DIRS=${BENCH_DIRS:-vm1-vm2 vm2-vm1}
 export VPCI_BENCH_RTT=${BENCH_RTT:-200}
+export VPCI_QEMU_INSN=${BENCH_INSN:-1}
 
 runner=
 cleanup()

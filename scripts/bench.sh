@@ -58,6 +58,12 @@ if [ $smoke -eq 1 ]; then
 	"$report" report "$out" --doc "$out/benchmarks.md" --plots "$out/plots" \
 		--elapsed $(($(date +%s) - t0)) --require-traffic >"$out/report.txt" || rc=1
 	grep -A 8 '^## Headline' "$out/report.txt"
+	# The guest-instruction counter worked (its section needs a figure).
+	if [ "${BENCH_INSN:-1}" != 0 ] &&
+		! grep -q '^### Guest instructions per packet' "$out/benchmarks.md"; then
+		echo "bench-smoke: no guest instruction counts (VPCI_QEMU_INSN, build/qemu/vpci-insn.so)"
+		rc=1
+	fi
 	echo "bench-smoke: $([ $rc -eq 0 ] && echo ok || echo FAILED) ($out)"
 	exit $rc
 fi

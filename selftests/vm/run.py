@@ -230,6 +230,15 @@ class Guest:
                 "-serial", "chardev:tty",
                 "-fsdev", "local,id=root,path=/,security_model=none,readonly=on",
                 "-device", "virtio-9p-pci,fsdev=root,mount_tag=hostroot"]
+        # VPCI_QEMU_INSN=1: the project's TCG plugin counts this guest's
+        # instructions live into RUN/NAME.insn ("host cpu" reports them).
+        self.insn_file = None
+        if os.environ.get("VPCI_QEMU_INSN") == "1":
+            plugin = os.path.join(BUILD, "qemu", "vpci-insn.so")
+            if not os.access(plugin, os.R_OK):
+                raise RunnerError(f"{plugin} is not built (make tcg-plugin)")
+            self.insn_file = os.path.join(self.run, f"{self.name}.insn")
+            argv += ["-plugin", f"{plugin},out={self.insn_file}"]
         for dev in spec.get("devices", []):
             # An entry whose arguments expanded to nothing is left out
             # (a topology variable set empty turns a device off).
@@ -313,6 +322,20 @@ def wait_for(ready, proc, deadline, what):
 def log_has(path, pattern):
     with open(path, errors="replace") as f:
         return re.search(pattern, f.read()) is not None
+
+
+def insn_count(path):
+    """A VM's instructions so far: the sum of the vpci-insn plugin's
+    per-vCPU counters (u64, one every 64 bytes); None before it wrote."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if len(data) < 8:
+        return None
+    return sum(int.from_bytes(data[o:o + 8], "little")
+               for o in range(0, len(data) - 7, 64))
 
 
 def group_cpu_seconds(pgid):
@@ -457,6 +480,9 @@ def main():
                     return 127, f"no service or guest among {names}\n".encode()
                 out = {n: group_cpu_seconds(procs[n].p.pid) for n in names}
                 out["wall"] = time.monotonic()
+                insn = {g.name: insn_count(g.insn_file) for g in guests if g.insn_file}
+                if insn:
+                    out["insn"] = insn
                 return 0, (json.dumps(out) + "\n").encode()
             if len(argv) == 2 and argv[0] == "wait":
                 job = bgjobs.get(argv[1])
