@@ -64,6 +64,8 @@ def capture_env(outdir):
         "qemu": run(["qemu-system-x86_64", "--version"]).splitlines()[0:1],
         "dpdk": run(["dpkg-query", "-W", "-f=${Version}", "dpdk"]),
         "commit": run(["git", "-C", REPO, "describe", "--always", "--dirty"]),
+        "pin": os.environ.get("BENCH_PIN"),
+        "b_vm2_viommu": os.environ.get("BENCH_B_VM2_VIOMMU") == "1",
     }
     env["qemu"] = env["qemu"][0] if env["qemu"] else ""
     os.makedirs(outdir, exist_ok=True)
@@ -577,9 +579,18 @@ def report(args):
         "own netdev (topology `selftests/topologies/vm1vm2.json`).\n"
         "* **B, DPDK**: the same VM1 → `dpdk-testpmd` with two vhost-user ports "
         "(`iommu-support=1`, `--forward-mode=io`, ports paired, `--no-huge -m 1024`, the "
-        "forwarding lcore pinned to CPU 1, which it shares with the guests: the machine has no "
-        "core to spare for it) → VM2, an ordinary virtio-net guest behind "
-        "intel-iommu in the same mode (`selftests/topologies/vm1dpdkvm2.json`).\n"
+        "forwarding lcore on CPU 1) → VM2, an ordinary virtio-net guest " +
+        ("behind intel-iommu in the same mode" if (env or {}).get("b_vm2_viommu")
+         else "without a vIOMMU, as A's VM2 (the protection compared is VM1's)") +
+        " (`selftests/topologies/vm1dpdkvm2.json`). Both paths' VM1 and B's VM2 use INTx "
+        "(`vectors=0`: with MSI-X, QEMU 7.2 crashes under TCG when vhost-user starts); "
+        "A's VM2 has MSI-X.\n"
+        "* CPUs: " + (f"every guest's QEMU and the backend pinned to CPU {(env or {}).get('pin')} "
+                      "(`BENCH_PIN`), testpmd's forwarding lcore alone on CPU 1: B needs a polling "
+                      "core A leaves idle, and neither path's guests may use it."
+                      if (env or {}).get("pin") else
+                      "not pinned (`BENCH_PIN=`): the guests share both CPUs with testpmd's "
+                      "busy-polling lcore, the CPU-starved variant.") + "\n"
         "* Both guests: Debian's kernel, 1 vCPU, 256 MiB. Traffic: `vpci-traffic` "
         "(UDP, sequence numbers, every payload byte checked), unpaced, batched `sendmmsg`, "
         f"{'/'.join(str(s) for s in seconds) or '?'} s a run; sizes are IP packet bytes "

@@ -17,6 +17,9 @@
 #   BENCH_ROUNDS=2  BENCH_IOMMU="pt strict"  BENCH_SECONDS=5
 #   BENCH_SIZES="64 512 1500"  BENCH_DIRS="vm1-vm2 vm2-vm1"  BENCH_RTT=200
 #   BENCH_PATHS="vhost-pci dpdk"  BENCH_BOOT_TIMEOUT=600
+#   BENCH_PIN=0: CPU list for every guest's QEMU and the backend (testpmd
+#   places its lcores itself: forwarding on CPU 1); empty: not pinned
+#   BENCH_B_VM2_VIOMMU=0: B's VM2 without a vIOMMU (1: behind one, as VM1)
 #   BENCH_INSN=1: count each guest's instructions with the project's TCG
 #   plugin (build/qemu/vpci-insn.so, make tcg-plugin); 0 to run without it
 set -u
@@ -37,6 +40,7 @@ export VPCI_BENCH_SIZES=${BENCH_SIZES:-64 512 1500}
 export VPCI_BENCH_DIRS=${BENCH_DIRS:-vm1-vm2 vm2-vm1}
 export VPCI_BENCH_RTT=${BENCH_RTT:-200}
 export VPCI_QEMU_INSN=${BENCH_INSN:-1}
+export VPCI_PIN_CPUS=${BENCH_PIN-0}
 
 runner=
 cleanup()
@@ -56,7 +60,11 @@ run_one()
 	local vars=()
 	case $path in
 	vhost-pci) topo=vm1vm2; vars=(--var log_level=info) ;;
-	dpdk) topo=vm1dpdkvm2 ;;
+	dpdk)
+		topo=vm1dpdkvm2
+		[ "${BENCH_B_VM2_VIOMMU:-0}" = 1 ] ||
+			vars=(--var vm2_viommu= --var vm2_viommu_cmdline= --var vm2_iommu_platform=off)
+		;;
 	*) echo "unknown path $path" >&2; return 1 ;;
 	esac
 	case $mode in

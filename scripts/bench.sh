@@ -21,6 +21,12 @@ if [ "${1:-}" = --smoke ]; then
 fi
 [ $# -eq 1 ] || { echo "usage: $0 [--smoke] OUTDIR" >&2; exit 2; }
 out=$1
+# Equal footing: every guest's QEMU and the backend on CPU 0, testpmd's
+# forwarding lcore alone on CPU 1 (A leaves it idle); BENCH_PIN= (empty)
+# is the shared variant.  B's VM2 without a vIOMMU, as A's VM2
+# (BENCH_B_VM2_VIOMMU=1 puts it behind one in VM1's mode).
+export BENCH_PIN=${BENCH_PIN-0}
+export BENCH_B_VM2_VIOMMU=${BENCH_B_VM2_VIOMMU:-0}
 rm -rf "$out"
 mkdir -p "$out"
 us=${VPCI_BUILD:-$repo/build}/userspace

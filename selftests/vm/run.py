@@ -246,7 +246,7 @@ class Guest:
                 argv += dev
         with open(os.path.join(self.run, f"{self.name}.cmdline"), "w") as f:
             f.write(shlex.join(argv) + "\n")
-        self.proc = Proc(self.name, argv,
+        self.proc = Proc(self.name, pinned(argv),
                          os.path.join(self.run, f"{self.name}-qemu.log"), deadline)
 
     def fileno(self):
@@ -322,6 +322,18 @@ def wait_for(ready, proc, deadline, what):
 def log_has(path, pattern):
     with open(path, errors="replace") as f:
         return re.search(pattern, f.read()) is not None
+
+
+def pinned(argv, own=False):
+    """argv under taskset when VPCI_PIN_CPUS names a CPU list (benchmarks
+    on equal footing: every guest's QEMU and service on those CPUs), unless
+    the process places its own threads (own=True, e.g. DPDK's lcores)."""
+    cpus = os.environ.get("VPCI_PIN_CPUS", "")
+    if not cpus or own:
+        return argv
+    if not re.fullmatch(r"[0-9]+([,-][0-9]+)*", cpus):
+        raise RunnerError(f"VPCI_PIN_CPUS={cpus!r}: want a CPU list such as 0 or 0-1")
+    return ["taskset", "-c", cpus] + argv
 
 
 def insn_count(path):
@@ -433,7 +445,7 @@ def main():
                 f.truncate(parse_size(fspec["size"]))
         for sspec in expand(topology.get("services", []), env):
             log(f"starting {sspec['name']}")
-            p = Proc(sspec["name"], sspec["argv"],
+            p = Proc(sspec["name"], pinned(sspec["argv"], sspec.get("own_cpus", False)),
                      os.path.join(run, sspec["name"] + ".log"), deadline)
             services.append(p)
             if "ready_file" in sspec:
