@@ -1113,3 +1113,32 @@ int vpci_dp_inject_fault(struct vpci_dev *vdev, unsigned int queue, int err,
 	spin_unlock_bh(&vdev->dp_lock);
 	return 0;
 }
+
+/**
+ * vpci_dp_inject_break() - stop a queue as a ring fault does (debugfs)
+ * @vdev: the device
+ * @queue: the running virtqueue to stop
+ *
+ * The queue is broken exactly as by a ring fault the datapath found
+ * (counted as one, stopped until VM1 resets or disables the ring), so a
+ * test can show that the other queues go on without it.
+ *
+ * Return: 0, -EINVAL for a queue out of range, -EBUSY for one not running.
+ */
+int vpci_dp_inject_break(struct vpci_dev *vdev, unsigned int queue)
+{
+	struct vpci_queue *q;
+	int err = 0;
+
+	if (queue >= vdev->nqueues)
+		return -EINVAL;
+	q = &vdev->queues[queue];
+	/* dp_lock: q->running and the ring state, as on the datapath. */
+	spin_lock_bh(&vdev->dp_lock);
+	if (q->running)
+		vpci_q_break(q, -EPROTO);
+	else
+		err = -EBUSY;
+	spin_unlock_bh(&vdev->dp_lock);
+	return err;
+}

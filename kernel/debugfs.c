@@ -16,7 +16,9 @@
  *  inject_fault       error injection: "QUEUE REASON [IOVA [LEN]]" raises a
  *                     synthetic fault through the datapath's own fault path
  *                     (counters, tracepoint, netlink event); REASON is one
- *                     of perm, miss_timeout, chain, head, ring, desc
+ *                     of perm, miss_timeout, chain, head, ring, desc;
+ *                     "QUEUE break" stops a running queue as a ring fault
+ *                     does (counted; VM1 disabling the ring recovers it)
  *
  * Built only with CONFIG_DEBUG_FS (vpci.h has the stubs).  Files are removed
  * first in remove(): debugfs waits for readers and writers still inside.
@@ -145,6 +147,7 @@ static const struct {
 	{ "head", -ERANGE },
 	{ "ring", -EPROTO },
 	{ "desc", -EINVAL },
+	{ "break", 0 },		/* vpci_dp_inject_break() */
 };
 
 static ssize_t vpci_dbg_inject_write(struct file *file, const char __user *ubuf,
@@ -169,8 +172,11 @@ static ssize_t vpci_dbg_inject_write(struct file *file, const char __user *ubuf,
 			break;
 	if (i == ARRAY_SIZE(vpci_dbg_reasons))
 		return -EINVAL;
-	err = vpci_dp_inject_fault(vdev, queue, vpci_dbg_reasons[i].err, iova,
-				   len);
+	if (vpci_dbg_reasons[i].err)
+		err = vpci_dp_inject_fault(vdev, queue, vpci_dbg_reasons[i].err,
+					   iova, len);
+	else
+		err = vpci_dp_inject_break(vdev, queue);
 	return err ? err : count;
 }
 

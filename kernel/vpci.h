@@ -389,6 +389,7 @@ void vpci_dp_set_poll(struct vpci_dev *vdev, bool poll);
 void vpci_dp_poll_again(struct vpci_dev *vdev);
 int vpci_dp_inject_fault(struct vpci_dev *vdev, unsigned int queue, int err,
 			 u64 iova, u64 len);
+int vpci_dp_inject_break(struct vpci_dev *vdev, unsigned int queue);
 u32 vpci_dp_queue_state(struct vpci_queue *q);
 
 /* netdev.c */
