@@ -962,6 +962,15 @@ void vpci_queues_work(struct work_struct *work)
 	spin_unlock_bh(&vdev->dp_lock);
 
 	rtnl_lock();
+	/*
+	 * Not before register_netdev(): probe schedules this work once the
+	 * netdev is registered (queue counts and XPS maps of an unregistered
+	 * device would leak if registration failed).
+	 */
+	if (dev->reg_state != NETREG_REGISTERED) {
+		rtnl_unlock();
+		return;
+	}
 	if (n != dev->real_num_tx_queues) {
 		err = netif_set_real_num_queues(dev, n, n);
 		if (err)

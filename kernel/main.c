@@ -465,6 +465,8 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	if (err)
 		goto err_clear_status;
 	vpci_napi(vdev, true);
+	/* Pairs VM1 started before registration: vpci_queues_work() waited. */
+	schedule_work(&vdev->queues_work);
 
 	vpci_debugfs_add(vdev);
 
@@ -512,12 +514,16 @@ static void vpci_remove(struct pci_dev *pdev)
 	 * BOUND may be cleared (the backend stops waiting for our acks).
 	 */
 	free_irq(pci_irq_vector(pdev, VPCI_VEC_CONFIG), vdev);
-	/* No more respreads: they touch the vectors freed next. */
-	vpci_cpuhp_del(vdev);
-	vpci_free_queue_irqs(vdev);
 	cancel_delayed_work_sync(&vdev->config_work);
 	cancel_delayed_work_sync(&vdev->retry_work);
 	cancel_work_sync(&vdev->queues_work);
+	/*
+	 * No more respreads (hotplug callbacks, vpci_queues_work(), cancelled
+	 * above after the config pass that schedules it): a hint set between
+	 * clearing it and free_irq() would warn.
+	 */
+	vpci_cpuhp_del(vdev);
+	vpci_free_queue_irqs(vdev);
 
 	unregister_netdev(vdev->netdev);
 	vpci_napi(vdev, false);

@@ -64,8 +64,9 @@ def capture_env(outdir):
         "qemu": run(["qemu-system-x86_64", "--version"]).splitlines()[0:1],
         "dpdk": run(["dpkg-query", "-W", "-f=${Version}", "dpdk"]),
         "commit": run(["git", "-C", REPO, "describe", "--always", "--dirty"]),
-        "pin": os.environ.get("BENCH_PIN"),
+        "pin": os.environ.get("BENCH_PIN", "0"),
         "b_vm2_viommu": os.environ.get("BENCH_B_VM2_VIOMMU") == "1",
+        "insn": os.environ.get("BENCH_INSN", "0") == "1",
     }
     env["qemu"] = env["qemu"][0] if env["qemu"] else ""
     os.makedirs(outdir, exist_ok=True)
@@ -633,7 +634,13 @@ def report(args):
             "`VPCI_QEMU_INSN=1`), per packet received; median over rounds. Under TCG these "
             "do not move with the host's load, unlike the CPU seconds above; they include "
             "the guests' share of the measurement's own commands, spread over the packets. "
-            "The plugin's callback per executed block slows both paths' guests alike.",
+            "Guest code only: A's switching runs in VM2's kernel and is counted, B's switch "
+            "(testpmd, native) is not (its cost is the switch CPU above). A `rep`-prefixed "
+            "string instruction counts once per iteration (QEMU 7.2 re-enters the block), so "
+            "copies count per byte moved. The window ends when the sender returns; packets "
+            "still queued then are received after it, so figures lean low for the path with "
+            "the deeper backlog. The plugin slows guest code only: the throughput of a "
+            "counting run (`BENCH_INSN=1`) understates A, whose switching is guest code.",
             section_guest_insn(vm)] if has_guest_insn(vm) else []),
         "### Round-trip time",
         "Median over rounds of each run's p50 and p99 (of the runs that got any answer; "

@@ -20,8 +20,9 @@
 #   BENCH_PIN=0: CPU list for every guest's QEMU and the backend (testpmd
 #   places its lcores itself: forwarding on CPU 1); empty: not pinned
 #   BENCH_B_VM2_VIOMMU=0: B's VM2 without a vIOMMU (1: behind one, as VM1)
-#   BENCH_INSN=1: count each guest's instructions with the project's TCG
-#   plugin (build/qemu/vpci-insn.so, make tcg-plugin); 0 to run without it
+#   BENCH_INSN=0: 1 counts each guest's instructions with the project's TCG
+#   plugin (build/qemu/vpci-insn.so, make tcg-plugin); off by default: it
+#   slows guest code only, and A's switching is guest code, B's is not
 set -u
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,7 +40,7 @@ export VPCI_BENCH_SECONDS=${BENCH_SECONDS:-5}
 export VPCI_BENCH_SIZES=${BENCH_SIZES:-64 512 1500}
 export VPCI_BENCH_DIRS=${BENCH_DIRS:-vm1-vm2 vm2-vm1}
 export VPCI_BENCH_RTT=${BENCH_RTT:-200}
-export VPCI_QEMU_INSN=${BENCH_INSN:-1}
+export VPCI_QEMU_INSN=${BENCH_INSN:-0}
 export VPCI_PIN_CPUS=${BENCH_PIN-0}
 
 runner=

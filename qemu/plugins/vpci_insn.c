@@ -17,8 +17,10 @@
  * within those; it is the same rule for every VM measured.
  *
  * Built against the plugin API header of Debian's QEMU 7.2 source
- * (scripts/tcg-plugin.sh); loads into Debian's qemu-system-x86 and into
- * the project's build.
+ * (scripts/tcg-plugin.sh); loads into Debian's qemu-system-x86 (the
+ * project's own build is configured without plugins).  A rep-prefixed
+ * string instruction counts once per iteration: QEMU 7.2 re-enters its
+ * block for each.
  */
 #include <errno.h>
 #include <fcntl.h>
