@@ -179,7 +179,7 @@ for ((p = 0; p < n; p++)); do
 	t=$(stat "vq${p}_tx_packets")
 	moved+=" $((t - ${before[$p]:-0}))"
 	if [ "$p" = 1 ]; then
-		[ "$t" = "${before[$p]}" ] || stuck+=" pair 1 moved"
+		isnum "$t" && [ "$t" = "${before[$p]}" ] || stuck+=" pair 1 moved"
 	else
 		isnum "$t" && [ "$t" -gt "${before[$p]:-0}" ] || stuck+=" $p"
 	fi
