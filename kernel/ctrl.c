@@ -125,11 +125,14 @@ static bool vpci_config_run(struct vpci_dev *vdev)
 	return more;
 }
 
-/* Config passes until b2d is drained, yielding between them. */
+/*
+ * Config passes until b2d is drained, yielding between them.  None while
+ * debugfs holds them (hold_config): releasing the hold queues config_work.
+ */
 static void vpci_config_drain(struct vpci_dev *vdev)
 {
 	mutex_lock(&vdev->config_lock);
-	while (vpci_config_run(vdev)) {
+	while (!READ_ONCE(vdev->hold_config) && vpci_config_run(vdev)) {
 		mutex_unlock(&vdev->config_lock);
 		cond_resched();
 		mutex_lock(&vdev->config_lock);

@@ -528,7 +528,7 @@ netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
 	 * gets the checksum done; a GSO frame VM1 no longer takes (it
 	 * renegotiated after vpci_features_check() looked) is dropped.
 	 */
-	if (!q->running || (gso && !vpci_gso_ok(q->gso, skb)) ||
+	if (!vpci_q_live(q) || (gso && !vpci_gso_ok(q->gso, skb)) ||
 	    (skb->ip_summed == CHECKSUM_PARTIAL && !q->csum &&
 	     skb_checksum_help(skb))) {
 		spin_unlock(&vdev->dp_lock);
@@ -710,12 +710,13 @@ int vpci_poll(struct napi_struct *napi, int budget)
 	struct sk_buff_head list;
 	struct sk_buff *skb;
 	int done = 0, work = 0;
-	bool more = false;
+	bool more = false, live;
 	u16 avail;
 
 	__skb_queue_head_init(&list);
 	spin_lock(&vdev->dp_lock);
-	if (q->running && !vpci_vring_avail_idx(&q->vr, &avail)) {
+	live = vpci_q_live(q);
+	if (live && !vpci_vring_avail_idx(&q->vr, &avail)) {
 		while (work < budget && vpci_tx_one(q, avail, &skb) == 1) {
 			work++;
 			if (skb)
@@ -724,7 +725,7 @@ int vpci_poll(struct napi_struct *napi, int budget)
 		if (work)
 			vpci_signal(q);
 		more = work == budget;
-	} else if (q->running) {
+	} else if (live) {
 		/*
 		 * avail ring untranslated (wait for the miss, up to the miss
 		 * timeout), unreadable or corrupt: a ring fault either way,
@@ -826,13 +827,20 @@ static u8 vpci_gso_types(u64 features, unsigned int i)
  * generation is acknowledged: a queue the backend disabled (GET_VRING_BASE)
  * is stopped, under dp_lock, with its progress published, before the
  * backend may read it.  Queues waiting on a miss are kicked to retry.
+ *
+ * A pass sees only the latest state.  When VM1 reset a ring and set it up
+ * again since the last pass (a reconnect), enabled never read 0 here and
+ * the addresses may be the same: vq_config.epoch tells the run apart.  The
+ * old run's position and ring fault are dropped and the ring starts at
+ * its base; the old position is not published (the backend seeded the new
+ * base there).
  */
 void vpci_dp_sync(struct vpci_dev *vdev)
 {
 	struct vpci_backend_state *bs = &vdev->ctrl->backend;
 	unsigned int i, nq = vdev->nqueues;
 	u64 features = le64_to_cpu(READ_ONCE(bs->features));
-	bool running_before[VPCI_MAX_QUEUES];
+	bool running_before[VPCI_MAX_QUEUES], started[VPCI_MAX_QUEUES];
 	const char *why;
 	bool usable;
 
@@ -849,6 +857,8 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 		u64 avail = le64_to_cpu(READ_ONCE(vc->avail));
 		u64 used = le64_to_cpu(READ_ONCE(vc->used));
 		u16 num = le16_to_cpu(READ_ONCE(vc->num));
+		u16 epoch = le16_to_cpu(READ_ONCE(vc->epoch));
+		bool renewed = epoch != q->epoch;
 
 		if (want && !usable) {
 			net_err_ratelimited("%s: queue %u not started: %s (features %#llx)\n",
@@ -857,29 +867,44 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 		}
 
 		running_before[i] = q->running;
-		/* Disabled, or VM1 moved the ring under a running queue: stop. */
-		if (q->running && (!want || desc != q->vr.desc ||
+		started[i] = false;
+		/*
+		 * Disabled, VM1 moved the ring under a running queue, or a
+		 * new run of it (a reset this pass did not see): stop.
+		 */
+		if (q->running && (!want || renewed || desc != q->vr.desc ||
 				   avail != q->vr.avail || used != q->vr.used ||
 				   num != q->vr.num)) {
 			q->running = false;
-			WRITE_ONCE(vdev->ctrl->vq_state[i].last_avail_idx,
-				   cpu_to_le16(q->vr.last_avail));
-			WRITE_ONCE(vdev->ctrl->vq_state[i].used_idx,
-				   cpu_to_le16(q->vr.used_idx));
-			netdev_info(vdev->netdev, "queue %u: stopped at %u\n", i,
-				    q->vr.last_avail);
+			if (renewed) {
+				netdev_info(vdev->netdev,
+					    "queue %u: run %u replaced by %u at %u\n",
+					    i, q->epoch, epoch, q->vr.last_avail);
+			} else {
+				WRITE_ONCE(vdev->ctrl->vq_state[i].last_avail_idx,
+					   cpu_to_le16(q->vr.last_avail));
+				WRITE_ONCE(vdev->ctrl->vq_state[i].used_idx,
+					   cpu_to_le16(q->vr.used_idx));
+				netdev_info(vdev->netdev, "queue %u: stopped at %u\n",
+					    i, q->vr.last_avail);
+			}
 			/*
 			 * Still enabled but VM1 unmapped its rings: a ring
 			 * fault.  The queue stays stopped until VM1 disables
 			 * the ring: restarting it at vc->base would replay.
 			 */
-			if (READ_ONCE(vc->enabled) && !(vdev->rings_mapped & BIT(i))) {
+			if (!renewed && READ_ONCE(vc->enabled) &&
+			    !(vdev->rings_mapped & BIT(i))) {
 				netdev_err(vdev->netdev, "queue %u: rings no longer translate\n",
 					   i);
 				vpci_q_break(q, -EPROTO);
 			}
 		}
+		/* A new run recovers a broken queue, as a disable does. */
+		if (renewed)
+			q->broken = false;
 		if (want && !q->running && !q->broken) {
+			q->epoch = epoch;
 			if (vpci_vring_init(&q->vr, &vdev->peer, desc, avail, used,
 					    num, le16_to_cpu(READ_ONCE(vc->base)),
 					    features & BIT_ULL(VIRTIO_RING_F_EVENT_IDX))) {
@@ -897,6 +922,7 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 			q->nmisses = 0;
 			q->pf_gen = ~0ULL;
 			q->running = true;
+			started[i] = true;
 			/* Poll mode (default_poll, or set before VM1 came): no kicks */
 			if (READ_ONCE(vdev->poll_mode))
 				vpci_vring_kick_enable(&q->vr, false);
@@ -922,7 +948,7 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 			continue;
 		if (i & 1)
 			napi_schedule(&q->napi);
-		else if (!running_before[i] || q->miss_pending)
+		else if (started[i] || q->miss_pending)
 			netif_wake_subqueue(vdev->netdev, i / 2);
 	}
 	local_bh_enable();

@@ -19,6 +19,10 @@
  *                     of perm, miss_timeout, chain, head, ring, desc;
  *                     "QUEUE break" stops a running queue as a ring fault
  *                     does (counted; VM1 disabling the ring recovers it)
+ *  hold_config        1: config passes wait (the control area, b2d and the
+ *                     queues' start and stop are left unread), as a driver
+ *                     slow to look would; 0: one pass runs now and the
+ *                     rest as usual (sim/reconnect.sh)
  *
  * Built only with CONFIG_DEBUG_FS (vpci.h has the stubs).  Files are removed
  * first in remove(): debugfs waits for readers and writers still inside.
@@ -71,7 +75,7 @@ DEFINE_SHOW_ATTRIBUTE(vpci_dbg_iotlb);
 struct vpci_dbg_qsnap {
 	u32 state;
 	u64 desc, avail, used;
-	u16 num, last_avail, used_idx, used_pub;
+	u16 num, last_avail, used_idx, used_pub, epoch;
 	bool event_idx;
 	u64 miss_iova;
 };
@@ -109,6 +113,7 @@ static int vpci_dbg_state_show(struct seq_file *s, void *unused)
 		snap[i].used_idx = q->vr.used_idx;
 		snap[i].used_pub = q->vr.used_pub;
 		snap[i].event_idx = q->vr.event_idx;
+		snap[i].epoch = q->epoch;
 		snap[i].miss_iova = q->miss_pending ? q->miss_iova : 0;
 	}
 	spin_unlock_bh(&vdev->dp_lock);
@@ -123,14 +128,15 @@ static int vpci_dbg_state_show(struct seq_file *s, void *unused)
 	for (i = 0; i < vdev->nqueues; i++) {
 		struct vpci_vq_config *vc = &vdev->ctrl->vq_config[i];
 
-		seq_printf(s, "queue %u: %s enabled=%u notify=%u num=%u desc=%#llx avail=%#llx used=%#llx last_avail=%u used_idx=%u used_pub=%u event_idx=%d miss_iova=%#llx\n",
+		seq_printf(s, "queue %u: %s enabled=%u notify=%u num=%u desc=%#llx avail=%#llx used=%#llx last_avail=%u used_idx=%u used_pub=%u event_idx=%d miss_iova=%#llx epoch=%u/%u\n",
 			   i, vpci_dbg_qstate[snap[i].state],
 			   le16_to_cpu(READ_ONCE(vc->enabled)),
 			   le16_to_cpu(READ_ONCE(vc->notify)), snap[i].num,
 			   snap[i].desc, snap[i].avail, snap[i].used,
 			   snap[i].last_avail, snap[i].used_idx,
 			   snap[i].used_pub, snap[i].event_idx,
-			   snap[i].miss_iova);
+			   snap[i].miss_iova, snap[i].epoch,
+			   le16_to_cpu(READ_ONCE(vc->epoch)));
 	}
 	kfree(snap);
 	return 0;
@@ -186,6 +192,40 @@ static const struct file_operations vpci_dbg_inject_fops = {
 	.write = vpci_dbg_inject_write,
 };
 
+static ssize_t vpci_dbg_hold_read(struct file *file, char __user *ubuf,
+				  size_t count, loff_t *ppos)
+{
+	struct vpci_dev *vdev = file->private_data;
+	char buf[3] = { READ_ONCE(vdev->hold_config) ? '1' : '0', '\n', '\0' };
+
+	return simple_read_from_buffer(ubuf, count, ppos, buf, 2);
+}
+
+static ssize_t vpci_dbg_hold_write(struct file *file, const char __user *ubuf,
+				   size_t count, loff_t *ppos)
+{
+	struct vpci_dev *vdev = file->private_data;
+	bool hold;
+	int err;
+
+	err = kstrtobool_from_user(ubuf, count, &hold);
+	if (err)
+		return err;
+	WRITE_ONCE(vdev->hold_config, hold);
+	/* What arrived while held has rung already: look now. */
+	if (!hold)
+		mod_delayed_work(system_wq, &vdev->config_work, 0);
+	return count;
+}
+
+static const struct file_operations vpci_dbg_hold_fops = {
+	.owner = THIS_MODULE,
+	.open = simple_open,
+	.read = vpci_dbg_hold_read,
+	.write = vpci_dbg_hold_write,
+	.llseek = default_llseek,
+};
+
 /**
  * vpci_debugfs_init() - create the driver's debugfs root
  */
@@ -222,6 +262,7 @@ void vpci_debugfs_add(struct vpci_dev *vdev)
 	debugfs_create_atomic_t("stale_next_inv", 0600, d, &vdev->stale_inv);
 	debugfs_create_file("inject_fault", 0200, d, vdev,
 			    &vpci_dbg_inject_fops);
+	debugfs_create_file("hold_config", 0600, d, vdev, &vpci_dbg_hold_fops);
 }
 
 /**

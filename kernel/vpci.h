@@ -159,6 +159,9 @@ struct vpci_miss {
  * @vr: ring state, under vdev->dp_lock
  * @running: @vr is live, under dp_lock
  * @broken: stopped after a ring-level fault until VM1 disables the ring
+ *	or runs it anew (@epoch), under dp_lock
+ * @epoch: vq_config.epoch of the run of the ring last started (or found
+ *	unusable), under dp_lock
  * @mrg_rxbuf: VIRTIO_NET_F_MRG_RXBUF negotiated
  * @csum: odd queues: VIRTIO_NET_F_CSUM negotiated (VM1 may send partial
  *	checksums); even queues: VIRTIO_NET_F_GUEST_CSUM (VM1 takes them)
@@ -196,6 +199,7 @@ struct vpci_queue {
 	struct vpci_vring vr;
 	bool running;
 	bool broken;
+	u16 epoch;
 	bool mrg_rxbuf;
 	bool csum;
 	u8 gso;
@@ -276,6 +280,8 @@ struct vpci_queue {
  * @fail_inv_ack: debugfs error injection: invalidation acks to withhold
  * @stale_inv: debugfs error injection: invalidations to ack without
  *	removing their entries (a driver that acks before it is done)
+ * @hold_config: debugfs: config passes wait until it is cleared (a driver
+ *	slow to look at the control area), READ_ONCE/WRITE_ONCE
  */
 struct vpci_dev {
 	struct pci_dev *pdev;
@@ -324,6 +330,7 @@ struct vpci_dev {
 	struct dentry *debugfs;
 	atomic_t fail_inv_ack;
 	atomic_t stale_inv;
+	bool hold_config;
 };
 
 /**
@@ -414,6 +421,24 @@ static inline void vpci_debugfs_exit(void) {}
 static inline void vpci_debugfs_add(struct vpci_dev *vdev) {}
 static inline void vpci_debugfs_del(struct vpci_dev *vdev) {}
 #endif
+
+/**
+ * vpci_q_live() - the queue runs the ring VM1 runs now
+ * @q: the queue, under dp_lock
+ *
+ * A VM1 that reset the ring and set it up again since the last config
+ * pass publishes a new vq_config.epoch: until that pass restarts the
+ * queue at its base, the queue's indexes belong to the old run and would
+ * read the new ring as corrupt.  One read of the control area, which the
+ * backend writes only on configuration changes.
+ *
+ * Return: true if the datapath may use the queue's ring state.
+ */
+static inline bool vpci_q_live(const struct vpci_queue *q)
+{
+	return q->running &&
+	       le16_to_cpu(READ_ONCE(q->vdev->ctrl->vq_config[q->index].epoch)) == q->epoch;
+}
 
 /*
  * Error injection: take one withheld invalidation ack if debugfs asked for

@@ -169,6 +169,12 @@ struct vpci_driver_state {
  * @base: avail index to start from (SET_VRING_BASE)
  * @enabled: 1 when VM1 enabled the ring
  * @notify: VPCI_NOTIFY_* wiring of this queue's kick and call
+ * @epoch: bumped (mod 2^16) each time the ring goes live (enabled, sized
+ *	and addressed) after it was not: a run of the ring the driver did
+ *	not start is new even if it missed the disabled state in between
+ *	(VM1 reset and set up the ring again between two config passes).
+ *	0 from a backend that predates it: the driver then relies on
+ *	seeing @enabled cleared
  * @reserved: zero
  */
 struct vpci_vq_config {
@@ -179,7 +185,8 @@ struct vpci_vq_config {
 	__le16 base;
 	__le16 enabled;
 	__le16 notify;
-	__u8 reserved[32];
+	__le16 epoch;
+	__u8 reserved[30];
 };
 
 /**

@@ -68,7 +68,8 @@ static_assert(offsetof(vpci_vq_config, num) == 24);
 static_assert(offsetof(vpci_vq_config, base) == 26);
 static_assert(offsetof(vpci_vq_config, enabled) == 28);
 static_assert(offsetof(vpci_vq_config, notify) == 30);
-static_assert(offsetof(vpci_vq_config, reserved) == 32);
+static_assert(offsetof(vpci_vq_config, epoch) == 32);
+static_assert(offsetof(vpci_vq_config, reserved) == 34);
 
 static_assert(offsetof(vpci_vq_state, last_avail_idx) == 0);
 static_assert(offsetof(vpci_vq_state, used_idx) == 2);

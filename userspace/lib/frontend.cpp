@@ -140,6 +140,11 @@ void frontend::publish_vq(unsigned q)
 	le_store(c.base, v.base);
 	le_store(c.enabled, static_cast<std::uint16_t>(v.live()));
 	le_store(c.notify, v.notify);
+	// A new run of the ring: the driver may never see enabled = 0 in
+	// between (a reset and a new setup within one of its config passes).
+	if (v.live() && !published_live_[q])
+		le_store(c.epoch, ++epochs_[q]);
+	published_live_[q] = v.live();
 }
 
 void frontend::set_notify_modes(unsigned q, std::uint16_t kick, std::uint16_t call)

@@ -259,6 +259,9 @@ private:
 	bool owner_ = false;
 	std::vector<vu::region> regions_; // offset: BAR offset
 	std::array<vring, VPCI_MAX_QUEUES> vrings_;
+	/** vq_config.epoch per ring, and whether the ring was live when last published. */
+	std::array<std::uint16_t, VPCI_MAX_QUEUES> epochs_{};
+	std::array<bool, VPCI_MAX_QUEUES> published_live_{};
 	shadow_iotlb shadow_;
 	msg_producer b2d_;
 	msg_consumer d2b_;

@@ -29,7 +29,7 @@
 	F(vpci_driver_state, reserved) \
 	F(vpci_vq_config, desc) F(vpci_vq_config, avail) F(vpci_vq_config, used) \
 	F(vpci_vq_config, num) F(vpci_vq_config, base) F(vpci_vq_config, enabled) \
-	F(vpci_vq_config, notify) F(vpci_vq_config, reserved) \
+	F(vpci_vq_config, notify) F(vpci_vq_config, epoch) F(vpci_vq_config, reserved) \
 	F(vpci_vq_state, last_avail_idx) F(vpci_vq_state, used_idx) F(vpci_vq_state, stopped) \
 	F(vpci_vq_state, reserved) \
 	F(vpci_msg, type) F(vpci_msg, perm) F(vpci_msg, queue) F(vpci_msg, seq) \

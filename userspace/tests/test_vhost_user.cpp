@@ -710,6 +710,43 @@ TEST_F(VhostUserTest, DisabledRingResumesWhereTheDriverStopped)
 	EXPECT_EQ(le_load(ctrl().vq_config[0].base), 3000) << "resumes where the driver stopped";
 }
 
+// Each run of a ring gets a new vq_config.epoch: a pause and resume, and a
+// reconnect, whose disabled state a slow driver may never see (the same
+// addresses, enabled = 1 again: only the epoch tells the runs apart;
+// sim/reconnect.sh shows the driver's side).  Nothing else bumps it.
+TEST_F(VhostUserTest, EveryNewRunOfARingHasANewEpoch)
+{
+	unique_fd mem = live_ring0();
+	auto &c = ctrl().vq_config[0];
+	const auto e1 = le_load(c.epoch);
+	EXPECT_NE(e1, 0) << "0 is a backend without epochs";
+	send_u64(vu::request::set_vring_call, 0 | vu::vring_nofd_mask, true, {});
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_EQ(le_load(c.epoch), e1) << "a change to a live ring is the same run";
+	send_p(vu::request::set_vring_enable, vu::vring_state{0, 0});
+	le_store(ctrl().vq_state[0].last_avail_idx, 3000);
+	driver_confirms();
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_EQ(le_load(c.epoch), e1) << "not live: nothing new to run";
+	send_p(vu::request::set_vring_enable, vu::vring_state{0, 1});
+	EXPECT_EQ(ack(), 0u);
+	const auto e2 = le_load(c.epoch);
+	EXPECT_EQ(e2, static_cast<std::uint16_t>(e1 + 1)) << "resumed: a new run";
+	sock_.reset();
+	pump();
+	EXPECT_EQ(le_load(c.enabled), 0);
+	connect();
+	negotiate(default_device_features);
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	setup_ring(0, 0x10000, 0x11000, 0x12000);
+	send_p(vu::request::set_vring_enable, vu::vring_state{0, 1});
+	EXPECT_EQ(ack(), 0u);
+	EXPECT_EQ(le_load(c.enabled), 1);
+	EXPECT_EQ(le_load(c.desc), 0x10000u) << "the same addresses as before";
+	EXPECT_EQ(le_load(c.epoch), static_cast<std::uint16_t>(e2 + 1))
+		<< "a new session's ring is a new run; the count survives the reset";
+}
+
 // A ring paused before the driver ran it keeps the base VM1 set, not the
 // position the driver published for an earlier run of the ring.
 TEST_F(VhostUserTest, PausedRingTheDriverNeverRanKeepsItsBase)
