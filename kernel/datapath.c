@@ -684,7 +684,7 @@ static void vpci_poll_rx_buffers(struct vpci_dev *vdev, unsigned int qp)
 	if (!netif_tx_queue_stopped(netdev_get_tx_queue(vdev->netdev, qp)))
 		return;
 	spin_lock(&vdev->dp_lock);
-	if (rq->running && !rq->miss_pending &&
+	if (vpci_q_live(rq) && !rq->miss_pending &&
 	    !vpci_vring_avail_idx(&rq->vr, &avail) && avail != rq->rx_seen)
 		wake = true;
 	spin_unlock(&vdev->dp_lock);
@@ -717,12 +717,15 @@ int vpci_poll(struct napi_struct *napi, int budget)
 	spin_lock(&vdev->dp_lock);
 	live = vpci_q_live(q);
 	if (live && !vpci_vring_avail_idx(&q->vr, &avail)) {
-		while (work < budget && vpci_tx_one(q, avail, &skb) == 1) {
+		/* Each chain: VM1 may take the ring back mid-burst. */
+		while (work < budget && (live = vpci_q_live(q)) &&
+		       vpci_tx_one(q, avail, &skb) == 1) {
 			work++;
 			if (skb)
 				__skb_queue_tail(&list, skb);
 		}
-		if (work)
+		/* Nothing more into a ring VM1 took back, not even used->idx. */
+		if (work && live)
 			vpci_signal(q);
 		more = work == budget;
 	} else if (live) {
@@ -751,12 +754,11 @@ int vpci_poll(struct napi_struct *napi, int budget)
 		return budget;
 	/*
 	 * Poll mode polls a queue VM1 runs on an interface that is up; a
-	 * stopped queue or a down interface completes like interrupt mode
-	 * instead of spinning (the queue's start and ndo_open schedule NAPI
-	 * again).
+	 * stopped queue, one VM1 took back (vpci_q_live()) or a down
+	 * interface completes like interrupt mode instead of spinning (the
+	 * queue's start and ndo_open schedule NAPI again).
 	 */
-	if (READ_ONCE(vdev->poll_mode) && READ_ONCE(q->running) &&
-	    netif_running(vdev->netdev)) {
+	if (READ_ONCE(vdev->poll_mode) && live && netif_running(vdev->netdev)) {
 		/* Nobody kicks in poll mode: watch VM1's RX buffers too. */
 		vpci_poll_rx_buffers(vdev, q->index / 2);
 		return budget;
@@ -770,7 +772,7 @@ int vpci_poll(struct napi_struct *napi, int budget)
 	if (napi_complete_done(napi, done) && !READ_ONCE(vdev->poll_mode)) {
 		/* Re-arm kicks, then catch what raced with it. */
 		spin_lock(&vdev->dp_lock);
-		if (q->running && !q->miss_pending &&
+		if (vpci_q_live(q) && !q->miss_pending &&
 		    !vpci_vring_kick_enable(&q->vr, true) &&
 		    !vpci_vring_avail_idx(&q->vr, &avail) &&
 		    avail != q->vr.last_avail)
@@ -853,12 +855,12 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 		bool want = READ_ONCE(vc->enabled) && (vdev->rings_mapped & BIT(i)) &&
 			    !(le32_to_cpu(READ_ONCE(bs->status)) & VPCI_BS_BROKEN);
 
+		u16 epoch = le16_to_cpu(READ_ONCE(vc->epoch));
+		bool renewed = epoch != q->epoch;
 		u64 desc = le64_to_cpu(READ_ONCE(vc->desc));
 		u64 avail = le64_to_cpu(READ_ONCE(vc->avail));
 		u64 used = le64_to_cpu(READ_ONCE(vc->used));
 		u16 num = le16_to_cpu(READ_ONCE(vc->num));
-		u16 epoch = le16_to_cpu(READ_ONCE(vc->epoch));
-		bool renewed = epoch != q->epoch;
 
 		if (want && !usable) {
 			net_err_ratelimited("%s: queue %u not started: %s (features %#llx)\n",
@@ -877,6 +879,13 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 				   num != q->vr.num)) {
 			q->running = false;
 			if (renewed) {
+				/*
+				 * The old run may have published its position
+				 * over the base the backend seeded for the new
+				 * one (GET_VRING_BASE before we run it reads it).
+				 */
+				WRITE_ONCE(vdev->ctrl->vq_state[i].last_avail_idx,
+					   READ_ONCE(vc->base));
 				netdev_info(vdev->netdev,
 					    "queue %u: run %u replaced by %u at %u\n",
 					    i, q->epoch, epoch, q->vr.last_avail);
@@ -1053,7 +1062,7 @@ void vpci_dp_set_poll(struct vpci_dev *vdev, bool poll)
 	WRITE_ONCE(vdev->poll_mode, poll);
 	spin_lock_bh(&vdev->dp_lock);
 	for (i = 0; i < vdev->nqueues; i++)
-		if (vdev->queues[i].running)
+		if (vpci_q_live(&vdev->queues[i]))
 			vpci_vring_kick_enable(&vdev->queues[i].vr, !poll);
 	spin_unlock_bh(&vdev->dp_lock);
 	vpci_dp_poll_again(vdev);
@@ -1097,6 +1106,9 @@ void vpci_dp_stop_all(struct vpci_dev *vdev)
 		if (!q->running)
 			continue;
 		q->running = false;
+		/* A newer run's base is the backend's, not our old position. */
+		if (le16_to_cpu(READ_ONCE(vdev->ctrl->vq_config[i].epoch)) != q->epoch)
+			continue;
 		WRITE_ONCE(vdev->ctrl->vq_state[i].last_avail_idx,
 			   cpu_to_le16(q->vr.last_avail));
 		WRITE_ONCE(vdev->ctrl->vq_state[i].used_idx,
@@ -1170,7 +1182,7 @@ int vpci_dp_inject_break(struct vpci_dev *vdev, unsigned int queue)
 	q = &vdev->queues[queue];
 	/* dp_lock: q->running and the ring state, as on the datapath. */
 	spin_lock_bh(&vdev->dp_lock);
-	if (q->running)
+	if (vpci_q_live(q))
 		vpci_q_break(q, -EPROTO);
 	else
 		err = -EBUSY;

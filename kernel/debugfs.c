@@ -160,7 +160,7 @@ static ssize_t vpci_dbg_inject_write(struct file *file, const char __user *ubuf,
 				     size_t count, loff_t *ppos)
 {
 	struct vpci_dev *vdev = file->private_data;
-	char buf[96], reason[16];
+	char buf[96], reason[16], extra;
 	unsigned long long iova = 0, len = 0;
 	unsigned int queue, i;
 	int n, err;
@@ -181,8 +181,10 @@ static ssize_t vpci_dbg_inject_write(struct file *file, const char __user *ubuf,
 	if (vpci_dbg_reasons[i].err)
 		err = vpci_dp_inject_fault(vdev, queue, vpci_dbg_reasons[i].err,
 					   iova, len);
-	else
+	else if (sscanf(buf, "%*u %*s %c", &extra) < 1) /* nothing after "break" */
 		err = vpci_dp_inject_break(vdev, queue);
+	else
+		err = -EINVAL;
 	return err ? err : count;
 }
 

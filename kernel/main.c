@@ -162,6 +162,16 @@ static void __vpci_set_affinity(struct vpci_dev *vdev, unsigned int n, bool xps)
 		if (err)
 			netdev_warn(vdev->netdev, "TX queue %u: XPS map not set: %d\n", p, err);
 	}
+	/*
+	 * The pairs VM1 does not run keep no hint: one from an earlier spread
+	 * may name a CPU that is gone.  Their affinity stays (the IRQ core
+	 * moves it off a dead CPU); the next spread that covers them sets both.
+	 */
+	for (; p < vdev->nqueues / 2; p++) {
+		irq_update_affinity_hint(pci_irq_vector(vdev->pdev, VPCI_VEC_QUEUE(2 * p)), NULL);
+		irq_update_affinity_hint(pci_irq_vector(vdev->pdev, VPCI_VEC_QUEUE(2 * p + 1)),
+					 NULL);
+	}
 }
 
 /**
@@ -440,10 +450,16 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	err = vpci_request_queue_irqs(vdev);
 	if (err)
 		goto err_free_config_irq;
-	vpci_set_affinity(vdev, vdev->nqueues / 2, false);
+	/*
+	 * Follow hotplug first, then spread: a CPU coming or going between
+	 * the two finds nothing spread yet (spread_pairs 0) and the spread
+	 * below sees the CPUs online after it; one during the spread waits
+	 * for its hotplug lock and then spreads again.
+	 */
 	err = vpci_cpuhp_add(vdev);
 	if (err)
 		goto err_free_queue_irqs;
+	vpci_set_affinity(vdev, vdev->nqueues / 2, false);
 	vpci_link_napi(vdev);
 
 	pci_set_drvdata(pdev, vdev);

@@ -280,8 +280,9 @@ struct vpci_queue {
  * @fail_inv_ack: debugfs error injection: invalidation acks to withhold
  * @stale_inv: debugfs error injection: invalidations to ack without
  *	removing their entries (a driver that acks before it is done)
- * @hold_config: debugfs: config passes wait until it is cleared (a driver
- *	slow to look at the control area), READ_ONCE/WRITE_ONCE
+ * @hold_config: debugfs: config passes are skipped while it is set (a
+ *	driver slow to look at the control area); clearing it queues one,
+ *	READ_ONCE/WRITE_ONCE
  */
 struct vpci_dev {
 	struct pci_dev *pdev;
@@ -426,18 +427,25 @@ static inline void vpci_debugfs_del(struct vpci_dev *vdev) {}
  * vpci_q_live() - the queue runs the ring VM1 runs now
  * @q: the queue, under dp_lock
  *
- * A VM1 that reset the ring and set it up again since the last config
- * pass publishes a new vq_config.epoch: until that pass restarts the
- * queue at its base, the queue's indexes belong to the old run and would
- * read the new ring as corrupt.  One read of the control area, which the
- * backend writes only on configuration changes.
+ * The datapath stops touching a ring as soon as the backend publishes it
+ * disabled (VM1 paused, reset or went away), not only at the next config
+ * pass: VM1 may be writing the ring afresh already.  A VM1 that reset the
+ * ring and set it up again since the last pass publishes a new
+ * vq_config.epoch: until that pass restarts the queue at its base, the
+ * queue's indexes belong to the old run and would read the new ring as
+ * corrupt, or write the old run's used entries into it.  Two fields of one
+ * line of the control area, which the backend writes only on
+ * configuration changes; no ordering needed (a change that lands just
+ * after the read is one more burst of the old run, as before the change).
  *
  * Return: true if the datapath may use the queue's ring state.
  */
 static inline bool vpci_q_live(const struct vpci_queue *q)
 {
-	return q->running &&
-	       le16_to_cpu(READ_ONCE(q->vdev->ctrl->vq_config[q->index].epoch)) == q->epoch;
+	const struct vpci_vq_config *vc = &q->vdev->ctrl->vq_config[q->index];
+
+	return q->running && READ_ONCE(vc->enabled) &&
+	       le16_to_cpu(READ_ONCE(vc->epoch)) == q->epoch;
 }
 
 /*

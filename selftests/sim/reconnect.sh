@@ -17,7 +17,7 @@
 source "$(dirname "$0")/../lib.sh"
 source "$(dirname "$0")/lib_sim.sh"
 
-tap_begin 12
+tap_begin 16
 
 sim_setup
 log_test $? "driver loaded, $ifname up, tc mirred reflector on ingress"
@@ -63,30 +63,32 @@ epochs()
 	sed -n "s/^queue $1: .* epoch=\([0-9]*\/[0-9]*\)$/\1/p" "$dbg/state"
 }
 
-# new_run: both rings enabled in a run the driver has not started yet.
+# new_run STATE0 STATE1: both rings enabled in a run the driver has not
+# started yet, while the driver still holds queue 0 and 1 in STATE0 and
+# STATE1 (running, broken) from the old run: it did not see the reset.
 new_run()
 {
-	local q e
+	local q e st=("$1" "$2")
 
 	for q in 0 1; do
 		e=$(epochs $q)
 		[ -n "$e" ] && [ "${e%/*}" != "${e#*/}" ] &&
-			grep -q "^queue $q: .* enabled=1 " "$dbg/state" || return 1
+			grep -q "^queue $q: ${st[$q]} enabled=1 " "$dbg/state" || return 1
 	done
 }
 
-# held_reconnect N WHAT [CLEAN]: with the driver held, the running
-# simulator ("oldN", lossless if CLEAN) ends and a new one ("newN", 1000
-# frames) connects and sets up; the driver looks only then.  The new run
-# gives up only after 5 s without progress: the driver is held meanwhile.
+# held_reconnect N WHAT STATE0 STATE1 [CLEAN]: with the driver held, the
+# running simulator ("oldN", lossless if CLEAN) ends and a new one ("newN",
+# 1000 frames) connects and sets up; the driver looks only then.  The new
+# run gives up only after 5 s without progress: the driver is held meanwhile.
 held_reconnect()
 {
 	echo 1 > "$hold" || return 1
 	host wait "old$1"
-	[ -z "$3" ] || lossless "old$1" 3000 || diag "$2: the first run was not clean"
+	[ -z "$5" ] || lossless "old$1" 3000 || diag "$2: the first run was not clean"
 	start "new$1" -n 1000 --rate 5000 --drain-ms 5000
-	wait_until 20 new_run
-	log_test $? "$2: a new run of both rings is published while the driver has not looked"
+	wait_until 20 new_run "$3" "$4"
+	log_test $? "$2: a new run of both rings is published while the driver has not looked ($3, $4)"
 	diag_lines "$(grep '^queue' "$dbg/state")"
 	echo 0 > "$hold"
 	host wait "new$1"
@@ -99,21 +101,34 @@ log_test $? "debugfs has hold_config"
 # 1. Both queues running when VM1 goes: they must not go on at the old
 #    run's positions (3000) on rings that start again at 0.  The hold comes
 #    while the first run still sends (3000 frames at 1500/s): the rest of
-#    its frames need no config pass (identity: nothing left to miss).
-rx0=$(sim_stat vq0_rx_packets)
-f0=$(faults)
-start old1 -n 3000 --rate 1500 --drain-ms 3000
-flowing() { [ "$(sim_stat vq0_rx_packets)" -ge $((rx0 + 300)) ]; }
-wait_until 30 flowing
-log_test $? "a first run: VM1's frames reach VM2"
-held_reconnect 1 "running queues" clean
-log_test $? "running queues, reconnect unseen: the new run is lossless (1000 frames each way)"
-# VM1 kicked the new rings before the pass restarted the queues: the
-# datapath must leave them alone, not read them as corrupt.
-f1=$(faults)
-diag "fault counters: $f0 before, $f1 after"
-[ -n "$f1" ] && [ "$f1" = "$f0" ]
-log_test $? "running queues: no fault counted (the old run's indexes never met the new rings)"
+#    its frames need no config pass (identity: nothing left to miss).  In
+#    interrupt mode, and in poll mode, where NAPI keeps reading the ring
+#    while VM1 sets it up afresh (the datapath must stop when VM1's ring is
+#    disabled, not at the next config pass).
+# running_case N MODE: case 1 with the driver in MODE (interrupt, poll).
+running_case()
+{
+	local n=$1 mode=$2 rx0 f0 f1
+
+	ethtool --set-priv-flags "$ifname" poll-mode "$([ "$mode" = poll ] && echo on || echo off)"
+	rx0=$(sim_stat vq0_rx_packets)
+	f0=$(faults)
+	start "old$n" -n 3000 --rate 1500 --drain-ms 3000
+	flowing() { [ "$(sim_stat vq0_rx_packets)" -ge $((rx0 + 300)) ]; }
+	wait_until 30 flowing
+	log_test $? "$mode mode, a first run: VM1's frames reach VM2"
+	held_reconnect "$n" "$mode mode, running queues" running running clean
+	log_test $? "$mode mode, running queues, reconnect unseen: the new run is lossless (1000 frames each way)"
+	# VM1 kicked the new rings before the pass restarted the queues: the
+	# datapath must leave them alone, not read them as corrupt.
+	f1=$(faults)
+	diag "fault counters: $f0 before, $f1 after"
+	[ -n "$f1" ] && [ "$f1" = "$f0" ]
+	log_test $? "$mode mode, running queues: no fault counted (the old run's indexes never met the new rings)"
+}
+running_case 1 interrupt
+running_case 3 poll
+ethtool --set-priv-flags "$ifname" poll-mode off
 
 # 2. VM1's TX ring broken by a fault (avail index jumped): the queue stays
 #    stopped until VM1 resets the ring, and here the reset is unseen.
@@ -123,7 +138,7 @@ start old2 -n 2000 --rate 5000 --fault avail-jump --drain-ms 3000
 broke() { [ "$(sim_stat vq0_rx_fault_ring)" -gt "$f0" ]; }
 wait_until 30 broke
 log_test $? "avail-jump broke the driver's RX queue (vq0_rx_fault_ring $f0 -> $(sim_stat vq0_rx_fault_ring))"
-held_reconnect 2 "broken queue"
+held_reconnect 2 "broken queue" running broken
 log_test $? "broken queue, reconnect unseen: the new run is lossless (1000 frames each way)"
 all1=$(faults)
 diag "fault counters: $all0 before, $all1 after"

@@ -142,8 +142,12 @@ void frontend::publish_vq(unsigned q)
 	le_store(c.notify, v.notify);
 	// A new run of the ring: the driver may never see enabled = 0 in
 	// between (a reset and a new setup within one of its config passes).
-	if (v.live() && !published_live_[q])
-		le_store(c.epoch, ++epochs_[q]);
+	if (v.live() && !published_live_[q]) {
+		// 0 means "no epoch" (uapi): skipped when the count wraps.
+		if (++epochs_[q] == 0)
+			epochs_[q] = 1;
+		le_store(c.epoch, epochs_[q]);
+	}
 	published_live_[q] = v.live();
 }
 
