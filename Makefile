@@ -141,7 +141,8 @@ fuzz: deps
 # scripts/bench-host.sh exists) and VM to VM against DPDK testpmd; rewrites
 # docs/benchmarks.md and docs/bench/*.png (15-25 min on 2 cores, with load).
 # Not part of check; bench-smoke (about 2 min) checks the machinery.
-bench: module userspace tcg-plugin
+# The guest-instruction plugin (and so QEMU's source) only when counting.
+bench: module userspace $(if $(filter-out 0,$(BENCH_INSN)),tcg-plugin)
 	@$(REPO)/scripts/bench.sh $(BUILD)/bench
 
 # Instructions per frame of the driver core under callgrind (about 1 min).

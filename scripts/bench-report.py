@@ -3,7 +3,8 @@
 """Turn a `make bench` run directory into docs/benchmarks.md and its plots.
 
   bench-report.py env OUTDIR          record the machine (OUTDIR/env.json)
-  bench-report.py report OUTDIR [--doc FILE] [--plots DIR] [--elapsed S] [--require-traffic]
+  bench-report.py report OUTDIR [--doc FILE] [--plots DIR] [--elapsed S]
+                               [--require-traffic] [--require-ndr]
 
 report reads OUTDIR/env.json, OUTDIR/core.json (Google Benchmark JSON of
 vpci-bench-core), OUTDIR/host.json (scripts/bench-host.sh, optional) and
@@ -17,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -29,6 +31,10 @@ SWITCH = {"vhost-pci": "backend", "dpdk": "testpmd"}
 DIR_LABEL = {"vm1-vm2": "VM1 → VM2", "vm2-vm1": "VM2 → VM1"}
 MODE_ORDER = ("pt", "strict")
 MODE_LABEL = {"pt": "passthrough (`iommu=pt`)", "strict": "strict (`iommu.strict=1`)"}
+# Confidence interval of a median A/B ratio: percentile bootstrap over rounds.
+BOOT_RESAMPLES = 10000
+BOOT_SEED = 1           # fixed: the same records give the same document
+BOOT_MIN_ROUNDS = 3     # fewer rounds: no interval, only their count
 # virtio-net feature bits, for the setup table.
 FEATURES = {0: "CSUM", 1: "GUEST_CSUM", 2: "CTRL_GUEST_OFFLOADS", 3: "MTU", 5: "MAC",
             7: "GUEST_TSO4", 8: "GUEST_TSO6", 9: "GUEST_ECN", 10: "GUEST_UFO",
@@ -114,6 +120,49 @@ def mmm(xs, digits=2):
     return f"{min(xs):.{digits}f} / {statistics.median(xs):.{digits}f} / {max(xs):.{digits}f}"
 
 
+def isnum(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def boot_ci(by_round):
+    """95 % percentile bootstrap interval of the median of the values in
+    by_round ({round: [values]}), or None from fewer than BOOT_MIN_ROUNDS
+    rounds.  The round is what is resampled (with replacement): values of
+    one round (its sizes and directions) came from the same boots and go
+    together.  Seeded, so a report is reproducible."""
+    groups = [list(v) for _, v in sorted(by_round.items()) if v]
+    if len(groups) < BOOT_MIN_ROUNDS:
+        return None
+    rng = random.Random(BOOT_SEED)
+    meds = []
+    for _ in range(BOOT_RESAMPLES):
+        meds.append(statistics.median([x for g in rng.choices(groups, k=len(groups)) for x in g]))
+    q = statistics.quantiles(meds, n=40, method="inclusive")    # 2.5 %, 5 %, ..., 97.5 %
+    return q[0], q[-1]
+
+
+def ci_only(by_round, digits=2):
+    """"[lo, hi]", or "— (n=N)" from fewer than BOOT_MIN_ROUNDS rounds."""
+    n = sum(1 for v in by_round.values() if v)
+    if not n:
+        return "—"
+    ci = boot_ci(by_round)
+    if ci is None:
+        return f"— (n={n})"
+    return f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def fmt_ci(by_round, digits=2, show_n=False):
+    """"median [lo, hi]" of the values in by_round, or "— (n=N)" from
+    fewer than BOOT_MIN_ROUNDS rounds; show_n adds " (n=N)" to an interval."""
+    vals = [x for v in by_round.values() for x in v]
+    ci = ci_only(by_round, digits)
+    if not ci.startswith("["):
+        return ci
+    n = sum(1 for v in by_round.values() if v)
+    return f"{statistics.median(vals):.{digits}f} {ci}" + (f" (n={n})" if show_n else "")
+
+
 def table(head, rows):
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -134,6 +183,7 @@ class VmResults:
     def __init__(self, path):
         self.tput = {}      # (path, iommu, size, dir) -> {round: record}
         self.rtt = {}
+        self.ndr = {}       # (path, iommu, size, dir) -> {round: derive_ndr()}
         self.runs = []
         self.setup = {}     # path -> first setup record
         self.bad_lines = 0
@@ -162,6 +212,12 @@ class VmResults:
                 elif kind == "rtt":
                     if isinstance(r.get("rtt"), dict):
                         self.rtt.setdefault(self.key(r), {})[r["round"]] = r["rtt"]
+                    else:
+                        self.bad_lines += 1
+                elif kind == "ndr":
+                    n = self.derive_ndr(r)
+                    if n:
+                        self.ndr.setdefault(self.key(r), {})[r["round"]] = n
                     else:
                         self.bad_lines += 1
 
@@ -204,6 +260,30 @@ class VmResults:
                     t["vms_insn_per_pkt"] = (di["vm1"] + di["vm2"]) / t["received"]
         return t
 
+    @staticmethod
+    def derive_ndr(r):
+        """An ndr record (selftests/bench/vm2vm.sh, VPCI_BENCH_NDR=1) as
+        {"ndr_pps": number or None (the search failed), "probes": [...],
+        "seconds": a probe's}
+        or None when it is not one.  ndr_pps is checked against its probes:
+        the highest send_pps of a probe in which the receiver got every
+        datagram sent, 0 when none was lossless."""
+        if (r.get("path") not in PATHS or not isinstance(r.get("iommu"), str)
+                or not isnum(r.get("size")) or not isinstance(r.get("dir"), str)
+                or not isnum(r.get("round"))):
+            return None
+        probes = [p for p in (r.get("probes") or []) if isinstance(p, dict)]
+        ndr = r.get("ndr_pps") if isnum(r.get("ndr_pps")) else None
+        lossless = [p["send_pps"] for p in probes
+                    if isnum(p.get("sent")) and p["sent"] > 0 and p.get("received") == p["sent"]
+                    and p.get("lost") == 0 and isnum(p.get("send_pps"))]
+        best = max(lossless) if lossless else 0
+        if ndr is not None and abs(ndr - best) > 0.5:
+            print(f"bench-report: ndr record {r['path']} {r['iommu']} {r['size']} B {r['dir']} "
+                  f"round {r['round']}: ndr_pps {ndr} but its probes give {best}", file=sys.stderr)
+        return {"ndr_pps": ndr, "probes": probes,
+                "seconds": r["seconds"] if isnum(r.get("seconds")) else None}
+
     def cells(self):
         """(iommu, size, dir) present in the throughput results, in order."""
         keys = {(k[1], k[2], k[3]) for k in list(self.tput) + list(self.rtt)}
@@ -223,12 +303,39 @@ class VmResults:
         runs = self.rtt.get((path,) + cell, {})
         return [runs[r][field] for r in sorted(runs) if runs[r].get("received")]
 
-    def ratios(self, cell, field="pps"):
-        """A/B of field per round in which both ran."""
+    def ratios_by_round(self, cell, field="pps"):
+        """{round: A/B of field} for the rounds in which both ran."""
         a = self.tput.get(("vhost-pci",) + cell, {})
         b = self.tput.get(("dpdk",) + cell, {})
-        return [a[r][field] / b[r][field] for r in sorted(a)
-                if r in b and b[r].get(field)]
+        return {r: a[r][field] / b[r][field] for r in sorted(a)
+                if r in b and b[r].get(field)}
+
+    def ratios(self, cell, field="pps"):
+        """A/B of field per round in which both ran."""
+        return list(self.ratios_by_round(cell, field).values())
+
+    def mode_ratios(self, mode):
+        """{round: [A/B of every size and direction]} of one IOMMU mode."""
+        out = {}
+        for c in self.cells():
+            if c[0] == mode:
+                for r, x in self.ratios_by_round(c).items():
+                    out.setdefault(r, []).append(x)
+        return out
+
+    def ndr_cells(self):
+        """(iommu, size, dir) with ndr or throughput records, in order;
+        none when nothing measured the NDR."""
+        if not self.ndr:
+            return []
+        keys = {(k[1], k[2], k[3]) for k in list(self.ndr) + list(self.tput)}
+        return sorted(keys, key=lambda k: (MODE_ORDER.index(k[0]) if k[0] in MODE_ORDER else 9,
+                                           k[1], k[2]))
+
+    def ndr_values(self, path, cell):
+        """{round: ndr_pps} of the rounds whose search finished."""
+        runs = self.ndr.get((path,) + cell, {})
+        return {r: runs[r]["ndr_pps"] for r in sorted(runs) if runs[r]["ndr_pps"] is not None}
 
 
 # ---------------------------------------------------------------- sections
@@ -251,13 +358,22 @@ def section_headline(vm):
     out = []
     rows = []
     for mode in vm.modes():
-        rs = [x for c in vm.cells() if c[0] == mode for x in vm.ratios(c)]
-        rows.append((MODE_LABEL.get(mode, mode), len(rs), mmm(rs)))
+        by = vm.mode_ratios(mode)
+        rs = [x for v in by.values() for x in v]
+        rows.append((MODE_LABEL.get(mode, mode), len(by), len(rs), mmm(rs), fmt_ci(by)))
     if rows:
         out.append("Throughput ratio A/B (A = vhost-pci, B = DPDK testpmd), received packets/s, "
                    "one ratio per size, direction and round (A and B booted back to back):\n")
-        out.append(table(("VM1 IOMMU", "pairs", "A/B min / median / max"), rows))
+        out.append(table(("VM1 IOMMU", "rounds", "pairs", "A/B min / median / max",
+                          "median [95 % CI]"), rows))
+        out.append("\n" + CI_NOTE)
     return "\n".join(out)
+
+
+CI_NOTE = (f"95 % CI: percentile bootstrap of the median over rounds ({BOOT_RESAMPLES:,} "
+           "resamples of the rounds with replacement, a round's sizes and directions kept "
+           f"together, seed {BOOT_SEED}), none from fewer than {BOOT_MIN_ROUNDS} rounds "
+           "(n = rounds); A and B ran in ABBA order over rounds.")
 
 
 def section_setup(vm):
@@ -276,10 +392,43 @@ def section_throughput(vm):
     for c in vm.cells():
         a, b = vm.values("vhost-pci", c, "pps"), vm.values("dpdk", c, "pps")
         am, bm = vm.values("vhost-pci", c, "mbps"), vm.values("dpdk", c, "mbps")
+        by = {r: [x] for r, x in vm.ratios_by_round(c).items()}
         rows.append((c[0], c[1], DIR_LABEL.get(c[2], c[2]), fmt_int(med(a)), fmt_int(med(b)),
-                     mmm(vm.ratios(c)), fmt(med(am), 1), fmt(med(bm), 1)))
+                     mmm(vm.ratios(c)), fmt_ci(by), fmt(med(am), 1), fmt(med(bm), 1)))
     return table(("IOMMU", "size (B)", "direction", "A pkt/s", "B pkt/s",
-                  "A/B min / median / max", "A Mbit/s", "B Mbit/s"), rows)
+                  "A/B min / median / max", "A/B median [95 % CI]", "A Mbit/s", "B Mbit/s"),
+                 rows)
+
+
+def section_ndr(vm):
+    """Zero-loss rate per cell: median over rounds of each path's NDR, the
+    A/B ratio per round (rounds in which B had one), the unpaced goodput of
+    the same cell, and how many probes the searches took."""
+    cells = vm.ndr_cells()
+    if not cells:
+        return "not measured (BENCH_NDR=1 measures it)"
+    rows = []
+    for c in cells:
+        row = [c[0], c[1], DIR_LABEL.get(c[2], c[2])]
+        nv = {p: vm.ndr_values(p, c) for p in PATHS}
+        for p in PATHS:
+            recs = vm.ndr.get((p,) + c, {})
+            failed = len(recs) - len(nv[p])
+            row.append(fmt_int(med(list(nv[p].values()))) + (f" ({failed} failed)" if failed else "")
+                       if nv[p] else "failed" if recs else "—")
+        a, b = nv["vhost-pci"], nv["dpdk"]
+        by = {r: [a[r] / b[r]] for r in a if r in b and b[r] > 0}
+        b0 = sum(1 for r in a if r in b and b[r] == 0 and a[r] > 0)
+        ratio = fmt(med([v[0] for v in by.values()])) if by else "—"
+        if b0:
+            ratio += f" (B 0 in {b0} of {len([r for r in a if r in b])} rounds)"
+        row += [ratio, ci_only(by)]
+        row += [fmt_int(med(vm.values(p, c, "pps"))) for p in PATHS]
+        row.append(" / ".join(str(sum(len(n["probes"]) for n in vm.ndr.get((p,) + c, {}).values()))
+                              for p in PATHS))
+        rows.append(row)
+    return table(("IOMMU", "size (B)", "direction", "A NDR pkt/s", "B NDR pkt/s", "A/B",
+                  "A/B 95 % CI", "A unpaced pkt/s", "B unpaced pkt/s", "probes A / B"), rows)
 
 
 def cell_table(vm, cols, per_path, initiator=False):
@@ -341,10 +490,12 @@ def section_rtt(vm):
 def section_targets(vm):
     rows = []
     for mode in vm.modes():
-        rs = [x for c in vm.cells() if c[0] == mode for x in vm.ratios(c)]
+        by = vm.mode_ratios(mode)
+        rs = [x for v in by.values() for x in v]
         m = med(rs)
         rows.append((f"A ≥ 2 × B throughput, {mode}",
-                     f"A/B over {len(rs)} pairs: {mmm(rs)} (min / median / max)",
+                     f"A/B over {len(rs)} pairs: {mmm(rs)} (min / median / max); "
+                     f"median [95 % CI] {fmt_ci(by, show_n=True)}",
                      "—" if m is None else "met" if min(rs) >= 2 else
                      "met at the median, not in every pair" if m >= 2 else "missed"))
     for mode in vm.modes():
@@ -536,6 +687,24 @@ def plots(vm, host_by, plotdir):
 
 # ---------------------------------------------------------------- main
 
+def ndr_text(vm):
+    """The method paragraph of the NDR section, none when it was not measured."""
+    if not vm.ndr:
+        return ""
+    recs = [n for runs in vm.ndr.values() for n in runs.values()]
+    secs = sorted({n["seconds"] for n in recs if n["seconds"] is not None})
+    return ("The zero-loss rate (NDR, the no-drop rate of RFC 2544 and DPDK's performance "
+            "reports) is the highest paced offered rate, as the sender achieved it, at which "
+            "the receiver got every datagram sent, found by a binary search over the rate "
+            "(`vpci-traffic send --rate`, each probe " +
+            (f"{'/'.join(f'{x:g}' for x in secs)} s" if secs else "?") + " against a fresh "
+            "receiver). Packets/s, median over rounds; 0: no probe was lossless; \"failed\": "
+            "the search did not finish. A/B is the median of the per-round ratios (rounds in "
+            "which B had a non-zero NDR), its CI as in the headline. \"Unpaced\" is the same "
+            "cell's throughput above (received packets/s, median), for comparison; the probes "
+            "are those of all rounds.")
+
+
 def report(args):
     outdir = args.outdir
     env = load_json(os.path.join(outdir, "env.json"))
@@ -622,6 +791,9 @@ def report(args):
         "the rest were lost on the path (B: testpmd drops when VM2's RX ring is full or a "
         "translation misses; A stops the sender's queue instead).",
         section_loss(vm),
+        "### Zero-loss rate (NDR)",
+        ndr_text(vm),
+        section_ndr(vm),
         "### Host CPU",
         "The switch (A: `vpci-backend`, B: `testpmd`): % of one core over the window, and "
         "CPU seconds per million packets received; then CPU seconds per million packets of "
@@ -683,7 +855,7 @@ def report(args):
         "`make bench` runs `scripts/bench.sh build/bench`: the core micro-benchmark, "
         "`scripts/bench-host.sh` if present, `scripts/bench-vm.sh` (knobs: `BENCH_ROUNDS`, "
         "`BENCH_IOMMU`, `BENCH_SECONDS`, `BENCH_SIZES`, `BENCH_DIRS`, `BENCH_RTT`, "
-        "`BENCH_PATHS`), then `scripts/bench-report.py report build/bench --doc "
+        "`BENCH_PATHS`, `BENCH_NDR`, `BENCH_NDR_SECONDS`, `BENCH_NDR_STEPS`), then `scripts/bench-report.py report build/bench --doc "
         "docs/benchmarks.md --plots docs/bench`. Raw records stay in "
         "`build/bench/vm/results.jsonl`, each boot's log next to them. One boot by hand: "
         "`VPCI_BENCH_IOMMU=pt selftests/vm/run.py --topology vm1dpdkvm2 --var iommu=iommu=pt "
@@ -708,6 +880,31 @@ def report(args):
         if not all(made.get(n) for n in ("vm-throughput.png", "vm-cpu.png", "vm-rtt.png")):
             print("bench-report: plots missing", file=sys.stderr)
             status = 1
+    if args.require_ndr:
+        cells = sorted({k[1:] for k in vm.tput}, key=str)
+        if not cells:
+            print("bench-report: --require-ndr: no throughput records", file=sys.stderr)
+            status = 1
+        for c in cells:
+            recs = vm.ndr.get(("vhost-pci",) + c, {})
+            vals = vm.ndr_values("vhost-pci", c)
+            if not any(v > 0 for v in vals.values()):
+                why = ("no ndr record" if not recs else "the search failed" if not vals else
+                       "no lossless probe (ndr_pps 0)")
+                print(f"bench-report: --require-ndr: path vhost-pci, IOMMU {c[0]}, {c[1]} B, "
+                      f"{c[2]}: {why}", file=sys.stderr)
+                status = 1
+                continue
+            # A pushes back instead of dropping: its NDR is near its unpaced
+            # rate.  Far below it, the search ran in the wrong range (e.g.
+            # from an unpaced rate it could not read): not a figure.
+            unpaced = vm.values("vhost-pci", c, "pps")
+            ndr = statistics.median(vals.values())
+            if unpaced and ndr < 0.25 * statistics.median(unpaced):
+                print(f"bench-report: --require-ndr: path vhost-pci, IOMMU {c[0]}, {c[1]} B, "
+                      f"{c[2]}: NDR {ndr:.0f} pkt/s is below a quarter of the unpaced "
+                      f"{statistics.median(unpaced):.0f}", file=sys.stderr)
+                status = 1
     return status
 
 
@@ -723,6 +920,9 @@ def main():
     r.add_argument("--elapsed", type=float, help="seconds the whole run took (for the header)")
     r.add_argument("--require-traffic", action="store_true",
                    help="exit 1 unless both paths moved traffic in every run and the plots exist")
+    r.add_argument("--require-ndr", action="store_true",
+                   help="exit 1 unless every (IOMMU, size, direction) with throughput records "
+                        "has a zero-loss rate above 0 for path A (vhost-pci)")
     args = ap.parse_args()
     if args.cmd == "env":
         capture_env(args.outdir)

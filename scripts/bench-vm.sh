@@ -14,12 +14,14 @@
 # usage: scripts/bench-vm.sh OUTDIR
 # Writes OUTDIR/vm/results.jsonl (the guests' BENCH records plus one "run"
 # record a boot) and keeps each boot's log there.  Knobs (environment):
-#   BENCH_ROUNDS=2  BENCH_IOMMU="pt strict"  BENCH_SECONDS=5
+#   BENCH_ROUNDS=5  BENCH_IOMMU="pt strict"  BENCH_SECONDS=5
 #   BENCH_SIZES="64 512 1500"  BENCH_DIRS="vm1-vm2 vm2-vm1"  BENCH_RTT=200
 #   BENCH_PATHS="vhost-pci dpdk"  BENCH_BOOT_TIMEOUT=600
 #   BENCH_PIN=0: CPU list for every guest's QEMU and the backend (testpmd
 #   places its lcores itself: forwarding on CPU 1); empty: not pinned
 #   BENCH_B_VM2_VIOMMU=0: B's VM2 without a vIOMMU (1: behind one, as VM1)
+#   BENCH_NDR=1: also search each cell's zero-loss rate (0: skip it; knobs
+#   BENCH_NDR_SECONDS=2 per probe, BENCH_NDR_STEPS=5 probes)
 #   BENCH_INSN=0: 1 counts each guest's instructions with the project's TCG
 #   plugin (build/qemu/vpci-insn.so, make tcg-plugin); off by default: it
 #   slows guest code only, and A's switching is guest code, B's is not
@@ -32,7 +34,7 @@ mkdir -p "$out"
 results=$out/results.jsonl
 : >"$results"
 
-rounds=${BENCH_ROUNDS:-2}
+rounds=${BENCH_ROUNDS:-5}
 read -r -a modes <<<"${BENCH_IOMMU:-pt strict}"
 read -r -a paths <<<"${BENCH_PATHS:-vhost-pci dpdk}"
 limit=${BENCH_BOOT_TIMEOUT:-600}
@@ -40,6 +42,9 @@ export VPCI_BENCH_SECONDS=${BENCH_SECONDS:-5}
 export VPCI_BENCH_SIZES=${BENCH_SIZES:-64 512 1500}
 export VPCI_BENCH_DIRS=${BENCH_DIRS:-vm1-vm2 vm2-vm1}
 export VPCI_BENCH_RTT=${BENCH_RTT:-200}
+export VPCI_BENCH_NDR=${BENCH_NDR:-1}
+export VPCI_BENCH_NDR_SECONDS=${BENCH_NDR_SECONDS:-2}
+export VPCI_BENCH_NDR_STEPS=${BENCH_NDR_STEPS:-5}
 export VPCI_QEMU_INSN=${BENCH_INSN:-0}
 export VPCI_PIN_CPUS=${BENCH_PIN-0}
 

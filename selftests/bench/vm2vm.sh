@@ -18,8 +18,18 @@
 # scripts/bench-vm.sh collects them and scripts/bench-report.py computes.
 # The TAP tests only say that each run moved traffic intact.
 #
+# With VPCI_BENCH_NDR=1, then the zero-loss rate (NDR, as RFC 2544 and
+# DPDK's perf reports give it) of every size and direction: a binary search
+# of the paced rate (vpci-traffic send --rate, for VPCI_BENCH_NDR_SECONDS)
+# between 0 and 1.25 times the unpaced run's received rate, in
+# VPCI_BENCH_NDR_STEPS probes, each against a fresh receiver.  A probe is
+# lossless when the receiver got every datagram the sender sent; the NDR is
+# the highest rate the sender achieved in a lossless probe (a path that
+# pushes back keeps the sender below what it offers, and loses nothing).
+#
 # Knobs (from the host): VPCI_BENCH_SECONDS (per throughput run), _SIZES,
-# _DIRS, _RTT (round trips per size and direction), _IOMMU, _ROUND (labels).
+# _DIRS, _RTT (round trips per size and direction), _IOMMU, _ROUND (labels),
+# _NDR (0), _NDR_SECONDS (2), _NDR_STEPS (5).
 source "$(dirname "$0")/../lib.sh"
 set -u
 
@@ -27,6 +37,9 @@ TRAFFIC=$VPCI_BUILD/userspace/vpci-traffic
 RUN_S=${VPCI_BENCH_SECONDS:-5}
 RTT_N=${VPCI_BENCH_RTT:-300}
 NIC=${VPCI_BENCH_NIC:-vhost-pci}
+NDR=${VPCI_BENCH_NDR:-0}
+NDR_S=${VPCI_BENCH_NDR_SECONDS:-2}
+NDR_STEPS=${VPCI_BENCH_NDR_STEPS:-5}
 SWITCH=${VPCI_BENCH_SWITCH:-backend}
 VM1_IP=$VPCI_VM1_IP
 VM2_IP=${VPCI_VM2_ADDR%/*}
@@ -49,7 +62,10 @@ cleanup()
 }
 trap cleanup EXIT
 
-tap_begin $((3 + 2 * ${#sizes[@]} * ${#dirs[@]}))
+nruns=$((${#sizes[@]} * ${#dirs[@]}))
+nndr=0
+[ "$NDR" = 1 ] && nndr=$nruns
+tap_begin $((3 + 2 * nruns + nndr))
 
 case $NIC in
 vhost-pci) insmod "$VPCI_KO" && wait_until 10 vpci_netdev >/dev/null && ifname=$(vpci_netdev) ;;
@@ -165,6 +181,70 @@ for i in "${!runs[@]}"; do
 	grep -q '"corrupt":0,' <<<"$out"
 	log_test $? "$path $dir $size B: round trips measured, none corrupt"
 done
+
+# ndr_probe I RATE PORT: one paced run of run I's size and direction
+# against a fresh receiver on PORT; prints the probe as JSON (rate, sent,
+# received, lost, send_pps), its counts null when a side printed no summary.
+ndr_probe()
+{
+	local i=$1 rate=$2 port=$3 dir size send recv rp
+	read -r dir size <<<"${runs[$i]}"
+	local args="--rate $rate --seconds $NDR_S --size $((size - 28))"
+	local rargs="-n 0 --idle 1 --timeout $((NDR_S + 30)) --json"
+	if [ "$dir" = vm1-vm2 ]; then
+		"$TRAFFIC" recv --bind "$VM2_IP:$port" $rargs >"$OUT/ndr-recv" 2>&1 &
+		rp=$!
+		sleep 0.3
+		vm1 "$TRAFFIC send --to $VM2_IP:$port $args"
+		send=$HOST_OUT
+		wait "$rp"
+		recv=$(tail -n 1 "$OUT/ndr-recv")
+	else
+		# Bound before the first datagram: one sent earlier is refused
+		# (ICMP), not lost, but the receiver would not count it either.
+		vm1 "$TRAFFIC recv --bind $VM1_IP:$port $rargs </dev/null >$OUT-ndr 2>&1 & echo \$! >$OUT-ndr-pid; sleep 0.3"
+		send=$("$TRAFFIC" send --to "$VM1_IP:$port" $args 2>&1)
+		vm1 "p=\$(cat $OUT-ndr-pid); while kill -0 \$p 2>/dev/null; do sleep 0.2; done; tail -n 1 $OUT-ndr"
+		recv=$HOST_OUT
+	fi
+	jq -nc --argjson rate "$rate" --argjson s "$send" --argjson r "$recv" \
+		'{rate: $rate, sent: $s.sent, received: $r.received, lost: $r.lost,
+		  send_pps: $s.pps}' 2>/dev/null ||
+		echo "{\"rate\":$rate,\"sent\":null,\"received\":null,\"lost\":null,\"send_pps\":null}"
+}
+
+# Zero-loss rate of every run (VPCI_BENCH_NDR=1), after everything else so
+# that it changes none of the figures above.
+ndr_port=5600
+if [ "$NDR" = 1 ]; then
+	for i in "${!runs[@]}"; do
+		read -r dir size <<<"${runs[$i]}"
+		# The receiver's summary is its last line (as for the records).
+		goodput=$(tail -n 1 "$OUT/recv-$i" | jq -r '.pps // 0 | floor' 2>/dev/null)
+		isnum "$goodput" || goodput=0
+		lo=0 hi=$((goodput * 5 / 4 + 100)) best=0 probes= ok=0 k=0
+		# No unpaced rate to search below: no figure (not one from 0..100).
+		[ "$goodput" -gt 0 ] || { ok=1; diag "$dir $size B: no unpaced receive rate"; }
+		for ((k = 0; ok == 0 && k < NDR_STEPS; k++)); do
+			rate=$(((lo + hi) / 2))
+			ndr_port=$((ndr_port + 1))
+			p=$(ndr_probe "$i" "$rate" "$ndr_port")
+			probes+="${probes:+,}$p"
+			if jq -e '.sent > 0 and .received == .sent and .lost == 0' <<<"$p" >/dev/null; then
+				lo=$rate
+				best=$(jq -n --argjson a "$best" --argjson b "$(jq '.send_pps' <<<"$p")" \
+					'[$a, $b] | max')
+			elif jq -e '.sent != null and .received != null' <<<"$p" >/dev/null; then
+				hi=$rate
+			else
+				ok=1
+				break
+			fi
+		done
+		bench "\"kind\":\"ndr\",\"dir\":\"$dir\",\"size\":$size,\"seconds\":$NDR_S,\"ndr_pps\":$([ $ok = 0 ] && echo "$best" || echo null),\"probes\":[$probes]"
+		log_test $ok "$path $dir $size B: zero-loss rate searched ($k probes, $(printf '%.0f' "$best") pps)"
+	done
+fi
 diag "measured in ${SECONDS}s"
 
 [ "$NIC" = vhost-pci ] && ethtool -S "$ifname" | grep -E 'fault|stall' | grep -vE ': 0$' | sed 's/^/# /'
