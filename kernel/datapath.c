@@ -834,8 +834,8 @@ static u8 vpci_gso_types(u64 features, unsigned int i)
  * again since the last pass (a reconnect), enabled never read 0 here and
  * the addresses may be the same: vq_config.epoch tells the run apart.  The
  * old run's position and ring fault are dropped and the ring starts at
- * its base; the old position is not published (the backend seeded the new
- * base there).
+ * its base, which also goes back into vq_state: the old run may have
+ * published its position over the base the backend seeded there.
  */
 void vpci_dp_sync(struct vpci_dev *vdev)
 {
