@@ -140,7 +140,7 @@ fuzz: deps
 # Benchmarks: the core micro-benchmark, the host-only matrix (if
 # scripts/bench-host.sh exists) and VM to VM against DPDK testpmd; rewrites
 # docs/benchmarks.md and docs/bench/*.png (15-25 min on 2 cores, with load).
-# Not part of check; bench-smoke (about 2 min) checks the machinery.
+# Not part of check; bench-smoke (about 4 min) checks the machinery.
 # The guest-instruction plugin (and so QEMU's source) only when counting.
 bench: module userspace $(if $(filter-out 0,$(BENCH_INSN)),tcg-plugin)
 	@$(REPO)/scripts/bench.sh $(BUILD)/bench
