@@ -19,10 +19,10 @@
  *                     of perm, miss_timeout, chain, head, ring, desc;
  *                     "QUEUE break" stops a running queue as a ring fault
  *                     does (counted; VM1 disabling the ring recovers it)
- *  hold_config        1: config passes wait (the control area, b2d and the
- *                     queues' start and stop are left unread), as a driver
- *                     slow to look would; 0: one pass runs now and the
- *                     rest as usual (sim/reconnect.sh)
+ *  hold_config        1: config passes are skipped (the control area, b2d
+ *                     and the queues' start and stop are left unread), as
+ *                     by a driver slow to look; 0: one pass is queued now
+ *                     and the rest run as usual (sim/reconnect.sh)
  *
  * Built only with CONFIG_DEBUG_FS (vpci.h has the stubs).  Files are removed
  * first in remove(): debugfs waits for readers and writers still inside.
