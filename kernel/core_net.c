@@ -14,10 +14,13 @@
  * fault, the table of outstanding misses (whether to wait on one), and
  * stopping a queue.
  *
- * A used element that cannot be written (VM1 unmapped its own used ring
- * while the queue ran: the rings of a running queue translate in full) is
- * always a ring fault: the completion cannot be delivered, so the queue
- * stops instead of leaking VM1's descriptors one by one.
+ * The used ring is checked before a chain is taken (vpci_vring_used_check()),
+ * not when a completion is pushed: a frame's completions cannot be given
+ * back once its buffers were written.  A used ring that misses is a miss
+ * like any other (the driver's IOTLB may have evicted the entry: nothing
+ * consumed, @ops->stall() decides); one mapped without write permission,
+ * or a miss that lasted too long, is a ring fault: the queue stops instead
+ * of leaking VM1's descriptors one by one.
  *
  * Callers hold the lock that serialises the queue and its IOTLB for the
  * whole call (the driver's dp_lock, in softirq or with BHs off); the
@@ -25,7 +28,10 @@
  */
 #include "vpci_core.h"
 
-/* Complete @head empty; a used ring that does not take it breaks the queue. */
+/*
+ * Complete @head.  The caller checked the used ring under the same lock, so
+ * this cannot fail; if it did, the completion is lost: the queue breaks.
+ */
 static int vpci_net_complete(struct vpci_vring *vr, u16 head, u32 len,
 			     const struct vpci_net_ops *ops, void *ctx)
 {
@@ -113,7 +119,8 @@ static int vpci_net_write(struct vpci_vring *vr, const struct vpci_chain *c,
  * Return: VPCI_NET_RX_DONE (0) when delivered; VPCI_NET_RX_NOBUFS when VM1
  * posted too few buffers up to @st->seen and VPCI_NET_RX_STALLED when
  * @ops->stall() asked to wait for a translation (nothing consumed either
- * way: retry the frame unchanged); -EPIPE when @ops->ring_fault() was
+ * way: retry the frame unchanged; a used ring that misses stalls too);
+ * -EPIPE when @ops->ring_fault() was
  * called (the queue must stop); another negative error when the frame was
  * dropped (reported through @ops->fault(), its buffers completed empty).
  */
@@ -128,6 +135,14 @@ int vpci_net_rx(struct vpci_vring *vr, struct vpci_rx_state *st, u8 *hdr,
 	u16 avail;
 	int err;
 
+	/* Every completion this frame may push (malformed chains too) fits. */
+	err = vpci_vring_used_check(vr, VPCI_RX_MAX_BUFS);
+	if (err) {
+		if (err == -ENOENT && ops->stall(ctx))
+			return VPCI_NET_RX_STALLED;
+		ops->ring_fault(ctx, err);
+		return -EPIPE;
+	}
 	err = vpci_vring_avail_idx(vr, &avail);
 	while (!err && done < total) {
 		struct vpci_chain *c = &st->chain;
@@ -275,8 +290,9 @@ int vpci_net_hdr_check(const u8 *hdr, u32 len, u32 mtu_max, bool csum, u8 gso)
  * @ctx: passed to @ops
  *
  * A malformed chain is reported, completed empty and counts as work done.
- * The avail ring or descriptor table not translating is a ring fault once
- * @ops->stall() gives up waiting for it.
+ * The used ring is checked first, so that the chain's completion finds it.
+ * The used ring, avail ring or descriptor table not translating is a ring
+ * fault once @ops->stall() gives up waiting for it.
  *
  * Return: the frame's length (without the header) when a chain is ready to
  * read; 0 when there is nothing to take now (empty, stalled on a miss, or
@@ -285,8 +301,13 @@ int vpci_net_hdr_check(const u8 *hdr, u32 len, u32 mtu_max, bool csum, u8 gso)
 int vpci_net_tx_pop(struct vpci_vring *vr, struct vpci_chain *c, u16 avail,
 		    u32 max_frame, const struct vpci_net_ops *ops, void *ctx)
 {
-	int err = vpci_vring_pop(vr, avail, c);
+	int err;
 
+	if (vr->last_avail == avail)
+		return 0;	/* nothing to take, nothing to complete */
+	err = vpci_vring_used_check(vr, 1);
+	if (!err)
+		err = vpci_vring_pop(vr, avail, c);
 	if (err == 0)
 		return 0;
 	if (err == -ENOENT || err == -EACCES || err == -EPROTO) {

@@ -181,6 +181,7 @@ int vpci_vring_init(struct vpci_vring *vr, struct vpci_peer *peer, u64 desc,
 	vr->last_avail = base;
 	vr->used_idx = base;
 	vr->used_pub = base;
+	vr->used_sig = base;
 	vr->event_idx = event_idx;
 	return 0;
 }
@@ -497,7 +498,8 @@ unsigned int vpci_vring_prefetch(struct vpci_vring *vr, u16 avail_idx,
  * @head: chain head
  * @len: bytes written into the chain
  *
- * Return: 0 or -ENOENT/-EACCES for an untranslated used ring.
+ * Return: 0 or -ENOENT/-EACCES for an untranslated used ring (nothing
+ * written; vpci_vring_used_check() beforehand rules it out).
  */
 int vpci_vring_push(struct vpci_vring *vr, u16 head, u32 len)
 {
@@ -513,26 +515,76 @@ int vpci_vring_push(struct vpci_vring *vr, u16 head, u32 len)
 }
 
 /**
+ * vpci_vring_used_check() - can the next used elements be written?
+ * @vr: the ring
+ * @n: how many used elements, from used_idx on, the caller may push
+ *	(at most the ring size)
+ *
+ * A caller checks before it takes chains whose completion it could not
+ * give back: the IOTLB does not change under the caller's lock, so each
+ * vpci_vring_push() of those @n elements then succeeds.  A miss found here
+ * consumed nothing and is retried as any other.
+ *
+ * Return: 0, or -ENOENT/-EACCES with vr->miss_iova and vr->miss_perm set.
+ */
+int vpci_vring_used_check(struct vpci_vring *vr, u16 n)
+{
+	u16 first = vr->used_idx & (vr->num - 1), k;
+	u64 off, contig, iova, len;
+	int err;
+
+	n = min_t(u16, n, vr->num);
+	while (n) {
+		/* Up to the end of the ring, then from its start. */
+		k = min_t(u16, n, vr->num - first);
+		iova = vr->used + VR_USED_RING(first);
+		len = 8 * (u64)k;
+		while (len) {
+			err = vpci_vr_translate(vr, iova, len, VPCI_PERM_WO, &off,
+						&contig);
+			if (err) {
+				vr->miss_iova = iova;
+				vr->miss_perm = VPCI_PERM_WO;
+				return err;
+			}
+			iova += contig;
+			len -= contig;
+		}
+		n -= k;
+		first = 0;
+	}
+	return 0;
+}
+
+/**
  * vpci_vring_publish() - make pushed used elements visible to VM1
  * @vr: the ring
  * @notify: set to whether VM1 asked to be interrupted for them
  *
- * Return: 0 or -ENOENT/-EACCES.
+ * A miss leaves everything to do for the retry: the used index is written
+ * once (used_pub), and the interrupt is decided once over all the elements
+ * published since the last decision (used_sig), so a miss on VM1's event
+ * field between the two loses no interrupt.
+ *
+ * Return: 0, or -ENOENT/-EACCES with vr->miss_iova and vr->miss_perm set
+ * (retry after the miss is served).
  */
 int vpci_vring_publish(struct vpci_vring *vr, bool *notify)
 {
-	u16 old = vr->used_pub, new = vr->used_idx, v;
+	u16 old = vr->used_sig, new = vr->used_idx, v;
 	int err;
 
 	*notify = false;
 	if (old == new)
 		return 0;
-	/* Used elements are visible before the index that covers them. */
-	virt_wmb();
-	err = vpci_vr_write16(vr, vr->used + VR_USED_IDX, new);
-	if (err)
-		return err;
-	vr->used_pub = new;
+	if (vr->used_pub != new) {
+		/* Used elements are visible before the index that covers them. */
+		virt_wmb();
+		err = vpci_vr_write16(vr, vr->used + VR_USED_IDX, new);
+		if (err)
+			return err;
+		vr->used_pub = new;
+	}
 	/*
 	 * The index store is ordered before reading VM1's suppression state,
 	 * pairing with VM1's barrier between its event write and its read of
@@ -551,6 +603,7 @@ int vpci_vring_publish(struct vpci_vring *vr, bool *notify)
 			return err;
 		*notify = !(v & VPCI_VRING_AVAIL_F_NO_INTERRUPT);
 	}
+	vr->used_sig = new;
 	return 0;
 }
 

@@ -340,6 +340,18 @@ static void vpci_q_break(struct vpci_queue *q, int err)
 			    q->vr.used_pub);
 }
 
+/**
+ * vpci_signal() - publish @q's used elements and interrupt VM1 if it asked
+ * @q: the queue, under dp_lock
+ *
+ * A miss on the used index or VM1's event field (the driver's own IOTLB
+ * may have evicted the entry) is a miss like any other: the elements stay
+ * pushed and unpublished, @q->pub_stalled holds the queue's further work
+ * back, and the publish is retried when the update arrives (vpci_dp_sync(),
+ * or the queue's next poll or xmit), or breaks the queue as a ring fault
+ * once the miss outlasts vdev->miss_timeout.  A used ring mapped without
+ * write permission is a ring fault at once.
+ */
 static void vpci_signal(struct vpci_queue *q)
 {
 	bool notify;
@@ -349,10 +361,19 @@ static void vpci_signal(struct vpci_queue *q)
 	if (q->broken)
 		return;
 	err = vpci_vring_publish(&q->vr, &notify);
+	if (err == -ENOENT && vpci_stall(q)) {
+		q->pub_stalled = true;
+		return;
+	}
+	/* Held back by the miss until now: the queue waits for nothing more. */
+	if (q->pub_stalled)
+		q->miss_pending = false;
+	q->pub_stalled = false;
 	if (err) {
 		/*
-		 * The used ring does not translate: VM1 unmapped its own ring
-		 * under a running queue.  A ring fault, as in core_net.c.
+		 * VM1 unmapped its own used ring under a running queue, mapped
+		 * it read-only, or the miss was never answered: a ring fault,
+		 * as in core_net.c.
 		 */
 		vpci_q_break(q, err);
 		return;
@@ -369,6 +390,19 @@ static void vpci_signal(struct vpci_queue *q)
 	} else {
 		vpci_q_add(q, &q->stats.notify_suppressed, 1);
 	}
+}
+
+/*
+ * Publish what a miss held back in vpci_signal(), if @q runs.  Returns true
+ * when the queue no longer waits for it (published, or broken).  Under
+ * dp_lock.
+ */
+static bool vpci_signal_retry(struct vpci_queue *q)
+{
+	if (!q->pub_stalled || !vpci_q_live(q))
+		return false;
+	vpci_signal(q);
+	return !q->pub_stalled;
 }
 
 static void vpci_net_fault(void *ctx, int err, u64 iova, u64 len)
@@ -523,6 +557,7 @@ netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
 	}
 
 	spin_lock(&vdev->dp_lock);
+	vpci_signal_retry(q);
 	/*
 	 * q->csum and q->gso are stable under dp_lock.  VM1 without GUEST_CSUM
 	 * gets the checksum done; a GSO frame VM1 no longer takes (it
@@ -535,6 +570,14 @@ netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
 		dev_core_stats_tx_dropped_inc(dev);
 		dev_kfree_skb_any(skb);
 		return NETDEV_TX_OK;
+	}
+	if (q->pub_stalled) {
+		/* Frames already written wait for a translation: nothing more. */
+		netif_stop_subqueue(dev, qi);
+		vpci_q_add(q, &q->stats.stalls, 1);
+		vpci_q_account_tlb(q);
+		spin_unlock(&vdev->dp_lock);
+		return NETDEV_TX_BUSY;
 	}
 	partial = skb->ip_summed == CHECKSUM_PARTIAL;
 	err = vpci_rx_one(q, skb);
@@ -552,7 +595,7 @@ netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
 		    !vpci_vring_avail_idx(&q->vr, &avail) && avail != q->rx_seen)
 			netif_wake_subqueue(dev, qi);
 		vpci_q_add(q, &q->stats.stalls, 1);
-		if (q->vr.used_idx != q->vr.used_pub)
+		if (vpci_vring_unsignalled(&q->vr))
 			vpci_signal(q);
 		vpci_q_account_tlb(q);
 		spin_unlock(&vdev->dp_lock);
@@ -710,13 +753,20 @@ int vpci_poll(struct napi_struct *napi, int budget)
 	struct sk_buff_head list;
 	struct sk_buff *skb;
 	int done = 0, work = 0;
-	bool more = false, live;
+	bool more = false, live, go;
 	u16 avail;
 
 	__skb_queue_head_init(&list);
 	spin_lock(&vdev->dp_lock);
 	live = vpci_q_live(q);
-	if (live && !vpci_vring_avail_idx(&q->vr, &avail)) {
+	/*
+	 * Used elements a miss held back go out first, and no chain is taken
+	 * before they did: the update or the miss timeout schedules us again.
+	 */
+	if (vpci_signal_retry(q))
+		live = vpci_q_live(q);
+	go = live && !q->pub_stalled;
+	if (go && !vpci_vring_avail_idx(&q->vr, &avail)) {
 		/* Each chain: VM1 may take the ring back mid-burst. */
 		while (work < budget && (live = vpci_q_live(q)) &&
 		       vpci_tx_one(q, avail, &skb) == 1) {
@@ -728,7 +778,7 @@ int vpci_poll(struct napi_struct *napi, int budget)
 		if (work && live)
 			vpci_signal(q);
 		more = work == budget;
-	} else if (live) {
+	} else if (go) {
 		/*
 		 * avail ring untranslated (wait for the miss, up to the miss
 		 * timeout), unreadable or corrupt: a ring fault either way,
@@ -843,6 +893,7 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 	unsigned int i, nq = vdev->nqueues;
 	u64 features = le64_to_cpu(READ_ONCE(bs->features));
 	bool running_before[VPCI_MAX_QUEUES], started[VPCI_MAX_QUEUES];
+	bool resumed[VPCI_MAX_QUEUES];
 	const char *why;
 	bool usable;
 
@@ -852,7 +903,15 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 	for (i = 0; i < nq; i++) {
 		struct vpci_queue *q = &vdev->queues[i];
 		struct vpci_vq_config *vc = &vdev->ctrl->vq_config[i];
-		bool want = READ_ONCE(vc->enabled) && (vdev->rings_mapped & BIT(i)) &&
+		/*
+		 * Rings of a running queue that no invalidation reached but
+		 * that no longer translate lost an entry the IOTLB evicted:
+		 * vpci_map_rings() asked for it again, and the datapath waits
+		 * on that miss like any other (up to the miss timeout).
+		 */
+		bool mapped = (vdev->rings_mapped & BIT(i)) ||
+			      (q->running && !q->rings_gone);
+		bool want = READ_ONCE(vc->enabled) && mapped &&
 			    !(le32_to_cpu(READ_ONCE(bs->status)) & VPCI_BS_BROKEN);
 
 		u16 epoch = le16_to_cpu(READ_ONCE(vc->epoch));
@@ -870,6 +929,9 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 
 		running_before[i] = q->running;
 		started[i] = false;
+		resumed[i] = false;
+		if (vdev->rings_mapped & BIT(i))
+			q->rings_gone = false;	/* VM1 mapped them again */
 		/*
 		 * Disabled, VM1 moved the ring under a running queue, or a
 		 * new run of it (a reset this pass did not see): stop.
@@ -902,8 +964,7 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 			 * fault.  The queue stays stopped until VM1 disables
 			 * the ring: restarting it at vc->base would replay.
 			 */
-			if (!renewed && READ_ONCE(vc->enabled) &&
-			    !(vdev->rings_mapped & BIT(i))) {
+			if (!renewed && READ_ONCE(vc->enabled) && !mapped) {
 				netdev_err(vdev->netdev, "queue %u: rings no longer translate\n",
 					   i);
 				vpci_q_break(q, -EPROTO);
@@ -927,6 +988,8 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 			/* vpci_features_check() reads it without dp_lock */
 			WRITE_ONCE(q->gso, q->csum ? vpci_gso_types(features, i) : 0);
 			q->miss_pending = false;
+			q->pub_stalled = false;
+			q->rings_gone = false;
 			q->rx_seen = q->vr.last_avail;
 			q->nmisses = 0;
 			q->pf_gen = ~0ULL;
@@ -939,6 +1002,8 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 			netdev_info(vdev->netdev, "queue %u: started at %u\n", i,
 				    q->vr.last_avail);
 		}
+		/* The update a held-back publish waited for may be in. */
+		resumed[i] = vpci_signal_retry(q);
 		if (!READ_ONCE(vc->enabled))
 			q->broken = false;	/* VM1 reset recovers a broken queue */
 	}
@@ -957,7 +1022,7 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 			continue;
 		if (i & 1)
 			napi_schedule(&q->napi);
-		else if (started[i] || q->miss_pending)
+		else if (started[i] || q->miss_pending || resumed[i])
 			netif_wake_subqueue(vdev->netdev, i / 2);
 	}
 	local_bh_enable();
@@ -1024,7 +1089,9 @@ void vpci_queues_work(struct work_struct *work)
  * @work: &vpci_dev.retry_work
  *
  * Misses for IOVAs VM1 never mapped get no answer; this turns them into
- * faults after vdev->miss_timeout instead of a queue stalled forever.
+ * faults after vdev->miss_timeout instead of a queue stalled forever.  A
+ * publish held back by a miss is retried here itself: an idle queue has
+ * no frame that would retry it.
  */
 void vpci_dp_retry_work(struct work_struct *work)
 {
@@ -1032,6 +1099,10 @@ void vpci_dp_retry_work(struct work_struct *work)
 					     struct vpci_dev, retry_work);
 	unsigned int i;
 
+	spin_lock_bh(&vdev->dp_lock);
+	for (i = 0; i < vdev->nqueues; i++)
+		vpci_signal_retry(&vdev->queues[i]);
+	spin_unlock_bh(&vdev->dp_lock);
 	local_bh_disable();	/* NET_RX runs at local_bh_enable(), see vpci_dp_sync() */
 	for (i = 0; i < vdev->nqueues; i++) {
 		struct vpci_queue *q = &vdev->queues[i];

@@ -50,6 +50,44 @@ static int vpci_post(struct vpci_dev *vdev, u8 type, u8 perm, u16 queue,
 	return err;
 }
 
+/* Bytes of each part of a split virtqueue of @num entries, event idx included. */
+static u64 vpci_ring_bytes(unsigned int part, u16 num)
+{
+	switch (part) {
+	case 0:
+		return 16ULL * num;		/* descriptor table */
+	case 1:
+		return 6ULL + 2ULL * num;	/* avail: flags, idx, ring, used_event */
+	default:
+		return 6ULL + 8ULL * num;	/* used: flags, idx, ring, avail_event */
+	}
+}
+
+/*
+ * Mark the running queues whose rings [@iova, @iova + @size - 1] reaches
+ * (@size 0: from @iova to the end): VM1 unmapped a ring it runs, which the
+ * config pass then takes for a ring fault, unlike an entry the IOTLB
+ * evicted (struct vpci_queue, rings_gone).  Under dp_lock.
+ */
+static void vpci_rings_invalidated(struct vpci_dev *vdev, u64 iova, u64 size)
+{
+	u64 last = size ? iova + (size - 1) : U64_MAX;
+	unsigned int i, part;
+
+	for (i = 0; i < vdev->nqueues; i++) {
+		struct vpci_queue *q = &vdev->queues[i];
+		u64 addr[3] = { q->vr.desc, q->vr.avail, q->vr.used };
+
+		if (!q->running)
+			continue;
+		for (part = 0; part < 3; part++)
+			/* A running queue's rings translated: no wrap. */
+			if (addr[part] <= last &&
+			    iova <= addr[part] + (vpci_ring_bytes(part, q->vr.num) - 1))
+				q->rings_gone = true;
+	}
+}
+
 /*
  * Apply one validated-by-copy message.  Returns true if the backend must be
  * rung (an ack was posted).
@@ -102,6 +140,8 @@ static bool vpci_iotlb_apply(struct vpci_dev *vdev, const struct vpci_msg *m)
 		}
 		/* Misses asked there before may never be answered now. */
 		vpci_dp_misses_forget(vdev, iova, size);
+		if (!err)
+			vpci_rings_invalidated(vdev, iova, size);
 		vdev->iotlb_gen++;
 		spin_unlock_bh(&vdev->dp_lock);
 		if (err) {
@@ -156,19 +196,6 @@ int vpci_post_miss(struct vpci_dev *vdev, u16 queue, u64 iova, u32 perm)
 {
 	return vpci_post(vdev, VPCI_MSG_IOTLB_MISS, perm, queue, 0, iova, 1,
 			 VPCI_D2B_ACK_RESERVE);
-}
-
-/* Bytes of each part of a split virtqueue of @num entries, event idx included. */
-static u64 vpci_ring_bytes(unsigned int part, u16 num)
-{
-	switch (part) {
-	case 0:
-		return 16ULL * num;		/* descriptor table */
-	case 1:
-		return 6ULL + 2ULL * num;	/* avail: flags, idx, ring, used_event */
-	default:
-		return 6ULL + 8ULL * num;	/* used: flags, idx, ring, avail_event */
-	}
 }
 
 /*

@@ -170,6 +170,11 @@ struct vpci_miss {
  *	GUEST_TSO4/6 (VM1 takes them); under dp_lock, read without it by
  *	vpci_features_check() (a stale value is caught under the lock)
  * @miss_pending: the queue waits for the miss at @miss_iova, under dp_lock
+ * @pub_stalled: used elements wait for a miss to be published
+ *	(vpci_signal()); the queue takes no chain until they are, under dp_lock
+ * @rings_gone: an invalidation reached this running queue's rings: if they
+ *	no longer translate at the config pass, VM1 unmapped them (a ring
+ *	fault), rather than the IOTLB evicting an entry; under dp_lock
  * @rx_seen: even queues: VM1's avail index when a frame last found too
  *	few RX buffers; the stopped TX queue wakes only once avail moves
  *	past it (VM1 kicks then), under dp_lock
@@ -204,6 +209,8 @@ struct vpci_queue {
 	bool csum;
 	u8 gso;
 	bool miss_pending;
+	bool pub_stalled;
+	bool rings_gone;
 	u16 rx_seen;
 	u64 miss_iova;
 	struct vpci_miss misses[VPCI_MISS_SLOTS];

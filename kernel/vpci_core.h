@@ -183,6 +183,9 @@ struct vpci_prefetch {
  * @last_avail: next available entry to take
  * @used_idx: next used entry to fill
  * @used_pub: used index VM1 last saw
+ * @used_sig: used index up to which VM1's wish for an interrupt was read
+ *	(behind @used_pub when a miss on the event field stopped
+ *	vpci_vring_publish() in between)
  * @bad_avail: the avail index that made vpci_vring_avail_idx() fail with
  *	-EPROTO (for the report)
  * @event_idx: VIRTIO_RING_F_EVENT_IDX in use
@@ -205,6 +208,7 @@ struct vpci_vring {
 	u16 last_avail;
 	u16 used_idx;
 	u16 used_pub;
+	u16 used_sig;
 	u16 bad_avail;
 	bool event_idx;
 	u64 miss_iova;
@@ -231,6 +235,7 @@ int vpci_chain_read(struct vpci_vring *vr, const struct vpci_chain *c,
 int vpci_chain_write(struct vpci_vring *vr, const struct vpci_chain *c,
 		     u32 offset, const void *src, u32 len);
 int vpci_vring_push(struct vpci_vring *vr, u16 head, u32 len);
+int vpci_vring_used_check(struct vpci_vring *vr, u16 n);
 
 /* struct virtio_net_hdr_mrg_rxbuf: VERSION_1 is required (12 bytes) */
 #define VPCI_NET_HDR_LEN	12
@@ -240,6 +245,18 @@ int vpci_tx_frame_len(const struct vpci_chain *c, u32 max_frame);
 int vpci_vring_publish(struct vpci_vring *vr, bool *notify);
 int vpci_vring_kick_after(struct vpci_vring *vr, u16 seen);
 int vpci_vring_kick_enable(struct vpci_vring *vr, bool enable);
+
+/**
+ * vpci_vring_unsignalled() - used elements VM1 was not told of in full
+ * @vr: the ring
+ *
+ * Return: true while elements were pushed after the last vpci_vring_publish()
+ * that succeeded (a miss may have stopped it halfway).
+ */
+static inline bool vpci_vring_unsignalled(const struct vpci_vring *vr)
+{
+	return vr->used_sig != vr->used_idx;
+}
 
 /* Most VM1 RX buffers one frame may take, malformed ones included */
 #define VPCI_RX_MAX_BUFS	64

@@ -157,6 +157,53 @@ TEST(KcoreVring, EventIdx)
 	EXPECT_EQ(le16toh(v.get<u16>(v.used + 4 + 8 * kNum)), 2) << "avail_event = last_avail";
 }
 
+// A miss on the used index or on VM1's event field leaves the publish to
+// be retried: the index is written once, and VM1's wish for an interrupt
+// is read over every element published since the last time it was read.
+// Before, a miss between the two lost the interrupt (the retry found
+// nothing new to publish), and VM1 slept on a used ring it never looked at.
+TEST(KcoreVring, PublishMissIsRetriedAndLosesNoInterrupt)
+{
+	for (bool event_idx : {false, true}) {
+		SCOPED_TRACE(event_idx ? "event idx" : "avail flags");
+		Vm1 v(event_idx);
+		const u64 event = event_idx ? v.avail + 4 + 2 * kNum : v.avail;
+		v.put<u16>(event, 0); // used_event 0 (interrupt past 0), or flags 0
+		for (u16 i = 0; i < 2; i++) {
+			v.set_desc(i, kIova + 0x20000 + 0x100 * i, 64, VPCI_VRING_DESC_F_WRITE);
+			v.post(i);
+		}
+		vpci_chain c;
+		bool notify = true;
+		ASSERT_EQ(v.pop(c), 1);
+		ASSERT_EQ(vpci_vring_push(&v.vr, c.head, 1), 0);
+		// The used index misses: nothing published.
+		v.unmap(v.used, 0x1000);
+		EXPECT_EQ(vpci_vring_publish(&v.vr, &notify), -ENOENT);
+		EXPECT_FALSE(notify);
+		EXPECT_EQ(v.vr.miss_iova, kIova + v.used + 2);
+		EXPECT_EQ(v.vr.miss_perm, VPCI_PERM_WO);
+		EXPECT_EQ(v.used_idx(), 0);
+		v.map(v.used, 0x1000, VPCI_PERM_RW);
+		// VM1's event field misses: the index is out, the interrupt undecided.
+		v.unmap(v.avail, 0x1000);
+		EXPECT_EQ(vpci_vring_publish(&v.vr, &notify), -ENOENT);
+		EXPECT_EQ(v.vr.miss_iova, kIova + event);
+		EXPECT_EQ(v.vr.miss_perm, VPCI_PERM_RO);
+		EXPECT_EQ(v.used_idx(), 1);
+		v.map(v.avail, 0x1000, VPCI_PERM_RW);
+		ASSERT_EQ(v.pop(c), 1);
+		ASSERT_EQ(vpci_vring_push(&v.vr, c.head, 1), 0);
+		ASSERT_EQ(vpci_vring_publish(&v.vr, &notify), 0);
+		EXPECT_TRUE(notify) << "VM1 asked for an interrupt for the first element";
+		EXPECT_EQ(v.used_idx(), 2);
+		EXPECT_EQ(v.used_elem(0), std::make_pair(0u, 1u));
+		EXPECT_EQ(v.used_elem(1), std::make_pair(1u, 1u));
+		ASSERT_EQ(vpci_vring_publish(&v.vr, &notify), 0);
+		EXPECT_FALSE(notify) << "nothing new: no second interrupt";
+	}
+}
+
 TEST(KcoreVring, MissLeavesChainForRetry)
 {
 	Vm1 v(false, false);
@@ -554,10 +601,12 @@ TEST(KcoreNet, RxWorkPerFrameIsBoundedByMalformedBuffers)
 	EXPECT_EQ(v.used_elem(kBad), std::make_pair(u32{kBad}, 72u));
 }
 
-// Completions of VM1's buffers that cannot be written (VM1 unmapped its own
-// used ring under a running queue) stop the queue, the same way on every
-// path: before, a bad buffer's completion was silently lost.
-TEST(KcoreNet, RxUsedRingGoneIsARingFaultOnEveryPath)
+// A used ring that misses (VM1 unmapped it, or VM2's IOTLB evicted its
+// entry) is a miss like any other, on every path: nothing is taken before
+// the completions are known to fit, so the frame waits and goes out once
+// after the update.  Before, the queue broke for an eviction.  Only a miss
+// that times out, or a used ring without write permission, breaks it.
+TEST(KcoreNet, RxUsedRingMissStallsAndCompletesOnceAfterTheUpdate)
 {
 	for (bool bad_buffer : {false, true}) {
 		SCOPED_TRACE(bad_buffer ? "bad buffer completed empty" : "frame delivered");
@@ -569,10 +618,47 @@ TEST(KcoreNet, RxUsedRingGoneIsARingFaultOnEveryPath)
 		NetOps o;
 		vpci_rx_state st;
 		u8 hdr[VPCI_NET_HDR_LEN] = {};
-		EXPECT_EQ(vpci_net_rx(&v.vr, &st, hdr, &kFrameIov, 1, true,
-				      &NetOps::ops, &o),
+		EXPECT_EQ(vpci_net_rx(&v.vr, &st, hdr, &kFrameIov, 1, true, &NetOps::ops, &o),
+			  VPCI_NET_RX_STALLED);
+		EXPECT_EQ(o.stalls, 1u);
+		EXPECT_TRUE(o.ring_faults.empty());
+		EXPECT_TRUE(o.faults.empty()) << "a bad buffer is reported when taken";
+		EXPECT_EQ(v.vr.miss_iova, kIova + v.used + 4);
+		EXPECT_EQ(v.vr.miss_perm, VPCI_PERM_WO);
+		EXPECT_EQ(v.vr.last_avail, 0) << "nothing taken";
+		EXPECT_EQ(v.vr.used_idx, 0);
+		v.map(v.used, 0x1000, VPCI_PERM_RW); // the update
+		EXPECT_EQ(vpci_net_rx(&v.vr, &st, hdr, &kFrameIov, 1, true, &NetOps::ops, &o),
+			  bad_buffer ? VPCI_NET_RX_NOBUFS : VPCI_NET_RX_DONE);
+		EXPECT_TRUE(o.ring_faults.empty());
+		EXPECT_EQ(v.vr.used_idx, 1) << "completed once";
+		EXPECT_EQ(v.used_elem(0), std::make_pair(0u, bad_buffer ? 0u : 72u));
+		EXPECT_EQ(o.faults, bad_buffer ? std::vector<int>{-EINVAL} : std::vector<int>{});
+		bool notify;
+		ASSERT_EQ(vpci_vring_publish(&v.vr, &notify), 0);
+		EXPECT_EQ(v.used_idx(), 1);
+	}
+}
+
+TEST(KcoreNet, RxUsedRingMissTimedOutOrReadOnlyIsARingFault)
+{
+	for (bool read_only : {false, true}) {
+		SCOPED_TRACE(read_only ? "used ring read-only" : "miss timed out");
+		Vm1 v(false, true, kBigRing);
+		v.set_desc(0, kIova + 0x20000, 2048, VPCI_VRING_DESC_F_WRITE);
+		v.post(0);
+		v.unmap(v.used, 0x1000);
+		if (read_only)
+			v.map(v.used, 0x1000, VPCI_PERM_RO);
+		NetOps o;
+		o.stall_answer = false;
+		vpci_rx_state st;
+		u8 hdr[VPCI_NET_HDR_LEN] = {};
+		EXPECT_EQ(vpci_net_rx(&v.vr, &st, hdr, &kFrameIov, 1, true, &NetOps::ops, &o),
 			  -EPIPE);
-		EXPECT_EQ(o.ring_faults, std::vector<int>{-ENOENT});
+		EXPECT_EQ(o.ring_faults, std::vector<int>{read_only ? -EACCES : -ENOENT});
+		EXPECT_EQ(o.stalls, read_only ? 0u : 1u);
+		EXPECT_EQ(v.vr.last_avail, 0) << "nothing taken";
 	}
 }
 
@@ -602,13 +688,30 @@ struct TxOne {
 	}
 };
 
-TEST(KcoreNet, TxUsedRingGoneIsARingFault)
+TEST(KcoreNet, TxUsedRingMissStallsAndTakesNothing)
 {
 	TxOne t(0x20000);
 	t.v.unmap(t.v.used, 0x1000);
+	EXPECT_EQ(t.pop(), 0) << "stalled";
+	EXPECT_EQ(t.o.stalls, 1u);
+	EXPECT_TRUE(t.o.ring_faults.empty());
+	EXPECT_EQ(t.v.vr.last_avail, 0);
+	EXPECT_EQ(t.v.vr.miss_iova, kIova + t.v.used + 4);
+	t.v.map(t.v.used, 0x1000, VPCI_PERM_RW); // the update
 	ASSERT_EQ(t.pop(), 60);
-	EXPECT_EQ(t.read(), -EPIPE);
+	EXPECT_EQ(t.read(), 0);
+	EXPECT_EQ(t.v.vr.used_idx, 1);
+	EXPECT_EQ(t.v.used_elem(0), std::make_pair(0u, 0u));
+	// Timed out, or read-only: the queue breaks, nothing taken.
+	t.v.post(0);
+	t.v.unmap(t.v.used, 0x1000);
+	t.o.stall_answer = false;
+	EXPECT_EQ(t.pop(), 0);
 	EXPECT_EQ(t.o.ring_faults, std::vector<int>{-ENOENT});
+	t.v.map(t.v.used, 0x1000, VPCI_PERM_RO);
+	EXPECT_EQ(t.pop(), 0);
+	EXPECT_EQ(t.o.ring_faults, (std::vector<int>{-ENOENT, -EACCES}));
+	EXPECT_EQ(t.v.vr.last_avail, 1);
 }
 
 // A frame in pieces (an skb's head and page fragments, some empty) lands in
