@@ -127,7 +127,7 @@ void backend::rewire_device()
 		dev_epoch_ = dev_->epoch();
 	}
 	for (unsigned q = 0; q < fe_->num_queues(); q++) {
-		const vring &v = fe_->queue(q);
+		const vu::ring &v = fe_->queue(q);
 		const unsigned vec = VPCI_VEC_QUEUE(q);
 		if (vec >= dev_->num_vectors())
 			break;
@@ -215,14 +215,14 @@ void backend::rewire()
 		for (unsigned q = 0; q < fe_->num_queues(); q++)
 			wire_stale_call(q);
 		for (unsigned q = 0; q < fe_->num_queues(); q++) {
-			const vring &v = fe_->queue(q);
+			const vu::ring &v = fe_->queue(q);
 			std::uint16_t call = VPCI_NOTIFY_NONE;
 			if (v.call)
 				call = ivs_->client_connected() &&
 						       wire_[q].announced_call_seq == v.call_seq
 					       ? VPCI_NOTIFY_DIRECT
 					       : VPCI_NOTIFY_RELAY;
-			if (call != v.call_mode)
+			if (call != fe_->notify(q).call_mode)
 				spdlog::info("notify: queue {} call {}", q, mode_name(call));
 			fe_->set_notify_modes(q, wire_[q].kick, call);
 		}
@@ -272,7 +272,7 @@ void backend::wire_peer_vectors()
 	const unsigned nq = fe_->num_queues();
 	bool differs = false;
 	for (unsigned q = 0; q < nq; q++) {
-		const vring &v = fe_->queue(q);
+		const vu::ring &v = fe_->queue(q);
 		queue_wiring &w = wire_[q];
 		const std::uint64_t want = v.call ? v.call_seq : 0;
 		if (w.announced_call_seq == want)
@@ -319,7 +319,7 @@ void backend::wire_stale_call(unsigned q)
 	// old eventfd, so read it and write VM1's current call fd.  If VM1's
 	// QEMU still reads the old one too, whoever reads first interrupts VM1.
 	queue_wiring &w = wire_[q];
-	const vring &v = fe_->queue(q);
+	const vu::ring &v = fe_->queue(q);
 	const unsigned vec = VPCI_VEC_QUEUE(q);
 	const bool need = ivs_->client_connected() && w.announced_call_seq != 0 &&
 			  w.announced_call_seq != v.call_seq;
@@ -406,7 +406,7 @@ void backend::on_stale_call(int fd)
 			continue;
 		if (eventfd_consume(fd) && fe_->queue(q).call) {
 			eventfd_signal(fe_->queue(q).call.get());
-			fe_->queue(q).calls_relayed++;
+			fe_->notify(q).calls_relayed++;
 		}
 		return;
 	}
@@ -414,7 +414,7 @@ void backend::on_stale_call(int fd)
 
 void backend::wire_kick(unsigned q)
 {
-	const vring &v = fe_->queue(q);
+	const vu::ring &v = fe_->queue(q);
 	queue_wiring &w = wire_[q];
 	const unsigned vec = VPCI_VEC_QUEUE(q);
 	const bool sent = vec < ivs_->own_vectors_sent();
@@ -453,7 +453,7 @@ void backend::on_kick(int fd)
 		if (wire_[q].relay_kick.get() != fd)
 			continue;
 		if (eventfd_consume(fd)) {
-			fe_->queue(q).kicks_relayed++;
+			fe_->notify(q).kicks_relayed++;
 			ivs_->notify_vm2(VPCI_VEC_QUEUE(q));
 		}
 		return;
@@ -470,7 +470,7 @@ void backend::on_queue_doorbell(int fd)
 		if (eventfd_consume(fd) && fe_ && v - 1 < fe_->num_queues() &&
 		    fe_->queue(v - 1).call) {
 			eventfd_signal(fe_->queue(v - 1).call.get());
-			fe_->queue(v - 1).calls_relayed++;
+			fe_->notify(v - 1).calls_relayed++;
 		}
 		return;
 	}

@@ -15,35 +15,20 @@ namespace vpci {
 using clock = std::chrono::steady_clock;
 
 frontend::frontend(control_area &ctrl, frontend_events &ev, const frontend_config &cfg)
-	: ctrl_(ctrl), ev_(ev), cfg_(cfg), b2d_(ctrl.raw().b2d), d2b_(ctrl.raw().d2b)
+	: ctrl_(ctrl), ev_(ev), cfg_(cfg), sess_(*this, 2u * cfg.max_queue_pairs),
+	  b2d_(ctrl.raw().b2d), d2b_(ctrl.raw().d2b)
 {
 	was_bound_ = driver_bound();
 }
 
 bool frontend::attach(unique_fd sock)
 {
-	if (conn_) {
-		spdlog::warn("vhost-user: rejecting a second front-end connection");
-		return false;
-	}
-	conn_.emplace(std::move(sock));
-	reset_session();
-	set_status(VPCI_BS_FRONTEND, VPCI_BS_BROKEN | VPCI_BS_RUNNING);
-	spdlog::info("vhost-user: front-end connected");
-	return true;
+	return sess_.attach(std::move(sock)); // session_reset() follows
 }
 
 void frontend::disconnect(const std::string &why)
 {
-	if (!conn_)
-		return;
-	spdlog::info("vhost-user: front-end disconnected: {}", why);
-	// A pending reply has nobody to go to; the translations it concerned
-	// are dropped below with everything else.
-	pending_.reset();
-	conn_.reset();
-	reset_session();
-	set_status(0, VPCI_BS_FRONTEND | VPCI_BS_RUNNING | VPCI_BS_IOMMU);
+	sess_.disconnect(why); // session_reset() follows
 }
 
 void frontend::flush_driver_iotlb(const char *why)
@@ -93,27 +78,33 @@ void frontend::finish_windows_flush(const char *why)
 	sync_windows();
 }
 
-void frontend::reset_session()
+void frontend::session_reset(vu::reset_reason why, std::uint32_t had_fds)
 {
+	// A pending reply has nobody to go to (a disconnect: only then can
+	// one be pending); the translations it concerned are dropped below
+	// with everything else.
+	pending_.reset();
 	flush_driver_iotlb("front-end session reset");
-	slave_.reset();
-	features_ = 0;
-	features_set_ = false;
-	protocol_features_ = 0;
-	owner_ = false;
-	regions_.clear();
-	for (unsigned q = 0; q < VPCI_MAX_QUEUES; q++) {
-		bool had_fds = vrings_[q].kick || vrings_[q].call;
-		vrings_[q] = vring{};
-		if (q < num_queues()) {
-			publish_vq(q);
-			if (had_fds)
-				ev_.queue_fds_changed(q);
-		}
+	for (unsigned q = 0; q < num_queues(); q++) {
+		notify_[q] = ring_notify{};
+		publish_vq(q);
+		if (had_fds >> q & 1)
+			ev_.queue_fds_changed(q);
 	}
 	auto &b = ctrl_.raw().backend;
 	le_store(b.features, 0);
 	le_store(b.num_queue_pairs, 0);
+	switch (why) {
+	case vu::reset_reason::connected:
+		set_status(VPCI_BS_FRONTEND, VPCI_BS_BROKEN | VPCI_BS_RUNNING);
+		break;
+	case vu::reset_reason::owner_reset:
+		set_status(0, VPCI_BS_RUNNING | VPCI_BS_IOMMU);
+		break;
+	case vu::reset_reason::disconnected:
+		set_status(0, VPCI_BS_FRONTEND | VPCI_BS_RUNNING | VPCI_BS_IOMMU);
+		break;
+	}
 }
 
 void frontend::set_status(std::uint32_t set, std::uint32_t clear)
@@ -132,14 +123,14 @@ void frontend::changed()
 void frontend::publish_vq(unsigned q)
 {
 	auto &c = ctrl_.raw().vq_config[q];
-	const vring &v = vrings_[q];
+	const vu::ring &v = sess_.queue(q);
 	le_store(c.desc, v.desc);
 	le_store(c.avail, v.avail);
 	le_store(c.used, v.used);
 	le_store(c.num, v.num);
 	le_store(c.base, v.base);
 	le_store(c.enabled, static_cast<std::uint16_t>(v.live()));
-	le_store(c.notify, v.notify);
+	le_store(c.notify, notify_[q].notify);
 	// A new run of the ring: the driver may never see enabled = 0 in
 	// between (a reset and a new setup within one of its config passes).
 	if (v.live() && !published_live_[q]) {
@@ -153,7 +144,7 @@ void frontend::publish_vq(unsigned q)
 
 void frontend::set_notify_modes(unsigned q, std::uint16_t kick, std::uint16_t call)
 {
-	vring &v = vrings_.at(q);
+	ring_notify &v = notify_.at(q);
 	v.kick_mode = kick;
 	v.call_mode = call;
 	std::uint16_t mode = VPCI_NOTIFY_NONE;
@@ -173,7 +164,7 @@ void frontend::update_running()
 	unsigned pairs = 0;
 	bool any = false;
 	for (unsigned q = 0; q < num_queues(); q++)
-		if (vrings_[q].live()) {
+		if (sess_.queue(q).live()) {
 			any = true;
 			pairs = q / 2 + 1;
 		}
@@ -185,258 +176,27 @@ void frontend::update_running()
 		set_status(0, VPCI_BS_RUNNING);
 }
 
-void frontend::send_reply_u64(std::uint32_t req, std::uint64_t v)
-{
-	try {
-		conn_->reply_u64(req, v);
-	} catch (const std::system_error &e) {
-		spdlog::warn("vhost-user: reply to {} failed: {}", vu::request_name(req), e.what());
-	}
-}
-
 void frontend::handle_readable()
 {
-	if (!conn_ || pending_)
-		return;
-	auto r = conn_->recv();
-	if (std::holds_alternative<vu::connection::incomplete>(r))
-		return;
-	if (std::holds_alternative<vu::connection::eof>(r))
-		return disconnect("EOF");
-	if (auto *e = std::get_if<vu::parse_error>(&r)) {
-		spdlog::warn("vhost-user: rejected {} (flags {:#x}): {}",
-			     vu::request_name(e->request), e->flags, e->reason);
-		if (e->fatal)
-			return disconnect("framing error: " + e->reason);
-		// NAK only when asked and when the version was right.
-		if (e->flags & vu::flag_need_reply && !(e->flags & vu::flag_reply))
-			send_reply_u64(e->request, 1);
-		return;
-	}
-	vu::message &m = std::get<vu::message>(r);
-	spdlog::debug("vhost-user: {}", m.to_string());
-	std::uint64_t value = 0;
-	bool replied = false;
-	bool ok;
-	try {
-		ok = handle(m, value, replied);
-	} catch (const std::exception &e) {
-		// A failing syscall while applying a message rejects that
-		// message; the daemon and the session keep running.
-		spdlog::error("vhost-user: {} failed: {}", m.to_string(), e.what());
-		ok = false;
-	}
-	if (!conn_)
-		return;
-	if (!ok)
-		spdlog::warn("vhost-user: rejected {}", m.to_string());
-	if (!replied && m.need_reply())
-		send_reply_u64(static_cast<std::uint32_t>(m.req()), ok ? 0 : 1);
+	sess_.handle_one();
 }
 
-bool frontend::check_queue(std::uint32_t idx, const char *what) const
-{
-	if (idx >= num_queues()) {
-		spdlog::warn("vhost-user: {}: queue {} out of range (have {})", what, idx,
-			     num_queues());
-		return false;
-	}
-	return true;
-}
-
-bool frontend::handle(vu::message &m, std::uint64_t &, bool &replied)
-{
-	using namespace vu;
-	const auto req = static_cast<std::uint32_t>(m.req());
-	auto reply = [&](std::uint64_t v) {
-		send_reply_u64(req, v);
-		replied = true;
-		return true;
-	};
-
-	if (auto *x = std::get_if<get_features>(&m.body)) {
-		(void)x;
-		const driver_state d = ctrl_.read_driver();
-		return reply(f_protocol_features | (d.bound() ? d.device_features : unbound_features()));
-	}
-	if (auto *x = std::get_if<set_features>(&m.body))
-		return on_set_features(x->p.u64);
-	if (std::holds_alternative<get_protocol_features>(m.body))
-		return reply(offered_protocol_features);
-	if (auto *x = std::get_if<set_protocol_features>(&m.body)) {
-		if (x->p.u64 & ~offered_protocol_features) {
-			spdlog::warn("vhost-user: protocol features {:#x} not offered ({:#x})",
-				     x->p.u64, offered_protocol_features);
-			return false;
-		}
-		protocol_features_ = x->p.u64;
-		return true;
-	}
-	if (std::holds_alternative<set_owner>(m.body)) {
-		owner_ = true;
-		return true;
-	}
-	if (std::holds_alternative<reset_owner>(m.body)) {
-		reset_session();
-		set_status(0, VPCI_BS_RUNNING | VPCI_BS_IOMMU);
-		return true;
-	}
-	if (std::holds_alternative<get_queue_num>(m.body))
-		return reply(cfg_.max_queue_pairs);
-	if (std::holds_alternative<set_mem_table>(m.body))
-		return on_mem_table(m);
-	if (std::holds_alternative<set_log_base>(m.body) || std::holds_alternative<set_log_fd>(m.body)) {
-		spdlog::warn("vhost-user: dirty logging not supported (LOG_ALL not offered)");
-		return false;
-	}
-	if (auto *x = std::get_if<set_vring_num>(&m.body)) {
-		if (!check_queue(x->p.index, "SET_VRING_NUM"))
-			return false;
-		const std::uint32_t n = x->p.num;
-		if (!vu::valid_ring_size(n)) {
-			spdlog::warn("vhost-user: ring size {} is not a power of two in 1..32768", n);
-			return false;
-		}
-		vrings_[x->p.index].num = static_cast<std::uint16_t>(n);
-		publish_vq(x->p.index);
-		changed();
-		return true;
-	}
-	if (auto *x = std::get_if<set_vring_addr>(&m.body))
-		return on_vring_addr(x->p);
-	if (auto *x = std::get_if<set_vring_base>(&m.body)) {
-		if (!check_queue(x->p.index, "SET_VRING_BASE"))
-			return false;
-		if (x->p.num > 0xffff) {
-			spdlog::warn("vhost-user: vring base {} does not fit 16 bits", x->p.num);
-			return false;
-		}
-		vrings_[x->p.index].base = static_cast<std::uint16_t>(x->p.num);
-		// The ring is not running: until the driver runs it, its progress
-		// is the new base.  A pause (SET_VRING_ENABLE 0) before the driver
-		// started it must not take the index of an earlier run of the ring.
-		le_store(ctrl_.raw().vq_state[x->p.index].last_avail_idx,
-			 vrings_[x->p.index].base);
-		publish_vq(x->p.index);
-		changed();
-		return true;
-	}
-	if (auto *x = std::get_if<get_vring_base>(&m.body)) {
-		if (!check_queue(x->p.index, "GET_VRING_BASE"))
-			return false;
-		bool deferred = false;
-		on_get_vring_base(m, x->p.index, deferred);
-		replied = true;
-		return true;
-	}
-	auto vring_fd = [&](std::uint64_t u, unique_fd vring::*which, const char *what) {
-		const auto i = vring_fd_index(u, num_queues());
-		if (!i) {
-			spdlog::warn("vhost-user: {}: bad index or unknown bits in {:#x} (have {} "
-				     "queues)",
-				     what, u, num_queues());
-			return false;
-		}
-		const unsigned idx = *i;
-		vrings_[idx].*which = m.fds.empty() ? unique_fd() : std::move(m.fds[0]);
-		if (which == &vring::kick)
-			vrings_[idx].kick_seq = ++fd_seq_;
-		else if (which == &vring::call)
-			vrings_[idx].call_seq = ++fd_seq_;
-		return true;
-	};
-	if (auto *x = std::get_if<set_vring_kick>(&m.body)) {
-		if (!vring_fd(x->p.u64, &vring::kick, "SET_VRING_KICK"))
-			return false;
-		const auto q = static_cast<unsigned>(x->p.u64 & vring_idx_mask);
-		vrings_[q].started = true;
-		publish_vq(q);
-		update_running();
-		ev_.queue_fds_changed(q);
-		return true;
-	}
-	if (auto *x = std::get_if<set_vring_call>(&m.body)) {
-		if (!vring_fd(x->p.u64, &vring::call, "SET_VRING_CALL"))
-			return false;
-		ev_.queue_fds_changed(static_cast<unsigned>(x->p.u64 & vring_idx_mask));
-		return true;
-	}
-	if (auto *x = std::get_if<set_vring_err>(&m.body))
-		return vring_fd(x->p.u64, &vring::err, "SET_VRING_ERR");
-	if (auto *x = std::get_if<set_vring_enable>(&m.body)) {
-		if (!check_queue(x->p.index, "SET_VRING_ENABLE") || x->p.num > 1)
-			return false;
-		// QEMU enables rings as soon as protocol features are set,
-		// before NUM/ADDR: remember it, publish once the ring is described.
-		vring &v = vrings_[x->p.index];
-		const bool was_live = v.live();
-		v.enabled = x->p.num;
-		publish_vq(x->p.index);
-		update_running();
-		if (was_live && !v.enabled && driver_bound()) {
-			// VM1 disabled a pair it ran (ethtool -L): no SET_VRING_BASE
-			// comes before it enables the ring again, so the ring must
-			// resume where the driver stops it, not at the old base.
-			// Wait, as GET_VRING_BASE does, for the driver to confirm
-			// this generation (it published its position by then).
-			pending_ = pending_op{pending_op::kind::vring_pause,
-					      static_cast<std::uint32_t>(m.req()), m.need_reply(), 0,
-					      x->p.index, ctrl_.generation(),
-					      clock::now() +
-						      std::chrono::milliseconds(cfg_.vring_base_timeout_ms)};
-			replied = true;
-		}
-		return true;
-	}
-	if (std::holds_alternative<set_slave_req_fd>(m.body)) {
-		int fl = ::fcntl(m.fds[0].get(), F_GETFL);
-		if (fl >= 0)
-			::fcntl(m.fds[0].get(), F_SETFL, fl | O_NONBLOCK);
-		slave_.emplace(std::move(m.fds[0]));
-		spdlog::info("vhost-user: backend (slave) channel set up");
-		return true;
-	}
-	if (auto *x = std::get_if<iotlb>(&m.body)) {
-		bool deferred = false;
-		bool ok = on_iotlb(m, x->p, deferred);
-		if (deferred)
-			replied = true;
-		return ok;
-	}
-	spdlog::warn("vhost-user: {} not handled", m.to_string());
-	return false;
-}
-
-bool frontend::on_set_features(std::uint64_t f)
+std::uint64_t frontend::offered_features() const
 {
 	const driver_state d = ctrl_.read_driver();
-	const std::uint64_t offered =
-		vu::f_protocol_features | (d.bound() ? d.device_features : unbound_features());
-	if (f & ~offered) {
-		spdlog::warn("vhost-user: SET_FEATURES {:#x} acks bits not offered ({:#x})", f,
-			     offered);
-		return false;
-	}
-	// A legacy driver's virtio_net_hdr is 10 bytes, not the 12 every
-	// consumer of these rings assumes (VIRTIO 1.x 5.1.6): refuse it.
-	if (!(f & (1ULL << virtio_f_version_1))) {
-		spdlog::warn("vhost-user: SET_FEATURES {:#x} without VERSION_1 (legacy driver) refused",
-			     f);
-		return false;
-	}
-	features_ = f & ~vu::f_protocol_features;
-	features_set_ = true;
-	le_store(ctrl_.raw().backend.features, features_);
-	spdlog::info("vhost-user: features {:#x}{}", features_,
-		     iommu() ? " (ACCESS_PLATFORM: addresses are IOVAs)" : " (addresses are GPAs)");
+	return d.bound() ? d.device_features : unbound_features();
+}
+
+void frontend::features_set(std::uint64_t features)
+{
+	le_store(ctrl_.raw().backend.features, features);
 	if (iommu())
 		set_status(VPCI_BS_IOMMU, 0);
 	else
 		set_status(0, VPCI_BS_IOMMU);
-	return true;
 }
 
-bool frontend::on_mem_table(vu::message &m)
+std::optional<std::vector<vu::region>> frontend::memory_table(vu::message &m)
 {
 	const auto &mem = std::get<vu::set_mem_table>(m.body).p;
 	std::vector<vu::region> regs;
@@ -449,7 +209,7 @@ bool frontend::on_mem_table(vu::message &m)
 			spdlog::warn("vhost-user: SET_MEM_TABLE region {}: region fd is not the "
 				     "shared memory file",
 				     i);
-			return false;
+			return std::nullopt;
 		}
 		const char *why = vu::region_error(r);
 		if (why || r.mmap_offset + r.memory_size > cfg_.peer_mem_size) {
@@ -458,7 +218,7 @@ bool frontend::on_mem_table(vu::message &m)
 				     why ? why
 					 : fmt::format("reaches past peer_mem_size {:#x}",
 						       cfg_.peer_mem_size));
-			return false;
+			return std::nullopt;
 		}
 		regs.push_back(vu::region{r.guest_phys_addr, r.memory_size, r.userspace_addr,
 					  r.mmap_offset});
@@ -470,12 +230,13 @@ bool frontend::on_mem_table(vu::message &m)
 		return a.gpa == b.gpa && a.size == b.size && a.uaddr == b.uaddr &&
 		       a.offset == b.offset;
 	};
-	if (iommu() && !regions_.empty() && !std::ranges::equal(regions_, regs, same_region))
+	const std::vector<vu::region> &old = sess_.regions();
+	if (iommu() && !old.empty() && !std::ranges::equal(old, regs, same_region))
 		flush_driver_iotlb("memory table changed");
 	// Without ACCESS_PLATFORM the driver's table is GPA -> BAR, one entry
 	// per region.  Old entries are dropped first (a new table replaces).
 	if (!iommu()) {
-		for (const vu::region &r : regions_) {
+		for (const vu::region &r : old) {
 			shadow_.remove(r.gpa, r.size);
 			if (driver_bound()) {
 				vpci_msg inv{};
@@ -488,13 +249,12 @@ bool frontend::on_mem_table(vu::message &m)
 			}
 		}
 	}
-	regions_ = std::move(regs);
 	if (!iommu()) {
-		for (const vu::region &r : regions_)
+		for (const vu::region &r : regs)
 			shadow_.insert(r.gpa, r.size, r.uaddr, r.offset, VPCI_PERM_RW);
 		// Without a vIOMMU the window is all of VM1's RAM.
 		const std::uint32_t wseq = sync_windows();
-		for (const vu::region &r : regions_) {
+		for (const vu::region &r : regs) {
 			if (driver_bound()) {
 				vpci_msg up{};
 				up.type = VPCI_MSG_IOTLB_UPDATE;
@@ -508,30 +268,63 @@ bool frontend::on_mem_table(vu::message &m)
 		}
 		ev_.notify_driver();
 	}
-	spdlog::info("vhost-user: memory table with {} region(s)", regions_.size());
-	return true;
+	spdlog::info("vhost-user: memory table with {} region(s)", regs.size());
+	return regs;
 }
 
-bool frontend::on_vring_addr(const vu::vring_addr &a)
+bool frontend::ring_changed(const vu::message &m, unsigned q, vu::ring_change what,
+			    bool was_live)
 {
-	if (!check_queue(a.index, "SET_VRING_ADDR"))
-		return false;
-	const auto r = vu::ring_addresses(a, iommu(), regions_);
-	if (!r) {
-		spdlog::warn("vhost-user: SET_VRING_ADDR queue {}: ring address does not "
-			     "translate through the memory table",
-			     a.index);
-		return false;
+	vu::ring &v = sess_.queue(q);
+	switch (what) {
+	case vu::ring_change::num:
+		publish_vq(q);
+		changed();
+		break;
+	case vu::ring_change::addr:
+		publish_vq(q);
+		update_running();
+		changed();
+		break;
+	case vu::ring_change::base:
+		// The ring is not running: until the driver runs it, its progress
+		// is the new base.  A pause (SET_VRING_ENABLE 0) before the driver
+		// started it must not take the index of an earlier run of the ring.
+		le_store(ctrl_.raw().vq_state[q].last_avail_idx, v.base);
+		publish_vq(q);
+		changed();
+		break;
+	case vu::ring_change::kick:
+		publish_vq(q);
+		update_running();
+		ev_.queue_fds_changed(q);
+		break;
+	case vu::ring_change::call:
+		ev_.queue_fds_changed(q);
+		break;
+	case vu::ring_change::err:
+		break;
+	case vu::ring_change::enable:
+		// QEMU enables rings as soon as protocol features are set,
+		// before NUM/ADDR: published once the ring is described.
+		publish_vq(q);
+		update_running();
+		if (was_live && !v.enabled && driver_bound()) {
+			// VM1 disabled a pair it ran (ethtool -L): no SET_VRING_BASE
+			// comes before it enables the ring again, so the ring must
+			// resume where the driver stops it, not at the old base.
+			// Wait, as GET_VRING_BASE does, for the driver to confirm
+			// this generation (it published its position by then).
+			pending_ = pending_op{pending_op::kind::vring_pause,
+					      static_cast<std::uint32_t>(m.req()), m.need_reply(), 0,
+					      q, ctrl_.generation(),
+					      clock::now() +
+						      std::chrono::milliseconds(cfg_.vring_base_timeout_ms)};
+			return true;
+		}
+		break;
 	}
-	vring &v = vrings_[a.index];
-	v.desc = r->desc;
-	v.avail = r->avail;
-	v.used = r->used;
-	v.addr_set = true;
-	publish_vq(a.index);
-	update_running();
-	changed();
-	return true;
+	return false;
 }
 
 bool frontend::post(const vpci_msg &m)
@@ -613,29 +406,23 @@ void frontend::try_complete_invalidate()
 	complete_pending(true, 0);
 }
 
-bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &deferred)
+vu::iotlb_result frontend::iotlb_message(const vu::message &m, const vu::iotlb_msg &t, bool inv_to_end,
+				 std::uint64_t bar)
 {
+	// The session counts what is refused (counters()).
 	auto reject = [&](const std::string &why) {
-		stats_.rejected++;
 		spdlog::warn("iotlb: rejected {}: {}", m.to_string(), why);
-		return false;
+		return vu::iotlb_result{false, false};
 	};
 	// An INVALIDATE of size 0 (QEMU's global device-IOTLB flush, VM1 in
-	// lazy mode) or past the end of the space drops everything from iova on.
-	const vu::iotlb_check chk = vu::check_iotlb(t);
-	if (chk.error)
-		return reject(chk.error);
-	const bool inv_to_end = chk.to_end;
-
+	// lazy mode) or past the end of the space drops everything from iova
+	// on (inv_to_end).
 	if (t.type == vu::iotlb_update) {
-		auto bar = vu::uaddr_to_offset(regions_, t.uaddr, t.size);
-		if (!bar)
-			return reject("user address range is not inside one memory region");
 		// An update adds one entry and may split one: the driver holds
 		// at most cfg_.shadow_max, so the backend keeps no more.
 		if (shadow_.size() + 2 > cfg_.shadow_max)
 			return reject(fmt::format("shadow IOTLB full ({} entries)", shadow_.size()));
-		shadow_.insert(t.iova, t.size, t.uaddr, *bar, t.perm);
+		shadow_.insert(t.iova, t.size, t.uaddr, bar, t.perm);
 		stats_.updates++;
 		const std::uint32_t wseq = sync_windows();
 		if (driver_bound()) {
@@ -646,12 +433,12 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 			u.seq = next_seq_++;
 			u.iova = t.iova;
 			u.size = t.size;
-			u.bar_offset = *bar;
+			u.bar_offset = bar;
 			if (!post_after(wseq, u))
-				return false;
+				return {false, false};
 			ev_.notify_driver();
 		}
-		return true;
+		return {};
 	}
 
 	// INVALIDATE: the shadow forgets now; VM1 learns it is done only
@@ -674,13 +461,12 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 	if (!driver_bound()) {
 		const std::uint32_t wseq = sync_windows();
 		if (!port_ || port_->windows_done(wseq))
-			return true;
+			return {};
 		pending_ = pending_op{pending_op::kind::invalidate,
 				      static_cast<std::uint32_t>(m.req()), m.need_reply(), 0, 0, 0,
 				      clock::now() + std::chrono::milliseconds(cfg_.inval_timeout_ms),
 				      true, wseq};
-		deferred = true;
-		return true;
+		return {true, true};
 	}
 	vpci_msg inv{};
 	inv.type = VPCI_MSG_IOTLB_INVALIDATE;
@@ -692,48 +478,38 @@ bool frontend::on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &defe
 			      m.need_reply(), inv.seq, 0, 0,
 			      clock::now() + std::chrono::milliseconds(cfg_.inval_timeout_ms),
 			      false, 0, false};
-	deferred = true;
 	if (!post_after(0, inv)) {
 		go_broken("cannot post an invalidation");
+		// The reply goes now, the failure in it.
 		complete_pending(false, 1);
-		return false;
+		return {false, true};
 	}
 	stats_.to_driver++;
 	ev_.notify_driver();
 	spdlog::debug("iotlb: invalidate iova {:#x} size {:#x} seq {} waits for the driver",
 		      t.iova, t.size, inv.seq);
-	return true;
+	return {true, true};
 }
 
-bool frontend::on_get_vring_base(const vu::message &m, unsigned q, bool &deferred)
+std::optional<std::uint16_t> frontend::stop_ring(const vu::message &m, unsigned q)
 {
-	vring &v = vrings_[q];
-	v.started = false; // stopped until the next SET_VRING_KICK
+	const vu::ring &v = sess_.queue(q); // stopped until the next SET_VRING_KICK
 	// The device stopped (no ring left): QEMU no longer forwards VM1's
 	// unmaps, so nothing translated so far may be trusted later.  The
 	// flush is applied before the generation ack the reply waits for.
 	bool any_live = false;
 	for (unsigned i = 0; i < num_queues(); i++)
-		any_live |= vrings_[i].live();
+		any_live |= sess_.queue(i).live();
 	if (!any_live && iommu())
 		flush_driver_iotlb("device stopped");
 	publish_vq(q);
 	update_running(); // bumps the generation and notifies
-	if (!driver_bound()) {
-		// Nobody consumed the ring: VM1 resumes where it told us to.
-		vu::vring_state s{q, v.base};
-		try {
-			conn_->send_reply(static_cast<std::uint32_t>(m.req()), &s, sizeof(s));
-		} catch (const std::system_error &e) {
-			spdlog::warn("vhost-user: GET_VRING_BASE reply failed: {}", e.what());
-		}
-		return true;
-	}
+	if (!driver_bound())
+		return v.base; // nobody consumed the ring: VM1 resumes where it told us to
 	pending_ = pending_op{pending_op::kind::vring_base, static_cast<std::uint32_t>(m.req()),
 			      true, 0, q, ctrl_.generation(),
 			      clock::now() + std::chrono::milliseconds(cfg_.vring_base_timeout_ms)};
-	deferred = true;
-	return true;
+	return std::nullopt;
 }
 
 void frontend::complete_pending(bool ok, std::uint64_t value)
@@ -743,24 +519,15 @@ void frontend::complete_pending(bool ok, std::uint64_t value)
 	pending_op p = *pending_;
 	pending_.reset();
 	if (p.k == pending_op::kind::vring_pause) {
-		vring &v = vrings_[p.queue];
+		vu::ring &v = sess_.queue(p.queue);
 		v.base = static_cast<std::uint16_t>(value);
 		publish_vq(p.queue);
 		spdlog::info("vhost-user: queue {} disabled; resumes at {}", p.queue, v.base);
 	}
-	if (!conn_)
-		return;
-	if (p.k == pending_op::kind::vring_base) {
-		vu::vring_state s{p.queue, static_cast<std::uint32_t>(value & 0xffff)};
-		try {
-			conn_->send_reply(p.req, &s, sizeof(s));
-		} catch (const std::system_error &e) {
-			spdlog::warn("vhost-user: GET_VRING_BASE reply failed: {}", e.what());
-		}
-		return;
-	}
-	if (p.need_reply)
-		send_reply_u64(p.req, ok ? 0 : 1);
+	if (p.k == pending_op::kind::vring_base)
+		sess_.reply_vring_base(p.req, p.queue, static_cast<std::uint16_t>(value));
+	else
+		sess_.reply_ack(p.req, p.need_reply, ok);
 }
 
 void frontend::drain_d2b()
@@ -796,22 +563,15 @@ void frontend::drain_d2b()
 				d2b_warn("driver miss with bad perm {}", m->perm);
 				break;
 			}
-			if (!slave_) {
+			if (!sess_.has_backend_channel()) {
 				d2b_warn("miss for {:#x} but no backend channel", m->iova);
 				break;
 			}
-			vu::iotlb_msg t{};
-			t.iova = m->iova;
-			t.size = m->size;
-			t.perm = m->perm;
-			t.type = vu::iotlb_miss;
 			try {
-				slave_->send_request(
-					static_cast<std::uint32_t>(vu::slave_request::iotlb_msg),
-					vu::version, &t, sizeof(t));
+				sess_.send_iotlb_miss(m->iova, m->size, m->perm);
 				stats_.misses_sent++;
 				spdlog::debug("iotlb: miss iova {:#x} perm {} queue {} forwarded",
-					      t.iova, t.perm, m->queue);
+					      m->iova, m->perm, m->queue);
 			} catch (const std::system_error &e) {
 				d2b_warn("sending miss failed: {}", e.what());
 			}
@@ -840,12 +600,13 @@ void frontend::on_driver_doorbell()
 		// stopped (it published its progress before clearing BOUND);
 		// GET_VRING_BASE without a driver reports the same index.
 		for (unsigned q = 0; q < num_queues(); q++) {
-			if (!vrings_[q].live())
+			vu::ring &v = sess_.queue(q);
+			if (!v.live())
 				continue;
-			vrings_[q].base = le_load(ctrl_.raw().vq_state[q].last_avail_idx);
+			v.base = le_load(ctrl_.raw().vq_state[q].last_avail_idx);
 			publish_vq(q);
 			spdlog::info("vhost-user: queue {} resumes at {} for the next driver", q,
-				     vrings_[q].base);
+				     v.base);
 		}
 		// Rule (docs/backend.md): the driver clears BOUND only after it
 		// stopped every access, so nothing remains to wait for.
@@ -985,10 +746,11 @@ void frontend::go_broken(const std::string &why)
 {
 	spdlog::error("BROKEN: {}; all queues stopped, VM1 gets a failure", why);
 	for (unsigned q = 0; q < num_queues(); q++) {
-		vrings_[q].enabled = false;
+		vu::ring &v = sess_.queue(q);
+		v.enabled = false;
 		publish_vq(q);
-		if (vrings_[q].err)
-			eventfd_signal(vrings_[q].err.get());
+		if (v.err)
+			eventfd_signal(v.err.get());
 	}
 	le_store(ctrl_.raw().backend.num_queue_pairs, 0);
 	set_status(VPCI_BS_BROKEN, VPCI_BS_RUNNING);
@@ -999,22 +761,23 @@ nlohmann::json frontend::status() const
 	nlohmann::json queues = nlohmann::json::array();
 	static const char *modes[] = {"none", "direct", "relay"};
 	for (unsigned q = 0; q < num_queues(); q++) {
-		const vring &v = vrings_[q];
+		const vu::ring &v = sess_.queue(q);
+		const ring_notify &n = notify_[q];
 		queues.push_back({{"num", v.num},
 				  {"desc", v.desc},
 				  {"avail", v.avail},
 				  {"used", v.used},
 				  {"enabled", v.live()},
-				  {"notify", modes[v.notify <= 2 ? v.notify : 0]},
-				  {"kick", modes[v.kick_mode <= 2 ? v.kick_mode : 0]},
-				  {"call", modes[v.call_mode <= 2 ? v.call_mode : 0]},
-				  {"kicks_relayed", v.kicks_relayed},
-				  {"calls_relayed", v.calls_relayed}});
+				  {"notify", modes[n.notify <= 2 ? n.notify : 0]},
+				  {"kick", modes[n.kick_mode <= 2 ? n.kick_mode : 0]},
+				  {"call", modes[n.call_mode <= 2 ? n.call_mode : 0]},
+				  {"kicks_relayed", n.kicks_relayed},
+				  {"calls_relayed", n.calls_relayed}});
 	}
 	return {{"connected", connected()},
-		{"features", features_},
-		{"protocol_features", protocol_features_},
-		{"mem_regions", regions_.size()},
+		{"features", sess_.features() & ~vu::f_protocol_features},
+		{"protocol_features", sess_.protocol_features()},
+		{"mem_regions", sess_.regions().size()},
 		{"queues", queues}};
 }
 

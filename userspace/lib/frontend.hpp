@@ -29,29 +29,22 @@
 #include "log_limit.hpp"
 #include "msg_ring.hpp"
 #include "vhost_user.hpp"
+#include "vhost_user_session.hpp"
+#include "virtio_net.hpp"
 
 namespace vpci {
 
 /**
  * Virtio features offered while no driver is bound in VM2: what the
- * project's driver implements as the device (kernel/vpci.h) plus
- * NET_F_STATUS: VERSION_1 | ACCESS_PLATFORM | MRG_RXBUF | EVENT_IDX |
- * CSUM | GUEST_CSUM | GUEST_TSO4/6 | HOST_TSO4/6 | NET_F_STATUS.  QEMU
- * asks once, when it starts, so this is what VM1 usually gets (plus MQ
- * when the backend wires more than one pair, as the driver then offers).
- * With a bound driver exactly driver.device_features is offered.
+ * project's driver implements as the device.  QEMU asks once, when it
+ * starts, so this is what VM1 usually gets (plus MQ when the backend wires
+ * more than one pair, as the driver then offers).  With a bound driver
+ * exactly driver.device_features is offered.
  */
-constexpr std::uint64_t default_device_features = (1ULL << 32) | (1ULL << 33) | (1ULL << 15) |
-						   (1ULL << 29) | (1ULL << 0) | (1ULL << 1) |
-						   (1ULL << 7) | (1ULL << 8) | (1ULL << 11) |
-						   (1ULL << 12) | (1ULL << 16);
-constexpr unsigned virtio_f_access_platform = 33;
-constexpr unsigned virtio_net_f_mq = 22;
-constexpr unsigned virtio_f_version_1 = 32;
+constexpr std::uint64_t default_device_features = virtio_net::driver_features;
 
 /** Protocol features offered: MQ | REPLY_ACK | SLAVE_REQ (BACKEND_REQ). */
-constexpr std::uint64_t offered_protocol_features =
-	(1ULL << vu::pf::mq) | (1ULL << vu::pf::reply_ack) | (1ULL << vu::pf::slave_req);
+constexpr std::uint64_t offered_protocol_features = vu::session_protocol_features;
 
 /** Callbacks into the owner (the backend). */
 class frontend_events {
@@ -90,28 +83,12 @@ struct frontend_config {
 	std::size_t shadow_max = 65536;
 };
 
-/** One virtqueue as VM1 configured it. */
-struct vring {
-	std::uint16_t num = 0;
-	std::uint16_t base = 0;
-	bool addr_set = false;
-	std::uint64_t desc = 0, avail = 0, used = 0; // as written to vq_config
-	bool enabled = false; // as VM1 asked; QEMU may enable before NUM/ADDR
-	bool started = false; // SET_VRING_KICK seen since the last GET_VRING_BASE
-	unique_fd kick, call, err;
-	/** Bumped (frontend-wide counter, never reused) when kick/call is set. */
-	std::uint64_t kick_seq = 0, call_seq = 0;
+/** How a ring's notifications travel between VM1 and VM2 (the daemon's part of a ring). */
+struct ring_notify {
 	/** Published VPCI_NOTIFY_* of the queue, and of each direction. */
 	std::uint16_t notify = VPCI_NOTIFY_NONE;
 	std::uint16_t kick_mode = VPCI_NOTIFY_NONE, call_mode = VPCI_NOTIFY_NONE;
 	std::uint64_t kicks_relayed = 0, calls_relayed = 0;
-
-	/**
-	 * Started, enabled and fully described: what the driver sees as
-	 * enabled.  GET_VRING_BASE stops a ring; only SET_VRING_KICK starts
-	 * it again (vhost-user spec), whatever SET_VRING_ENABLE says.
-	 */
-	bool live() const { return started && enabled && num && addr_set; }
 };
 
 struct iotlb_counters {
@@ -123,16 +100,16 @@ struct iotlb_counters {
 	std::uint64_t deferred = 0;
 };
 
-class frontend {
+class frontend : private vu::device_iface {
 public:
 	frontend(control_area &ctrl, frontend_events &ev, const frontend_config &cfg);
 
 	/** Take @p sock as the front-end connection; false if one is connected. */
 	bool attach(unique_fd sock);
-	bool connected() const noexcept { return conn_.has_value(); }
-	int fd() const noexcept { return conn_ ? conn_->fd() : -1; }
+	bool connected() const noexcept { return sess_.connected(); }
+	int fd() const noexcept { return sess_.fd(); }
 	/** Waiting for the driver: do not read the socket (keeps ordering). */
-	bool busy() const noexcept { return pending_.has_value(); }
+	bool busy() const noexcept override { return pending_.has_value(); }
 
 	/** The socket is readable: handle one message.  May disconnect. */
 	void handle_readable();
@@ -161,14 +138,16 @@ public:
 	/** Drop the front-end (EOF, framing error, shutdown). */
 	void disconnect(const std::string &why);
 
-	const vring &queue(unsigned q) const { return vrings_.at(q); }
-	vring &queue(unsigned q) { return vrings_.at(q); }
+	const vu::ring &queue(unsigned q) const { return sess_.queue(q); }
+	/** How queue @p q's notifications travel (set_notify_modes, the relays). */
+	const ring_notify &notify(unsigned q) const { return notify_.at(q); }
+	ring_notify &notify(unsigned q) { return notify_.at(q); }
 	unsigned num_queues() const noexcept { return 2u * cfg_.max_queue_pairs; }
 	/** Offered while no driver is bound: the driver's set, MQ with several pairs. */
 	std::uint64_t unbound_features() const noexcept
 	{
 		return default_device_features |
-		       (cfg_.max_queue_pairs > 1 ? 1ULL << virtio_net_f_mq : 0);
+		       (cfg_.max_queue_pairs > 1 ? virtio_net::bit(virtio_net::f_mq) : 0);
 	}
 	/**
 	 * Set how queue @p q's kick and call are wired (VPCI_NOTIFY_*).  The
@@ -176,7 +155,12 @@ public:
 	 * direct, else NONE; a change is published (generation, vector 0).
 	 */
 	void set_notify_modes(unsigned q, std::uint16_t kick, std::uint16_t call);
-	const iotlb_counters &counters() const noexcept { return stats_; }
+	iotlb_counters counters() const noexcept
+	{
+		iotlb_counters c = stats_;
+		c.rejected = sess_.counters().iotlb_rejected;
+		return c;
+	}
 	const shadow_iotlb &shadow() const noexcept { return shadow_; }
 	nlohmann::json status() const;
 
@@ -204,19 +188,20 @@ private:
 		}
 	};
 
-	bool handle(vu::message &m, std::uint64_t &reply, bool &replied);
-	void reply_ack(const vu::message &m, bool ok);
-	void send_reply_u64(std::uint32_t req, std::uint64_t v);
-
-	bool on_set_features(std::uint64_t f);
-	bool on_mem_table(vu::message &m);
-	bool on_vring_addr(const vu::vring_addr &a);
-	bool on_iotlb(const vu::message &m, const vu::iotlb_msg &t, bool &deferred);
-	bool on_get_vring_base(const vu::message &m, unsigned q, bool &deferred);
-	bool check_queue(std::uint32_t idx, const char *what) const;
+	// vu::device_iface: VM1's virtio-net device as the daemon serves it.
+	std::uint64_t offered_features() const override;
+	unsigned queue_pairs() const override { return cfg_.max_queue_pairs; }
+	void features_set(std::uint64_t features) override;
+	std::optional<std::vector<vu::region>> memory_table(vu::message &m) override;
+	bool ring_changed(const vu::message &m, unsigned q, vu::ring_change what,
+			  bool was_live) override;
+	std::optional<std::uint16_t> stop_ring(const vu::message &m, unsigned q) override;
+	vu::iotlb_result iotlb_message(const vu::message &m, const vu::iotlb_msg &t, bool to_end,
+			       std::uint64_t bar) override;
+	void session_reset(vu::reset_reason why, std::uint32_t had_fds) override;
 
 	bool driver_bound() const noexcept { return ctrl_.read_driver().bound(); }
-	bool iommu() const noexcept { return features_ & (1ULL << virtio_f_access_platform); }
+	bool iommu() const noexcept { return sess_.iommu(); }
 	/** Post on b2d; an UPDATE with too little room waits for the replay (true). */
 	bool post(const vpci_msg &m);
 	/** Post @p m once the device finished @p window_seq, in order. */
@@ -245,20 +230,14 @@ private:
 	void update_running();
 	void set_status(std::uint32_t set, std::uint32_t clear);
 	void changed();
-	void reset_session();
 	void flush_driver_iotlb(const char *why);
 
 	control_area &ctrl_;
 	frontend_events &ev_;
 	frontend_config cfg_;
-	std::optional<vu::connection> conn_;
-	std::optional<vu::connection> slave_;
-	std::uint64_t features_ = 0;
-	bool features_set_ = false;
-	std::uint64_t protocol_features_ = 0;
-	bool owner_ = false;
-	std::vector<vu::region> regions_; // offset: BAR offset
-	std::array<vring, VPCI_MAX_QUEUES> vrings_;
+	/** The vhost-user session with VM1's QEMU; its regions' offsets are BAR offsets. */
+	vu::session sess_;
+	std::array<ring_notify, VPCI_MAX_QUEUES> notify_;
 	/** vq_config.epoch per ring, and whether the ring was live when last published. */
 	std::array<std::uint16_t, VPCI_MAX_QUEUES> epochs_{};
 	std::array<bool, VPCI_MAX_QUEUES> published_live_{};
@@ -272,7 +251,6 @@ private:
 	log_limit d2b_log_;
 	std::uint32_t next_seq_ = 1;
 	std::uint32_t flush_seq_ = 0; // last fire-and-forget flush
-	std::uint64_t fd_seq_ = 0;
 	std::optional<pending_op> pending_;
 	bool was_bound_ = false;
 	iotlb_counters stats_;

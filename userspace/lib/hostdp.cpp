@@ -26,8 +26,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "frontend.hpp" // default_device_features, offered_protocol_features
 #include "net_csum.hpp"
+#include "vhost_user_session.hpp"
+#include "virtio_net.hpp"
 
 extern "C" {
 #include "vpci_core.h"
@@ -42,14 +43,12 @@ using clock = std::chrono::steady_clock;
 constexpr unsigned rxq = 0, txq = 1, nqueues = 2;
 /** struct virtio_net_hdr_mrg_rxbuf (VERSION_1: always this size). */
 constexpr std::uint32_t hdr_len = 12;
-constexpr unsigned virtio_net_f_guest_csum = 1, virtio_net_f_mrg_rxbuf = 15,
-		   virtio_ring_f_event_idx = 29;
 /*
  * What this host datapath implements as VM1's device: the driver's
  * features without GSO (frames are linear and at most one MTU here).
  */
-constexpr std::uint64_t gso_features = (1ULL << 7) | (1ULL << 8) | (1ULL << 11) | (1ULL << 12);
-constexpr std::uint64_t hostdp_device_features = default_device_features & ~gso_features;
+constexpr std::uint64_t hostdp_device_features =
+	virtio_net::driver_features & ~virtio_net::gso_features;
 /** Faults logged at warning level per queue; later ones at debug level. */
 constexpr std::uint64_t faults_logged = 10;
 
@@ -83,14 +82,11 @@ struct queue_stats {
 	}
 };
 
-/** One of VM1's virtqueues: as the front-end set it up, and as we serve it. */
+/** One of VM1's virtqueues as we serve it. */
 struct queue {
 	unsigned index = 0;
-	// vhost-user state
-	std::uint16_t num = 0, base = 0;
-	bool addr_set = false, enabled = false, started = false;
-	std::uint64_t desc = 0, avail = 0, used = 0; // device addresses (IOVA or GPA)
-	unique_fd kick, call, err;
+	/** The ring as the front-end set it up (the session's). */
+	vu::ring *vu = nullptr;
 	// datapath state (kernel: struct vpci_queue)
 	vpci_vring vr{};
 	bool running = false, broken = false, mrg_rxbuf = false;
@@ -102,7 +98,7 @@ struct queue {
 	queue_stats st;
 
 	/** Started, enabled and fully described (docs/backend.md, "live"). */
-	bool live() const { return started && enabled && num && addr_set; }
+	bool live() const { return vu->live(); }
 };
 
 /**
@@ -206,8 +202,8 @@ guest_memory::guest_memory(const vu::memory &mem, const std::vector<unique_fd> &
 	}
 }
 
-struct device::impl {
-	explicit impl(const config &c) : cfg(c)
+struct device::impl final : vu::device_iface {
+	explicit impl(const config &c) : cfg(c), sess(*this, nqueues)
 	{
 		if (!cfg.burst || !cfg.max_frame || !cfg.backlog)
 			throw std::invalid_argument("hostdp: burst, max_frame and backlog must be "
@@ -219,21 +215,24 @@ struct device::impl {
 		for (auto &f : bounce)
 			f.data.resize(cfg.max_frame);
 		scratch.data.resize(cfg.max_frame);
-		for (unsigned i = 0; i < nqueues; i++)
+		for (unsigned i = 0; i < nqueues; i++) {
 			q[i].index = i;
+			q[i].vu = &sess.queue(i);
+		}
 	}
 	~impl() { vpci_iotlb_destroy(&iotlb); }
 
 	config cfg;
 	/**
-	 * conn belongs to the control thread; everything else is under lock
-	 * (the polling thread sends misses on slave).
+	 * The session's socket belongs to the control thread; its state
+	 * (rings, features, the back-end channel the polling thread sends
+	 * misses on) changes only inside apply(), under lock.
 	 */
 	dp_lock lock;
-	std::optional<vu::connection> conn, slave;
+	vu::session sess;
 	std::atomic<bool> active{false};
-	std::uint64_t features = 0, protocol_features = 0;
-	bool protocol_acked = false;
+	/** The features VM1 acked (the session's, without PROTOCOL_FEATURES). */
+	std::uint64_t features = 0;
 	std::optional<guest_memory> mem;
 	vpci_iotlb iotlb{};
 	vpci_peer peer{};
@@ -244,18 +243,17 @@ struct device::impl {
 	bool need_sync = false;
 	std::chrono::milliseconds miss_timeout{cfg.miss_timeout_ms};
 	// counters
-	std::uint64_t sessions = 0, iotlb_updates = 0, iotlb_invalidations = 0,
-		      iotlb_rejected = 0, misses_sent = 0, msgs = 0;
+	std::uint64_t iotlb_updates = 0, iotlb_invalidations = 0, misses_sent = 0;
 	/** Polling turns while a queue was served, and those that moved nothing. */
 	std::uint64_t turns = 0, idle_turns = 0;
 	/** Time spent in those turns (since the previous turn), and in turns that moved frames. */
 	std::uint64_t active_ns = 0, busy_ns = 0;
 	clock::time_point last_turn{};
 
-	bool iommu() const { return features & (1ULL << virtio_f_access_platform); }
+	bool iommu() const { return sess.iommu(); }
 
-	// ---- session -------------------------------------------------------
-	void reset_session()
+	// ---- session (vu::device_iface) --------------------------------------
+	void session_reset(vu::reset_reason, std::uint32_t) override
 	{
 		for (queue &x : q) {
 			stop(x);
@@ -263,6 +261,7 @@ struct device::impl {
 			const unsigned i = x.index;
 			x = queue{};
 			x.index = i;
+			x.vu = &sess.queue(i);
 			x.st = keep;
 		}
 		pend_head = pend_n = 0;
@@ -271,19 +270,15 @@ struct device::impl {
 		peer.base = nullptr;
 		peer.size = 0;
 		mem.reset();
-		slave.reset();
-		features = protocol_features = 0;
-		protocol_acked = false;
+		features = 0;
 	}
 
-	void reply_u64(std::uint32_t req, std::uint64_t v)
+	/** Each message under the lock, the queues following it (sync()) before the reply. */
+	void apply(const std::function<void()> &fn) override
 	{
-		try {
-			conn->reply_u64(req, v);
-		} catch (const std::system_error &e) {
-			spdlog::warn("vhost-user: reply to {} failed: {}", vu::request_name(req),
-				     e.what());
-		}
+		dp_lock::control_guard g(lock);
+		fn();
+		sync();
 	}
 
 	// ---- queues --------------------------------------------------------
@@ -360,18 +355,12 @@ struct device::impl {
 
 	void send_miss(std::uint64_t iova, std::uint32_t perm)
 	{
-		if (!slave) {
+		if (!sess.has_backend_channel()) {
 			spdlog::warn("iotlb: miss for {:#x} but no back-end channel", iova);
 			return;
 		}
-		vu::iotlb_msg t{};
-		t.iova = iova;
-		t.size = 1;
-		t.perm = static_cast<std::uint8_t>(perm);
-		t.type = vu::iotlb_miss;
 		try {
-			slave->send_request(static_cast<std::uint32_t>(vu::slave_request::iotlb_msg),
-					    vu::version, &t, sizeof(t));
+			sess.send_iotlb_miss(iova, 1, static_cast<std::uint8_t>(perm));
 			misses_sent++;
 		} catch (const std::system_error &e) {
 			spdlog::warn("iotlb: sending a miss failed: {}", e.what());
@@ -395,7 +384,7 @@ struct device::impl {
 		}
 		x.st.notify_sent++;
 		const std::uint64_t one = 1;
-		if (x.call && ::write(x.call.get(), &one, sizeof(one)) != sizeof(one))
+		if (x.vu->call && ::write(x.vu->call.get(), &one, sizeof(one)) != sizeof(one))
 			spdlog::debug("queue {}: write(call eventfd): {}", x.index,
 				      std::strerror(errno));
 	}
@@ -409,10 +398,11 @@ struct device::impl {
 	 */
 	rings rings_mapped(queue &x, bool ask)
 	{
-		const std::uint64_t addr[3] = {x.desc, x.avail, x.used};
+		const std::uint64_t addr[3] = {x.vu->desc, x.vu->avail, x.vu->used};
 		for (unsigned part = 0; part < 3; part++) {
 			const std::uint32_t perm = part == 2 ? VPCI_PERM_WO : VPCI_PERM_RO;
-			std::uint64_t iova = addr[part], left = ring_bytes(part, x.num), off, contig;
+			std::uint64_t iova = addr[part], left = ring_bytes(part, x.vu->num), off,
+				      contig;
 			while (left) {
 				int err = vpci_iotlb_translate(&iotlb, iova, left, perm, &off, &contig);
 				if (err == -ENOENT) {
@@ -441,7 +431,7 @@ struct device::impl {
 			const bool want = x.live() && mem;
 			if (x.running && !want)
 				stop(x);
-			if (!x.enabled)
+			if (!x.vu->enabled)
 				x.broken = false; // VM1 disabling the ring recovers it
 			if (!want || x.running || x.broken)
 				continue;
@@ -451,20 +441,21 @@ struct device::impl {
 				continue;
 			}
 			// Disabled and enabled again: resume where it stopped.
-			x.base = position(x);
-			if (vpci_vring_init(&x.vr, &peer, x.desc, x.avail, x.used, x.num, x.base,
-					    features & (1ULL << virtio_ring_f_event_idx))) {
+			vu::ring &r = *x.vu;
+			r.base = position(x);
+			if (vpci_vring_init(&x.vr, &peer, r.desc, r.avail, r.used, r.num, r.base,
+					    features & virtio_net::bit(virtio_net::f_event_idx))) {
 				x.broken = true;
 				spdlog::error("queue {}: bad ring geometry", x.index);
 				continue;
 			}
-			x.mrg_rxbuf = features & (1ULL << virtio_net_f_mrg_rxbuf);
+			x.mrg_rxbuf = features & virtio_net::bit(virtio_net::f_mrg_rxbuf);
 			x.miss_pending = false;
 			x.running = true;
 			// Busy polling: VM1 need not kick (a no-op with EVENT_IDX).
 			vpci_vring_kick_enable(&x.vr, false);
 			spdlog::info("queue {}: started at {} (num {}, desc {:#x} avail {:#x} used {:#x})",
-				     x.index, x.base, x.num, x.desc, x.avail, x.used);
+				     x.index, r.base, r.num, r.desc, r.avail, r.used);
 		}
 	}
 
@@ -473,10 +464,10 @@ struct device::impl {
 	{
 		if (x.running || x.vr.num)
 			return x.vr.last_avail;
-		return x.base;
+		return x.vu->base;
 	}
 
-	/** Stop @p x because VM1 changes it; the next start begins at x.base. */
+	/** Stop @p x because VM1 changes it; the next start begins at its ring's base. */
 	void reconfigure(queue &x)
 	{
 		stop(x);
@@ -549,7 +540,7 @@ struct device::impl {
 				return 1;
 			}
 			x.st.csum_partial++;
-			if (!(features & (1ULL << virtio_net_f_guest_csum))) {
+			if (!(features & virtio_net::bit(virtio_net::f_guest_csum))) {
 				net::csum_complete(f.data.data(), static_cast<std::uint32_t>(len),
 						   f.csum_start, f.csum_offset);
 				f.csum_partial = false;
@@ -665,24 +656,21 @@ struct device::impl {
 		return n;
 	}
 
-	// ---- control -------------------------------------------------------
-	bool check_queue(std::uint32_t idx, const char *what) const
+	// ---- control (vu::device_iface) --------------------------------------
+	std::uint64_t offered_features() const override { return hostdp_device_features; }
+	unsigned queue_pairs() const override { return nqueues / 2; }
+	void features_set(std::uint64_t f) override
 	{
-		if (idx >= nqueues) {
-			spdlog::warn("vhost-user: {}: queue {} out of range (have {})", what, idx,
-				     nqueues);
-			return false;
-		}
-		return true;
+		features = f;
 	}
 
-	bool on_mem_table(vu::message &m)
+	std::optional<std::vector<vu::region>> memory_table(vu::message &m) override
 	{
 		const auto &t = std::get<vu::set_mem_table>(m.body).p;
 		guest_memory gm(t, m.fds); // throws: the message is refused
 		for (queue &x : q)
 			if (x.running) {
-				x.base = position(x); // resumes there with the new table
+				x.vu->base = position(x); // resumes there with the new table
 				reconfigure(x);
 			}
 		mem.emplace(std::move(gm));
@@ -698,58 +686,52 @@ struct device::impl {
 						"region at GPA {:#x} does not fit the IOTLB", r.gpa));
 		spdlog::info("vhost-user: memory table with {} region(s), {} MiB mapped",
 			     mem->regions().size(), mem->size() >> 20);
-		return true;
+		return mem->regions();
 	}
 
-	bool on_vring_addr(const vu::vring_addr &a)
+	bool ring_changed(const vu::message &, unsigned i, vu::ring_change what, bool) override
 	{
-		if (!check_queue(a.index, "SET_VRING_ADDR"))
-			return false;
-		static const std::vector<vu::region> none;
-		const auto r = vu::ring_addresses(a, iommu(), mem ? mem->regions() : none);
-		if (!r) {
-			spdlog::warn("vhost-user: SET_VRING_ADDR queue {}: ring address does not "
-				     "translate through the memory table",
-				     a.index);
-			return false;
+		switch (what) {
+		case vu::ring_change::num:
+		case vu::ring_change::addr:
+		case vu::ring_change::base:
+			// The ring starts again from its (new) set-up.
+			reconfigure(q[i]);
+			break;
+		case vu::ring_change::kick:
+		case vu::ring_change::call:
+		case vu::ring_change::err:
+		case vu::ring_change::enable:
+			break; // sync() follows the ring's state
 		}
-		queue &x = q[a.index];
-		reconfigure(x);
-		x.desc = r->desc;
-		x.avail = r->avail;
-		x.used = r->used;
-		x.addr_set = true;
-		return true;
+		return false;
 	}
 
-	bool on_iotlb(const vu::message &m, const vu::iotlb_msg &t)
+	std::optional<std::uint16_t> stop_ring(const vu::message &, unsigned i) override
 	{
-		auto reject = [&](const std::string &why) {
-			iotlb_rejected++;
-			spdlog::warn("iotlb: rejected {}: {}", m.to_string(), why);
-			return false;
-		};
-		if (!iommu())
-			return reject("ACCESS_PLATFORM not negotiated");
-		const vu::iotlb_check chk = vu::check_iotlb(t);
-		if (chk.error)
-			return reject(chk.error);
+		queue &x = q[i];
+		const std::uint16_t pos = position(x);
+		reconfigure(x);
+		x.vu->base = pos;
+		return pos;
+	}
+
+	vu::iotlb_result iotlb_message(const vu::message &m, const vu::iotlb_msg &t, bool to_end,
+			       std::uint64_t offset) override
+	{
 		if (t.type == vu::iotlb_update) {
-			if (!mem)
-				return reject("no memory table");
-			auto off = vu::uaddr_to_offset(mem->regions(), t.uaddr, t.size);
-			if (!off)
-				return reject("user address range is not inside one memory region");
-			int err = vpci_iotlb_add(&iotlb, t.iova, t.size, *off, t.perm);
-			if (err)
-				return reject(fmt::format("vpci_iotlb_add: {}", err));
+			if (int err = vpci_iotlb_add(&iotlb, t.iova, t.size, offset, t.perm)) {
+				spdlog::warn("iotlb: rejected {}: vpci_iotlb_add: {}", m.to_string(),
+					     err);
+				return {false, false};
+			}
 			iotlb_updates++;
-			return true;
+			return {};
 		}
 		// INVALIDATE: applied before the ack (the caller sends it): the
 		// datapath runs in this thread and holds no translation between
 		// turns, so no access to the range can follow.
-		if (chk.to_end)
+		if (to_end)
 			vpci_iotlb_del_to_end(&iotlb, t.iova);
 		else
 			vpci_iotlb_del(&iotlb, t.iova, t.size);
@@ -759,192 +741,17 @@ struct device::impl {
 		// address (kernel: vpci_dp_misses_forget).
 		for (queue &x : q)
 			if (x.miss_pending && x.miss_iova >= t.iova &&
-			    (chk.to_end || x.miss_iova - t.iova < t.size))
+			    (to_end || x.miss_iova - t.iova < t.size))
 				x.miss_pending = false;
 		// A running queue whose rings no longer translate: a ring fault,
 		// stopped until VM1 disables the ring (kernel: vpci_dp_sync).
 		for (queue &x : q)
 			if (x.running && rings_mapped(x, false) != rings::mapped)
 				q_break(x, -EPROTO);
-		return true;
+		return {};
 	}
 
-	/** Apply one request; sets @p replied when it sent its own reply. */
-	bool handle(vu::message &m, bool &replied)
-	{
-		using namespace vu;
-		const auto req = static_cast<std::uint32_t>(m.req());
-		auto reply = [&](std::uint64_t v) {
-			reply_u64(req, v);
-			replied = true;
-			return true;
-		};
-		const std::uint64_t offered = f_protocol_features | hostdp_device_features;
-
-		if (std::holds_alternative<get_features>(m.body))
-			return reply(offered);
-		if (auto *x = std::get_if<set_features>(&m.body)) {
-			if (x->p.u64 & ~offered) {
-				spdlog::warn("vhost-user: SET_FEATURES {:#x} acks bits not offered "
-					     "({:#x})",
-					     x->p.u64, offered);
-				return false;
-			}
-			features = x->p.u64 & ~f_protocol_features;
-			protocol_acked = x->p.u64 & f_protocol_features;
-			spdlog::info("vhost-user: features {:#x}{}", features,
-				     iommu() ? " (ACCESS_PLATFORM: addresses are IOVAs)"
-					     : " (addresses are GPAs)");
-			return true;
-		}
-		if (std::holds_alternative<get_protocol_features>(m.body))
-			return reply(offered_protocol_features);
-		if (auto *x = std::get_if<set_protocol_features>(&m.body)) {
-			if (x->p.u64 & ~offered_protocol_features)
-				return false;
-			protocol_features = x->p.u64;
-			return true;
-		}
-		if (std::holds_alternative<set_owner>(m.body))
-			return true;
-		if (std::holds_alternative<reset_owner>(m.body)) {
-			reset_session();
-			return true;
-		}
-		if (std::holds_alternative<get_queue_num>(m.body))
-			return reply(1);
-		if (std::holds_alternative<set_mem_table>(m.body))
-			return on_mem_table(m);
-		if (auto *x = std::get_if<set_vring_num>(&m.body)) {
-			if (!check_queue(x->p.index, "SET_VRING_NUM") || !valid_ring_size(x->p.num))
-				return false;
-			reconfigure(q[x->p.index]);
-			q[x->p.index].num = static_cast<std::uint16_t>(x->p.num);
-			return true;
-		}
-		if (auto *x = std::get_if<set_vring_addr>(&m.body))
-			return on_vring_addr(x->p);
-		if (auto *x = std::get_if<set_vring_base>(&m.body)) {
-			if (!check_queue(x->p.index, "SET_VRING_BASE") || x->p.num > 0xffff)
-				return false;
-			reconfigure(q[x->p.index]);
-			q[x->p.index].base = static_cast<std::uint16_t>(x->p.num);
-			return true;
-		}
-		if (auto *x = std::get_if<get_vring_base>(&m.body)) {
-			if (!check_queue(x->p.index, "GET_VRING_BASE"))
-				return false;
-			queue &v = q[x->p.index];
-			const std::uint16_t pos = position(v);
-			v.started = false; // until the next SET_VRING_KICK
-			reconfigure(v);
-			v.base = pos;
-			vring_state s{x->p.index, pos};
-			try {
-				conn->send_reply(req, &s, sizeof(s));
-			} catch (const std::system_error &e) {
-				spdlog::warn("vhost-user: GET_VRING_BASE reply failed: {}", e.what());
-			}
-			replied = true;
-			return true;
-		}
-		auto vring_fd = [&](std::uint64_t u, unique_fd queue::*which, const char *what) {
-			const auto i = vring_fd_index(u, nqueues);
-			if (!i) {
-				spdlog::warn("vhost-user: {}: bad index or unknown bits in {:#x}", what, u);
-				return std::optional<unsigned>();
-			}
-			q[*i].*which = m.fds.empty() ? unique_fd() : std::move(m.fds[0]);
-			return i;
-		};
-		if (auto *x = std::get_if<set_vring_kick>(&m.body)) {
-			auto i = vring_fd(x->p.u64, &queue::kick, "SET_VRING_KICK");
-			if (!i)
-				return false;
-			q[*i].started = true;
-			if (!protocol_acked)
-				q[*i].enabled = true; // without SET_VRING_ENABLE rings start enabled
-			return true;
-		}
-		if (auto *x = std::get_if<set_vring_call>(&m.body))
-			return vring_fd(x->p.u64, &queue::call, "SET_VRING_CALL").has_value();
-		if (auto *x = std::get_if<set_vring_err>(&m.body))
-			return vring_fd(x->p.u64, &queue::err, "SET_VRING_ERR").has_value();
-		if (auto *x = std::get_if<set_vring_enable>(&m.body)) {
-			if (!check_queue(x->p.index, "SET_VRING_ENABLE") || x->p.num > 1)
-				return false;
-			q[x->p.index].enabled = x->p.num;
-			return true;
-		}
-		if (std::holds_alternative<set_slave_req_fd>(m.body)) {
-			int fl = ::fcntl(m.fds[0].get(), F_GETFL);
-			if (fl < 0 || ::fcntl(m.fds[0].get(), F_SETFL, fl | O_NONBLOCK) < 0)
-				throw_errno("fcntl(back-end channel, O_NONBLOCK)");
-			slave.emplace(std::move(m.fds[0]));
-			return true;
-		}
-		if (auto *x = std::get_if<vu::iotlb>(&m.body))
-			return on_iotlb(m, x->p);
-		// SET_LOG_BASE / SET_LOG_FD: LOG_ALL is not offered.
-		spdlog::warn("vhost-user: {} not handled", m.to_string());
-		return false;
-	}
-
-	/** One message off the socket; false when there was none (or the session ended). */
-	bool handle_one()
-	{
-		auto r = conn->recv();
-		if (std::holds_alternative<vu::connection::incomplete>(r))
-			return false;
-		if (std::holds_alternative<vu::connection::eof>(r)) {
-			disconnect("EOF");
-			return false;
-		}
-		if (auto *e = std::get_if<vu::parse_error>(&r)) {
-			spdlog::warn("vhost-user: rejected {} (flags {:#x}): {}",
-				     vu::request_name(e->request), e->flags, e->reason);
-			if (e->fatal) {
-				disconnect("framing error: " + e->reason);
-				return false;
-			}
-			if (e->flags & vu::flag_need_reply && !(e->flags & vu::flag_reply))
-				reply_u64(e->request, 1);
-			return true;
-		}
-		vu::message &m = std::get<vu::message>(r);
-		if (spdlog::should_log(spdlog::level::debug))
-			spdlog::debug("vhost-user: {}", m.to_string());
-		bool replied = false, ok;
-		{
-			// Applied (an invalidation included) before the reply.
-			dp_lock::control_guard g(lock);
-			msgs++;
-			try {
-				ok = handle(m, replied);
-			} catch (const std::exception &e) {
-				spdlog::error("vhost-user: {} failed: {}", m.to_string(), e.what());
-				ok = false;
-			}
-			sync();
-		}
-		if (!ok)
-			spdlog::warn("vhost-user: rejected {}", m.to_string());
-		if (!replied && m.need_reply())
-			reply_u64(static_cast<std::uint32_t>(m.req()), ok ? 0 : 1);
-		return true;
-	}
-
-	void disconnect(const std::string &why)
-	{
-		if (!conn)
-			return;
-		spdlog::info("vhost-user: front-end disconnected: {}", why);
-		{
-			dp_lock::control_guard g(lock);
-			reset_session();
-		}
-		conn.reset();
-	}
+	void disconnect(const std::string &why) { sess.disconnect(why); }
 
 	nlohmann::json queue_json(const queue &x) const
 	{
@@ -976,30 +783,15 @@ struct device::impl {
 device::device(const config &cfg) : p_(std::make_unique<impl>(cfg)) {}
 device::~device() = default;
 
-bool device::attach(unique_fd sock)
-{
-	if (p_->conn) {
-		spdlog::warn("vhost-user: rejecting a second front-end connection");
-		return false;
-	}
-	{
-		dp_lock::control_guard g(p_->lock);
-		p_->reset_session();
-		p_->sessions++;
-	}
-	p_->conn.emplace(std::move(sock));
-	spdlog::info("vhost-user: front-end connected");
-	return true;
-}
-
-bool device::connected() const noexcept { return p_->conn.has_value(); }
-int device::fd() const noexcept { return p_->conn ? p_->conn->fd() : -1; }
+bool device::attach(unique_fd sock) { return p_->sess.attach(std::move(sock)); }
+bool device::connected() const noexcept { return p_->sess.connected(); }
+int device::fd() const noexcept { return p_->sess.fd(); }
 void device::disconnect(const std::string &why) { p_->disconnect(why); }
 
 unsigned device::poll_control()
 {
 	unsigned n = 0;
-	while (p_->conn && p_->handle_one())
+	while (p_->sess.handle_one())
 		n++;
 	return n;
 }
@@ -1042,9 +834,10 @@ nlohmann::json device::stats() const
 	nlohmann::json queues = nlohmann::json::array();
 	for (const queue &x : d.q)
 		queues.push_back(d.queue_json(x));
-	return {{"connected", d.conn.has_value()},
-		{"sessions", d.sessions},
-		{"messages", d.msgs},
+	const vu::session_counters &sc = d.sess.counters();
+	return {{"connected", d.sess.connected()},
+		{"sessions", sc.sessions},
+		{"messages", sc.messages},
 		{"features", d.features},
 		{"pending_frames", d.pend_n},
 		{"turns", d.turns},
@@ -1054,7 +847,7 @@ nlohmann::json device::stats() const
 		{"iotlb",
 		 {{"updates", d.iotlb_updates},
 		  {"invalidations", d.iotlb_invalidations},
-		  {"rejected", d.iotlb_rejected},
+		  {"rejected", sc.iotlb_rejected},
 		  {"misses_sent", d.misses_sent},
 		  {"entries", d.iotlb.n},
 		  {"evictions", d.iotlb.evictions}}},

@@ -331,7 +331,7 @@ TEST_F(VhostUserTest, FeaturesUnboundDriver)
 	EXPECT_EQ(r->flags, vu::version | vu::flag_reply);
 	// Two pairs wired: MQ too (VM1's QEMU enables the pairs VM1 asks for).
 	EXPECT_EQ(r->u64(),
-		  default_device_features | 1ULL << virtio_net_f_mq | vu::f_protocol_features);
+		  default_device_features | virtio_net::bit(virtio_net::f_mq) | vu::f_protocol_features);
 	send(static_cast<std::uint32_t>(vu::request::get_protocol_features), nullptr, 0);
 	EXPECT_EQ(ack(), offered_protocol_features);
 	send(static_cast<std::uint32_t>(vu::request::get_queue_num), nullptr, 0);
@@ -382,6 +382,22 @@ TEST_F(VhostUserTest, MemTableFileIdentityAndBounds)
 	EXPECT_EQ(set_mem_table(same.get(), kRam, 4096), 1u) << "past peer_mem_size";
 	EXPECT_EQ(set_mem_table(same.get(), ~0ULL - 4095, 8192), 1u) << "overflow";
 	EXPECT_EQ(be_.status()["frontend"]["mem_regions"], 1);
+}
+
+// Without PROTOCOL_FEATURES there is no SET_VRING_ENABLE: a ring starts
+// enabled with its kick (vhost-user spec, "Ring states"), as hostdp always
+// did and the daemon did not (one session now).
+TEST_F(VhostUserTest, RingStartsEnabledWithoutProtocolFeatures)
+{
+	send(static_cast<std::uint32_t>(vu::request::get_features), nullptr, 0);
+	ASSERT_TRUE(recv_reply());
+	send_u64(vu::request::set_features, default_device_features);
+	ASSERT_EQ(ack(), 0u);
+	unique_fd mem(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_EQ(set_mem_table(mem.get()), 0u);
+	setup_ring(0, 0x10000, 0x11000, 0x12000);
+	EXPECT_EQ(le_load(ctrl().vq_config[0].enabled), 1);
+	EXPECT_TRUE(bstatus() & VPCI_BS_RUNNING);
 }
 
 TEST_F(VhostUserTest, RingSetupIovaMode)
