@@ -68,7 +68,7 @@ help:
 	@echo "make install    module (KVER) + depmod, tools to PREFIX/bin, systemd unit (DESTDIR=)"
 	@echo "make dkms-install  register the module source with DKMS (root)"
 	@echo "make style      checkpatch on the kernel sources"
-	@echo "make fuzz       fuzz the driver core, the vhost-user reader, the control socket (FUZZ_SECONDS=20)"
+	@echo "make fuzz       fuzz the driver core, the vhost-user session, the control socket (FUZZ_SECONDS=20)"
 	@echo "make bench      core micro-benchmark, host-only and VM-to-VM (vs DPDK) matrices -> docs/benchmarks.md"
 	@echo "make bench-insn   the driver core's instructions per frame (callgrind)"
 	@echo "make bench-smoke  one short VM-to-VM boot per path, report into build/bench-smoke"

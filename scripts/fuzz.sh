@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Build the fuzzers (clang, libFuzzer, ASan, UBSan) and run them: the driver
-# core for SECONDS, the vhost-user reader and the backend's control socket
+# core for SECONDS, the vhost-user session and the backend's control socket
 # for half as long each.
 #   scripts/fuzz.sh [SECONDS]   default 20; corpora kept in build/fuzz/
 set -euo pipefail
@@ -19,14 +19,16 @@ clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-idirafter "$src/tools/include" \
 	"$repo/userspace/fuzz/fuzz_core.c" "$repo"/kernel/core_{ctrl,iotlb,msg,net,vring}.c \
 	"$out/rbtree.o" -o "$out/fuzz_core"
-clang++ -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c++20 \
-	-I "$repo/userspace/lib" "$repo/userspace/fuzz/fuzz_vhost_user.cpp" \
-	"$repo/userspace/lib/vhost_user.cpp" "$repo/userspace/lib/fd.cpp" -lfmt \
-	-o "$out/fuzz_vhost_user"
+lib=$repo/userspace/lib
 clang++ -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c++20 \
 	-DSPDLOG_SHARED_LIB -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL \
-	-I "$repo/userspace/lib" "$repo/userspace/fuzz/fuzz_control.cpp" \
-	"$repo/userspace/lib/control_conn.cpp" "$repo/userspace/lib/fd.cpp" -lspdlog -lfmt \
+	-I "$lib/base" -I "$lib/vhost_user" "$repo/userspace/fuzz/fuzz_vhost_user.cpp" \
+	"$lib/vhost_user/vhost_user.cpp" "$lib/vhost_user/vhost_user_session.cpp" \
+	"$lib/base/fd.cpp" -lspdlog -lfmt -o "$out/fuzz_vhost_user"
+clang++ -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -std=c++20 \
+	-DSPDLOG_SHARED_LIB -DSPDLOG_COMPILED_LIB -DSPDLOG_FMT_EXTERNAL \
+	-I "$lib/base" -I "$lib/daemon" "$repo/userspace/fuzz/fuzz_control.cpp" \
+	"$lib/daemon/control_conn.cpp" "$lib/base/fd.cpp" -lspdlog -lfmt \
 	-o "$out/fuzz_control"
 
 # run NAME SECONDS CORPUS: one fuzzer; its stats, or its report and the crash input.
@@ -53,7 +55,7 @@ printf '\000\062{"cmd":["status"],"state":[1,-2.5e3,true,null,{}]}\n' \
 rc=0
 echo "fuzz: running the driver core for ${secs}s (ASan+UBSan)"
 run fuzz_core "$secs" "$out/corpus" || rc=1
-echo "fuzz: running the vhost-user reader for $(( (secs + 1) / 2 ))s (ASan+UBSan, fd leaks)"
+echo "fuzz: running the vhost-user session for $(( (secs + 1) / 2 ))s (ASan+UBSan, fd leaks)"
 run fuzz_vhost_user $(( (secs + 1) / 2 )) "$out/corpus-vhost-user" || rc=1
 echo "fuzz: running the control socket for $(( (secs + 1) / 2 ))s (ASan+UBSan, one JSON reply a line)"
 run fuzz_control $(( (secs + 1) / 2 )) "$out/corpus-control" || rc=1

@@ -1,16 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 /*
- * libFuzzer target: the vhost-user wire format as the back-ends read it
- * from VM1's QEMU.  The input is cut into pieces, each written to a stream
- * socket (some with an fd attached, as SCM_RIGHTS), and read the way the
- * daemon's and hostdp's sessions read it: vu::connection::recv() whenever
- * the socket is readable, a message put together over several calls.
- * Every message that parses goes through the checks the sessions apply
- * before acting on it (ring sizes, memory regions, ring addresses, IOTLB
- * messages, vring fd indexes) and is printed as the logs would.
+ * libFuzzer target: the vhost-user wire format and the back-end session as
+ * they take what VM1's QEMU sends.  The input is cut into pieces, each
+ * written to a stream socket (some with an fd attached, as SCM_RIGHTS), and
+ * read the way the daemon and hostdp read it: vu::session::handle_one()
+ * whenever the socket is readable, a message put together over several
+ * calls, then checked and dispatched by the session to a device that takes
+ * whatever the session lets through (the session's checks are what is
+ * fuzzed; the devices' own have their unit tests).
  *
- * Findings: ASan/UBSan reports, exceptions escaping recv() (it reports
- * errors as values), and fds left open once a connection is gone (a
+ * Findings: ASan/UBSan reports, exceptions escaping the session (it turns
+ * errors into refusals), and fds left open once the session is gone (a
  * message refused must close the fds it came with).
  *
  * Piece encoding: one control byte (low 6 bits + 1: the piece's length;
@@ -29,7 +29,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 #include "vhost_user.hpp"
+#include "vhost_user_session.hpp"
 
 namespace vu = vpci::vu;
 
@@ -47,58 +50,74 @@ int open_fds()
 	return n;
 }
 
-/** What a session checks of a message before it uses it. */
-void check(const vu::message &m)
-{
-	static const std::vector<vu::region> regions = {
-		{0, 1 << 20, 0x7f0000000000ULL, 0},
-		{1ULL << 32, 1 << 20, 0x7f0000100000ULL, 1 << 20},
-	};
-	(void)m.to_string();
-	std::visit(
-		[&](const auto &b) {
-			using T = std::decay_t<decltype(b)>;
-			if constexpr (std::is_same_v<T, vu::set_vring_num>) {
-				(void)vu::valid_ring_size(b.p.num);
-			} else if constexpr (std::is_same_v<T, vu::set_mem_table>) {
-				for (std::uint32_t i = 0; i < b.p.nregions && i < vu::max_mem_regions;
-				     i++)
-					(void)vu::region_error(b.p.regions[i]);
-			} else if constexpr (std::is_same_v<T, vu::set_vring_addr>) {
-				(void)vu::ring_addresses(b.p, true, regions);
-				(void)vu::ring_addresses(b.p, false, regions);
-			} else if constexpr (std::is_same_v<T, vu::iotlb>) {
-				const vu::iotlb_check c = vu::check_iotlb(b.p);
-				if (!c.error)
-					(void)vu::uaddr_to_offset(regions, b.p.uaddr, b.p.size);
-			} else if constexpr (std::is_same_v<T, vu::set_vring_kick> ||
-					     std::is_same_v<T, vu::set_vring_call> ||
-					     std::is_same_v<T, vu::set_vring_err>) {
-				(void)vu::vring_fd_index(b.p.u64, 2);
-			}
-		},
-		m.body);
-}
-
-/** Read what the socket has; false once the connection must end. */
-bool drain(vu::connection &c)
-{
-	for (;;) {
-		vu::connection::result r = c.recv();
-		if (std::holds_alternative<vu::connection::incomplete>(r))
-			return true;
-		if (std::holds_alternative<vu::connection::eof>(r))
-			return false;
-		if (auto *e = std::get_if<vu::parse_error>(&r)) {
-			if (e->fatal)
-				return false; // the sessions close the connection
-			continue;
+/** A device that takes what the session lets through; every second GET_VRING_BASE deferred. */
+class fuzz_device final : public vu::device_iface {
+public:
+	std::uint64_t offered_features() const override { return ~vu::f_protocol_features; }
+	unsigned queue_pairs() const override { return 2; }
+	void features_set(std::uint64_t) override {}
+	std::optional<std::vector<vu::region>> memory_table(vu::message &m) override
+	{
+		const auto &t = std::get<vu::set_mem_table>(m.body).p;
+		std::vector<vu::region> rs;
+		std::uint64_t off = 0;
+		for (std::uint32_t i = 0; i < t.nregions; i++) {
+			const vu::mem_region &r = t.regions[i];
+			if (vu::region_error(r))
+				return std::nullopt;
+			rs.push_back({r.guest_phys_addr, r.memory_size, r.userspace_addr, off});
+			off += r.memory_size;
 		}
-		check(std::get<vu::message>(r));
+		return rs;
 	}
+	bool ring_changed(const vu::message &, unsigned, vu::ring_change, bool) override
+	{
+		return false;
+	}
+	std::optional<std::uint16_t> stop_ring(const vu::message &m, unsigned q) override
+	{
+		if (++stops_ & 1)
+			return std::uint16_t{0};
+		pending_ = {static_cast<std::uint32_t>(m.req()), q};
+		return std::nullopt;
+	}
+	vu::iotlb_result iotlb_message(const vu::message &, const vu::iotlb_msg &, bool,
+				       std::uint64_t) override
+	{
+		return {};
+	}
+	void session_reset(vu::reset_reason, std::uint32_t) override { pending_.reset(); }
+	bool busy() const override { return pending_.has_value(); }
+
+	/** Send the deferred reply, as the daemon does once VM2's driver answered. */
+	void complete(vu::session &s)
+	{
+		if (pending_)
+			s.reply_vring_base(pending_->first, pending_->second, 0);
+		pending_.reset();
+	}
+
+private:
+	unsigned stops_ = 0;
+	std::optional<std::pair<std::uint32_t, unsigned>> pending_;
+};
+
+/** Read what the socket has; false once the connection ended. */
+bool drain(vu::session &s, fuzz_device &d)
+{
+	while (s.handle_one())
+		;
+	d.complete(s);
+	return s.connected();
 }
 
 } // namespace
+
+extern "C" int LLVMFuzzerInitialize(int *, char ***)
+{
+	spdlog::set_level(spdlog::level::off);
+	return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
 {
@@ -108,7 +127,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
 			abort();
 		vpci::unique_fd peer(sv[0]);
-		vu::connection c{vpci::unique_fd(sv[1])};
+		fuzz_device dev;
+		vu::session sess(dev, 4);
+		sess.attach(vpci::unique_fd(sv[1]));
 		bool live = true;
 		std::size_t off = 0;
 		while (live && off < size) {
@@ -129,11 +150,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 			}
 			off += n;
 			if (!(ctl & 128))
-				live = drain(c);
+				live = drain(sess, dev);
 		}
 		if (live) {
 			shutdown(peer.get(), SHUT_WR);
-			while (drain(c))
+			while (drain(sess, dev))
 				;
 		}
 	}

@@ -555,7 +555,7 @@ TEST_F(VhostUserTest, D2bWorkPerWakeupIsBounded)
 	be_.run_once(0); // the doorbell's turn, then the deadline's
 	const auto first = be_.status()["iotlb"]["misses_sent"].get<unsigned>();
 	EXPECT_GT(first, 0u);
-	EXPECT_LE(first, frontend::d2b_budget) << "at most two budgets (half valid) in one turn";
+	EXPECT_LE(first, vm1_session::d2b_budget) << "at most two budgets (half valid) in one turn";
 	pump(20);
 	EXPECT_EQ(be_.status()["iotlb"]["misses_sent"], n / 2) << "the rest on later turns";
 	std::size_t got = 0;
@@ -952,7 +952,7 @@ TEST_F(VhostUserBigShadow, ReplayIsPacedByTheRing)
 	ASSERT_EQ(be_.status()["iotlb"]["shadow_entries"], n);
 	bind_driver();
 	std::vector<vpci_msg> got = driver_drain();
-	EXPECT_LE(got.size(), VPCI_MSG_RING_SIZE - frontend::replay_keep)
+	EXPECT_LE(got.size(), VPCI_MSG_RING_SIZE - vm1_session::replay_keep)
 		<< "room left for live messages";
 	for (int i = 0; i < 20 && got.size() < n; i++) {
 		pump(2);
@@ -989,7 +989,7 @@ TEST_F(VhostUserBigShadow, UpdatesFasterThanTheDriverAreDeferredNotRefused)
 	EXPECT_GE(be_.status()["iotlb"]["deferred"], n - VPCI_MSG_RING_SIZE);
 	EXPECT_EQ(be_.status()["iotlb"]["rejected"], 0);
 	const std::uint32_t used = le_load(ctrl().b2d.prod) - le_load(ctrl().b2d.cons);
-	EXPECT_GE(VPCI_MSG_RING_SIZE - used, frontend::update_keep) << "room kept for an invalidation";
+	EXPECT_GE(VPCI_MSG_RING_SIZE - used, vm1_session::update_keep) << "room kept for an invalidation";
 	// That room takes an invalidation now, ahead of the deferred updates.
 	iotlb(vu::iotlb_invalidate, 0x100000, 0x1000);
 	std::set<std::uint64_t> have;

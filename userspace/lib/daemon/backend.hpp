@@ -31,7 +31,7 @@
 #include "control_conn.hpp"
 #include "device_server.hpp"
 #include "fd.hpp"
-#include "frontend.hpp"
+#include "vm1_session.hpp"
 #include "ivshmem_server.hpp"
 #include "shm_file.hpp"
 
@@ -73,7 +73,7 @@ struct backend_config {
 	bool reannounce_peer = false;
 };
 
-class backend : private frontend_events, private window_port, private control_target {
+class backend : private vm1_session_events, private window_port, private control_target {
 public:
 	/** Windows status() lists in device.window_list, at most (all are counted). */
 	static constexpr std::size_t status_windows = 256;
@@ -107,7 +107,7 @@ public:
 	bool device_mode() const noexcept { return dev_.has_value(); }
 	const shm_file &memory() const noexcept { return shm_; }
 	/** The vhost-user session; null without --vhost-user-socket. */
-	frontend *vhost_user() noexcept { return fe_.get(); }
+	vm1_session *vhost_user() noexcept { return fe_.get(); }
 
 private:
 	enum class tag : std::uint32_t {
@@ -131,7 +131,7 @@ private:
 	void dispatch(tag t, int fd);
 	void on_config_doorbell();
 	void on_ctl_client(int fd);
-	// frontend_events
+	// vm1_session_events
 	void notify_driver() override;
 	void queue_fds_changed(unsigned q) override;
 	void sync_frontend_watch();
@@ -175,7 +175,7 @@ private:
 	unique_fd sigfd_;
 	driver_state last_driver_;
 	std::optional<unix_listener> vu_listener_;
-	std::unique_ptr<frontend> fe_;
+	std::unique_ptr<vm1_session> fe_;
 	int vu_watched_fd_ = -1;
 	bool vu_paused_ = false;
 	/** Listeners out of epoll after a failed accept, back at rest_until_. */

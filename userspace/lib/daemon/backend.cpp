@@ -60,7 +60,7 @@ backend::backend(const backend_config &cfg)
 		struct stat st;
 		if (::fstat(shm_.fd(), &st) < 0)
 			throw_errno("fstat(" + shm_.path() + ")");
-		frontend_config fc;
+		vm1_session_config fc;
 		fc.peer_mem_size = shm_.ram_size();
 		fc.mem_dev = st.st_dev;
 		fc.mem_ino = st.st_ino;
@@ -68,7 +68,7 @@ backend::backend(const backend_config &cfg)
 		fc.inval_timeout_ms = cfg.inval_timeout_ms;
 		fc.shadow_max = cfg.shadow_max;
 		fc.vring_base_timeout_ms = cfg.vring_base_timeout_ms;
-		fe_ = std::make_unique<frontend>(ctrl_, static_cast<frontend_events &>(*this), fc);
+		fe_ = std::make_unique<vm1_session>(ctrl_, static_cast<vm1_session_events &>(*this), fc);
 		if (dev_)
 			fe_->set_window_port(static_cast<window_port *>(this));
 		vu_listener_.emplace(cfg.vhost_user_socket);

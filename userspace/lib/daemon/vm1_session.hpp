@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 /**
- * @file frontend.hpp
- * The vhost-user session with VM1's QEMU (the front-end): feature
- * negotiation, memory table, vring setup, and the IOTLB bridge between
- * QEMU and VM2's driver through the control area.  See docs/backend.md.
+ * @file vm1_session.hpp
+ * The daemon's session with VM1's QEMU (the vhost-user front-end): the
+ * device behind a vu::session that turns feature negotiation, the memory
+ * table and ring setup into control-area state, and bridges the IOTLB
+ * between QEMU and VM2's driver.  See docs/backend.md.
  *
- * The session never maps VM1's memory and never touches packets.  It is
+ * It never maps VM1's memory and never touches packets.  It is
  * single-threaded: the backend's epoll loop calls it.
  */
 #pragma once
@@ -47,9 +48,9 @@ constexpr std::uint64_t default_device_features = virtio_net::driver_features;
 constexpr std::uint64_t offered_protocol_features = vu::session_protocol_features;
 
 /** Callbacks into the owner (the backend). */
-class frontend_events {
+class vm1_session_events {
 public:
-	virtual ~frontend_events() = default;
+	virtual ~vm1_session_events() = default;
 	/** Raise VM2's config vector (VPCI_VEC_CONFIG). */
 	virtual void notify_driver() = 0;
 	/** Queue @p q's kick or call eventfd changed: rewire notifications. */
@@ -72,7 +73,7 @@ public:
 	virtual bool windows_done(std::uint32_t seq) const = 0;
 };
 
-struct frontend_config {
+struct vm1_session_config {
 	std::uint64_t peer_mem_size = 0;
 	/** Identity of the memory file: region fds must be this file. */
 	std::uint64_t mem_dev = 0, mem_ino = 0;
@@ -100,9 +101,10 @@ struct iotlb_counters {
 	std::uint64_t deferred = 0;
 };
 
-class frontend : private vu::device_iface {
+/** VM1's virtio-net device as the daemon serves it, on the one vhost-user session. */
+class vm1_session : private vu::device_iface {
 public:
-	frontend(control_area &ctrl, frontend_events &ev, const frontend_config &cfg);
+	vm1_session(control_area &ctrl, vm1_session_events &ev, const vm1_session_config &cfg);
 
 	/** Take @p sock as the front-end connection; false if one is connected. */
 	bool attach(unique_fd sock);
@@ -233,8 +235,8 @@ private:
 	void flush_driver_iotlb(const char *why);
 
 	control_area &ctrl_;
-	frontend_events &ev_;
-	frontend_config cfg_;
+	vm1_session_events &ev_;
+	vm1_session_config cfg_;
 	/** The vhost-user session with VM1's QEMU; its regions' offsets are BAR offsets. */
 	vu::session sess_;
 	std::array<ring_notify, VPCI_MAX_QUEUES> notify_;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
-#include "frontend.hpp"
+#include "vm1_session.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -14,24 +14,24 @@ namespace vpci {
 
 using clock = std::chrono::steady_clock;
 
-frontend::frontend(control_area &ctrl, frontend_events &ev, const frontend_config &cfg)
+vm1_session::vm1_session(control_area &ctrl, vm1_session_events &ev, const vm1_session_config &cfg)
 	: ctrl_(ctrl), ev_(ev), cfg_(cfg), sess_(*this, 2u * cfg.max_queue_pairs),
 	  b2d_(ctrl.raw().b2d), d2b_(ctrl.raw().d2b)
 {
 	was_bound_ = driver_bound();
 }
 
-bool frontend::attach(unique_fd sock)
+bool vm1_session::attach(unique_fd sock)
 {
 	return sess_.attach(std::move(sock)); // session_reset() follows
 }
 
-void frontend::disconnect(const std::string &why)
+void vm1_session::disconnect(const std::string &why)
 {
 	sess_.disconnect(why); // session_reset() follows
 }
 
-void frontend::flush_driver_iotlb(const char *why)
+void vm1_session::flush_driver_iotlb(const char *why)
 {
 	// Everything the driver may still hold is invalidated: one message
 	// for the whole IOVA space (the driver drops all its translations).
@@ -69,7 +69,7 @@ void frontend::flush_driver_iotlb(const char *why)
 	sync_windows();
 }
 
-void frontend::finish_windows_flush(const char *why)
+void vm1_session::finish_windows_flush(const char *why)
 {
 	if (!windows_flush_seq_)
 		return;
@@ -78,7 +78,7 @@ void frontend::finish_windows_flush(const char *why)
 	sync_windows();
 }
 
-void frontend::session_reset(vu::reset_reason why, std::uint32_t had_fds)
+void vm1_session::session_reset(vu::reset_reason why, std::uint32_t had_fds)
 {
 	// A pending reply has nobody to go to (a disconnect: only then can
 	// one be pending); the translations it concerned are dropped below
@@ -107,20 +107,20 @@ void frontend::session_reset(vu::reset_reason why, std::uint32_t had_fds)
 	}
 }
 
-void frontend::set_status(std::uint32_t set, std::uint32_t clear)
+void vm1_session::set_status(std::uint32_t set, std::uint32_t clear)
 {
 	auto &st = ctrl_.raw().backend.status;
 	le_store(st, (le_load(st) & ~clear) | set);
 	changed();
 }
 
-void frontend::changed()
+void vm1_session::changed()
 {
 	ctrl_.bump_generation();
 	ev_.notify_driver();
 }
 
-void frontend::publish_vq(unsigned q)
+void vm1_session::publish_vq(unsigned q)
 {
 	auto &c = ctrl_.raw().vq_config[q];
 	const vu::ring &v = sess_.queue(q);
@@ -142,7 +142,7 @@ void frontend::publish_vq(unsigned q)
 	published_live_[q] = v.live();
 }
 
-void frontend::set_notify_modes(unsigned q, std::uint16_t kick, std::uint16_t call)
+void vm1_session::set_notify_modes(unsigned q, std::uint16_t kick, std::uint16_t call)
 {
 	ring_notify &v = notify_.at(q);
 	v.kick_mode = kick;
@@ -159,7 +159,7 @@ void frontend::set_notify_modes(unsigned q, std::uint16_t kick, std::uint16_t ca
 	changed();
 }
 
-void frontend::update_running()
+void vm1_session::update_running()
 {
 	unsigned pairs = 0;
 	bool any = false;
@@ -176,18 +176,18 @@ void frontend::update_running()
 		set_status(0, VPCI_BS_RUNNING);
 }
 
-void frontend::handle_readable()
+void vm1_session::handle_readable()
 {
 	sess_.handle_one();
 }
 
-std::uint64_t frontend::offered_features() const
+std::uint64_t vm1_session::offered_features() const
 {
 	const driver_state d = ctrl_.read_driver();
 	return d.bound() ? d.device_features : unbound_features();
 }
 
-void frontend::features_set(std::uint64_t features)
+void vm1_session::features_set(std::uint64_t features)
 {
 	le_store(ctrl_.raw().backend.features, features);
 	if (iommu())
@@ -196,7 +196,7 @@ void frontend::features_set(std::uint64_t features)
 		set_status(0, VPCI_BS_IOMMU);
 }
 
-std::optional<std::vector<vu::region>> frontend::memory_table(vu::message &m)
+std::optional<std::vector<vu::region>> vm1_session::memory_table(vu::message &m)
 {
 	const auto &mem = std::get<vu::set_mem_table>(m.body).p;
 	std::vector<vu::region> regs;
@@ -272,7 +272,7 @@ std::optional<std::vector<vu::region>> frontend::memory_table(vu::message &m)
 	return regs;
 }
 
-bool frontend::ring_changed(const vu::message &m, unsigned q, vu::ring_change what,
+bool vm1_session::ring_changed(const vu::message &m, unsigned q, vu::ring_change what,
 			    bool was_live)
 {
 	vu::ring &v = sess_.queue(q);
@@ -327,7 +327,7 @@ bool frontend::ring_changed(const vu::message &m, unsigned q, vu::ring_change wh
 	return false;
 }
 
-bool frontend::post(const vpci_msg &m)
+bool vm1_session::post(const vpci_msg &m)
 {
 	if (m.type == VPCI_MSG_IOTLB_UPDATE && b2d_.room() <= update_keep && !b2d_.corrupt()) {
 		// The driver is behind (a burst of updates; VM2 slow to run its
@@ -353,7 +353,7 @@ bool frontend::post(const vpci_msg &m)
 	return false;
 }
 
-bool frontend::post_after(std::uint32_t window_seq, const vpci_msg &m)
+bool vm1_session::post_after(std::uint32_t window_seq, const vpci_msg &m)
 {
 	// b2d order is the driver's order: once one message waits for its
 	// window, every later one waits behind it.
@@ -364,7 +364,7 @@ bool frontend::post_after(std::uint32_t window_seq, const vpci_msg &m)
 	return post(m);
 }
 
-std::uint32_t frontend::sync_windows()
+std::uint32_t vm1_session::sync_windows()
 {
 	if (!port_)
 		return 0;
@@ -381,7 +381,7 @@ std::uint32_t frontend::sync_windows()
 	}
 }
 
-void frontend::on_windows_progress()
+void vm1_session::on_windows_progress()
 {
 	bool any = false;
 	while (!held_.empty() && port_->windows_done(held_.front().first)) {
@@ -393,7 +393,7 @@ void frontend::on_windows_progress()
 	try_complete_invalidate();
 }
 
-void frontend::try_complete_invalidate()
+void vm1_session::try_complete_invalidate()
 {
 	if (!pending_ || pending_->k != pending_op::kind::invalidate || !pending_->driver_acked)
 		return;
@@ -406,7 +406,7 @@ void frontend::try_complete_invalidate()
 	complete_pending(true, 0);
 }
 
-vu::iotlb_result frontend::iotlb_message(const vu::message &m, const vu::iotlb_msg &t, bool inv_to_end,
+vu::iotlb_result vm1_session::iotlb_message(const vu::message &m, const vu::iotlb_msg &t, bool inv_to_end,
 				 std::uint64_t bar)
 {
 	// The session counts what is refused (counters()).
@@ -491,7 +491,7 @@ vu::iotlb_result frontend::iotlb_message(const vu::message &m, const vu::iotlb_m
 	return {true, true};
 }
 
-std::optional<std::uint16_t> frontend::stop_ring(const vu::message &m, unsigned q)
+std::optional<std::uint16_t> vm1_session::stop_ring(const vu::message &m, unsigned q)
 {
 	const vu::ring &v = sess_.queue(q); // stopped until the next SET_VRING_KICK
 	// The device stopped (no ring left): QEMU no longer forwards VM1's
@@ -512,7 +512,7 @@ std::optional<std::uint16_t> frontend::stop_ring(const vu::message &m, unsigned 
 	return std::nullopt;
 }
 
-void frontend::complete_pending(bool ok, std::uint64_t value)
+void vm1_session::complete_pending(bool ok, std::uint64_t value)
 {
 	if (!pending_)
 		return;
@@ -530,7 +530,7 @@ void frontend::complete_pending(bool ok, std::uint64_t value)
 		sess_.reply_ack(p.req, p.need_reply, ok);
 }
 
-void frontend::drain_d2b()
+void vm1_session::drain_d2b()
 {
 	// Bounded: a driver that keeps the ring full gets d2b_budget messages
 	// a wakeup; the rest waits for the next turn of the loop (deadline()).
@@ -587,7 +587,7 @@ void frontend::drain_d2b()
 	d2b_more_ = n == d2b_budget;
 }
 
-void frontend::on_driver_doorbell()
+void vm1_session::on_driver_doorbell()
 {
 	const driver_state d = ctrl_.read_driver();
 	if (d.bound() && !was_bound_) {
@@ -628,7 +628,7 @@ void frontend::on_driver_doorbell()
 				 le_load(ctrl_.raw().vq_state[pending_->queue].last_avail_idx));
 }
 
-void frontend::replay_shadow()
+void vm1_session::replay_shadow()
 {
 	replay_next_ = 0;
 	continue_replay();
@@ -649,7 +649,7 @@ static vpci_msg shadow_update(std::uint64_t from, std::uint64_t iova, const shad
 	return u;
 }
 
-void frontend::continue_replay()
+void vm1_session::continue_replay()
 {
 	if (!driver_bound()) {
 		replay_next_.reset(); // the next driver gets its own replay
@@ -695,7 +695,7 @@ void frontend::continue_replay()
 		ev_.notify_driver();
 }
 
-std::optional<clock::time_point> frontend::deadline() const
+std::optional<clock::time_point> vm1_session::deadline() const
 {
 	std::optional<clock::time_point> d;
 	if (pending_)
@@ -709,7 +709,7 @@ std::optional<clock::time_point> frontend::deadline() const
 	return d;
 }
 
-void frontend::check_timeout()
+void vm1_session::check_timeout()
 {
 	if (d2b_more_)
 		drain_d2b();
@@ -742,7 +742,7 @@ void frontend::check_timeout()
 	complete_pending(false, 1);
 }
 
-void frontend::go_broken(const std::string &why)
+void vm1_session::go_broken(const std::string &why)
 {
 	spdlog::error("BROKEN: {}; all queues stopped, VM1 gets a failure", why);
 	for (unsigned q = 0; q < num_queues(); q++) {
@@ -756,7 +756,7 @@ void frontend::go_broken(const std::string &why)
 	set_status(VPCI_BS_BROKEN, VPCI_BS_RUNNING);
 }
 
-nlohmann::json frontend::status() const
+nlohmann::json vm1_session::status() const
 {
 	nlohmann::json queues = nlohmann::json::array();
 	static const char *modes[] = {"none", "direct", "relay"};
