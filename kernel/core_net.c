@@ -370,3 +370,35 @@ int vpci_net_tx_read(struct vpci_vring *vr, const struct vpci_chain *c,
 		return -EPIPE;
 	return err;
 }
+
+/**
+ * vpci_net_signal() - publish the used elements pushed so far
+ * @vr: the ring
+ * @ops: the caller's callbacks (@stall on a miss, @ring_fault on a failure)
+ * @ctx: passed to @ops
+ *
+ * A miss on the used index or on VM1's event field (the driver's IOTLB may
+ * have evicted the entry) is a miss like any other: the elements stay
+ * pushed and unpublished, and the next call publishes them (with the
+ * interrupt decision taken over all of them, vpci_vring_publish()).  A used
+ * ring mapped without write permission, or a miss that lasted too long, is
+ * a ring fault: @ops->ring_fault() is called.
+ *
+ * Return: VPCI_NET_SIGNAL_QUIET or VPCI_NET_SIGNAL_NOTIFY when published
+ * (or nothing was pending), VPCI_NET_SIGNAL_STALLED on a miss, or the
+ * negative error of the ring fault.
+ */
+int vpci_net_signal(struct vpci_vring *vr, const struct vpci_net_ops *ops,
+		    void *ctx)
+{
+	bool notify;
+	int err = vpci_vring_publish(vr, &notify);
+
+	if (err == -ENOENT && ops->stall(ctx))
+		return VPCI_NET_SIGNAL_STALLED;
+	if (err) {
+		ops->ring_fault(ctx, err);
+		return err;
+	}
+	return notify ? VPCI_NET_SIGNAL_NOTIFY : VPCI_NET_SIGNAL_QUIET;
+}

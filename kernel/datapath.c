@@ -340,6 +340,31 @@ static void vpci_q_break(struct vpci_queue *q, int err)
 			    q->vr.used_pub);
 }
 
+static void vpci_net_fault(void *ctx, int err, u64 iova, u64 len)
+{
+	vpci_fault(ctx, err, iova, len);
+}
+
+static bool vpci_net_stall(void *ctx)
+{
+	return vpci_stall(ctx);
+}
+
+static void vpci_net_ring_fault(void *ctx, int err)
+{
+	vpci_q_break(ctx, err);
+}
+
+/*
+ * How core_net.c reaches a queue's counters, miss table and state; called
+ * under dp_lock, in softirq or with BHs off, so none of them sleeps.
+ */
+static const struct vpci_net_ops vpci_dp_net_ops = {
+	.fault = vpci_net_fault,
+	.stall = vpci_net_stall,
+	.ring_fault = vpci_net_ring_fault,
+};
+
 /**
  * vpci_signal() - publish @q's used elements and interrupt VM1 if it asked
  * @q: the queue, under dp_lock
@@ -355,13 +380,18 @@ static void vpci_q_break(struct vpci_queue *q, int err)
 static void vpci_signal(struct vpci_queue *q)
 {
 	bool notify;
-	int err;
+	int ret;
 
 	/* After a ring fault nothing more goes to VM1, not even a partial frame. */
 	if (q->broken)
 		return;
-	err = vpci_vring_publish(&q->vr, &notify);
-	if (err == -ENOENT && vpci_stall(q)) {
+	/*
+	 * A miss stalls (vpci_stall()); VM1 unmapping its own used ring under
+	 * a running queue, mapping it read-only, or a miss never answered is
+	 * a ring fault (vpci_q_break() through the ops).
+	 */
+	ret = vpci_net_signal(&q->vr, &vpci_dp_net_ops, q);
+	if (ret == VPCI_NET_SIGNAL_STALLED) {
 		q->pub_stalled = true;
 		return;
 	}
@@ -369,15 +399,9 @@ static void vpci_signal(struct vpci_queue *q)
 	if (q->pub_stalled)
 		q->miss_pending = false;
 	q->pub_stalled = false;
-	if (err) {
-		/*
-		 * VM1 unmapped its own used ring under a running queue, mapped
-		 * it read-only, or the miss was never answered: a ring fault,
-		 * as in core_net.c.
-		 */
-		vpci_q_break(q, err);
+	if (ret < 0)
 		return;
-	}
+	notify = ret == VPCI_NET_SIGNAL_NOTIFY;
 	WRITE_ONCE(q->vdev->ctrl->vq_state[q->index].used_idx,
 		   cpu_to_le16(q->vr.used_idx));
 	WRITE_ONCE(q->vdev->ctrl->vq_state[q->index].last_avail_idx,
@@ -404,31 +428,6 @@ static bool vpci_signal_retry(struct vpci_queue *q)
 	vpci_signal(q);
 	return !q->pub_stalled;
 }
-
-static void vpci_net_fault(void *ctx, int err, u64 iova, u64 len)
-{
-	vpci_fault(ctx, err, iova, len);
-}
-
-static bool vpci_net_stall(void *ctx)
-{
-	return vpci_stall(ctx);
-}
-
-static void vpci_net_ring_fault(void *ctx, int err)
-{
-	vpci_q_break(ctx, err);
-}
-
-/*
- * How core_net.c reaches a queue's counters, miss table and state; called
- * under dp_lock, in softirq or with BHs off, so none of them sleeps.
- */
-static const struct vpci_net_ops vpci_dp_net_ops = {
-	.fault = vpci_net_fault,
-	.stall = vpci_net_stall,
-	.ring_fault = vpci_net_ring_fault,
-};
 
 /*
  * Copy one skb into VM1's RX buffers.  Returns 0 when delivered, -EAGAIN

@@ -338,5 +338,11 @@ int vpci_net_tx_pop(struct vpci_vring *vr, struct vpci_chain *c, u16 avail,
 int vpci_net_tx_read(struct vpci_vring *vr, const struct vpci_chain *c,
 		     void *hdr, u32 hdr_len, const struct vpci_iov *iov,
 		     unsigned int niov, const struct vpci_net_ops *ops, void *ctx);
+/* vpci_net_signal() returns these or a negative error (a ring fault) */
+#define VPCI_NET_SIGNAL_QUIET	0	/* published; VM1 wants no interrupt */
+#define VPCI_NET_SIGNAL_NOTIFY	1	/* published; interrupt VM1 */
+#define VPCI_NET_SIGNAL_STALLED	2	/* kept: waiting for a translation */
+int vpci_net_signal(struct vpci_vring *vr, const struct vpci_net_ops *ops,
+		    void *ctx);
 
 #endif /* _VPCI_CORE_H */

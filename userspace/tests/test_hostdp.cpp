@@ -291,6 +291,28 @@ TEST_F(HostDp, StaticPoolThousandsOfPagesLossless)
 	EXPECT_EQ(st["queues"][0]["iotlb_misses"], 0);
 }
 
+// A private IOTLB far smaller than what VM1 maps: entries are evicted
+// (round robin) under the running rings, the used ring's among them.  Each
+// is a miss VM1 answers, never a ring fault (kernel: vpci_signal(), the
+// same core function vpci_net_signal()).
+TEST_F(HostDp, EvictedRingEntriesAreMissesNotRingFaults)
+{
+	start({"--iotlb-entries", "64"});
+	int rc;
+	json j = sim({"--iommu-policy", "static-pool", "-n", "20000", "--mode", "interrupt",
+		      "--ring-size", "1024"},
+		     rc);
+	EXPECT_EQ(rc, 0);
+	expect_lossless(j, 20000);
+	json st = stop();
+	EXPECT_GT(st["iotlb"]["evictions"].get<std::uint64_t>(), 0u) << "nothing evicted";
+	for (unsigned q : {0u, 1u}) {
+		EXPECT_EQ(faults(st, q, "ring"), 0u) << "queue " << q;
+		EXPECT_EQ(faults(st, q, "miss_timeout"), 0u) << "queue " << q;
+		EXPECT_GT(st["queues"][q]["iotlb_misses"].get<std::uint64_t>(), 0u) << "queue " << q;
+	}
+}
+
 TEST_F(HostDp, StaticPoolWithoutPushLossless)
 {
 	// What QEMU does: nothing pushed, pages fetched on demand.

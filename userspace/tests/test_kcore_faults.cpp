@@ -293,14 +293,14 @@ private:
 	}
 
 	// vpci_signal(); notifications are not modelled (poll mode).
-	static void signal_q(dev_queue &q)
+	void signal_q(dev_queue &q)
 	{
-		bool notify;
 		if (q.broken)
 			return; // nothing more goes to VM1 after a ring fault
-		const int err = vpci_vring_publish(&q.vr, &notify);
-		if (err)
-			stop_broken(q, err); // VM1 unmapped its own used ring
+		// The driver's publish: a miss keeps the entries for the next
+		// call, a ring fault stops the queue (through net_ops).
+		net_ctx ctx{this, &q};
+		(void)vpci_net_signal(&q.vr, &net_ops, &ctx);
 	}
 
 	// vpci_q_break()

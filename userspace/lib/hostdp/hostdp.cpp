@@ -90,6 +90,8 @@ struct queue {
 	// datapath state (kernel: struct vpci_queue)
 	vpci_vring vr{};
 	bool running = false, broken = false, mrg_rxbuf = false;
+	/** Used entries a miss keeps from VM1: no more work until published. */
+	bool pub_stalled = false;
 	bool miss_pending = false;
 	std::uint64_t miss_iova = 0;
 	clock::time_point miss_since{};
@@ -367,18 +369,27 @@ struct device::impl final : vu::device_iface {
 		}
 	}
 
-	/** Publish used entries and interrupt VM1 if it asked (kernel: vpci_signal). */
+	/**
+	 * Publish used entries and interrupt VM1 if it asked (kernel:
+	 * vpci_signal): a miss holds them, and the queue's work, until it is
+	 * answered (pub_stalled); VM1 unmapping its used ring is a ring fault.
+	 */
 	void signal(queue &x)
 	{
 		if (x.broken)
 			return; // nothing more goes to VM1 after a ring fault
-		bool notify = false;
-		int err = vpci_vring_publish(&x.vr, &notify);
-		if (err) {
-			q_break(x, err); // VM1 unmapped its own used ring: a ring fault
+		net_ctx ctx{this, &x};
+		const int ret = vpci_net_signal(&x.vr, &net_ops, &ctx);
+		if (ret == VPCI_NET_SIGNAL_STALLED) {
+			x.pub_stalled = true;
 			return;
 		}
-		if (!notify) {
+		if (x.pub_stalled)
+			x.miss_pending = false; // the miss it waited for is answered
+		x.pub_stalled = false;
+		if (ret < 0)
+			return; // q_break() through net_ops
+		if (ret != VPCI_NET_SIGNAL_NOTIFY) {
 			x.st.notify_suppressed++;
 			return;
 		}
@@ -451,6 +462,7 @@ struct device::impl final : vu::device_iface {
 			}
 			x.mrg_rxbuf = features & virtio_net::bit(virtio_net::f_mrg_rxbuf);
 			x.miss_pending = false;
+			x.pub_stalled = false;
 			x.running = true;
 			// Busy polling: VM1 need not kick (a no-op with EVENT_IDX).
 			vpci_vring_kick_enable(&x.vr, false);
@@ -594,10 +606,18 @@ struct device::impl final : vu::device_iface {
 	}
 
 	/** Drain VM1's TX ring into free bounce slots (kernel: vpci_poll). */
+	/** Publish what a miss held back; true while @p x still waits for it. */
+	bool held_back(queue &x)
+	{
+		if (x.pub_stalled && x.running)
+			signal(x);
+		return x.pub_stalled && x.running;
+	}
+
 	unsigned tx_burst()
 	{
 		queue &x = q[txq];
-		if (!x.running)
+		if (!x.running || held_back(x))
 			return 0;
 		std::uint16_t avail;
 		int err = vpci_vring_avail_idx(&x.vr, &avail);
@@ -629,6 +649,8 @@ struct device::impl final : vu::device_iface {
 	{
 		queue &x = q[rxq];
 		unsigned n = 0;
+		if (held_back(x))
+			return 0;
 		while (pend_n) {
 			frame &f = bounce[pend_head];
 			if (!x.running && x.live() && !x.broken)
