@@ -20,26 +20,11 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "event_loop.hpp"
 #include "fd.hpp"
 #include "hostdp.hpp"
 
 namespace {
-
-std::atomic<bool> stop_requested{false};
-static_assert(std::atomic<bool>::is_always_lock_free); // so a handler may store it
-
-void on_signal(int) { stop_requested = true; }
-
-void install_signals()
-{
-	struct sigaction sa{};
-	sa.sa_handler = on_signal; // no SA_RESTART: poll() returns EINTR
-	sigemptyset(&sa.sa_mask);
-	for (int sig : {SIGINT, SIGTERM})
-		if (::sigaction(sig, &sa, nullptr) < 0)
-			vpci::throw_errno(fmt::format("sigaction({})", sig));
-	std::signal(SIGPIPE, SIG_IGN);
-}
 
 /** Pin the calling thread to @p cpu, or (@p except) to every allowed CPU but it. */
 void pin_thread(int cpu, bool except)
@@ -70,14 +55,6 @@ void write_file(const std::string &path, const std::string &text)
 			throw std::runtime_error("cannot write " + tmp);
 	}
 	std::filesystem::rename(tmp, path);
-}
-
-/** Wait up to @p ms for @p a or @p b (-1: ignored) to become readable. */
-void wait_readable(int a, int b, int ms)
-{
-	pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
-	if (::poll(p, 2, ms) < 0 && errno != EINTR)
-		vpci::throw_errno("poll(vhost-user sockets)");
 }
 
 } // namespace
@@ -120,18 +97,16 @@ int main(int argc, char **argv)
 	spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
 
 	try {
-		install_signals();
+		// SIGINT and SIGTERM as an fd the control loop watches; blocked
+		// here before the polling thread starts, so it inherits the mask.
+		vpci::signal_set signals;
+		std::signal(SIGPIPE, SIG_IGN);
 		vpci::unix_listener listener(socket);
 		vpci::hostdp::device dev(cfg);
 
 		// The polling thread: one core, spinning while a queue is served.
-		// Signals go to the control thread (its poll() returns EINTR).
-		sigset_t sigs, old;
-		sigemptyset(&sigs);
-		sigaddset(&sigs, SIGINT);
-		sigaddset(&sigs, SIGTERM);
-		pthread_sigmask(SIG_BLOCK, &sigs, &old);
 		std::exception_ptr poll_error;
+		std::atomic<bool> poll_failed{false};
 		std::jthread poller([&](std::stop_token st) {
 			try {
 				if (cpu >= 0)
@@ -141,10 +116,9 @@ int main(int argc, char **argv)
 						std::this_thread::sleep_for(std::chrono::microseconds(200));
 			} catch (...) {
 				poll_error = std::current_exception();
-				stop_requested = true;
+				poll_failed = true;
 			}
 		});
-		pthread_sigmask(SIG_SETMASK, &old, nullptr);
 
 		// The control thread (this one): the sockets, event driven.
 		if (cpu >= 0)
@@ -153,18 +127,40 @@ int main(int argc, char **argv)
 			write_file(ready_file, fmt::format("{}\n", ::getpid()));
 		spdlog::info("ready: pid {}, socket {}, polling cpu {}, burst {}", ::getpid(), socket,
 			     cpu, cfg.burst);
-		while (!stop_requested) {
-			wait_readable(listener.fd(), dev.fd(), 200);
-			if (auto s = listener.accept())
+		vpci::event_loop loop;
+		bool stop = false;
+		auto on_signal = loop.add(signals.fd(), EPOLLIN, [&](std::uint32_t) {
+			if (auto sig = signals.take()) {
+				spdlog::info("received {}", strsignal(*sig));
+				stop = true;
+			}
+		});
+		// The front-end's socket, watched while it is connected (reset as
+		// soon as it is gone: its number may come back with the next one).
+		vpci::event_loop::watch on_frontend;
+		auto follow_frontend = [&] {
+			if (!dev.connected())
+				on_frontend.reset();
+			else if (!on_frontend)
+				on_frontend = loop.add(dev.fd(), EPOLLIN, [&](std::uint32_t) {
+					dev.poll_control();
+					if (!dev.connected())
+						on_frontend.reset();
+				});
+		};
+		auto on_listen = loop.add(listener.fd(), EPOLLIN, [&](std::uint32_t) {
+			while (auto s = listener.accept())
 				dev.attach(std::move(*s)); // a second one is refused and closed
-			if (dev.connected())
-				dev.poll_control();
-		}
+			follow_frontend();
+		});
+		// The timeout only notices a failed polling thread.
+		while (!stop && !poll_failed)
+			loop.run_once(200);
 		poller.request_stop();
 		poller.join();
 		if (poll_error)
 			std::rethrow_exception(poll_error);
-		spdlog::info("signal: exiting");
+		spdlog::info("exiting");
 		const auto st = dev.stats();
 		spdlog::info("stats: {}", st.dump());
 		if (stats_json == "-")

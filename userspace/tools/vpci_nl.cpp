@@ -34,6 +34,7 @@
 #include <linux/vhost_pci_net.h>
 #include <linux/vhost_pci_netlink.h>
 
+#include "event_loop.hpp"
 #include "parse.hpp"
 #include "genl.hpp"
 
@@ -347,7 +348,6 @@ int cmd_events(const std::string &ifname, const std::string &which, bool as_json
 	return mode_set(ifname, {{VPCI_A_EVENTS, mask}}, as_json, "events");
 }
 
-volatile std::sig_atomic_t g_stop = 0;
 
 int cmd_monitor(unsigned count, double timeout, bool as_json)
 {
@@ -420,11 +420,12 @@ int cmd_monitor(unsigned count, double timeout, bool as_json)
 	nl_cb_set(cb.get(), NL_CB_SEQ_CHECK, NL_CB_CUSTOM, [](nl_msg *, void *) -> int { return NL_OK; },
 		  nullptr);
 
-	std::signal(SIGINT, [](int) { g_stop = 1; });
-	std::signal(SIGTERM, [](int) { g_stop = 1; });
+	// SIGINT/SIGTERM end the monitor (with what it printed so far).
+	vpci::signal_set stop_signals;
+	bool stop = false;
 	auto deadline = std::chrono::steady_clock::now() +
 			std::chrono::milliseconds(static_cast<long long>(timeout * 1000));
-	while (!g_stop && (!count || seen < count)) {
+	while (!stop && (!count || seen < count)) {
 		int wait_ms = -1;
 		if (timeout > 0) {
 			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -433,13 +434,16 @@ int cmd_monitor(unsigned count, double timeout, bool as_json)
 				break;
 			wait_ms = static_cast<int>(left);
 		}
-		pollfd p{nl_socket_get_fd(fam.sock()), POLLIN, 0};
-		int r = ::poll(&p, 1, wait_ms);
+		pollfd p[2] = {{nl_socket_get_fd(fam.sock()), POLLIN, 0},
+			       {stop_signals.fd(), POLLIN, 0}};
+		int r = ::poll(p, 2, wait_ms);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
 			throw failure(fmt::format("poll: {}", std::strerror(errno)));
-		if (r == 0)
+		if (p[1].revents && stop_signals.take())
+			stop = true;
+		if (!p[0].revents)
 			continue;
 		int err = nl_recvmsgs(fam.sock(), cb.get());
 		if (err < 0 && err != -NLE_AGAIN) {

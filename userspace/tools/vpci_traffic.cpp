@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "event_loop.hpp"
 #include "fd.hpp"
 
 namespace {
@@ -105,17 +106,21 @@ private:
 	std::array<std::optional<std::uint64_t>, 256> sums_{};
 };
 
-// SIGTERM/SIGINT end recv and echo early, with their summary.
-volatile sig_atomic_t stop_requested;
+// SIGTERM/SIGINT end recv and echo early, with their summary: taken as an
+// fd (vpci::signal_set) that their waits watch beside the socket.
+std::optional<vpci::signal_set> stop_signals;
+bool stop_requested = false;
 
-void on_stop(int) { stop_requested = 1; }
+void stop_on_signals() { stop_signals.emplace(); }
 
-void stop_on_signals()
+/** poll() @p fd for @p events up to @p ms or until a stop signal; > 0: @p fd is ready. */
+int poll_or_stop(int fd, short events, int ms)
 {
-	struct sigaction sa {};
-	sa.sa_handler = on_stop; // no SA_RESTART: poll() returns EINTR
-	::sigaction(SIGTERM, &sa, nullptr);
-	::sigaction(SIGINT, &sa, nullptr);
+	pollfd p[2] = {{fd, events, 0}, {stop_signals ? stop_signals->fd() : -1, POLLIN, 0}};
+	const int n = ::poll(p, 2, ms);
+	if (n > 0 && p[1].revents && stop_signals->take())
+		stop_requested = true;
+	return n > 0 ? (p[0].revents != 0) : n;
 }
 
 enum class verdict { ok, foreign, corrupt };
@@ -332,8 +337,7 @@ int do_recv(const std::string &bind_to, std::uint64_t count, double timeout_s, d
 				break;
 			until = std::min(until, quiet);
 		}
-		pollfd p{sock.get(), POLLIN, 0};
-		if (::poll(&p, 1, ms_until(until)) <= 0)
+		if (poll_or_stop(sock.get(), POLLIN, ms_until(until)) <= 0)
 			continue;
 		int r = ::recvmmsg(sock.get(), msgs.data(), kBatch, MSG_DONTWAIT, nullptr);
 		if (r < 0) {
@@ -420,8 +424,7 @@ int do_echo(const std::string &bind_to, std::uint64_t count, double timeout_s, d
 				break;
 			until = std::min(until, quiet);
 		}
-		pollfd p{sock.get(), POLLIN, 0};
-		if (::poll(&p, 1, ms_until(until)) <= 0)
+		if (poll_or_stop(sock.get(), POLLIN, ms_until(until)) <= 0)
 			continue;
 		sockaddr_in from{};
 		socklen_t flen = sizeof(from);

@@ -25,11 +25,13 @@ namespace vpci {
 static constexpr std::size_t max_ctl_clients = 64;
 /** A listener whose accept() failed (EMFILE...) rests this long. */
 static constexpr auto listener_rest = std::chrono::milliseconds(200);
+/** How often VM2's config vector is raised again while a call peer's probe waits. */
+static constexpr auto probe_nudge_every = std::chrono::milliseconds(100);
 
 backend::backend(const backend_config &cfg)
 	: shm_(cfg.mem_file, cfg.ram_size),
 	  ctrl_(control_area::create(shm_, cfg.ctrl)),
-	  epoll_(make_epoll()), reannounce_peer_(cfg.reannounce_peer)
+	  reannounce_peer_(cfg.reannounce_peer)
 {
 	const unsigned nvec = VPCI_NUM_VECTORS(cfg.ctrl.max_queue_pairs);
 	if (cfg.device == vm2_device::vhost_pci) {
@@ -288,7 +290,7 @@ void backend::wire_peer_vectors()
 	if (!differs) {
 		if (probe_peer_) {
 			// VM1 went back to the fds VM2 already rings: no new peer.
-			epoll_del(epoll_.get(), probe_fd_.get());
+			unwatch(probe_fd_.get());
 			probe_fd_.reset();
 			probe_peer_ = 0;
 			publish_call_peer();
@@ -328,7 +330,7 @@ void backend::wire_stale_call(unsigned q)
 		watch(w.stale_call.get(), tag::stale_call);
 		spdlog::info("notify: queue {}: VM2 rings VM1's previous call eventfd, relaying", q);
 	} else if (!need && w.stale_call) {
-		epoll_del(epoll_.get(), w.stale_call.get());
+		unwatch(w.stale_call.get());
 		w.stale_call.reset();
 	}
 }
@@ -342,7 +344,7 @@ void backend::start_call_peer(const std::vector<int> &fds)
 	if (same)
 		return;
 	if (probe_fd_)
-		epoll_del(epoll_.get(), probe_fd_.get());
+		unwatch(probe_fd_.get());
 	probe_fd_ = make_eventfd();
 	std::vector<int> with_probe = fds;
 	with_probe[VPCI_VEC_CONFIG] = probe_fd_.get();
@@ -365,7 +367,7 @@ void backend::on_call_probe()
 {
 	if (!eventfd_consume(probe_fd_.get()) || !probe_peer_)
 		return;
-	epoll_del(epoll_.get(), probe_fd_.get());
+	unwatch(probe_fd_.get());
 	probe_fd_.reset();
 	call_peer_ = probe_peer_;
 	probe_peer_ = 0;
@@ -382,7 +384,7 @@ void backend::publish_call_peer()
 	le_store(b.call_peer_id, call_peer_);
 	le_store(b.call_peer_probe, probe_peer_);
 	le_store(b.status, call_peer_ ? st | VPCI_BS_CALL_PEER : st & ~VPCI_BS_CALL_PEER);
-	probe_nudge_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+	probe_timer_.arm(std::chrono::steady_clock::now() + probe_nudge_every);
 	ctrl_.bump_generation();
 	ivs_->notify_vm2(VPCI_VEC_CONFIG);
 }
@@ -390,7 +392,7 @@ void backend::publish_call_peer()
 void backend::reset_call_peer()
 {
 	if (probe_fd_)
-		epoll_del(epoll_.get(), probe_fd_.get());
+		unwatch(probe_fd_.get());
 	probe_fd_.reset();
 	const bool had = call_peer_ || probe_peer_;
 	call_peer_ = 0;
@@ -434,12 +436,12 @@ void backend::wire_kick(unsigned q)
 	if (mode == VPCI_NOTIFY_RELAY) {
 		if (!w.relay_kick || !same_file(w.relay_kick.get(), v.kick.get())) {
 			if (w.relay_kick)
-				epoll_del(epoll_.get(), w.relay_kick.get());
+				unwatch(w.relay_kick.get());
 			w.relay_kick = dup_fd(v.kick.get(), "kick fd");
 			watch(w.relay_kick.get(), tag::kick);
 		}
 	} else if (w.relay_kick) {
-		epoll_del(epoll_.get(), w.relay_kick.get());
+		unwatch(w.relay_kick.get());
 		w.relay_kick.reset();
 	}
 	if (mode != w.kick)
@@ -493,33 +495,36 @@ void backend::sync_frontend_watch()
 		// spun the loop at 100% until the wait ended.  Back in, a hang-up
 		// or data that came meanwhile is reported (level-triggered).
 		vu_paused_ = fe_->busy();
-		if (vu_paused_) {
-			if (::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr) < 0)
-				throw_errno("epoll_ctl(DEL, vhost-user)");
-		} else {
-			watch(fd, tag::vu_client);
-		}
+		if (vu_paused_)
+			watches_.at(fd).pause();
+		else
+			watches_.at(fd).resume();
 	}
 }
 
 void backend::watch(int fd, tag t)
 {
-	epoll_add(epoll_.get(), fd, EPOLLIN,
-		  (static_cast<std::uint64_t>(t) << 32) | static_cast<std::uint32_t>(fd));
+	event_loop::error_callback on_error;
+	if (t == tag::ctl_listen || t == tag::vu_listen || t == tag::ivs_listen ||
+	    t == tag::dev_listen)
+		on_error = [this, fd](const std::exception &) { rest_listener(fd); };
+	// A number a closed fd left may be taken again: the new watch replaces
+	// the stale one (event_loop keeps the new fd in its set).
+	watches_.insert_or_assign(
+		fd, loop_.add(
+			    fd, EPOLLIN, [this, t, fd](std::uint32_t) { dispatch(t, fd); },
+			    std::move(on_error)));
+}
+
+void backend::unwatch(int fd)
+{
+	watches_.erase(fd);
 }
 
 void backend::handle_signals()
 {
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	if (sigprocmask(SIG_BLOCK, &set, nullptr) < 0)
-		throw_errno("sigprocmask(SIG_BLOCK, TERM|INT)");
-	sigfd_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
-	if (!sigfd_)
-		throw_errno("signalfd(TERM|INT)");
-	watch(sigfd_.get(), tag::signal);
+	signals_.emplace();
+	watch(signals_->fd(), tag::signal);
 }
 
 void backend::run()
@@ -530,75 +535,11 @@ void backend::run()
 
 void backend::run_once(int timeout_ms)
 {
-	epoll_event evs[16];
 	if (!ctl_more_.empty())
 		timeout_ms = 0; // requests already read wait for their turn
 	const std::set<int> more = ctl_more_;
 	ctl_served_.clear();
-	if (fe_) {
-		if (auto dl = fe_->deadline()) {
-			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-					    *dl - std::chrono::steady_clock::now())
-					    .count() + 1;
-			if (left < 0)
-				left = 0;
-			if (timeout_ms < 0 || left < timeout_ms)
-				timeout_ms = static_cast<int>(left);
-		}
-	}
-	if (probe_peer_) {
-		// The driver's probe ring is lost if it beat QEMU attaching the
-		// peer: raise the config vector again until it comes.
-		const auto now = std::chrono::steady_clock::now();
-		if (now >= probe_nudge_) {
-			probe_nudge_ = now + std::chrono::milliseconds(100);
-			ctrl_.bump_generation();
-			ivs_->notify_vm2(VPCI_VEC_CONFIG);
-		}
-		const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-					  probe_nudge_ - now)
-					  .count() + 1;
-		if (timeout_ms < 0 || left < timeout_ms)
-			timeout_ms = static_cast<int>(left);
-	}
-	if (!resting_.empty()) {
-		const auto now = std::chrono::steady_clock::now();
-		if (now >= rest_until_) {
-			for (auto [fd, t] : resting_)
-				watch(fd, t);
-			resting_.clear();
-		} else {
-			const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-						  rest_until_ - now)
-						  .count() + 1;
-			if (timeout_ms < 0 || left < timeout_ms)
-				timeout_ms = static_cast<int>(left);
-		}
-	}
-	int n = ::epoll_wait(epoll_.get(), evs, 16, timeout_ms);
-	if (n < 0) {
-		if (errno == EINTR)
-			return;
-		throw_errno("epoll_wait()");
-	}
-	for (int i = 0; i < n && !stopping_; i++) {
-		const auto t = static_cast<tag>(evs[i].data.u64 >> 32);
-		const int fd = static_cast<int>(evs[i].data.u64 & 0xffffffffu);
-		// One failing handler must not end the daemon both VMs depend
-		// on: log it, count it, and let a listener that cannot accept
-		// (EMFILE) rest instead of waking the loop without end.
-		try {
-			dispatch(t, fd);
-		} catch (const std::exception &e) {
-			handler_errors_++;
-			if (handler_errors_ <= 10 || handler_errors_ % 1000 == 0)
-				spdlog::error("event handler failed ({} so far): {}", handler_errors_,
-					      e.what());
-			if (t == tag::ctl_listen || t == tag::vu_listen || t == tag::ivs_listen ||
-			    t == tag::dev_listen)
-				rest_listener(fd, t);
-		}
-	}
+	loop_.run_once(timeout_ms);
 	// Clients whose budget ran out with whole requests left: their next
 	// share (the socket may have nothing new to wake them).
 	for (int fd : more) {
@@ -610,22 +551,50 @@ void backend::run_once(int timeout_ms)
 			handler_errors_++;
 			spdlog::error("control client fd {}: {}", fd, e.what());
 			ctl_more_.erase(fd);
+			unwatch(fd);
 			ctl_clients_.erase(fd);
 		}
 	}
 	if (fe_) {
 		fe_->check_timeout();
 		sync_frontend_watch();
+		// The session's next deadline wakes the loop; check_timeout()
+		// above runs after every wait.
+		if (auto dl = fe_->deadline())
+			fe_timer_.arm(*dl);
+		else
+			fe_timer_.disarm();
 	}
 	rewire();
 }
 
-void backend::rest_listener(int fd, tag t)
+void backend::rest_listener(int fd)
 {
-	if (::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr) < 0)
+	auto it = watches_.find(fd);
+	if (it == watches_.end() || it->second.paused())
 		return; // not watched (any more): nothing would wake us
-	resting_.emplace_back(fd, t);
-	rest_until_ = std::chrono::steady_clock::now() + listener_rest;
+	it->second.pause();
+	resting_.push_back(fd);
+	rest_timer_.arm(std::chrono::steady_clock::now() + listener_rest);
+}
+
+void backend::end_rest()
+{
+	for (int fd : resting_)
+		if (auto it = watches_.find(fd); it != watches_.end())
+			it->second.resume();
+	resting_.clear();
+}
+
+void backend::nudge_probe()
+{
+	// The driver's probe ring is lost if it beat QEMU attaching the peer:
+	// raise the config vector again until it comes.
+	if (!probe_peer_)
+		return;
+	probe_timer_.arm(std::chrono::steady_clock::now() + probe_nudge_every);
+	ctrl_.bump_generation();
+	ivs_->notify_vm2(VPCI_VEC_CONFIG);
 }
 
 void backend::dispatch(tag t, int fd)
@@ -699,14 +668,12 @@ void backend::dispatch(tag t, int fd)
 	case tag::call_probe:
 		on_call_probe();
 		break;
-	case tag::signal: {
-		signalfd_siginfo si;
-		if (::read(sigfd_.get(), &si, sizeof(si)) == sizeof(si)) {
-			spdlog::info("received {}, shutting down", strsignal(static_cast<int>(si.ssi_signo)));
+	case tag::signal:
+		if (auto sig = signals_->take()) {
+			spdlog::info("received {}, shutting down", strsignal(*sig));
 			stopping_ = true;
 		}
 		break;
-	}
 	}
 }
 
@@ -784,7 +751,7 @@ nlohmann::json backend::status() const
 		{"file_size", shm_.file_size()},
 		{"peer_mem_size", shm_.ram_size()},
 		{"cpu_seconds", cpu_seconds()},
-		{"handler_errors", handler_errors_},
+		{"handler_errors", handler_errors_ + loop_.errors()},
 		{"notify",
 		 {{"own_vectors_sent", dev_ ? dev_->num_vectors() : ivs_->own_vectors_sent()},
 		  {"peer_reannouncements", dev_ ? 0 : ivs_->peer_reannouncements()},
@@ -850,7 +817,8 @@ void backend::on_ctl_client(int fd)
 		break;
 	case control_conn::state::closed:
 		spdlog::debug("control: client fd {} closed", fd);
-		ctl_clients_.erase(it); // closing removes it from epoll
+		unwatch(fd); // before the fd closes: its number may come back
+		ctl_clients_.erase(it);
 		break;
 	}
 }

@@ -30,6 +30,7 @@
 #include "control_area.hpp"
 #include "control_conn.hpp"
 #include "device_server.hpp"
+#include "event_loop.hpp"
 #include "fd.hpp"
 #include "vm1_session.hpp"
 #include "ivshmem_server.hpp"
@@ -128,6 +129,7 @@ private:
 	};
 
 	void watch(int fd, tag t);
+	void unwatch(int fd);
 	void dispatch(tag t, int fd);
 	void on_config_doorbell();
 	void on_ctl_client(int fd);
@@ -171,18 +173,21 @@ private:
 	std::set<int> ctl_more_;
 	/** Clients served in this turn of run_once() (one share each). */
 	std::set<int> ctl_served_;
-	unique_fd epoll_;
-	unique_fd sigfd_;
+	/** Handles into it (watches_, the timers) are members declared after it. */
+	event_loop loop_;
+	std::optional<signal_set> signals_;
 	driver_state last_driver_;
 	std::optional<unix_listener> vu_listener_;
 	std::unique_ptr<vm1_session> fe_;
 	int vu_watched_fd_ = -1;
 	bool vu_paused_ = false;
-	/** Listeners out of epoll after a failed accept, back at rest_until_. */
-	std::vector<std::pair<int, tag>> resting_;
-	std::chrono::steady_clock::time_point rest_until_{};
+	/** Listeners paused after a failed accept, resumed by rest_timer_. */
+	std::vector<int> resting_;
+	/** Control-client failures outside the loop's callbacks (loop_.errors() has those). */
 	std::uint64_t handler_errors_ = 0;
-	void rest_listener(int fd, tag t);
+	void rest_listener(int fd);
+	void end_rest();
+	void nudge_probe();
 	/** Notification wiring of one queue, as last evaluated. */
 	struct queue_wiring {
 		/** vring::kick_seq / call_seq evaluated (~0: never). */
@@ -217,13 +222,19 @@ private:
 	unique_fd probe_fd_;
 	/** vring::call_seq per queue that probe_peer_'s vectors carry. */
 	std::array<std::uint64_t, VPCI_MAX_QUEUES> probe_seq_{};
-	/** When to raise VM2's config vector again while the probe waits. */
-	std::chrono::steady_clock::time_point probe_nudge_;
+
 	/** ivshmem epoch call_peer_ belongs to. */
 	std::uint64_t call_epoch_ = 0;
 	/** Since when peer 0's re-announcement waits for a message burst. */
 	std::optional<std::chrono::steady_clock::time_point> holding_since_;
 	bool stopping_ = false;
+	/** Last, so they go first: every fd the loop watches, by number. */
+	std::map<int, event_loop::watch> watches_;
+	event_loop::timer rest_timer_ = loop_.add_timer([this] { end_rest(); });
+	/** Raises VM2's config vector again while the probe waits. */
+	event_loop::timer probe_timer_ = loop_.add_timer([this] { nudge_probe(); });
+	/** The VM1 session's next deadline (vm1_session::deadline()). */
+	event_loop::timer fe_timer_ = loop_.add_timer([] {});
 };
 
 } // namespace vpci

@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+// The base library's event loop (lib/base/event_loop.hpp): handles, timers,
+// isolation of a failing callback, signals as an fd.
+#include <chrono>
+#include <csignal>
+#include <stdexcept>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "event_loop.hpp"
+#include "fd.hpp"
+
+using namespace vpci;
+using namespace std::chrono_literals;
+
+namespace {
+
+TEST(EventLoop, WatchFiresUntilItsHandleGoes)
+{
+	event_loop loop;
+	unique_fd ev = make_eventfd();
+	int fired = 0;
+	{
+		event_loop::watch w = loop.add(ev.get(), EPOLLIN, [&](std::uint32_t) {
+			fired++;
+			(void)eventfd_consume(ev.get());
+		});
+		eventfd_signal(ev.get());
+		EXPECT_EQ(loop.run_once(100), 1u);
+		EXPECT_EQ(fired, 1);
+	}
+	eventfd_signal(ev.get());
+	EXPECT_EQ(loop.run_once(20), 0u) << "a dropped handle still fired";
+	EXPECT_EQ(fired, 1);
+}
+
+// A peer's hang-up on a paused socket must not wake the loop (an empty
+// epoll mask would report EPOLLHUP on every wait and spin).
+TEST(EventLoop, PausedSocketDoesNotSpinOnHangUp)
+{
+	event_loop loop;
+	int sv[2];
+	ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	unique_fd mine(sv[0]), peer(sv[1]);
+	int fired = 0;
+	event_loop::watch w = loop.add(mine.get(), EPOLLIN, [&](std::uint32_t) { fired++; });
+	w.pause();
+	peer.reset();
+	const auto t0 = std::chrono::steady_clock::now();
+	EXPECT_EQ(loop.run_once(50), 0u);
+	EXPECT_GE(std::chrono::steady_clock::now() - t0, 45ms) << "woken while paused";
+	EXPECT_EQ(fired, 0);
+	w.resume(); // what came meanwhile is reported
+	EXPECT_EQ(loop.run_once(100), 1u);
+	EXPECT_EQ(fired, 1);
+}
+
+TEST(EventLoop, FailingCallbackIsCountedAndIsolated)
+{
+	event_loop loop;
+	unique_fd a = make_eventfd(), b = make_eventfd();
+	int b_fired = 0, a_errors = 0;
+	event_loop::watch wa = loop.add(
+		a.get(), EPOLLIN, [](std::uint32_t) { throw std::runtime_error("accept4: EMFILE"); },
+		[&](const std::exception &e) {
+			a_errors++;
+			EXPECT_STREQ(e.what(), "accept4: EMFILE");
+		});
+	event_loop::watch wb = loop.add(b.get(), EPOLLIN, [&](std::uint32_t) {
+		b_fired++;
+		(void)eventfd_consume(b.get());
+	});
+	eventfd_signal(a.get());
+	eventfd_signal(b.get());
+	EXPECT_EQ(loop.run_once(100), 2u);
+	EXPECT_EQ(loop.errors(), 1u);
+	EXPECT_EQ(a_errors, 1);
+	EXPECT_EQ(b_fired, 1) << "the other handler did not run";
+}
+
+TEST(EventLoop, TimersFireOnceAtTheirDeadlineAndShortenTheWait)
+{
+	event_loop loop;
+	int fired = 0;
+	event_loop::timer t = loop.add_timer([&] { fired++; });
+	EXPECT_FALSE(t.armed());
+	const auto t0 = std::chrono::steady_clock::now();
+	t.arm(t0 + 30ms);
+	EXPECT_EQ(loop.run_once(5000), 1u);
+	const auto took = std::chrono::steady_clock::now() - t0;
+	EXPECT_GE(took, 30ms);
+	EXPECT_LT(took, 2s) << "the timer did not shorten the wait";
+	EXPECT_EQ(fired, 1);
+	EXPECT_FALSE(t.armed()) << "one shot";
+	EXPECT_EQ(loop.run_once(20), 0u);
+	t.arm(std::chrono::steady_clock::now());
+	t.disarm();
+	EXPECT_EQ(loop.run_once(20), 0u);
+	EXPECT_EQ(fired, 1);
+}
+
+// A closed fd's number taken by a new fd another handle watches: dropping
+// the old handle must not take the new fd out of the set.
+TEST(EventLoop, ReusedFdNumberKeepsTheNewerWatch)
+{
+	event_loop loop;
+	unique_fd first = make_eventfd();
+	const int n = first.get();
+	int old_fired = 0, new_fired = 0;
+	event_loop::watch old_w =
+		loop.add(n, EPOLLIN, [&](std::uint32_t) { old_fired++; });
+	first.reset();
+	unique_fd second = make_eventfd();
+	ASSERT_EQ(second.get(), n) << "the number was not reused (test premise)";
+	event_loop::watch new_w = loop.add(n, EPOLLIN, [&](std::uint32_t) {
+		new_fired++;
+		(void)eventfd_consume(second.get());
+	});
+	old_w.reset();
+	eventfd_signal(second.get());
+	EXPECT_EQ(loop.run_once(100), 1u);
+	EXPECT_EQ(new_fired, 1);
+	EXPECT_EQ(old_fired, 0);
+}
+
+TEST(SignalSet, SignalsArriveAsAnFdAndTheMaskFollowsTheShutdown)
+{
+	sigset_t before;
+	ASSERT_EQ(pthread_sigmask(SIG_SETMASK, nullptr, &before), 0);
+	ASSERT_FALSE(sigismember(&before, SIGUSR2));
+	{
+		signal_set s({SIGUSR2});
+		EXPECT_FALSE(s.take());
+		ASSERT_EQ(::raise(SIGUSR2), 0); // blocked: pending, not delivered
+		auto sig = s.wait(1000);
+		ASSERT_TRUE(sig);
+		EXPECT_EQ(*sig, SIGUSR2);
+	}
+	// One was taken: the process is shutting down on it, a second stays
+	// blocked rather than kill it halfway.
+	sigset_t after;
+	ASSERT_EQ(pthread_sigmask(SIG_SETMASK, nullptr, &after), 0);
+	EXPECT_TRUE(sigismember(&after, SIGUSR2));
+	ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &before, nullptr), 0);
+	{
+		signal_set s({SIGUSR2}); // none taken: the mask comes back
+	}
+	ASSERT_EQ(pthread_sigmask(SIG_SETMASK, nullptr, &after), 0);
+	EXPECT_FALSE(sigismember(&after, SIGUSR2));
+}
+
+} // namespace
