@@ -761,12 +761,8 @@ nlohmann::json backend::status() const
 	};
 	if (fe_) {
 		r["frontend"] = fe_->status();
-		const iotlb_counters &c = fe_->counters();
-		r["iotlb"] = {{"updates", c.updates},	     {"invalidations", c.invalidations},
-			      {"acks", c.acks},		     {"misses_sent", c.misses_sent},
-			      {"timeouts", c.timeouts},	     {"rejected", c.rejected},
-			      {"to_driver", c.to_driver},     {"deferred", c.deferred},
-			      {"shadow_entries", fe_->shadow().size()}};
+		r["iotlb"] = fe_->counters();
+		r["iotlb"]["shadow_entries"] = fe_->shadow().size();
 	}
 	if (dev_) {
 		const device_server_stats &st = dev_->stats();
@@ -777,22 +773,17 @@ nlohmann::json backend::status() const
 		for (const file_window &w : dev_->windows()) {
 			mapped += w.size;
 			if (list.size() < status_windows)
-				list.push_back({{"offset", w.offset}, {"size", w.size}, {"perm", w.perm}});
+				list.push_back(w);
 		}
-		r["device"] = {{"connected", dev_->client_connected()},
-			       {"ready", dev_->ready()},
-			       {"windows", dev_->windows().size()},
-			       {"window_list", std::move(list)},
-			       {"mapped_bytes", mapped},
-			       {"max_windows", dev_->max_windows()},
-			       {"maps", st.maps},
-			       {"unmaps", st.unmaps},
-			       {"errors", st.errors},
-			       {"connects", st.connects},
-			       {"outstanding", dev_->outstanding()},
-			       {"last_map_us", st.last_map_us},
-			       {"last_unmap_us", st.last_unmap_us},
-			       {"max_unmap_us", st.max_unmap_us}};
+		nlohmann::json dj = st; // maps, unmaps, errors, connects, the latencies
+		dj.update({{"connected", dev_->client_connected()},
+			   {"ready", dev_->ready()},
+			   {"windows", dev_->windows().size()},
+			   {"window_list", std::move(list)},
+			   {"mapped_bytes", mapped},
+			   {"max_windows", dev_->max_windows()},
+			   {"outstanding", dev_->outstanding()}});
+		r["device"] = std::move(dj);
 	}
 	return r;
 }

@@ -11,9 +11,22 @@
 
 namespace vpci {
 
+namespace {
+/** A reply that is not a status: {"ok": true} or {"ok": false, "error": "..."}. */
+struct control_ack {
+	bool ok = true;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(control_ack, ok)
+struct control_failure {
+	bool ok = false;
+	std::string error;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(control_failure, ok, error)
+} // namespace
+
 std::string control_error(const std::string &msg)
 {
-	return nlohmann::json{{"ok", false}, {"error", msg}}.dump();
+	return nlohmann::json(control_failure{false, msg}).dump();
 }
 
 std::string control_request(const std::string &line, control_target &t)
@@ -36,7 +49,7 @@ std::string control_request(const std::string &line, control_target &t)
 		    (*st != "up" && *st != "down"))
 			return control_error("link: field 'state' must be \"up\" or \"down\"");
 		t.set_link(*st == "up");
-		return nlohmann::json{{"ok", true}}.dump();
+		return nlohmann::json(control_ack{}).dump();
 	}
 	return control_error("unknown command '" + name + "'");
 }

@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "fd.hpp"
 
 namespace vpci {
@@ -33,6 +35,7 @@ struct file_window {
 	std::uint8_t perm = 0;
 	bool operator==(const file_window &) const = default;
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(file_window, offset, size, perm)
 
 /**
  * Disjoint, sorted, page-aligned windows covering @p ranges (each widened to
@@ -54,6 +57,8 @@ struct device_server_stats {
 	/** Microseconds from sending to the reply, last and worst. */
 	std::uint64_t last_map_us = 0, last_unmap_us = 0, max_unmap_us = 0;
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(device_server_stats, maps, unmaps, errors, connects,
+				   last_map_us, last_unmap_us, max_unmap_us)
 
 class device_server {
 public:

@@ -100,6 +100,8 @@ struct iotlb_counters {
 	/** Updates the b2d ring had no room for: in the shadow, posted by the paced replay. */
 	std::uint64_t deferred = 0;
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(iotlb_counters, updates, invalidations, acks, misses_sent,
+				   timeouts, rejected, to_driver, deferred)
 
 /** VM1's virtio-net device as the daemon serves it, on the one vhost-user session. */
 class vm1_session : private vu::device_iface {
