@@ -26,7 +26,9 @@
 #include <cstdint>
 #include <cstring>
 #include <iostream>
+#include <charconv>
 #include <optional>
+#include <string_view>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -142,14 +144,27 @@ verdict check(const pattern &pat, const std::uint8_t *buf, std::size_t n, std::u
 	return verdict::ok;
 }
 
+/** @p s as a whole decimal number, or nullopt. */
+std::optional<std::size_t> parse_number(std::string_view s)
+{
+	std::size_t v = 0;
+	const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+	if (ec != std::errc() || end != s.data() + s.size() || s.empty())
+		return std::nullopt;
+	return v;
+}
+
 sockaddr_in parse_addr(const std::string &s)
 {
 	auto colon = s.rfind(':');
 	if (colon == std::string::npos)
 		throw std::invalid_argument("address must be IPV4:PORT: " + s);
+	const auto port = parse_number(std::string_view(s).substr(colon + 1));
+	if (!port || *port < 1 || *port > 65535)
+		throw std::invalid_argument("port must be 1..65535: " + s.substr(colon + 1));
 	sockaddr_in a{};
 	a.sin_family = AF_INET;
-	a.sin_port = htons(static_cast<std::uint16_t>(std::stoul(s.substr(colon + 1))));
+	a.sin_port = htons(static_cast<std::uint16_t>(*port));
 	if (inet_pton(AF_INET, s.substr(0, colon).c_str(), &a.sin_addr) != 1)
 		throw std::invalid_argument("not an IPv4 address: " + s.substr(0, colon));
 	return a;
@@ -521,12 +536,31 @@ int do_rtt(const std::string &to, std::uint64_t count, std::size_t size, double 
 
 std::pair<std::size_t, std::size_t> parse_size(const std::string &size)
 {
-	auto dash = size.find('-');
-	std::size_t lo = std::stoul(size.substr(0, dash));
-	std::size_t hi = dash == std::string::npos ? lo : std::stoul(size.substr(dash + 1));
-	if (lo < kHdr || hi < lo || hi > kMaxDatagram)
-		throw std::invalid_argument("--size must be within 24..65507 and MIN <= MAX");
-	return {lo, hi};
+	const auto dash = size.find('-');
+	const auto lo = parse_number(std::string_view(size).substr(0, dash));
+	const auto hi = dash == std::string::npos
+				? lo
+				: parse_number(std::string_view(size).substr(dash + 1));
+	if (!lo || !hi)
+		throw std::invalid_argument("size must be N or MIN-MAX: " + size);
+	if (*lo < kHdr || *hi < *lo || *hi > kMaxDatagram)
+		throw std::invalid_argument("size must be within 24..65507 and MIN <= MAX: " + size);
+	return {*lo, *hi};
+}
+
+/** A CLI11 check from a parser that throws: its message is the error. */
+template <typename F> CLI::Validator checked_by(F parse, const char *what)
+{
+	return CLI::Validator(
+		[parse](std::string &v) -> std::string {
+			try {
+				(void)parse(v);
+				return {};
+			} catch (const std::exception &e) {
+				return e.what();
+			}
+		},
+		what);
 }
 
 } // namespace
@@ -544,11 +578,14 @@ int main(int argc, char **argv)
 	bool json = false;
 
 	auto *send = app.add_subcommand("send", "send COUNT datagrams (or for --seconds) to --to");
-	send->add_option("--to", so.to, "receiver IPV4:PORT")->required();
+	const CLI::Validator addr = checked_by(parse_addr, "IPV4:PORT");
+	const CLI::Validator sizes = checked_by(parse_size, "N or MIN-MAX");
+	send->add_option("--to", so.to, "receiver IPV4:PORT")->required()->check(addr);
 	send->add_option("-n,--count", count, "datagrams (with --seconds: no limit unless given)")
 		->capture_default_str();
 	send->add_option("--size", size, "UDP payload bytes: N or MIN-MAX (>= 24, <= 65507)")
-		->capture_default_str();
+		->capture_default_str()
+		->check(sizes);
 	send->add_option("--rate", so.rate, "datagrams per second, 0 = as fast as possible")
 		->check(CLI::NonNegativeNumber);
 	send->add_option("--seconds", seconds, "stop after this long (0 = after COUNT)")
@@ -558,7 +595,7 @@ int main(int argc, char **argv)
 		->capture_default_str();
 
 	auto *recv = app.add_subcommand("recv", "receive and validate COUNT datagrams");
-	recv->add_option("--bind", bind_to, "local IPV4:PORT")->required();
+	recv->add_option("--bind", bind_to, "local IPV4:PORT")->required()->check(addr);
 	recv->add_option("-n,--count", count,
 			 "datagrams expected; 0 = open-ended, ends after --idle (default 1 s) of silence")
 		->capture_default_str();
@@ -568,7 +605,7 @@ int main(int argc, char **argv)
 	recv->add_flag("--json", json, "print the summary as JSON");
 
 	auto *echo = app.add_subcommand("echo", "send every datagram back to its source");
-	echo->add_option("--bind", bind_to, "local IPV4:PORT")->required();
+	echo->add_option("--bind", bind_to, "local IPV4:PORT")->required()->check(addr);
 	echo->add_option("-n,--count", count, "stop after this many (0 = no limit)")
 		->capture_default_str();
 	echo->add_option("--timeout", timeout_s, "seconds in all")->capture_default_str();
@@ -577,9 +614,11 @@ int main(int argc, char **argv)
 
 	auto *rtt = app.add_subcommand("rtt", "round trips against an echo, one in flight; "
 					      "JSON with min/p50/p99/max in microseconds");
-	rtt->add_option("--to", so.to, "echo IPV4:PORT")->required();
+	rtt->add_option("--to", so.to, "echo IPV4:PORT")->required()->check(addr);
 	rtt->add_option("-n,--count", count, "round trips measured")->capture_default_str();
-	rtt->add_option("--size", size, "UDP payload bytes (>= 24)")->capture_default_str();
+	rtt->add_option("--size", size, "UDP payload bytes (>= 24)")
+		->capture_default_str()
+		->check(sizes);
 	rtt->add_option("--wait-ms", wait_ms, "give a datagram up as lost after this long")
 		->check(CLI::PositiveNumber)
 		->capture_default_str();
