@@ -777,6 +777,13 @@ int vpci_poll(struct napi_struct *napi, int budget)
 		if (work && live)
 			vpci_signal(q);
 		more = work == budget;
+		/*
+		 * Every chain taken: no miss is waited for any more (one on the
+		 * avail ring was served).  A stale miss_pending would keep kicks
+		 * off, the queue then moving only when retry_work polls it.
+		 */
+		if (live && !q->pub_stalled && avail == q->vr.last_avail)
+			q->miss_pending = false;
 	} else if (go) {
 		/*
 		 * avail ring untranslated (wait for the miss, up to the miss

@@ -243,7 +243,8 @@ static bool vpci_map_rings(struct vpci_dev *vdev)
 			if (!err)
 				continue;
 			mapped = false;
-			if (vdev->rings_mapped & BIT(q))
+			/* An eviction is no fault, and may come at every pass. */
+			if ((vdev->rings_mapped & BIT(q)) && net_ratelimit())
 				netdev_warn(vdev->netdev,
 					    "queue %u: ring part %u no longer translates at %#llx (%d)\n",
 					    q, part, iova, err);

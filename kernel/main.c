@@ -35,6 +35,11 @@ module_param(miss_timeout_ms, uint, 0444);
 MODULE_PARM_DESC(miss_timeout_ms,
 		 "Milliseconds an IOTLB miss may stay unanswered before the access is a fault (10..60000, default 2000)");
 
+static unsigned int iotlb_entries = VPCI_IOTLB_MAX;
+module_param(iotlb_entries, uint, 0444);
+MODULE_PARM_DESC(iotlb_entries,
+		 "Translations the private IOTLB holds before it evicts round robin (16..65536, default 65536)");
+
 /* Map the control area, copy its header out once and validate the copy. */
 static int vpci_map_ctrl(struct vpci_dev *vdev)
 {
@@ -420,7 +425,7 @@ static int vpci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	if (err)
 		return err;
 
-	err = vpci_iotlb_init(&vdev->iotlb, VPCI_IOTLB_MAX,
+	err = vpci_iotlb_init(&vdev->iotlb, iotlb_entries,
 			      le64_to_cpu(vdev->hdr.peer_mem_size));
 	if (err)
 		return err;
@@ -583,6 +588,11 @@ static int __init vpci_init(void)
 		pr_err("miss_timeout_ms=%u out of range [%u, %u]\n",
 		       miss_timeout_ms, VPCI_MISS_TIMEOUT_MS_MIN,
 		       VPCI_MISS_TIMEOUT_MS_MAX);
+		return -EINVAL;
+	}
+	if (iotlb_entries < VPCI_IOTLB_MIN || iotlb_entries > VPCI_IOTLB_MAX) {
+		pr_err("iotlb_entries=%u out of range [%u, %u]\n", iotlb_entries,
+		       VPCI_IOTLB_MIN, VPCI_IOTLB_MAX);
 		return -EINVAL;
 	}
 	err = vpci_cpuhp_init();

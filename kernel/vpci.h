@@ -30,8 +30,13 @@
 #define IVSHMEM_REG_DOORBELL	0x0c
 #define IVSHMEM_BAR0_SIZE	0x100
 
-/* Most translations the private IOTLB holds (24 bytes each + slack) */
+/*
+ * Translations the private IOTLB holds (24 bytes each + slack): the module
+ * parameter iotlb_entries in [VPCI_IOTLB_MIN, VPCI_IOTLB_MAX], the most by
+ * default.  A full table evicts an entry round robin.
+ */
 #define VPCI_IOTLB_MAX		65536
+#define VPCI_IOTLB_MIN		16
 
 /* A miss unanswered this long turns the chain into a fault (miss_timeout_ms) */
 #define VPCI_MISS_TIMEOUT_MS_DEFAULT	2000

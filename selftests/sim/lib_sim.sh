@@ -5,12 +5,13 @@
 # the runner ("host [timeout=N] [bg NAME] vpci-sim ...", "host wait NAME").
 # Sourced after lib.sh.
 
-# sim_setup: load the driver, bring the interface up without any traffic of
-# its own (no IPv6, no address) and reflect every frame from VM1 back to it
-# (ingress -> egress of the same device).  Sets $ifname.
+# sim_setup [PARAM=VALUE...]: load the driver (with these module
+# parameters), bring the interface up without any traffic of its own (no
+# IPv6, no address) and reflect every frame from VM1 back to it (ingress ->
+# egress of the same device).  Sets $ifname.
 sim_setup()
 {
-	insmod "$VPCI_KO" || return 1
+	insmod "$VPCI_KO" "$@" || return 1
 	local dev
 	dev=$(basename "$(readlink -f "$VPCI_DRV"/0000:* | head -n1)")
 	ifname=$(netdev_of "$dev")
