@@ -227,4 +227,28 @@ TYPED_TEST(SessionTest, DirtyLoggingRefused)
 	EXPECT_EQ(this->ask(vu::request::set_vring_num, vu::vring_state{0, 256}), 0u);
 }
 
+// The blocking reader the simulator and the tests use (vu::recv_raw()): a
+// reset in the middle of a message is the reset, errno and all, not a
+// "truncated" message.
+TEST(VhostUserReader, ResetMidMessageKeepsItsErrno)
+{
+	int sv[2];
+	ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	unique_fd reader(sv[0]), writer(sv[1]);
+	// Unread data in the writer's queue makes its close a reset for us.
+	const char unread = 'x';
+	ASSERT_EQ(::send(reader.get(), &unread, 1, 0), 1);
+	const std::uint32_t half_header = 1; // 4 of the header's 12 bytes
+	ASSERT_EQ(::send(writer.get(), &half_header, sizeof(half_header), 0), 4);
+	writer.reset();
+	try {
+		(void)vu::recv_raw(reader.get(), 1000);
+		ADD_FAILURE() << "no error";
+	} catch (const std::system_error &e) {
+		EXPECT_EQ(e.code().value(), ECONNRESET) << e.what();
+	} catch (const std::exception &e) {
+		ADD_FAILURE() << "errno lost: " << e.what();
+	}
+}
+
 } // namespace

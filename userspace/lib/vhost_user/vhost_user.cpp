@@ -229,7 +229,11 @@ std::variant<message, parse_error> parse(std::uint32_t req, std::uint32_t flags,
 
 namespace {
 
-/** Read exactly @p len bytes, waiting up to @p timeout_ms for each chunk. */
+/**
+ * Read exactly @p len bytes, waiting up to @p timeout_ms for each chunk.
+ * False at EOF or when a chunk does not come in time; a failing recv() or
+ * poll() throws with its errno (ECONNRESET is not a "truncated" message).
+ */
 bool read_full(int fd, void *buf, std::size_t len, int timeout_ms)
 {
 	auto *p = static_cast<std::uint8_t *>(buf);
@@ -245,9 +249,12 @@ bool read_full(int fd, void *buf, std::size_t len, int timeout_ms)
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN)
-			return false;
+			throw_errno("recv(vhost-user)");
 		pollfd pfd{fd, POLLIN, 0};
-		if (::poll(&pfd, 1, timeout_ms) <= 0)
+		const int r = ::poll(&pfd, 1, timeout_ms);
+		if (r < 0 && errno != EINTR)
+			throw_errno("poll(vhost-user)");
+		if (r == 0)
 			return false;
 	}
 	return true;
@@ -519,7 +526,7 @@ std::optional<raw_message> recv_raw(int sock, int timeout_ms)
 	// The front-end's own blocking client (simulator, tests) may wait.
 	if (static_cast<std::size_t>(n) < header_size &&
 	    !read_full(sock, reinterpret_cast<std::uint8_t *>(hdr) + n, header_size - n, 1000))
-		throw std::runtime_error("vhost-user: truncated header");
+		throw std::runtime_error("vhost-user: truncated header (EOF or no more in 1 s)");
 	const std::uint32_t size = hdr[2];
 	raw_message m;
 	m.req = hdr[0];
@@ -530,8 +537,9 @@ std::optional<raw_message> recv_raw(int sock, int timeout_ms)
 						     request_name(m.req), size));
 	m.payload.resize(size);
 	if (size && !read_full(sock, m.payload.data(), size, 1000))
-		throw std::runtime_error(fmt::format("vhost-user: truncated {} payload",
-						     request_name(m.req)));
+		throw std::runtime_error(fmt::format(
+			"vhost-user: truncated {} payload (EOF or no more in 1 s)",
+			request_name(m.req)));
 	// Read whole first, so that the stream stays in step; the fds that did
 	// arrive close with m.
 	if (ctrunc)
