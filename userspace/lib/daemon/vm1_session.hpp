@@ -107,6 +107,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(iotlb_counters, updates, invalidations, acks,
 class vm1_session : private vu::device_iface {
 public:
 	vm1_session(control_area &ctrl, vm1_session_events &ev, const vm1_session_config &cfg);
+	/** It holds references and is its session's device: neither copied nor moved. */
+	vm1_session(const vm1_session &) = delete;
+	vm1_session &operator=(const vm1_session &) = delete;
 
 	/** Take @p sock as the front-end connection; false if one is connected. */
 	bool attach(unique_fd sock);
