@@ -2,6 +2,7 @@
 // The peer simulator's ring, IOMMU, traffic and fault logic, checked by a
 // fake device that is the test's own code reading the same memory through
 // the emulated IOMMU; and the front-end against the in-process backend.
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <map>
@@ -17,12 +18,14 @@
 #include "abi.hpp"
 #include "net_csum.hpp"
 #include "backend.hpp"
+#include "sim_cli.hpp"
 #include "sim_frontend.hpp"
 #include "sim_iommu.hpp"
 #include "sim_traffic.hpp"
 #include "sim_vm1.hpp"
 #include "sim_vring.hpp"
 #include "test_util.hpp"
+#include "vhost_user_session.hpp"
 
 using namespace vpci;
 using namespace vpci::sim;
@@ -419,6 +422,31 @@ TEST(SimTraffic, ValidatorCountsLossReorderDuplicates)
 	}
 }
 
+TEST(SimTraffic, EachPairIsItsOwnFlow)
+{
+	auto frame = [](std::uint64_t seq) {
+		std::vector<std::uint8_t> f(60);
+		build_frame(f, seq, now_ns());
+		return f;
+	};
+	EXPECT_EQ(pair_seq(0, 7), 7u) << "pair 0 sends what one pair always sent";
+	EXPECT_EQ(frame_pair(frame(pair_seq(2, 5))), 2);
+	EXPECT_EQ(frame_pair(frame(5)), 0);
+	std::vector<std::uint8_t> junk(60, 0xab);
+	EXPECT_EQ(frame_pair(junk), -1);
+	rx_validator two(10, 2), zero(10);
+	for (std::uint64_t s : {0, 1, 2})
+		two.on_frame(frame(pair_seq(2, s)), now_ns());
+	two.on_frame(frame(pair_seq(1, 3)), now_ns());
+	EXPECT_EQ(two.unique, 3u);
+	EXPECT_EQ(two.out_of_range, 1u) << "another pair's frame is not this flow's";
+	EXPECT_EQ(two.reordered, 0u);
+	EXPECT_EQ(two.lost(3), 0u);
+	zero.on_frame(frame(pair_seq(2, 0)), now_ns());
+	EXPECT_EQ(zero.out_of_range, 1u);
+	EXPECT_EQ(zero.unique, 0u);
+}
+
 // ---------------------------------------------------------------- VM1 + faults
 
 struct recording_port : iotlb_port {
@@ -586,16 +614,18 @@ TEST(SimFaults, TableIsCompleteAndUnknownRejected)
 
 // ---------------------------------------------------------------- front-end vs backend
 
-class SimFrontendBackend : public ::testing::Test {
+/** The in-process backend wired with @p Pairs queue pairs (--queues) over @p RamMiB. */
+template <std::uint16_t Pairs, std::uint64_t RamMiB> class frontend_backend : public ::testing::Test {
 protected:
 	static backend_config config(const test::temp_dir &d)
 	{
 		backend_config c;
 		c.ivshmem_socket = d.path("ivs.sock");
 		c.mem_file = d.path("mem");
-		c.ram_size = 4 << 20;
+		c.ram_size = RamMiB << 20;
 		c.vhost_user_socket = d.path("vu.sock");
 		c.inval_timeout_ms = 500;
+		c.ctrl.max_queue_pairs = Pairs;
 		return c;
 	}
 	void SetUp() override
@@ -623,6 +653,10 @@ protected:
 	std::atomic<bool> stop_{false};
 	std::thread loop_;
 };
+
+class SimFrontendBackend : public frontend_backend<1, 4> {};
+/** vpci-backend --queues 4. */
+class SimFrontendBackendMq : public frontend_backend<4, 8> {};
 
 TEST_F(SimFrontendBackend, NegotiatesSetsUpRingsAndServesMisses)
 {
@@ -725,6 +759,338 @@ TEST_F(SimFrontendBackend, RefusalIsAnErrorNamingTheRequest)
 			<< e.what();
 	}
 	EXPECT_THROW(vu_frontend::connect(dir_.path("nope.sock"), 50), std::system_error);
+}
+
+// ---------------------------------------------------------------- queue pairs
+
+static_assert(max_queue_pairs == VPCI_MAX_QUEUE_PAIRS,
+	      "vpci-sim offers as many pairs as the control area describes");
+static_assert(2 * max_queue_pairs <= vu::max_rings);
+
+/** vpci-sim's command line as the tool parses it. */
+struct cli_parse {
+	CLI::App app{"vpci-sim"};
+	cli_options o;
+	cli_parse() { add_cli_options(app, o); }
+	/** Parse and finish; "" or the CLI11 error's message. */
+	std::string operator()(std::vector<std::string> args)
+	{
+		std::reverse(args.begin(), args.end());
+		try {
+			app.parse(args);
+			finish_cli_options(o);
+		} catch (const CLI::Error &e) {
+			return e.what();
+		}
+		return "";
+	}
+};
+
+TEST(SimCli, QueuePairsDefaultToOne)
+{
+	cli_parse p;
+	EXPECT_EQ(p({"-s", "x"}), "");
+	EXPECT_EQ(p.o.run.queue_pairs, 1u);
+	EXPECT_EQ(p.o.run.fault_pair, 0u);
+	cli_parse q;
+	EXPECT_EQ(q({"-s", "x", "--queue-pairs", "4", "--fault", "avail-jump", "--fault-pair", "2"}),
+		  "");
+	EXPECT_EQ(q.o.run.queue_pairs, 4u);
+	EXPECT_EQ(q.o.run.fault_pair, 2u);
+	EXPECT_EQ(q.o.run.fault, "avail-jump");
+	cli_parse r;
+	EXPECT_EQ(r({"-s", "x", "--queue-pairs", "8", "--ring-size", "128"}), "")
+		<< "8 pairs of 128 fit 16 MiB";
+}
+
+TEST(SimCli, QueuePairOptionsAreChecked)
+{
+	auto has = [](const std::string &msg, const std::string &part) {
+		return msg.find(part) != std::string::npos;
+	};
+	for (const char *n : {"0", "9", "-1", "two"}) {
+		const std::string e = cli_parse()({"-s", "x", "--queue-pairs", n});
+		EXPECT_TRUE(has(e, "--queue-pairs")) << n << ": " << e;
+	}
+	std::string e = cli_parse()({"-s", "x", "--queue-pairs", "2", "--fault-pair", "1"});
+	EXPECT_TRUE(has(e, "--fault-pair") && has(e, "--fault")) << "needs --fault: " << e;
+	e = cli_parse()({"-s", "x", "--queue-pairs", "2", "--fault", "wrap", "--fault-pair", "2"});
+	EXPECT_TRUE(has(e, "--fault-pair: 2 is not a queue pair of --queue-pairs 2")) << e;
+	e = cli_parse()({"-s", "x", "--fault", "wrap", "--fault-pair", "1"});
+	EXPECT_TRUE(has(e, "--fault-pair: 1 is not a queue pair of --queue-pairs 1")) << e;
+	e = cli_parse()({"-s", "x", "--fault", "wrap", "--fault-pair", "8"});
+	EXPECT_TRUE(has(e, "--fault-pair")) << e;
+	e = cli_parse()({"-s", "x", "--queue-pairs", "8"});
+	EXPECT_TRUE(has(e, "--ram-size: 8 queue pairs of ring size 256 need at least")) << e;
+	EXPECT_EQ(cli_parse()({"-s", "x", "--queue-pairs", "8", "--ram-size", "32M"}), "");
+}
+
+TEST(SimVm1, OnePairKeepsItsLayout)
+{
+	vm1_fixture f(iova_policy::identity, 256);
+	EXPECT_EQ(f.vm.ring_gpa(rxq), 0x10000u);
+	EXPECT_EQ(f.vm.ring_gpa(txq), 0x30000u);
+	EXPECT_EQ(f.vm.slot_gpa(rxq, 0), 0x100000u);
+	EXPECT_EQ(f.vm.slot_gpa(txq, 0), 0x100000u + 256 * P);
+	EXPECT_EQ(f.vm.spare_gpa(0), 0x100000u + 512 * P);
+	EXPECT_EQ(min_ram_size(256, 1), min_ram_size(256));
+	EXPECT_EQ(pair_buf_gpa(256, 1, 0), buf_base_gpa);
+	EXPECT_THROW(pair_buf_gpa(256, 9, 0), std::invalid_argument);
+	EXPECT_THROW(pair_buf_gpa(256, 2, 2), std::invalid_argument);
+}
+
+/** VM1 with @p n pairs over one RAM and one IOMMU, and a loopback device per pair. */
+struct pairs_fixture {
+	pairs_fixture(iova_policy pol, unsigned n, std::uint16_t num = 16)
+		: tm(min_ram_size(num, n)), mmu(tm.gm.size)
+	{
+		for (unsigned p = 0; p < n; p++) {
+			vm1_config c = vm1_fixture::cfg(pol, num);
+			c.pairs = n;
+			c.pair = p;
+			vms.push_back(std::make_unique<vm1>(tm.gm, c, port, mmu));
+		}
+		for (auto &v : vms)
+			v->paint_canaries();
+		for (auto &v : vms) {
+			v->map_static();
+			rx.push_back({tm.gm, mmu, v->layout(rxq), true});
+			tx.push_back({tm.gm, mmu, v->layout(txq), true});
+		}
+	}
+	/**
+	 * Pair @p p's device: every TX chain into an RX buffer of the same
+	 * pair.  Returns the first problem a chain had, "" if none.
+	 */
+	std::string loop(unsigned p)
+	{
+		std::vector<vring_desc> d, r;
+		std::uint16_t head, rhead;
+		for (;;) {
+			const std::string e = tx[p].pop(d, &head);
+			if (e == "empty")
+				return "";
+			if (!e.empty())
+				return e;
+			if (rx[p].pop(r, &rhead) != "")
+				return "no-rx-buffer";
+			const std::uint8_t *src = tx[p].buf(d[0], perm_ro);
+			std::memcpy(rx[p].buf(r[0], perm_wo), src, d[0].len);
+			tx[p].push_used(head, 0);
+			rx[p].push_used(rhead, d[0].len);
+		}
+	}
+	test_mem tm;
+	recording_port port;
+	iommu mmu;
+	std::vector<std::unique_ptr<vm1>> vms;
+	std::vector<fake_device> rx, tx;
+};
+
+TEST(SimVm1, PairsShareRamAndIommuButNothingElse)
+{
+	pairs_fixture f(iova_policy::static_pool, 4, 256);
+	std::vector<std::pair<std::uint64_t, std::uint64_t>> used; // [start, end) of each area
+	for (unsigned p = 0; p < 4; p++) {
+		const vm1 &v = *f.vms[p];
+		for (unsigned q : {rxq, txq}) {
+			EXPECT_EQ(v.ring_gpa(q), ring_base_gpa + (2 * p + q) * ring_stride)
+				<< "ring " << 2 * p + q;
+			EXPECT_EQ(v.layout(q).desc_gpa, v.ring_gpa(q));
+			used.push_back({v.ring_gpa(q), v.ring_gpa(q) + ring_stride});
+		}
+		used.push_back({v.slot_gpa(rxq, 0), v.spare_gpa(spare_pages)});
+		EXPECT_GE(v.slot_gpa(rxq, 0), ring_base_gpa + 8 * ring_stride)
+			<< "buffers above every ring";
+		EXPECT_LE(v.spare_gpa(spare_pages), f.tm.gm.size);
+	}
+	std::sort(used.begin(), used.end());
+	for (std::size_t i = 1; i < used.size(); i++)
+		EXPECT_LE(used[i - 1].second, used[i].first) << "areas overlap at " << i;
+	// One IOMMU: every pair's rings and pools are in it, each mapped once.
+	EXPECT_EQ(f.mmu.ranges().size(), 4u * 4u) << "2 rings + 2 pools per pair";
+	std::vector<std::uint64_t> damaged;
+	for (auto &v : f.vms)
+		v->check_canaries(damaged);
+	EXPECT_TRUE(damaged.empty()) << "no pair paints over another's rings";
+	// Damage in pair 2's spare page is pair 2's to report.
+	f.tm.gm.base[f.vms[2]->spare_gpa(3)] = 0;
+	for (unsigned p = 0; p < 4; p++) {
+		damaged.clear();
+		f.vms[p]->check_canaries(damaged);
+		EXPECT_EQ(damaged.size(), p == 2 ? 1u : 0u) << "pair " << p;
+	}
+	EXPECT_THROW(vm1(f.tm.gm, [] {
+			     vm1_config c;
+			     c.pairs = 8;
+			     c.pair = 7;
+			     return c;
+		     }(),
+			 f.port, f.mmu),
+		     std::invalid_argument)
+		<< "8 pairs of 256 do not fit this RAM";
+}
+
+TEST(SimVm1, IdentityMapsRamOnceForAllPairs)
+{
+	pairs_fixture f(iova_policy::identity, 3);
+	EXPECT_EQ(f.port.maps.size(), 1u) << "pair 0 maps all RAM, the others nothing";
+	EXPECT_TRUE(f.port.inval.empty());
+}
+
+TEST(SimVm1, FaultOnOnePairLeavesTheOthersFlowing)
+{
+	for (iova_policy pol : {iova_policy::identity, iova_policy::transient}) {
+		pairs_fixture f(pol, 4);
+		for (auto &v : f.vms) {
+			v->fill_rx();
+			v->rx.kick_prepare(); // publishes the avail index
+		}
+		std::vector<rx_validator> val;
+		for (unsigned p = 0; p < 4; p++)
+			val.emplace_back(8, p);
+		std::uint64_t seq = 0;
+		auto round = [&](std::uint64_t n) {
+			for (unsigned p = 0; p < 4; p++) {
+				for (std::uint64_t k = 0; k < n; k++)
+					ASSERT_TRUE(f.vms[p]->send(pair_seq(p, seq + k), 100, now_ns()));
+				f.vms[p]->tx.kick_prepare();
+			}
+			seq += n;
+		};
+		auto reap = [&](unsigned p) {
+			vm1 &v = *f.vms[p];
+			while (auto c = v.tx.get_used())
+				v.complete_tx(*c);
+			while (auto c = v.rx.get_used()) {
+				auto data = v.complete_rx(*c);
+				if (c->token & fault_token)
+					continue;
+				std::vector<std::uint8_t> fr(data.begin() + net_hdr_size, data.end());
+				val[static_cast<unsigned>(frame_pair(fr) >= 0 ? frame_pair(fr) : 0)]
+					.on_frame(fr, now_ns());
+				v.post_rx(vm1::slot_of(*c));
+			}
+			v.rx.kick_prepare();
+		};
+		round(4);
+		for (unsigned p = 0; p < 4; p++) {
+			EXPECT_EQ(f.loop(p), "") << "pair " << p;
+			reap(p);
+		}
+		const fault_report r = f.vms[2]->inject("head-out-of-range");
+		EXPECT_EQ(r.queue, txq);
+		round(4);
+		for (unsigned p = 0; p < 4; p++) {
+			const std::string e = f.loop(p);
+			EXPECT_EQ(e, p == 2 ? "head-out-of-range" : "")
+				<< "pair " << p << " policy " << policy_name(pol);
+			reap(p);
+		}
+		for (unsigned p = 0; p < 4; p++) {
+			EXPECT_EQ(val[p].unique, p == 2 ? 4u : 8u) << "pair " << p;
+			EXPECT_EQ(val[p].out_of_range + val[p].reordered + val[p].duplicates +
+					  val[p].corrupt,
+				  0u);
+			std::vector<std::uint64_t> damaged;
+			f.vms[p]->check_canaries(damaged);
+			EXPECT_TRUE(damaged.empty()) << "pair " << p;
+		}
+	}
+}
+
+TEST_F(SimFrontendBackendMq, NegotiatesMqAndSetsUpEveryRing)
+{
+	const std::uint64_t ram = 8 << 20;
+	unique_fd memfd(::open(dir_.path("mem").c_str(), O_RDWR | O_CLOEXEC));
+	ASSERT_TRUE(memfd);
+	mmap_area area = mmap_area::map_shared(memfd.get(), ram, 0, true);
+	guest_mem gm{static_cast<std::uint8_t *>(area.data()), ram};
+	recording_port port;
+	iommu mmu(ram);
+	std::vector<std::unique_ptr<vm1>> vms;
+	for (unsigned p = 0; p < 4; p++) {
+		vm1_config vc;
+		vc.policy = iova_policy::static_pool;
+		vc.ring_size = 64;
+		vc.pairs = 4;
+		vc.pair = p;
+		vms.push_back(std::make_unique<vm1>(gm, vc, port, mmu));
+		vms.back()->map_static();
+	}
+	vu_frontend fe(vu_frontend::connect(dir_.path("vu.sock"), 2000), mmu, 1000);
+	const std::uint64_t f =
+		fe.negotiate(bit(vf::version_1) | bit(vf::access_platform) | bit(vf::event_idx),
+			     bit(vf::version_1), 4);
+	EXPECT_TRUE(f & bit(vf::mq)) << "VIRTIO_NET_F_MQ acked";
+	EXPECT_EQ(fe.protocol_features(),
+		  bit(vu::pf::mq) | bit(vu::pf::reply_ack) | bit(vu::pf::slave_req));
+	EXPECT_EQ(fe.queue_num(), 4u) << "GET_QUEUE_NUM: the backend's --queues";
+	fe.set_mem_table({memfd.get(), ram, reinterpret_cast<std::uint64_t>(area.data())});
+	std::vector<unique_fd> fds;
+	for (unsigned p = 0; p < 4; p++)
+		for (unsigned q : {rxq, txq}) {
+			const auto &l = vms[p]->layout(q);
+			fds.push_back(make_eventfd());
+			fds.push_back(make_eventfd());
+			fe.setup_vring(2 * p + q, l.num, l.desc_iova, l.avail_iova, l.used_iova,
+				       fds[fds.size() - 2].get(), fds.back().get());
+		}
+	for (unsigned r = 0; r < 8; r++)
+		fe.enable_vring(r, true);
+	stop_loop();
+	// Every ring reached the control area at its index: RX of pair p is
+	// ring 2p, TX ring 2p + 1.
+	for (unsigned p = 0; p < 4; p++)
+		for (unsigned q : {rxq, txq}) {
+			const unsigned r = 2 * p + q;
+			EXPECT_EQ(le_load(ctrl().vq_config[r].desc), vms[p]->layout(q).desc_iova)
+				<< "ring " << r;
+			EXPECT_EQ(le_load(ctrl().vq_config[r].used), vms[p]->layout(q).used_iova)
+				<< "ring " << r;
+			EXPECT_EQ(le_load(ctrl().vq_config[r].num), 64) << "ring " << r;
+			EXPECT_EQ(le_load(ctrl().vq_config[r].enabled), 1) << "ring " << r;
+		}
+	EXPECT_EQ(le_load(ctrl().backend.num_queue_pairs), 4) << "all four pairs running";
+	EXPECT_TRUE(le_load(ctrl().backend.features) & bit(vf::mq));
+}
+
+TEST_F(SimFrontendBackendMq, MorePairsThanTheBackendServesIsRefused)
+{
+	iommu mmu(1 << 20);
+	vu_frontend fe(vu_frontend::connect(dir_.path("vu.sock"), 2000), mmu, 1000);
+	try {
+		fe.negotiate(bit(vf::version_1) | bit(vf::access_platform), bit(vf::version_1), 5);
+		FAIL() << "no exception";
+	} catch (const std::runtime_error &e) {
+		EXPECT_NE(std::string(e.what()).find("VHOST_USER_GET_QUEUE_NUM"), std::string::npos)
+			<< e.what();
+		EXPECT_NE(std::string(e.what()).find("serves 4 queue pairs"), std::string::npos)
+			<< e.what();
+	}
+}
+
+TEST_F(SimFrontendBackend, OnePairBackendRefusesSeveralAndOnePairAsksNoMq)
+{
+	iommu mmu(1 << 20);
+	{
+		vu_frontend fe(vu_frontend::connect(dir_.path("vu.sock"), 2000), mmu, 1000);
+		try {
+			fe.negotiate(bit(vf::version_1) | bit(vf::access_platform), bit(vf::version_1),
+				     2);
+			FAIL() << "no exception";
+		} catch (const std::runtime_error &e) {
+			EXPECT_NE(std::string(e.what()).find("VIRTIO_NET_F_MQ"), std::string::npos)
+				<< e.what();
+		}
+	}
+	std::this_thread::sleep_for(std::chrono::milliseconds(50));
+	vu_frontend fe(vu_frontend::connect(dir_.path("vu.sock"), 2000), mmu, 1000);
+	const std::uint64_t f =
+		fe.negotiate(bit(vf::version_1) | bit(vf::access_platform), bit(vf::version_1));
+	EXPECT_FALSE(f & bit(vf::mq));
+	EXPECT_FALSE(fe.protocol_features() & bit(vu::pf::mq)) << "one pair: not negotiated";
+	EXPECT_EQ(fe.queue_num(), 0u) << "one pair: GET_QUEUE_NUM not sent";
 }
 
 } // namespace

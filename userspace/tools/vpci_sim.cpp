@@ -13,6 +13,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "sim_cli.hpp"
 #include "sim_run.hpp"
 
 using namespace vpci::sim;
@@ -21,81 +22,14 @@ int main(int argc, char **argv)
 {
 	CLI::App app{"vpci-sim: a simulated VM1 (virtio-net driver + IOMMU) as a vhost-user "
 		     "front-end"};
-	run_config c;
-	std::string policy = "identity", dir = "both", mode = "poll", sizes = "60", json_out,
-		    rx_perm = "rw";
-	bool no_iommu = false, list_faults = false, quiet = false, verbose = false;
-	unsigned ring = 256;
-	app.add_option("-s,--socket", c.socket, "vhost-user socket of the back-end (it listens)");
-	app.add_option("--mem-file", c.mem_file,
-		       "use this existing memory file (vpci-backend --mem-file); default: a memfd");
-	app.add_option("--ram-size", c.ram_size,
-		       "guest RAM: bytes or with K/M/G suffix (with --mem-file: the backend's --ram-size)")
-		->transform(CLI::AsSizeValue(false))
-		->default_str("16M");
-	app.add_option("--iommu-policy", policy, "identity | transient | static-pool")
-		->capture_default_str();
-	app.add_flag("--no-iommu", no_iommu, "do not negotiate ACCESS_PLATFORM (GPA mode)");
-	app.add_flag("--iotlb-push", c.push,
-		     "send an IOTLB UPDATE for every new mapping (QEMU only answers misses)");
-	app.add_flag("--push-pages", c.push_pages,
-		     "with --iotlb-push: one UPDATE per 4 KiB page (as intel-iommu maps), not "
-		     "per contiguous range");
-	app.add_option("--extra-mappings", c.vm.extra_pages,
-		       "static-pool/transient: map this many more 4 KiB pages no traffic uses "
-		       "(IOTLB size; half below, half above the buffers' IOVAs)")
-		->check(CLI::Range(0u, 65536u));
-	app.add_option("--rx-buf-size", c.vm.rx_buf_size,
-		       "bytes of each RX buffer (frames longer than one span several: "
-		       "num_buffers > 1)")
-		->check(CLI::Range(64u, 4096u))
-		->capture_default_str();
-	app.add_option("--rx-buf-limit", c.vm.rx_buf_limit,
-		       "post at most this many RX buffers in the whole run (0: no limit; "
-		       "a VM1 that stops posting)");
-	app.add_option("--rx-perm", rx_perm, "permission of RX buffer mappings: rw | wo")
-		->capture_default_str();
-	app.add_option("--direction", dir, "tx | rx | both (both: expects frames back)")
-		->capture_default_str();
-	app.add_option("-n,--count", c.count, "frames to send")->capture_default_str();
-	app.add_option("--duration", c.duration_s, "stop sending after this many seconds (0: none)");
-	app.add_option("--size", sizes, "frame size N or MIN-MAX (mixed), 60..4084")
-		->capture_default_str();
-	app.add_option("--rate", c.rate_pps, "pacing in frames per second (0: unpaced)");
-	app.add_option("--mode", mode, "poll | interrupt (wait on the call eventfds)")
-		->capture_default_str();
-	app.add_option("--ring-size", ring, "virtqueue size (power of two, <= 1024)")
-		->capture_default_str();
-	app.add_flag("--no-event-idx", [&](std::int64_t) { c.vm.event_idx = false; },
-		     "do not negotiate EVENT_IDX (use the flags)");
-	app.add_flag("--no-mrg-rxbuf", [&](std::int64_t) { c.vm.mrg_rxbuf = false; },
-		     "do not negotiate MRG_RXBUF");
-	app.add_flag("--tx-csum", c.vm.tx_csum,
-		     "leave every frame's checksum partial (needs the device's CSUM); check what "
-		     "comes back: still partial, or completed");
-	app.add_flag("--no-guest-csum", [&](std::int64_t) { c.vm.guest_csum = false; },
-		     "do not negotiate GUEST_CSUM (the device must then complete checksums)");
-	app.add_option("--fault", c.fault, "inject this fault half way (see --list-faults)");
-	app.add_flag("--list-faults", list_faults, "list the fault scenarios and exit");
-	app.add_option("--drain-ms", c.drain_ms, "stop after this long without progress")
-		->capture_default_str();
-	app.add_option("--connect-wait-ms", c.connect_wait_ms, "retry connecting this long")
-		->capture_default_str();
-	app.add_option("--reply-timeout-ms", c.reply_timeout_ms,
-		       "how long a request (e.g. an INVALIDATE) waits for its ack")
-		->capture_default_str();
-	app.add_option("--window", c.window,
-		       "direction both: frames in flight at most (0: RX ring size - 1)")
-		->capture_default_str();
-	app.add_option("--seed", c.seed, "seed for mixed sizes")->capture_default_str();
-	app.add_option("--json", json_out, "write the JSON summary to this file ('-': stdout)");
-	app.add_flag("-q,--quiet", quiet, "no progress lines");
-	unsigned watchdog_s = 0;
-	app.add_option("--watchdog-s", watchdog_s,
-		       "after this long, say where the run is and exit 3 (0: never)");
-	app.add_flag("-v,--verbose", verbose, "debug logging");
+	cli_options o;
+	add_cli_options(app, o);
 	CLI11_PARSE(app, argc, argv);
 
+	run_config &c = o.run;
+	const bool quiet = o.quiet, verbose = o.verbose, list_faults = o.list_faults;
+	const unsigned watchdog_s = o.watchdog_s;
+	const std::string &json_out = o.json_out;
 	spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info);
 	spdlog::set_default_logger(spdlog::stderr_color_mt("vpci-sim"));
 	if (list_faults) {
@@ -104,38 +38,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	try {
-		if (c.socket.empty())
-			throw CLI::ValidationError("--socket is required");
-		auto p = parse_policy(policy);
-		if (!p)
-			throw CLI::ValidationError("--iommu-policy: identity, transient or static-pool");
-		c.vm.policy = *p;
-		c.iommu = !no_iommu;
-		if (rx_perm != "rw" && rx_perm != "wo")
-			throw CLI::ValidationError("--rx-perm: rw or wo");
-		c.vm.rx_perm = rx_perm == "rw" ? perm_rw : perm_wo;
-		if (dir == "tx")
-			c.dir = direction::tx;
-		else if (dir == "rx")
-			c.dir = direction::rx;
-		else if (dir != "both")
-			throw CLI::ValidationError("--direction: tx, rx or both");
-		if (mode != "poll" && mode != "interrupt")
-			throw CLI::ValidationError("--mode: poll or interrupt");
-		c.interrupt = mode == "interrupt";
-		if (auto dash = sizes.find('-'); dash != std::string::npos) {
-			c.size_min = static_cast<std::uint32_t>(std::stoul(sizes.substr(0, dash)));
-			c.size_max = static_cast<std::uint32_t>(std::stoul(sizes.substr(dash + 1)));
-		} else {
-			c.size_min = c.size_max = static_cast<std::uint32_t>(std::stoul(sizes));
-		}
-		if (c.size_min < 60 || c.size_max > 4084 || c.size_min > c.size_max)
-			throw CLI::ValidationError("--size: 60..4084");
-		if (ring == 0 || ring > 1024 || (ring & (ring - 1)))
-			throw CLI::ValidationError("--ring-size: a power of two up to 1024");
-		c.vm.ring_size = static_cast<std::uint16_t>(ring);
-		if (!c.fault.empty() && !find_fault(c.fault))
-			throw CLI::ValidationError("--fault: unknown (see --list-faults)");
+		finish_cli_options(o);
 		if (!quiet)
 			c.progress = [](const std::string &l) { fmt::print(stderr, "{}\n", l); };
 	} catch (const CLI::Error &e) {

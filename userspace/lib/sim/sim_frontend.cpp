@@ -93,9 +93,22 @@ std::uint64_t vu_frontend::call(vu::request r, const void *p, std::size_t len,
 	}
 }
 
-std::uint64_t vu_frontend::negotiate(std::uint64_t want, std::uint64_t required)
+std::uint64_t vu_frontend::negotiate(std::uint64_t want, std::uint64_t required,
+				     unsigned queue_pairs)
 {
 	offered_ = call(vu::request::get_features, nullptr, 0, {}, true);
+	const bool mq = queue_pairs > 1;
+	if (mq && !(offered_ & bit(vf::mq)))
+		throw std::runtime_error(fmt::format(
+			"{} queue pairs need VIRTIO_NET_F_MQ; back-end offers features {:#x}",
+			queue_pairs, offered_));
+	if (mq && !(offered_ & vu::f_protocol_features))
+		throw std::runtime_error(fmt::format(
+			"{} queue pairs need VHOST_USER_PROTOCOL_F_MQ; back-end offers no protocol "
+			"features",
+			queue_pairs));
+	if (mq)
+		want |= bit(vf::mq);
 	const bool platform = want & bit(vf::access_platform);
 	for (unsigned b : {vf::version_1, vf::access_platform})
 		if ((want & bit(b)) && !(offered_ & bit(b)))
@@ -112,9 +125,21 @@ std::uint64_t vu_frontend::negotiate(std::uint64_t want, std::uint64_t required)
 				"ACCESS_PLATFORM needs REPLY_ACK and SLAVE_REQ; back-end offers "
 				"protocol features {:#x}",
 				pf));
-		const std::uint64_t mine = pf & need;
+		if (mq && !(pf & bit(vu::pf::mq)))
+			throw std::runtime_error(fmt::format(
+				"{} queue pairs need VHOST_USER_PROTOCOL_F_MQ; back-end offers "
+				"protocol features {:#x}",
+				queue_pairs, pf));
+		const std::uint64_t mine = (pf & need) | (mq ? bit(vu::pf::mq) : 0);
 		call(vu::request::set_protocol_features, &mine, sizeof(mine), {}, false);
 		proto_ = mine;
+	}
+	if (mq) {
+		queue_num_ = call(vu::request::get_queue_num, nullptr, 0, {}, true);
+		if (queue_num_ < queue_pairs)
+			throw std::runtime_error(fmt::format(
+				"back-end serves {} queue pairs (VHOST_USER_GET_QUEUE_NUM), {} asked",
+				queue_num_, queue_pairs));
 	}
 	if (proto_ & bit(vu::pf::slave_req)) {
 		int sv[2];
@@ -272,6 +297,7 @@ nlohmann::json vu_frontend::to_json() const
 	return {{"offered_features", offered_},
 		{"features", features_},
 		{"protocol_features", proto_},
+		{"queue_num", queue_num_},
 		{"iotlb",
 		 {{"misses", st_.misses},
 		  {"misses_unanswered", st_.misses_unanswered},

@@ -32,7 +32,7 @@ namespace vpci::sim {
 /** Virtio feature bits the simulator knows. */
 namespace vf {
 constexpr unsigned csum = 0, guest_csum = 1, mac = 5, host_tso4 = 11, host_tso6 = 12,
-		   mrg_rxbuf = 15, status = 16, event_idx = 29, version_1 = 32,
+		   mrg_rxbuf = 15, status = 16, mq = 22, event_idx = 29, version_1 = 32,
 		   access_platform = 33;
 }
 constexpr std::uint64_t bit(unsigned b) { return 1ULL << b; }
@@ -63,8 +63,14 @@ public:
 	 * SET_SLAVE_REQ_FD, SET_OWNER, SET_FEATURES (@p want & offered, plus
 	 * PROTOCOL_FEATURES).  Throws if ACCESS_PLATFORM, VERSION_1 or a
 	 * @p required bit is wanted but not offered.  Returns the acked set.
+	 *
+	 * @p queue_pairs > 1, as QEMU does for a multiqueue virtio-net:
+	 * VIRTIO_NET_F_MQ and VHOST_USER_PROTOCOL_F_MQ are required and
+	 * negotiated, GET_QUEUE_NUM follows SET_PROTOCOL_FEATURES, and the
+	 * back-end must serve that many pairs.  With one pair neither is asked.
 	 */
-	std::uint64_t negotiate(std::uint64_t want, std::uint64_t required);
+	std::uint64_t negotiate(std::uint64_t want, std::uint64_t required,
+				unsigned queue_pairs = 1);
 	/** One region: GPA 0..size at mmap offset 0. */
 	void set_mem_table(const memory_desc &m);
 	/** NUM, BASE (0), ADDR (device addresses), KICK, CALL. */
@@ -96,6 +102,8 @@ public:
 	std::uint64_t offered_features() const noexcept { return offered_; }
 	std::uint64_t features() const noexcept { return features_; }
 	std::uint64_t protocol_features() const noexcept { return proto_; }
+	/** GET_QUEUE_NUM's answer (0: not asked, one pair). */
+	std::uint64_t queue_num() const noexcept { return queue_num_; }
 	bool iommu_on() const noexcept { return features_ & bit(vf::access_platform); }
 	const frontend_stats &stats() const noexcept { return st_; }
 	nlohmann::json to_json() const;
@@ -114,7 +122,7 @@ private:
 	int timeout_ms_;
 	bool miss_ranges_ = false;
 	std::function<bool(std::uint64_t)> miss_hook_;
-	std::uint64_t offered_ = 0, features_ = 0, proto_ = 0;
+	std::uint64_t offered_ = 0, features_ = 0, proto_ = 0, queue_num_ = 0;
 	std::uint64_t uaddr_ = 0;
 	std::deque<vu::raw_message> queued_;
 	frontend_stats st_;

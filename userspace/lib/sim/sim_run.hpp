@@ -2,8 +2,9 @@
 /**
  * @file sim_run.hpp
  * One simulator run: connect as the vhost-user front-end, set up VM1
- * (memory, IOMMU, one queue pair), drive traffic, optionally inject a fault
- * half way, validate what comes back, and summarise.
+ * (memory, IOMMU, one or several queue pairs), drive traffic (each pair
+ * its own flow, all at once), optionally inject a fault half way on one
+ * pair, validate what comes back per pair, and summarise.
  */
 #pragma once
 
@@ -37,6 +38,13 @@ struct run_config {
 	double rate_pps = 0; // 0: as fast as possible
 	bool interrupt = false;
 	std::string fault;
+	/**
+	 * Queue pairs (1..max_queue_pairs): rings 2p (RX) and 2p + 1 (TX) of
+	 * pair p.  count, rate, duration and window apply to each pair.
+	 */
+	unsigned queue_pairs = 1;
+	/** The pair the fault is injected on; the others must stay lossless. */
+	unsigned fault_pair = 0;
 	int connect_wait_ms = 5000;
 	int reply_timeout_ms = 2000;
 	/** Stop when nothing progressed for this long after the last frame was sent. */

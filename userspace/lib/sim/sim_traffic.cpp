@@ -101,6 +101,14 @@ std::uint32_t size_picker::next()
 	return min_ + static_cast<std::uint32_t>(s_ % (max_ - min_ + 1));
 }
 
+int frame_pair(std::span<const std::uint8_t> in)
+{
+	frame_info fi;
+	if (!parse_frame(in, fi) || (fi.seq >> seq_pair_shift) >= 256)
+		return -1;
+	return static_cast<int>(fi.seq >> seq_pair_shift);
+}
+
 void rx_validator::on_frame(std::span<const std::uint8_t> frame, std::uint64_t now)
 {
 	received++;
@@ -110,6 +118,11 @@ void rx_validator::on_frame(std::span<const std::uint8_t> frame, std::uint64_t n
 		corrupt++;
 		return;
 	}
+	if ((fi.seq >> seq_pair_shift) != pair_) {
+		out_of_range++;
+		return;
+	}
+	fi.seq &= seq_mask;
 	if (fi.seq >= seen_.size()) {
 		out_of_range++;
 		return;

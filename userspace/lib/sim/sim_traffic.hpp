@@ -51,6 +51,20 @@ struct frame_info {
 /** Check a received frame; nullopt-equivalent (false) if not a valid test frame. */
 bool parse_frame(std::span<const std::uint8_t> in, frame_info &out);
 
+/**
+ * With several queue pairs each pair is its own flow: its frames carry
+ * the pair in the sequence number's bits 48..55 (pair 0: none, so one pair
+ * sends what it always sent).
+ */
+constexpr unsigned seq_pair_shift = 48;
+constexpr std::uint64_t seq_mask = (1ULL << seq_pair_shift) - 1;
+constexpr std::uint64_t pair_seq(unsigned pair, std::uint64_t seq)
+{
+	return (std::uint64_t{pair} << seq_pair_shift) | seq;
+}
+/** The pair a valid test frame belongs to (its tag); -1 if not a valid test frame. */
+int frame_pair(std::span<const std::uint8_t> in);
+
 /** Frame sizes: fixed, or uniformly mixed in [min, max] (deterministic from a seed). */
 class size_picker {
 public:
@@ -65,7 +79,9 @@ private:
 
 class rx_validator {
 public:
-	explicit rx_validator(std::uint64_t expected) : seen_(expected) {}
+	/** @p pair: the pair whose flow this is (frames of another count as out of range). */
+	explicit rx_validator(std::uint64_t expected, unsigned pair = 0)
+		: seen_(expected), pair_(pair) {}
 	/** Account one received frame (after the virtio-net header). */
 	void on_frame(std::span<const std::uint8_t> frame, std::uint64_t now_ns);
 	/** Frames expected but not (yet) received among the first @p sent. */
@@ -83,6 +99,7 @@ public:
 
 private:
 	std::vector<bool> seen_;
+	unsigned pair_;
 };
 
 std::uint64_t now_ns();

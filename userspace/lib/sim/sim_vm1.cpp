@@ -16,7 +16,7 @@ std::uint64_t page_up(std::uint64_t v) { return (v + page_size - 1) & ~(page_siz
 
 vring_layout make_layout(const vm1_config &c, unsigned q)
 {
-	const std::uint64_t base = ring_base_gpa + q * ring_stride;
+	const std::uint64_t base = ring_base_gpa + (2ULL * c.pair + q) * ring_stride;
 	const std::uint64_t off = c.policy == iova_policy::identity ? 0 : iova_offset;
 	vring_layout l;
 	l.num = c.ring_size;
@@ -59,11 +59,23 @@ const fault_info fault_table[] = {
 
 } // namespace
 
-std::uint64_t min_ram_size(std::uint16_t n)
+std::uint64_t pair_buf_gpa(std::uint16_t n, unsigned pairs, unsigned pair)
+{
+	if (pairs < 1 || pairs > max_queue_pairs || pair >= pairs)
+		throw std::invalid_argument(fmt::format("queue pair {} of {}: 1..{} pairs", pair,
+							pairs, max_queue_pairs));
+	// Past every pair's rings: from 0x100000 as with one pair, unless
+	// more than three pairs' rings reach beyond it.
+	const std::uint64_t first =
+		std::max(buf_base_gpa, page_up(ring_base_gpa + 2ULL * pairs * ring_stride));
+	return first + pair * (2ULL * n + spare_pages) * page_size;
+}
+
+std::uint64_t min_ram_size(std::uint16_t n, unsigned pairs)
 {
 	if (ring_span(n) > ring_stride)
 		throw std::invalid_argument(fmt::format("ring size {} too large for the layout", n));
-	return page_up(buf_base_gpa + (2ULL * n + spare_pages) * page_size);
+	return page_up(pair_buf_gpa(n, pairs, pairs - 1) + (2ULL * n + spare_pages) * page_size);
 }
 
 std::span<const fault_info> faults() { return fault_table; }
@@ -82,30 +94,72 @@ nlohmann::json fault_report::to_json() const
 		{"detail", detail}};
 }
 
+namespace {
+
+const guest_mem &checked_mem(const guest_mem &m, const vm1_config &cfg)
+{
+	const std::uint64_t need = min_ram_size(cfg.ring_size, cfg.pairs);
+	if (m.size < need)
+		throw std::invalid_argument(fmt::format(
+			"guest memory of {:#x} bytes is smaller than the {:#x} the layout needs{}",
+			m.size, need,
+			cfg.pairs > 1 ? fmt::format(" ({} queue pairs of ring size {})", cfg.pairs,
+						    cfg.ring_size)
+				      : std::string()));
+	return m;
+}
+
+} // namespace
+
 vm1::vm1(const guest_mem &m, const vm1_config &cfg, iotlb_port &port)
-	: mem((m.size < min_ram_size(cfg.ring_size)
-		       ? throw std::invalid_argument(fmt::format(
-				 "guest memory of {:#x} bytes is smaller than the {:#x} the layout needs",
-				 m.size, min_ram_size(cfg.ring_size)))
-		       : m)),
-	  mmu(m.size), rx(m, make_layout(cfg, rxq), cfg.event_idx),
-	  tx(m, make_layout(cfg, txq), cfg.event_idx), cfg_(cfg), port_(port)
+	: vm1(m, cfg, port, std::make_unique<iommu>(m.size), nullptr)
+{
+}
+
+vm1::vm1(const guest_mem &m, const vm1_config &cfg, iotlb_port &port, iommu &shared)
+	: vm1(m, cfg, port, nullptr, &shared)
+{
+}
+
+vm1::vm1(const guest_mem &m, const vm1_config &cfg, iotlb_port &port, std::unique_ptr<iommu> own,
+	 iommu *shared)
+	: own_mmu_(std::move(own)), bufs_(pair_buf_gpa(cfg.ring_size, cfg.pairs, cfg.pair)),
+	  mem(checked_mem(m, cfg)), mmu(shared ? *shared : *own_mmu_),
+	  rx(m, make_layout(cfg, rxq), cfg.event_idx), tx(m, make_layout(cfg, txq), cfg.event_idx),
+	  cfg_(cfg), port_(port)
 {
 	for (std::uint16_t s = cfg.ring_size; s-- > 0;)
 		tx_free_.push_back(s);
 	rx_posted_.assign(cfg.ring_size, false);
 }
 
+bool vm1::ring_page(std::uint64_t gpa) const
+{
+	for (unsigned q = 0; q < 2 * cfg_.pairs; q++) {
+		const std::uint64_t r = ring_base_gpa + q * ring_stride;
+		if (gpa >= r && gpa < r + ring_span(cfg_.ring_size))
+			return true;
+	}
+	return false;
+}
+
+bool vm1::owns_page(std::uint64_t gpa) const
+{
+	if (cfg_.pairs == 1)
+		return true;
+	const std::uint64_t first = pair_buf_gpa(cfg_.ring_size, cfg_.pairs, 0);
+	const std::uint64_t area = (2ULL * cfg_.ring_size + spare_pages) * page_size;
+	if (gpa < first || gpa >= first + cfg_.pairs * area)
+		return cfg_.pair == 0;
+	return (gpa - first) / area == cfg_.pair;
+}
+
 void vm1::paint_canaries()
 {
 	const std::uint64_t end = mem.size & ~(page_size - 1);
-	for (std::uint64_t gpa = 0; gpa < end; gpa += page_size) {
-		bool ring = false;
-		for (unsigned q : {rxq, txq})
-			ring = ring || (gpa >= ring_gpa(q) && gpa < ring_gpa(q) + ring_span(cfg_.ring_size));
-		if (!ring)
+	for (std::uint64_t gpa = 0; gpa < end; gpa += page_size)
+		if (!ring_page(gpa) && owns_page(gpa))
 			std::memset(mem.ptr(gpa, page_size), canary_byte, page_size);
-	}
 }
 
 std::uint64_t vm1::check_canaries(std::vector<std::uint64_t> &damaged) const
@@ -113,9 +167,7 @@ std::uint64_t vm1::check_canaries(std::vector<std::uint64_t> &damaged) const
 	const std::uint64_t end = mem.size & ~(page_size - 1);
 	std::uint64_t checked = 0;
 	for (std::uint64_t gpa = 0; gpa < end; gpa += page_size) {
-		bool skip = false;
-		for (unsigned q : {rxq, txq})
-			skip = skip || (gpa >= ring_gpa(q) && gpa < ring_gpa(q) + ring_span(cfg_.ring_size));
+		bool skip = ring_page(gpa) || !owns_page(gpa);
 		// TX slots hold the sim's frames; spare 0 its fault frame.
 		skip = skip || (gpa >= slot_gpa(txq, 0) && gpa < slot_gpa(txq, cfg_.ring_size));
 		skip = skip || gpa == spare_gpa(0);
@@ -170,7 +222,9 @@ void vm1::unmap(std::uint64_t gpa, std::uint64_t size) { unmap_iova(dev_addr(gpa
 void vm1::map_static()
 {
 	if (cfg_.policy == iova_policy::identity) {
-		map(0, mem.size & ~(page_size - 1), perm_rw);
+		// One mapping of all RAM, the first pair's to make.
+		if (cfg_.pair == 0)
+			map(0, mem.size & ~(page_size - 1), perm_rw);
 		return;
 	}
 	for (unsigned q : {rxq, txq})
@@ -184,7 +238,7 @@ void vm1::map_static()
 
 void vm1::map_extra()
 {
-	const std::uint32_t n = cfg_.extra_pages;
+	const std::uint32_t n = cfg_.pair == 0 ? cfg_.extra_pages : 0;
 	if (n && cfg_.policy == iova_policy::identity)
 		throw std::invalid_argument("extra mappings need an IOVA space apart from GPAs "
 					    "(static-pool or transient)");

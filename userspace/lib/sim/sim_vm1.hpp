@@ -14,10 +14,16 @@
  *   then                    TX buffer slots, one page each (num of them)
  *   then                    spare_pages pages for fault scenarios
  * Device addresses: identity -> IOVA = GPA; otherwise IOVA = iova_offset + GPA.
+ *
+ * Several queue pairs (vm1_config::pairs): one vm1 per pair, all over the
+ * same guest RAM and one IOMMU.  Pair p's rings are rings 2p (RX) and
+ * 2p + 1 (TX) of the layout above; its buffer slots and spare pages
+ * follow pair p - 1's (pair_buf_gpa()).  With one pair nothing moves.
  */
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -36,6 +42,8 @@ constexpr std::uint64_t iova_offset = 0x4000000000ULL; // 256 GiB
 constexpr std::uint64_t unmapped_iova = 0x7e0000000000ULL;
 constexpr unsigned spare_pages = 8;
 constexpr unsigned rxq = 0, txq = 1;
+/** Queue pairs VM1 may have (VPCI_MAX_QUEUE_PAIRS: what the control area describes). */
+constexpr unsigned max_queue_pairs = 8;
 /** Tokens of fault descriptors have this bit; the datapath ignores them. */
 constexpr std::uint64_t fault_token = 1ULL << 63;
 
@@ -75,14 +83,23 @@ struct vm1_config {
 	std::uint32_t rx_buf_size = 4096;
 	/** RX buffers posted in the whole run, at most (0: no limit). */
 	std::uint64_t rx_buf_limit = 0;
+	/**
+	 * The queue pair this vm1 drives (its rings are 2 * pair and
+	 * 2 * pair + 1), of @p pairs sharing guest RAM and the IOMMU.  Pair 0
+	 * maps what is shared (identity: all RAM; the extra mappings) and
+	 * owns, for canaries, every page outside the pairs' buffer areas.
+	 */
+	unsigned pair = 0, pairs = 1;
 };
 
 /** IOVA of the first extra mapping below / above the buffers (see extra_pages). */
 constexpr std::uint64_t extra_below_iova = iova_offset - 0x10000000ULL,
 			extra_above_iova = iova_offset + 0x10000000ULL;
 
-/** Smallest guest RAM the layout needs for @p ring_size. */
-std::uint64_t min_ram_size(std::uint16_t ring_size);
+/** Smallest guest RAM the layout needs for @p ring_size and @p pairs queue pairs. */
+std::uint64_t min_ram_size(std::uint16_t ring_size, unsigned pairs = 1);
+/** GPA of the first RX buffer slot of pair @p pair (of @p pairs). */
+std::uint64_t pair_buf_gpa(std::uint16_t ring_size, unsigned pairs, unsigned pair);
 
 struct fault_info {
 	const char *name;
@@ -104,7 +121,10 @@ struct fault_report {
 
 class vm1 {
 public:
+	/** One pair (cfg.pairs 1), or pair cfg.pair with an IOMMU of its own. */
 	vm1(const guest_mem &mem, const vm1_config &cfg, iotlb_port &port);
+	/** Pair cfg.pair of cfg.pairs, sharing @p shared (it must outlive this object). */
+	vm1(const guest_mem &mem, const vm1_config &cfg, iotlb_port &port, iommu &shared);
 
 	/** Map what the policy maps up front (rings; identity: all RAM; pool: all buffers). */
 	void map_static();
@@ -169,16 +189,30 @@ public:
 
 	std::uint64_t slot_gpa(unsigned q, std::uint16_t slot) const
 	{
-		return buf_base_gpa + (q == rxq ? 0 : cfg_.ring_size) * page_size + slot * page_size;
+		return bufs_ + (q == rxq ? 0 : cfg_.ring_size) * page_size + slot * page_size;
 	}
 	std::uint64_t spare_gpa(unsigned i) const
 	{
-		return buf_base_gpa + 2ULL * cfg_.ring_size * page_size + i * page_size;
+		return bufs_ + 2ULL * cfg_.ring_size * page_size + i * page_size;
 	}
-	std::uint64_t ring_gpa(unsigned q) const { return ring_base_gpa + q * ring_stride; }
+	/** Ring @p q (rxq or txq) of this vm1's pair. */
+	std::uint64_t ring_gpa(unsigned q) const
+	{
+		return ring_base_gpa + (2ULL * cfg_.pair + q) * ring_stride;
+	}
+	unsigned pair() const noexcept { return cfg_.pair; }
 
+private:
+	vm1(const guest_mem &mem, const vm1_config &cfg, iotlb_port &port,
+	    std::unique_ptr<iommu> own, iommu *shared);
+	/** The IOMMU when not shared (declared first: mmu refers to it). */
+	std::unique_ptr<iommu> own_mmu_;
+	/** First RX slot of this pair. */
+	std::uint64_t bufs_;
+
+public:
 	guest_mem mem;
-	iommu mmu;
+	iommu &mmu;
 	vring_driver rx, tx;
 	std::uint64_t unmaps = 0, maps = 0;
 
@@ -190,6 +224,10 @@ private:
 	/** Unmap @p size bytes at @p iova (one invalidation) and map the same again. */
 	void remap(std::uint64_t iova, std::uint64_t size);
 	vring_layout ring_layout(unsigned q) const;
+	/** A page of some pair's rings. */
+	bool ring_page(std::uint64_t gpa) const;
+	/** Whether this pair paints and checks the canaries of @p gpa. */
+	bool owns_page(std::uint64_t gpa) const;
 	std::uint16_t take_tx_slot();
 
 	vm1_config cfg_;

@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+#include "sim_cli.hpp"
+
+#include <string>
+
+#include <fmt/format.h>
+
+namespace vpci::sim {
+
+void add_cli_options(CLI::App &app, cli_options &o)
+{
+	app.add_option("-s,--socket", o.run.socket, "vhost-user socket of the back-end (it listens)");
+	app.add_option("--mem-file", o.run.mem_file,
+		       "use this existing memory file (vpci-backend --mem-file); default: a memfd");
+	app.add_option("--ram-size", o.run.ram_size,
+		       "guest RAM: bytes or with K/M/G suffix (with --mem-file: the backend's --ram-size)")
+		->transform(CLI::AsSizeValue(false))
+		->default_str("16M");
+	app.add_option("--iommu-policy", o.policy, "identity | transient | static-pool")
+		->capture_default_str();
+	app.add_flag("--no-iommu", o.no_iommu, "do not negotiate ACCESS_PLATFORM (GPA mode)");
+	app.add_flag("--iotlb-push", o.run.push,
+		     "send an IOTLB UPDATE for every new mapping (QEMU only answers misses)");
+	app.add_flag("--push-pages", o.run.push_pages,
+		     "with --iotlb-push: one UPDATE per 4 KiB page (as intel-iommu maps), not "
+		     "per contiguous range");
+	app.add_option("--extra-mappings", o.run.vm.extra_pages,
+		       "static-pool/transient: map this many more 4 KiB pages no traffic uses "
+		       "(IOTLB size; half below, half above the buffers' IOVAs)")
+		->check(CLI::Range(0u, 65536u));
+	app.add_option("--rx-buf-size", o.run.vm.rx_buf_size,
+		       "bytes of each RX buffer (frames longer than one span several: "
+		       "num_buffers > 1)")
+		->check(CLI::Range(64u, 4096u))
+		->capture_default_str();
+	app.add_option("--rx-buf-limit", o.run.vm.rx_buf_limit,
+		       "post at most this many RX buffers in the whole run (0: no limit; "
+		       "a VM1 that stops posting)");
+	app.add_option("--rx-perm", o.rx_perm, "permission of RX buffer mappings: rw | wo")
+		->capture_default_str();
+	app.add_option("--direction", o.dir, "tx | rx | both (both: expects frames back)")
+		->capture_default_str();
+	app.add_option("-n,--count", o.run.count, "frames to send")->capture_default_str();
+	app.add_option("--duration", o.run.duration_s, "stop sending after this many seconds (0: none)");
+	app.add_option("--size", o.sizes, "frame size N or MIN-MAX (mixed), 60..4084")
+		->capture_default_str();
+	app.add_option("--rate", o.run.rate_pps, "pacing in frames per second (0: unpaced)");
+	app.add_option("--mode", o.mode, "poll | interrupt (wait on the call eventfds)")
+		->capture_default_str();
+	app.add_option("--ring-size", o.ring, "virtqueue size (power of two, <= 1024)")
+		->capture_default_str();
+	app.add_flag("--no-event-idx", [&](std::int64_t) { o.run.vm.event_idx = false; },
+		     "do not negotiate EVENT_IDX (use the flags)");
+	app.add_flag("--no-mrg-rxbuf", [&](std::int64_t) { o.run.vm.mrg_rxbuf = false; },
+		     "do not negotiate MRG_RXBUF");
+	app.add_flag("--tx-csum", o.run.vm.tx_csum,
+		     "leave every frame's checksum partial (needs the device's CSUM); check what "
+		     "comes back: still partial, or completed");
+	app.add_flag("--no-guest-csum", [&](std::int64_t) { o.run.vm.guest_csum = false; },
+		     "do not negotiate GUEST_CSUM (the device must then complete checksums)");
+	auto *fault = app.add_option("--fault", o.run.fault,
+				     "inject this fault half way (see --list-faults)");
+	app.add_option("--queue-pairs", o.run.queue_pairs,
+		       fmt::format("queue pairs (1..{}): VIRTIO_NET_F_MQ and PROTOCOL_F_MQ when more "
+				   "than one, the back-end must serve them (GET_QUEUE_NUM); each "
+				   "pair sends --count frames of its own flow",
+				   max_queue_pairs))
+		->check(CLI::Range(1u, max_queue_pairs))
+		->capture_default_str();
+	app.add_option("--fault-pair", o.run.fault_pair,
+		       "the queue pair --fault is injected on (the others must stay lossless)")
+		->check(CLI::Range(0u, max_queue_pairs - 1))
+		->needs(fault)
+		->capture_default_str();
+	app.add_flag("--list-faults", o.list_faults, "list the fault scenarios and exit");
+	app.add_option("--drain-ms", o.run.drain_ms, "stop after this long without progress")
+		->capture_default_str();
+	app.add_option("--connect-wait-ms", o.run.connect_wait_ms, "retry connecting this long")
+		->capture_default_str();
+	app.add_option("--reply-timeout-ms", o.run.reply_timeout_ms,
+		       "how long a request (e.g. an INVALIDATE) waits for its ack")
+		->capture_default_str();
+	app.add_option("--window", o.run.window,
+		       "direction both: frames in flight at most (0: RX ring size - 1)")
+		->capture_default_str();
+	app.add_option("--seed", o.run.seed, "seed for mixed sizes")->capture_default_str();
+	app.add_option("--json", o.json_out, "write the JSON summary to this file ('-': stdout)");
+	app.add_flag("-q,--quiet", o.quiet, "no progress lines");
+	app.add_option("--watchdog-s", o.watchdog_s,
+		       "after this long, say where the run is and exit 3 (0: never)");
+	app.add_flag("-v,--verbose", o.verbose, "debug logging");
+}
+
+void finish_cli_options(cli_options &o)
+{
+	if (o.run.socket.empty())
+		throw CLI::ValidationError("--socket is required");
+	auto p = parse_policy(o.policy);
+	if (!p)
+		throw CLI::ValidationError("--iommu-policy: identity, transient or static-pool");
+	o.run.vm.policy = *p;
+	o.run.iommu = !o.no_iommu;
+	if (o.rx_perm != "rw" && o.rx_perm != "wo")
+		throw CLI::ValidationError("--rx-perm: rw or wo");
+	o.run.vm.rx_perm = o.rx_perm == "rw" ? perm_rw : perm_wo;
+	if (o.dir == "tx")
+		o.run.dir = direction::tx;
+	else if (o.dir == "rx")
+		o.run.dir = direction::rx;
+	else if (o.dir != "both")
+		throw CLI::ValidationError("--direction: tx, rx or both");
+	if (o.mode != "poll" && o.mode != "interrupt")
+		throw CLI::ValidationError("--mode: poll or interrupt");
+	o.run.interrupt = o.mode == "interrupt";
+	if (auto dash = o.sizes.find('-'); dash != std::string::npos) {
+		o.run.size_min = static_cast<std::uint32_t>(std::stoul(o.sizes.substr(0, dash)));
+		o.run.size_max = static_cast<std::uint32_t>(std::stoul(o.sizes.substr(dash + 1)));
+	} else {
+		o.run.size_min = o.run.size_max = static_cast<std::uint32_t>(std::stoul(o.sizes));
+	}
+	if (o.run.size_min < 60 || o.run.size_max > 4084 || o.run.size_min > o.run.size_max)
+		throw CLI::ValidationError("--size: 60..4084");
+	if (o.ring == 0 || o.ring > 1024 || (o.ring & (o.ring - 1)))
+		throw CLI::ValidationError("--ring-size: a power of two up to 1024");
+	o.run.vm.ring_size = static_cast<std::uint16_t>(o.ring);
+	if (!o.run.fault.empty() && !find_fault(o.run.fault))
+		throw CLI::ValidationError("--fault: unknown (see --list-faults)");
+	if (o.run.fault_pair >= o.run.queue_pairs)
+		throw CLI::ValidationError(fmt::format(
+			"--fault-pair: {} is not a queue pair of --queue-pairs {} (0..{})",
+			o.run.fault_pair, o.run.queue_pairs, o.run.queue_pairs - 1));
+	if (o.run.queue_pairs > 1 &&
+	    o.run.ram_size < min_ram_size(o.run.vm.ring_size, o.run.queue_pairs))
+		throw CLI::ValidationError(fmt::format(
+			"--ram-size: {} queue pairs of ring size {} need at least {} bytes, {} given",
+			o.run.queue_pairs, o.ring, min_ram_size(o.run.vm.ring_size, o.run.queue_pairs),
+			o.run.ram_size));
+}
+
+} // namespace vpci::sim
