@@ -51,9 +51,7 @@ void session::reset(reset_reason why)
 {
 	slave_.reset();
 	features_ = 0;
-	features_set_ = false;
 	protocol_features_ = 0;
-	owner_ = false;
 	regions_.clear();
 	// fd_seq_ keeps counting: a ring's next fd never looks like an old one.
 	std::uint32_t had_fds = 0;
@@ -232,7 +230,6 @@ bool session::dispatch(message &m, bool &replied)
 								  "driver) refused",
 								  f));
 				features_ = f;
-				features_set_ = true;
 				spdlog::info("vhost-user: features {:#x}{}", f,
 					     iommu() ? " (ACCESS_PLATFORM: addresses are IOVAs)"
 						     : " (addresses are GPAs)");
@@ -249,10 +246,7 @@ bool session::dispatch(message &m, bool &replied)
 				protocol_features_ = x.p.u64;
 				return true;
 			},
-			[&](const set_owner &) {
-				owner_ = true;
-				return true;
-			},
+			[&](const set_owner &) { return true; }, // one front-end a socket
 			[&](const reset_owner &) {
 				reset(reset_reason::owner_reset);
 				return true;

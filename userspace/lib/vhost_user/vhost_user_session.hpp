@@ -170,9 +170,7 @@ private:
 	unsigned nrings_;
 	std::optional<connection> conn_, slave_;
 	std::uint64_t features_ = 0;
-	bool features_set_ = false;
 	std::uint64_t protocol_features_ = 0;
-	bool owner_ = false;
 	std::vector<region> regions_;
 	std::array<ring, max_rings> rings_;
 	std::uint64_t fd_seq_ = 0;
