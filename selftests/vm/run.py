@@ -309,6 +309,40 @@ class Guest:
         return rc
 
 
+def tail(path, n):
+    """The last n lines of a log, or [] when it is not there."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [l.rstrip() for l in text.splitlines()[-n:]]
+
+
+def post_mortem(guests, services):
+    """What a failed run needs said in CI's own output (the run directory
+    stays on the machine that ran it): for each guest whether its script
+    ever spoke and the end of its kernel console, for each service the end
+    of its log."""
+    now = time.time()
+    for g in guests:
+        try:
+            quiet = f", console silent for {now - os.stat(g.console).st_mtime:.0f} s"
+        except OSError:
+            quiet = ""
+        state = ("script channel never connected" if g.conn is None else
+                 f"script printed {len(g.output)} lines")
+        print(f"# {g.name}: {state}{quiet}; end of its console:", flush=True)
+        for l in tail(g.console, 15):
+            print(f"#   {l}", flush=True)
+    for s in services:
+        print(f"# {s.name}: end of {os.path.basename(s.log_path)}:", flush=True)
+        for l in tail(s.log_path, 8):
+            print(f"#   {l}", flush=True)
+
+
 def wait_for(ready, proc, deadline, what):
     """Until ready() is true; fail if proc exits first or at deadline."""
     while not ready():
@@ -601,6 +635,7 @@ def main():
     except (RunnerError, OSError, subprocess.CalledProcessError) as e:
         print(f"not ok runner # {e}", flush=True)
         status = 1
+        post_mortem(guests, services)
     finally:
         for j in bgjobs.values():
             j.close()
