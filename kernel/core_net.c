@@ -402,3 +402,40 @@ int vpci_net_signal(struct vpci_vring *vr, const struct vpci_net_ops *ops,
 	}
 	return notify ? VPCI_NET_SIGNAL_NOTIFY : VPCI_NET_SIGNAL_QUIET;
 }
+
+/**
+ * vpci_net_kick_after() - ask VM1 for a kick past @seen, then look again
+ * @vr: the ring
+ * @seen: the avail index the caller has seen (vr->last_avail, or the
+ *	index a frame waiting for more buffers saw)
+ * @ops: the caller's callbacks (@stall on a miss, @ring_fault on a failure)
+ * @ctx: passed to @ops
+ *
+ * The request lives in VM1's used ring (avail_event, or the flags without
+ * EVENT_IDX).  A miss there (the driver's IOTLB may have evicted the entry)
+ * is a miss like any other: the request is not made, and a queue that went
+ * to sleep anyway would wait for a kick VM1 was never asked for.  The avail
+ * index is read again after the request: a buffer VM1 added before it saw
+ * the request raises no kick (the barrier is vpci_vring_kick_after()'s).
+ *
+ * Return: 1 when VM1 posted past @seen (look again now), 0 when the kick is
+ * requested and nothing new came, -EAGAIN while a translation is waited for
+ * (the update wakes the queue), or the negative error of a ring fault
+ * (@ops->ring_fault() was called).
+ */
+int vpci_net_kick_after(struct vpci_vring *vr, u16 seen,
+			const struct vpci_net_ops *ops, void *ctx)
+{
+	u16 avail;
+	int err = vpci_vring_kick_after(vr, seen);
+
+	if (!err)
+		err = vpci_vring_avail_idx(vr, &avail);
+	if (!err)
+		return avail != seen;
+	if (err == -ENOENT && ops->stall(ctx))
+		return -EAGAIN;
+	err = err == -ENOENT || err == -EACCES ? err : -EPROTO;
+	ops->ring_fault(ctx, err);
+	return err;
+}

@@ -581,8 +581,6 @@ netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
 	partial = skb->ip_summed == CHECKSUM_PARTIAL;
 	err = vpci_rx_one(q, skb);
 	if (err == -EAGAIN) {
-		u16 avail;
-
 		netif_stop_subqueue(dev, qi);
 		/*
 		 * Ask VM1 to kick once it posts past what this frame saw, then
@@ -590,8 +588,8 @@ netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
 		 * needs more buffers than VM1 posted would be retried at once,
 		 * forever (a hostile VM1 posting one buffer short).
 		 */
-		if (!q->miss_pending && !vpci_vring_kick_after(&q->vr, q->rx_seen) &&
-		    !vpci_vring_avail_idx(&q->vr, &avail) && avail != q->rx_seen)
+		if (!q->miss_pending &&
+		    vpci_net_kick_after(&q->vr, q->rx_seen, &vpci_dp_net_ops, q) > 0)
 			netif_wake_subqueue(dev, qi);
 		vpci_q_add(q, &q->stats.stalls, 1);
 		if (vpci_vring_unsignalled(&q->vr))
@@ -826,13 +824,18 @@ int vpci_poll(struct napi_struct *napi, int budget)
 		return budget;		/* hybrid: keep polling a while */
 
 	if (napi_complete_done(napi, done) && !READ_ONCE(vdev->poll_mode)) {
-		/* Re-arm kicks, then catch what raced with it. */
+		/*
+		 * Re-arm kicks, then catch what raced with it.  A miss on
+		 * the request stalls the queue (the update schedules NAPI
+		 * again, vpci_dp_sync()); before, it was ignored and the
+		 * queue slept with no kick requested.
+		 */
 		spin_lock(&vdev->dp_lock);
 		if (vpci_q_live(q) && !q->miss_pending &&
-		    !vpci_vring_kick_enable(&q->vr, true) &&
-		    !vpci_vring_avail_idx(&q->vr, &avail) &&
-		    avail != q->vr.last_avail)
+		    vpci_net_kick_after(&q->vr, q->vr.last_avail,
+					&vpci_dp_net_ops, q) > 0)
 			more = true;
+		vpci_q_account_tlb(q);
 		spin_unlock(&vdev->dp_lock);
 		if (more)
 			napi_schedule(napi);

@@ -344,5 +344,7 @@ int vpci_net_tx_read(struct vpci_vring *vr, const struct vpci_chain *c,
 #define VPCI_NET_SIGNAL_STALLED	2	/* kept: waiting for a translation */
 int vpci_net_signal(struct vpci_vring *vr, const struct vpci_net_ops *ops,
 		    void *ctx);
+int vpci_net_kick_after(struct vpci_vring *vr, u16 seen,
+			const struct vpci_net_ops *ops, void *ctx);
 
 #endif /* _VPCI_CORE_H */

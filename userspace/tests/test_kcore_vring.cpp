@@ -640,6 +640,59 @@ TEST(KcoreNet, RxUsedRingMissStallsAndCompletesOnceAfterTheUpdate)
 	}
 }
 
+// Asking VM1 for a kick writes its used ring (avail_event, or the flags
+// without EVENT_IDX).  A miss there is a miss like any other: the caller
+// stalls and asks again after the update.  Before, the driver ignored it at
+// NAPI completion and in xmit, and the queue slept with no kick requested.
+TEST(KcoreNet, KickRequestMissStallsAndIsMadeAfterTheUpdate)
+{
+	for (bool event_idx : {false, true}) {
+		SCOPED_TRACE(event_idx ? "event idx" : "used flags");
+		Vm1 v(event_idx);
+		const u64 slot = event_idx ? v.used + 4 + 8 * kNum : v.used;
+		NetOps o;
+		ASSERT_EQ(vpci_vring_kick_enable(&v.vr, false), 0);
+		v.unmap(v.used, 0x1000);
+		EXPECT_EQ(vpci_net_kick_after(&v.vr, 0, &NetOps::ops, &o), -EAGAIN);
+		EXPECT_EQ(o.stalls, 1u);
+		EXPECT_TRUE(o.ring_faults.empty());
+		EXPECT_EQ(v.vr.miss_iova, kIova + slot);
+		EXPECT_EQ(v.vr.miss_perm, VPCI_PERM_WO);
+		v.map(v.used, 0x1000, VPCI_PERM_RW); // the update
+		EXPECT_EQ(vpci_net_kick_after(&v.vr, 0, &NetOps::ops, &o), 0) << "armed, nothing new";
+		// avail_event 0 (kick past 0), or VPCI_VRING_USED_F_NO_NOTIFY cleared
+		EXPECT_EQ(le16toh(v.get<u16>(slot)), 0);
+		v.set_desc(0, kIova + 0x20000, 100, VPCI_VRING_DESC_F_WRITE);
+		v.post(0);
+		EXPECT_EQ(vpci_net_kick_after(&v.vr, 0, &NetOps::ops, &o), 1)
+			<< "a buffer that came before the request is seen";
+		EXPECT_EQ(vpci_net_kick_after(&v.vr, 1, &NetOps::ops, &o), 0);
+		if (event_idx) {
+			EXPECT_EQ(le16toh(v.get<u16>(slot)), 1);
+		}
+		EXPECT_EQ(o.stalls, 1u);
+		EXPECT_TRUE(o.ring_faults.empty());
+		EXPECT_TRUE(o.faults.empty());
+	}
+}
+
+TEST(KcoreNet, KickRequestMissTimedOutOrReadOnlyIsARingFault)
+{
+	for (bool read_only : {false, true}) {
+		SCOPED_TRACE(read_only ? "used ring read-only" : "miss timed out");
+		Vm1 v(true);
+		v.unmap(v.used, 0x1000);
+		if (read_only)
+			v.map(v.used, 0x1000, VPCI_PERM_RO);
+		NetOps o;
+		o.stall_answer = false;
+		const int want = read_only ? -EACCES : -ENOENT;
+		EXPECT_EQ(vpci_net_kick_after(&v.vr, 0, &NetOps::ops, &o), want);
+		EXPECT_EQ(o.ring_faults, std::vector<int>{want});
+		EXPECT_EQ(o.stalls, read_only ? 0u : 1u);
+	}
+}
+
 TEST(KcoreNet, RxUsedRingMissTimedOutOrReadOnlyIsARingFault)
 {
 	for (bool read_only : {false, true}) {
