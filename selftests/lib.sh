@@ -122,6 +122,7 @@ tap_end()
 # vpci-sim) on the host through the runner; it may run N seconds (default
 # 30, at most 600).  {run} in the arguments is the run directory.
 # host [timeout=N] bg <name> <prog args...>: start it in the background;
+# host running <name>: 0 while that job runs, 1 once it ended;
 # host wait <name>: wait for that job, its exit status and output (tail).
 # host vm <guest> <shell command>: run it inside another guest of the run.
 # Sets HOST_OUT to its output; returns its exit status.

@@ -116,9 +116,31 @@ start_sim()
 		--rate "$rate" --connect-wait-ms 5000 --watchdog-s 25 \
 		--json "$VPCI_RUN/sim-$name.json" "$@"
 }
+# stalled_state: what VM2's driver and the backend hold while a session is
+# stuck (the simulator's watchdog ends it at 25 s; after that the state is
+# gone): queue states, what the driver applied, the backend's status.
+stalled_state()
+{
+	diag_lines "$(cat /sys/kernel/debug/vhost_pci_net/*/state 2>/dev/null)"
+	diag_lines "$(ethtool -S "$ifname" | grep -E 'packets|stalls|misses|kicks|irq' | grep -v ': 0$' | xargs)"
+	host vpci-ctl --control-socket "$VPCI_CTL" status
+	diag_lines "$(echo "$HOST_OUT" | head -n 60)"
+	diag_lines "$(dmesg | tail -n 10)"
+}
 # finish NAME: wait for the run, show its summary; sets J to its JSON file.
+# A run of a few seconds still going after 15 s is stuck: show why first.
 finish()
 {
+	local t0=$SECONDS
+
+	while host running "$1"; do
+		if [ $((SECONDS - t0)) -ge 15 ]; then
+			diag "$1: the simulator is still running after 15 s; state now:"
+			stalled_state
+			break
+		fi
+		sleep 1
+	done
 	host wait "$1"
 	local rc=$?
 	J=$VPCI_RUN/sim-$1.json

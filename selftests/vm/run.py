@@ -530,6 +530,14 @@ def main():
                 if insn:
                     out["insn"] = insn
                 return 0, (json.dumps(out) + "\n").encode()
+            if len(argv) == 2 and argv[0] == "running":
+                # "running NAME": 0 while the job runs, 1 once it ended
+                # (then "wait NAME" answers at once): a guest can look at
+                # its own state while a host job is still in progress.
+                job = bgjobs.get(argv[1])
+                if job is None:
+                    return 127, f"no background job {argv[1]}\n".encode()
+                return (0 if job.p.poll() is None else 1), b""
             if len(argv) == 2 and argv[0] == "wait":
                 job = bgjobs.get(argv[1])
                 if job is None:
