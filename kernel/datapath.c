@@ -108,53 +108,17 @@ static void vpci_fault(struct vpci_queue *q, int err, u64 iova, u64 len)
 	__vpci_fault(q, err, false, iova, len);
 }
 
-/* @q's outstanding miss on @page, or NULL.  Under dp_lock. */
-static struct vpci_miss *vpci_miss_find(struct vpci_queue *q, u64 page)
-{
-	unsigned int i;
-
-	for (i = 0; i < q->nmisses; i++)
-		if (q->misses[i].page == page)
-			return &q->misses[i];
-	return NULL;
-}
-
-static void vpci_miss_forget(struct vpci_queue *q, struct vpci_miss *m)
-{
-	*m = q->misses[--q->nmisses];
-}
-
 /*
- * Post a miss for @iova on @q's behalf and remember it until answered.
- * @ahead: for a chain behind the one the queue waits on; such a miss is
- * not posted when the table is full, while the one waited for takes the
- * oldest entry's place.  Returns true when posted (ring the backend).
- * Under dp_lock.
+ * core_miss.c's way out: post a miss for @iova on @q's behalf (d2b), count
+ * it and report it.  False when d2b is full.  Under dp_lock.
  */
-static bool vpci_miss_post(struct vpci_queue *q, u64 iova, u32 perm,
-			   bool ahead)
+static bool vpci_dp_post_miss(void *ctx, u64 iova, u32 perm, bool ahead)
 {
+	struct vpci_queue *q = ctx;
 	struct vpci_dev *vdev = q->vdev;
-	struct vpci_miss *m;
-	unsigned int i;
 
-	if (q->nmisses == VPCI_MISS_SLOTS) {
-		if (ahead)
-			return false;
-		m = &q->misses[0];
-		for (i = 1; i < q->nmisses; i++)
-			if (time_before(q->misses[i].since, m->since))
-				m = &q->misses[i];
-	} else {
-		m = &q->misses[q->nmisses];
-	}
-	/* d2b full: nothing remembered; vpci_stall() looks again soon. */
 	if (vpci_post_miss(vdev, q->index, iova, perm))
 		return false;
-	if (m == &q->misses[q->nmisses])
-		q->nmisses++;
-	m->page = iova >> VPCI_PREFETCH_PAGE_SHIFT;
-	m->since = jiffies;
 	vpci_q_add(q, &q->stats.iotlb_misses, 1);
 	if (ahead)
 		vpci_q_add(q, &q->stats.iotlb_prefetch, 1);
@@ -173,61 +137,9 @@ static bool vpci_miss_post(struct vpci_queue *q, u64 iova, u32 perm,
 	return true;
 }
 
-/*
- * Post misses for the chains VM1 made available behind the one @q stalls
- * on, so that the burst's translations come back in one round trip to
- * VM1's IOMMU instead of one each.  Returns true if any was posted.
- * Under dp_lock.
- */
-static bool vpci_prefetch(struct vpci_queue *q)
-{
-	struct vpci_prefetch pf[VPCI_PREFETCH_CHAINS];
-	struct vpci_vring *vr = &q->vr;
-	u64 miss_iova = vr->miss_iova, wait = q->miss_iova >> VPCI_PREFETCH_PAGE_SHIFT;
-	u16 avail, bad_avail = vr->bad_avail;
-	u32 miss_perm = vr->miss_perm;
-	unsigned int n = 0, i;
-	bool posted = false;
-
-	/*
-	 * Misses asked ahead that VM1 never answered (a chain the datapath
-	 * then refused, an IOVA never mapped) make room after the timeout;
-	 * the one the queue waits for times out in vpci_stall() instead.
-	 */
-	for (i = 0; i < q->nmisses;) {
-		if (time_after(jiffies, q->misses[i].since + q->vdev->miss_timeout) &&
-		    q->misses[i].page != wait)
-			vpci_miss_forget(q, &q->misses[i]);
-		else
-			i++;
-	}
-	/*
-	 * The same avail index under the same IOTLB finds what the last walk
-	 * found, all asked for already: a queue that stalls again (poll mode
-	 * looks every poll) does not walk again.
-	 */
-	if (q->nmisses < VPCI_MISS_SLOTS && !vpci_vring_avail_idx(vr, &avail) &&
-	    (avail != q->pf_avail || q->vdev->iotlb.gen != q->pf_gen)) {
-		n = vpci_vring_prefetch(vr, avail, VPCI_PREFETCH_CHAINS,
-					&q->pchain, pf, ARRAY_SIZE(pf));
-		q->pf_avail = avail;
-		q->pf_gen = q->vdev->iotlb.gen;
-	}
-	for (i = 0; i < n; i++) {
-		if (vpci_miss_find(q, pf[i].iova >> VPCI_PREFETCH_PAGE_SHIFT))
-			continue;
-		if (!vpci_miss_post(q, pf[i].iova, pf[i].perm, true)) {
-			q->pf_gen = ~0ULL;	/* not all asked: walk again */
-			break;
-		}
-		posted = true;
-	}
-	/* The caller reports the stall's own miss from these. */
-	vr->miss_iova = miss_iova;
-	vr->miss_perm = miss_perm;
-	vr->bad_avail = bad_avail;
-	return posted;
-}
+static const struct vpci_miss_ops vpci_dp_miss_ops = {
+	.post = vpci_dp_post_miss,
+};
 
 /*
  * A translation is missing at vr.miss_iova.  Returns true when the caller
@@ -238,45 +150,21 @@ static bool vpci_prefetch(struct vpci_queue *q)
 static bool vpci_stall(struct vpci_queue *q)
 {
 	struct vpci_dev *vdev = q->vdev;
-	struct vpci_vring *vr = &q->vr;
-	u64 page = vr->miss_iova >> VPCI_PREFETCH_PAGE_SHIFT;
-	bool waiting = q->miss_pending &&
-		       q->miss_iova >> VPCI_PREFETCH_PAGE_SHIFT == page;
-	bool posted = false, lost = false;
-	struct vpci_miss *m;
+	int ret = vpci_misses_stall(&q->miss, &q->vr, get_jiffies_64(),
+				    vdev->miss_timeout, &vpci_dp_miss_ops, q);
 
-	/*
-	 * The timeout runs from the first ask, which may have been ahead of
-	 * the queue; an entry that old which the queue only now reaches is
-	 * asked again rather than turned into a fault at once.
-	 */
-	m = vpci_miss_find(q, page);
-	if (m && time_after(jiffies, m->since + vdev->miss_timeout)) {
-		vpci_miss_forget(q, m);
-		if (waiting) {
-			q->miss_pending = false;
-			return false;
-		}
-		m = NULL;
-	}
-	q->miss_pending = true;
-	q->miss_iova = vr->miss_iova;
-	/* Asked already (maybe ahead): keep the chains behind it asked for. */
-	if (!m) {
-		posted = vpci_miss_post(q, vr->miss_iova, vr->miss_perm, false);
-		lost = !posted;		/* d2b full: ask again soon */
-	}
-	posted |= vpci_prefetch(q);
-	if (posted)
+	if (ret < 0)
+		return false;
+	if (ret & VPCI_MISS_POSTED)
 		vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
 	/*
 	 * No answer comes for an unmapped IOVA: look again after the
 	 * timeout, or shortly if the miss could not even be posted.
 	 */
-	if (lost)
+	if (ret & VPCI_MISS_LOST)
 		mod_delayed_work(system_wq, &vdev->retry_work,
 				 msecs_to_jiffies(VPCI_MISS_REPOST_MS));
-	else if (posted)
+	else if (ret & VPCI_MISS_POSTED)
 		mod_delayed_work(system_wq, &vdev->retry_work,
 				 vdev->miss_timeout + 1);
 	return true;
@@ -298,21 +186,10 @@ static bool vpci_stall(struct vpci_queue *q)
  */
 void vpci_dp_misses_forget(struct vpci_dev *vdev, u64 iova, u64 size)
 {
-	u64 first = iova >> VPCI_PREFETCH_PAGE_SHIFT;
-	u64 last = size ? (iova + (size - 1)) >> VPCI_PREFETCH_PAGE_SHIFT :
-			  U64_MAX >> VPCI_PREFETCH_PAGE_SHIFT;
-	unsigned int qi, i;
+	unsigned int qi;
 
-	for (qi = 0; qi < vdev->nqueues; qi++) {
-		struct vpci_queue *q = &vdev->queues[qi];
-
-		for (i = 0; i < q->nmisses;) {
-			if (q->misses[i].page >= first && q->misses[i].page <= last)
-				vpci_miss_forget(q, &q->misses[i]);
-			else
-				i++;
-		}
-	}
+	for (qi = 0; qi < vdev->nqueues; qi++)
+		vpci_misses_forget(&vdev->queues[qi].miss, iova, size);
 }
 
 /* Move the core's translation counters of @q into its stats.  Under dp_lock. */
@@ -397,7 +274,7 @@ static void vpci_signal(struct vpci_queue *q)
 	}
 	/* Held back by the miss until now: the queue waits for nothing more. */
 	if (q->pub_stalled)
-		q->miss_pending = false;
+		q->miss.pending = false;
 	q->pub_stalled = false;
 	if (ret < 0)
 		return;
@@ -463,23 +340,23 @@ static int vpci_rx_one(struct vpci_queue *q, struct sk_buff *skb)
 	switch (ret) {
 	case VPCI_NET_RX_DONE:
 		/*
-		 * Whatever stalled the queue was served.  A stale miss_pending
+		 * Whatever stalled the queue was served.  A stale miss.pending
 		 * would keep kicks off after the next "no buffers" stall (the
 		 * queue then waits for retry_work) and turn the next miss at a
 		 * reused IOVA into an instant miss timeout.
 		 */
-		q->miss_pending = false;
+		q->miss.pending = false;
 		return 0;
 	case VPCI_NET_RX_NOBUFS:
 	case -ENOBUFS:
 		/*
 		 * Too few buffers up to rx.seen: wait for VM1 to go past it.
 		 * Every chain up to there translated, so no miss is waited for
-		 * any more (a stale miss_pending would keep kicks off and the
+		 * any more (a stale miss.pending would keep kicks off and the
 		 * queue asleep for good).
 		 */
 		q->rx_seen = q->rx.seen;
-		q->miss_pending = false;
+		q->miss.pending = false;
 		return ret == -ENOBUFS ? ret : -EAGAIN;
 	case VPCI_NET_RX_STALLED:
 		return -EAGAIN;
@@ -588,7 +465,7 @@ netdev_tx_t vpci_start_xmit(struct sk_buff *skb, struct net_device *dev)
 		 * needs more buffers than VM1 posted would be retried at once,
 		 * forever (a hostile VM1 posting one buffer short).
 		 */
-		if (!q->miss_pending &&
+		if (!q->miss.pending &&
 		    vpci_net_kick_after(&q->vr, q->rx_seen, &vpci_dp_net_ops, q) > 0)
 			netif_wake_subqueue(dev, qi);
 		vpci_q_add(q, &q->stats.stalls, 1);
@@ -709,7 +586,7 @@ static int vpci_tx_one(struct vpci_queue *q, u16 avail, struct sk_buff **pskb)
 		kfree_skb(skb);
 		return 1;
 	}
-	q->miss_pending = false;
+	q->miss.pending = false;
 	*pskb = skb;
 	return 1;
 }
@@ -724,7 +601,7 @@ static void vpci_poll_rx_buffers(struct vpci_dev *vdev, unsigned int qp)
 	if (!netif_tx_queue_stopped(netdev_get_tx_queue(vdev->netdev, qp)))
 		return;
 	spin_lock(&vdev->dp_lock);
-	if (vpci_q_live(rq) && !rq->miss_pending &&
+	if (vpci_q_live(rq) && !rq->miss.pending &&
 	    !vpci_vring_avail_idx(&rq->vr, &avail) && avail != rq->rx_seen)
 		wake = true;
 	spin_unlock(&vdev->dp_lock);
@@ -777,11 +654,11 @@ int vpci_poll(struct napi_struct *napi, int budget)
 		more = work == budget;
 		/*
 		 * Every chain taken: no miss is waited for any more (one on the
-		 * avail ring was served).  A stale miss_pending would keep kicks
+		 * avail ring was served).  A stale miss.pending would keep kicks
 		 * off, the queue then moving only when retry_work polls it.
 		 */
 		if (live && !q->pub_stalled && avail == q->vr.last_avail)
-			q->miss_pending = false;
+			q->miss.pending = false;
 	} else if (go) {
 		/*
 		 * avail ring untranslated (wait for the miss, up to the miss
@@ -831,7 +708,7 @@ int vpci_poll(struct napi_struct *napi, int budget)
 		 * queue slept with no kick requested.
 		 */
 		spin_lock(&vdev->dp_lock);
-		if (vpci_q_live(q) && !q->miss_pending &&
+		if (vpci_q_live(q) && !q->miss.pending &&
 		    vpci_net_kick_after(&q->vr, q->vr.last_avail,
 					&vpci_dp_net_ops, q) > 0)
 			more = true;
@@ -996,12 +873,10 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 							     VIRTIO_NET_F_GUEST_CSUM);
 			/* vpci_features_check() reads it without dp_lock */
 			WRITE_ONCE(q->gso, q->csum ? vpci_gso_types(features, i) : 0);
-			q->miss_pending = false;
+			vpci_misses_reset(&q->miss);
 			q->pub_stalled = false;
 			q->rings_gone = false;
 			q->rx_seen = q->vr.last_avail;
-			q->nmisses = 0;
-			q->pf_gen = ~0ULL;
 			q->running = true;
 			started[i] = true;
 			/* Poll mode (default_poll, or set before VM1 came): no kicks */
@@ -1031,7 +906,7 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 			continue;
 		if (i & 1)
 			napi_schedule(&q->napi);
-		else if (started[i] || q->miss_pending || resumed[i])
+		else if (started[i] || q->miss.pending || resumed[i])
 			netif_wake_subqueue(vdev->netdev, i / 2);
 	}
 	local_bh_enable();
@@ -1116,7 +991,7 @@ void vpci_dp_retry_work(struct work_struct *work)
 	for (i = 0; i < vdev->nqueues; i++) {
 		struct vpci_queue *q = &vdev->queues[i];
 
-		if (!READ_ONCE(q->running) || !READ_ONCE(q->miss_pending))
+		if (!READ_ONCE(q->running) || !READ_ONCE(q->miss.pending))
 			continue;
 		if (i & 1)
 			napi_schedule(&q->napi);
@@ -1211,7 +1086,7 @@ u32 vpci_dp_queue_state(struct vpci_queue *q)
 		return VPCI_QUEUE_BROKEN;
 	if (!q->running)
 		return VPCI_QUEUE_STOPPED;
-	return q->miss_pending ? VPCI_QUEUE_STALLED : VPCI_QUEUE_RUNNING;
+	return q->miss.pending ? VPCI_QUEUE_STALLED : VPCI_QUEUE_RUNNING;
 }
 
 /**

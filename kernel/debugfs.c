@@ -114,7 +114,7 @@ static int vpci_dbg_state_show(struct seq_file *s, void *unused)
 		snap[i].used_pub = q->vr.used_pub;
 		snap[i].event_idx = q->vr.event_idx;
 		snap[i].epoch = q->epoch;
-		snap[i].miss_iova = q->miss_pending ? q->miss_iova : 0;
+		snap[i].miss_iova = q->miss.pending ? q->miss.wait : 0;
 	}
 	spin_unlock_bh(&vdev->dp_lock);
 

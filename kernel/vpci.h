@@ -132,10 +132,6 @@ struct vpci_q_stats {
 
 struct vpci_dev;
 
-/* Misses a queue may have outstanding (one stalls it, the rest prefetched) */
-#define VPCI_MISS_SLOTS		32
-/* Chains looked at behind the one that stalled, for misses to post ahead */
-#define VPCI_PREFETCH_CHAINS	16
 /* A miss that could not be posted (d2b full) is tried again this soon */
 #define VPCI_MISS_REPOST_MS	10
 /*
@@ -146,16 +142,6 @@ struct vpci_dev;
 #define VPCI_D2B_ACK_RESERVE	64
 /* A config pass that found d2b full looks again this soon */
 #define VPCI_D2B_RETRY_MS	2
-
-/**
- * struct vpci_miss - a miss posted and not answered yet
- * @page: IOVA >> VPCI_PREFETCH_PAGE_SHIFT (VM1's IOMMU answers per page)
- * @since: jiffies when it was posted
- */
-struct vpci_miss {
-	u64 page;
-	unsigned long since;
-};
 
 /**
  * struct vpci_queue - one of VM1's virtqueues, served by this driver
@@ -174,7 +160,6 @@ struct vpci_miss {
  *	negotiated: odd queues HOST_TSO4/6 (VM1 may send them), even queues
  *	GUEST_TSO4/6 (VM1 takes them); under dp_lock, read without it by
  *	vpci_features_check() (a stale value is caught under the lock)
- * @miss_pending: the queue waits for the miss at @miss_iova, under dp_lock
  * @pub_stalled: used elements wait for a miss to be published
  *	(vpci_signal()); the queue takes no chain until they are, under dp_lock
  * @rings_gone: an invalidation reached this running queue's rings: if they
@@ -183,15 +168,10 @@ struct vpci_miss {
  * @rx_seen: even queues: VM1's avail index when a frame last found too
  *	few RX buffers; the stopped TX queue wakes only once avail moves
  *	past it (VM1 kicks then), under dp_lock
- * @miss_iova: address it waits for
- * @misses: misses posted and not answered yet (the one the queue waits
- *	for and those posted ahead), under dp_lock
- * @nmisses: entries in @misses
+ * @miss: the misses asked and not answered yet, the one the queue waits
+ *	for (@miss.pending, @miss.wait) and those asked ahead (core_miss.c),
+ *	under dp_lock
  * @chain: odd queues: the chain being taken, under dp_lock
- * @pchain: scratch chain for looking ahead (vpci_vring_prefetch()), under
- *	dp_lock
- * @pf_avail: avail index of the last look ahead, under dp_lock
- * @pf_gen: IOTLB generation of the last look ahead (~0: none), under dp_lock
  * @rx: even queues: the RX buffers of the frame being written, under dp_lock
  * @napi: NAPI context (odd queues: VM1's TX into our stack)
  * @last_work: ktime (ns) of the last poll that moved a frame (NAPI only)
@@ -213,17 +193,11 @@ struct vpci_queue {
 	bool mrg_rxbuf;
 	bool csum;
 	u8 gso;
-	bool miss_pending;
 	bool pub_stalled;
 	bool rings_gone;
 	u16 rx_seen;
-	u64 miss_iova;
-	struct vpci_miss misses[VPCI_MISS_SLOTS];
-	unsigned int nmisses;
+	struct vpci_misses miss;
 	struct vpci_chain chain;
-	struct vpci_chain pchain;
-	u16 pf_avail;
-	u64 pf_gen;
 	struct vpci_rx_state rx;
 	struct napi_struct napi;
 	char irq_name[32];

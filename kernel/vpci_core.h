@@ -338,6 +338,63 @@ int vpci_net_tx_pop(struct vpci_vring *vr, struct vpci_chain *c, u16 avail,
 int vpci_net_tx_read(struct vpci_vring *vr, const struct vpci_chain *c,
 		     void *hdr, u32 hdr_len, const struct vpci_iov *iov,
 		     unsigned int niov, const struct vpci_net_ops *ops, void *ctx);
+/* core_miss.c */
+/* Misses a queue may have outstanding (one stalls it, the rest ahead) */
+#define VPCI_MISS_SLOTS		32
+/* Chains looked at behind the one that stalled, for misses to ask ahead */
+#define VPCI_PREFETCH_CHAINS	16
+
+/**
+ * struct vpci_miss - a miss asked and not answered yet
+ * @page: IOVA >> VPCI_PREFETCH_PAGE_SHIFT (VM1's IOMMU answers per page)
+ * @since: when it was asked, in the caller's clock
+ */
+struct vpci_miss {
+	u64 page;
+	u64 since;
+};
+
+/**
+ * struct vpci_misses - a queue's translation misses (vpci_misses_stall())
+ * @slot: misses asked and not answered yet: the one the queue waits for
+ *	and those asked ahead for the chains behind it
+ * @n: entries in @slot
+ * @pending: the queue waits for the miss at @wait
+ * @wait: the address it waits for
+ * @pchain: scratch chain for looking ahead (vpci_vring_prefetch())
+ * @pf_avail: avail index of the last look ahead
+ * @pf_gen: IOTLB generation of the last look ahead (~0: none)
+ */
+struct vpci_misses {
+	struct vpci_miss slot[VPCI_MISS_SLOTS];
+	unsigned int n;
+	bool pending;
+	u64 wait;
+	struct vpci_chain pchain;
+	u16 pf_avail;
+	u64 pf_gen;
+};
+
+/**
+ * struct vpci_miss_ops - how a queue's misses reach VM1's IOMMU
+ * @post: send a miss for @iova (@perm: the access); @ahead: for a chain
+ *	behind the one the queue waits for.  False when it could not be
+ *	sent (the message ring is full): nothing is remembered then
+ */
+struct vpci_miss_ops {
+	bool (*post)(void *ctx, u64 iova, u32 perm, bool ahead);
+};
+
+/* vpci_misses_stall() returns these (ored), or -ETIMEDOUT */
+#define VPCI_MISS_POSTED	1	/* something was sent: ring the backend */
+#define VPCI_MISS_LOST		2	/* the stall's own miss was not sent */
+void vpci_misses_reset(struct vpci_misses *m);
+void vpci_misses_forget(struct vpci_misses *m, u64 iova, u64 size);
+bool vpci_misses_ask(struct vpci_misses *m, u64 iova, u32 perm, u64 now,
+		     u64 timeout, const struct vpci_miss_ops *ops, void *ctx);
+int vpci_misses_stall(struct vpci_misses *m, struct vpci_vring *vr, u64 now,
+		      u64 timeout, const struct vpci_miss_ops *ops, void *ctx);
+
 /* vpci_net_signal() returns these or a negative error (a ring fault) */
 #define VPCI_NET_SIGNAL_QUIET	0	/* published; VM1 wants no interrupt */
 #define VPCI_NET_SIGNAL_NOTIFY	1	/* published; interrupt VM1 */

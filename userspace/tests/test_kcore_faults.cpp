@@ -161,9 +161,7 @@ struct dev_queue {
 	u64 desc = 0, avail = 0, used = 0;
 	u16 num = 0;
 	bool enabled = false, mapped = false, running = false, broken = false;
-	bool miss_pending = false;
-	u64 miss_iova = 0;
-	unsigned miss_rounds = 0;
+	vpci_misses miss{};
 	std::uint64_t faults[kReasons] = {};
 };
 
@@ -198,15 +196,20 @@ public:
 			break;
 		}
 		case op::update:
-			bad_msgs_ += vpci_iotlb_add(&iotlb_, m.a, m.b, m.c, m.perm) != 0;
+			if (vpci_iotlb_add(&iotlb_, m.a, m.b, m.c, m.perm) == 0) {
+				// vpci_dp_misses_forget(): the misses it answers.
+				for (auto &q : q_)
+					vpci_misses_forget(&q.miss, m.a, m.b);
+			} else {
+				bad_msgs_++;
+			}
 			config_changed();
 			break;
 		case op::invalidate:
 			bad_msgs_ += vpci_iotlb_del(&iotlb_, m.a, m.b) != 0;
 			// vpci_dp_misses_forget(): a miss asked there is asked again.
 			for (auto &q : q_)
-				if (q.miss_pending && q.miss_iova >= m.a && q.miss_iova - m.a < m.b)
-					q.miss_pending = false;
+				vpci_misses_forget(&q.miss, m.a, m.b);
 			config_changed();
 			break;
 		case op::reset:
@@ -222,6 +225,7 @@ public:
 			break;
 		}
 		case op::run:
+			rounds_++;
 			work = poll() + start_xmit();
 			break;
 		default:
@@ -229,7 +233,7 @@ public:
 		}
 		u32 stalled = 0, broken = 0;
 		for (const auto &q : q_) {
-			stalled |= (q.running && q.miss_pending) << q.index;
+			stalled |= (q.running && q.miss.pending) << q.index;
 			broken |= q.broken << q.index;
 		}
 		out_.push_back(wire{.type = op::done, .a = work, .b = stalled, .c = broken,
@@ -275,21 +279,23 @@ private:
 		out_.push_back(wire{.type = op::miss, .q = q, .perm = perm, .a = iova});
 	}
 
-	// vpci_stall(): true to stall and retry, false when the miss timed out.
+	// vpci_stall(): the driver's own rules (core_miss.c), time in rounds.
+	// True to stall and retry, false when the miss timed out.
 	bool stall(dev_queue &q)
 	{
-		if (q.miss_pending && q.miss_iova == q.vr.miss_iova) {
-			if (++q.miss_rounds > kMissRetries) {
-				q.miss_pending = false;
-				return false;
-			}
-			return true; // already asked
-		}
-		q.miss_pending = true;
-		q.miss_iova = q.vr.miss_iova;
-		q.miss_rounds = 0;
-		post_miss(q.index, q.vr.miss_iova, q.vr.miss_perm);
-		return true;
+		struct ctx {
+			device *self;
+			dev_queue *q;
+		} c{this, &q};
+		static constexpr vpci_miss_ops ops = {
+			.post =
+				[](void *p, u64 iova, u32 perm, bool) {
+					auto *x = static_cast<ctx *>(p);
+					x->self->post_miss(x->q->index, iova, perm);
+					return true;
+				},
+		};
+		return vpci_misses_stall(&q.miss, &q.vr, rounds_, kMissRetries, &ops, &c) >= 0;
 	}
 
 	// vpci_signal(); notifications are not modelled (poll mode).
@@ -335,7 +341,7 @@ private:
 		const int ret = vpci_net_rx(&q.vr, &q.rx, hdr, &from, 1, true, &net_ops, &ctx);
 		switch (ret) {
 		case VPCI_NET_RX_DONE:
-			q.miss_pending = false;
+			q.miss.pending = false;
 			return 0;
 		case VPCI_NET_RX_NOBUFS:
 		case VPCI_NET_RX_STALLED:
@@ -398,7 +404,7 @@ private:
 		}
 		if (err)
 			return 1;
-		q.miss_pending = false;
+		q.miss.pending = false;
 		got = true;
 		return 1;
 	}
@@ -479,7 +485,7 @@ private:
 					q.broken = true;
 					continue;
 				}
-				q.miss_pending = false;
+				vpci_misses_reset(&q.miss);
 				q.running = true;
 			}
 			if (!q.enabled)
@@ -498,6 +504,7 @@ private:
 	std::array<dev_queue, 2> q_;
 	std::deque<std::vector<u8>> stack_; // frames VM2's stack wants to send
 	std::uint64_t delivered_ = 0, dropped_ = 0, bad_msgs_ = 0;
+	u64 rounds_ = 0; // the clock of misses (miss_timeout: kMissRetries)
 	std::vector<wire> out_;
 };
 

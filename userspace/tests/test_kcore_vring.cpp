@@ -887,3 +887,114 @@ TEST(KcoreNet, HdrCheckRefusesWhatWasNotNegotiatedOrIsIncomplete)
 		EXPECT_EQ(vpci_net_hdr_check(hdr, c.len, kMax, c.csum, c.gso), c.want) << c.what;
 	}
 }
+
+namespace {
+
+// What core_miss.c sent: each miss's IOVA and whether it was asked ahead.
+struct MissOps {
+	std::vector<std::pair<u64, bool>> sent;
+	bool ring_full = false;
+
+	static const vpci_miss_ops ops;
+};
+
+const vpci_miss_ops MissOps::ops = {
+	.post =
+		[](void *c, u64 iova, u32, bool ahead) {
+			auto *o = static_cast<MissOps *>(c);
+			if (o->ring_full)
+				return false;
+			o->sent.emplace_back(iova, ahead);
+			return true;
+		},
+};
+
+} // namespace
+
+// The miss table the driver, hostdp and the fault model share: one ask per
+// page until answered, a timeout from the first ask, a settled page asked
+// again, and a miss that could not be sent not remembered.
+TEST(KcoreMiss, AskedOncePerPageTimesOutAndIsAskedAgainWhenSettled)
+{
+	Vm1 v;
+	vpci_misses m;
+	vpci_misses_reset(&m);
+	MissOps o;
+	constexpr u64 kTimeout = 10;
+	const u64 iova = kIova + 0x20010;
+	v.unmap(0x20000, 0x1000);
+	v.vr.miss_iova = iova;
+	v.vr.miss_perm = VPCI_PERM_WO;
+
+	EXPECT_EQ(vpci_misses_stall(&m, &v.vr, 0, kTimeout, &MissOps::ops, &o), VPCI_MISS_POSTED);
+	EXPECT_TRUE(m.pending);
+	EXPECT_EQ(m.wait, iova);
+	v.vr.miss_iova = iova + 0x100; // the same page: asked already
+	EXPECT_EQ(vpci_misses_stall(&m, &v.vr, 5, kTimeout, &MissOps::ops, &o), 0);
+	EXPECT_EQ(o.sent.size(), 1u);
+	EXPECT_EQ(vpci_misses_stall(&m, &v.vr, 11, kTimeout, &MissOps::ops, &o), -ETIMEDOUT);
+	EXPECT_FALSE(m.pending);
+	EXPECT_EQ(vpci_misses_stall(&m, &v.vr, 12, kTimeout, &MissOps::ops, &o), VPCI_MISS_POSTED)
+		<< "the next chain on that page asks again";
+	// An invalidation or update of the page settles the ask.
+	vpci_misses_forget(&m, kIova + 0x20000, 0x1000);
+	EXPECT_EQ(vpci_misses_stall(&m, &v.vr, 13, kTimeout, &MissOps::ops, &o), VPCI_MISS_POSTED);
+	EXPECT_EQ(o.sent.size(), 3u);
+	// d2b full: not remembered, sent at the next stall.
+	vpci_misses_forget(&m, 0, 0);
+	o.ring_full = true;
+	EXPECT_EQ(vpci_misses_stall(&m, &v.vr, 14, kTimeout, &MissOps::ops, &o), VPCI_MISS_LOST);
+	o.ring_full = false;
+	EXPECT_EQ(vpci_misses_stall(&m, &v.vr, 15, kTimeout, &MissOps::ops, &o), VPCI_MISS_POSTED);
+	EXPECT_EQ(o.sent.size(), 4u);
+	EXPECT_EQ(o.sent.front(), std::make_pair(iova, false));
+	for (std::size_t i = 1; i < o.sent.size(); i++)
+		EXPECT_EQ(o.sent[i], std::make_pair(iova + 0x100, false));
+	// A ring page asked before the queue runs: once, again after the timeout.
+	EXPECT_TRUE(vpci_misses_ask(&m, kIova + 0x50000, VPCI_PERM_RO, 20, kTimeout,
+				    &MissOps::ops, &o));
+	EXPECT_FALSE(vpci_misses_ask(&m, kIova + 0x50008, VPCI_PERM_RO, 25, kTimeout,
+				     &MissOps::ops, &o));
+	EXPECT_TRUE(vpci_misses_ask(&m, kIova + 0x50008, VPCI_PERM_RO, 31, kTimeout,
+				    &MissOps::ops, &o));
+}
+
+// A stall asks for the chains behind it too (one round trip to VM1's IOMMU
+// for a burst), once per avail index and IOTLB generation; a full table
+// keeps room for the miss the queue waits for, never for one asked ahead.
+TEST(KcoreMiss, ChainsBehindAreAskedAheadAndTheWaitedMissAlwaysFits)
+{
+	Vm1 v(false, true, kBigRing);
+	for (u16 i = 0; i < 3; i++) {
+		v.set_desc(i, kIova + 0x20000 + 0x1000 * i, 64, VPCI_VRING_DESC_F_WRITE);
+		v.post(i);
+	}
+	v.unmap(0x20000, 0x3000);
+	vpci_chain c;
+	ASSERT_EQ(v.pop(c), 1);
+	EXPECT_EQ(vpci_chain_write(&v.vr, &c, 0, "x", 1), -ENOENT);
+	vpci_vring_unpop(&v.vr);
+	vpci_misses m;
+	vpci_misses_reset(&m);
+	MissOps o;
+	EXPECT_EQ(vpci_misses_stall(&m, &v.vr, 0, 100, &MissOps::ops, &o), VPCI_MISS_POSTED);
+	const std::vector<std::pair<u64, bool>> want = {
+		{kIova + 0x20000, false}, {kIova + 0x21000, true}, {kIova + 0x22000, true}};
+	EXPECT_EQ(o.sent, want);
+	EXPECT_EQ(v.vr.miss_iova, kIova + 0x20000) << "the stall's own miss is kept";
+	EXPECT_EQ(vpci_misses_stall(&m, &v.vr, 1, 100, &MissOps::ops, &o), 0)
+		<< "same avail, same IOTLB: no second walk";
+	EXPECT_EQ(o.sent.size(), 3u);
+
+	// A full table: asks ahead are dropped, the waited one takes the oldest place.
+	vpci_misses_reset(&m);
+	for (unsigned i = 0; i < VPCI_MISS_SLOTS; i++) {
+		m.slot[i] = {(kIova >> 12) + 0x100 + i, i};
+		m.n++;
+	}
+	o.sent.clear();
+	EXPECT_EQ(vpci_misses_stall(&m, &v.vr, 50, 100, &MissOps::ops, &o), VPCI_MISS_POSTED);
+	EXPECT_EQ(o.sent, (std::vector<std::pair<u64, bool>>{{kIova + 0x20000, false}}));
+	EXPECT_EQ(m.n, unsigned{VPCI_MISS_SLOTS});
+	EXPECT_EQ(m.slot[0].page, (kIova + 0x20000) >> 12) << "the oldest entry gave way";
+}

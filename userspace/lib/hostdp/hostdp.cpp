@@ -92,9 +92,8 @@ struct queue {
 	bool running = false, broken = false, mrg_rxbuf = false;
 	/** Used entries a miss keeps from VM1: no more work until published. */
 	bool pub_stalled = false;
-	bool miss_pending = false;
-	std::uint64_t miss_iova = 0;
-	clock::time_point miss_since{};
+	/** Misses asked and not answered yet (kernel: vpci_queue.miss). */
+	vpci_misses miss{};
 	vpci_chain chain{};
 	vpci_rx_state rx{};
 	queue_stats st;
@@ -330,44 +329,60 @@ struct device::impl final : vu::device_iface {
 	}
 
 	/**
-	 * A translation is missing at @p iova (kernel: vpci_stall).  True: stall
-	 * and retry later (the miss is posted once); false: the miss lasted
-	 * longer than the timeout and the access is a fault now.  The kernel
-	 * also posts misses for the chains behind (vpci_prefetch); not here
-	 * yet: one miss at a time, which the benchmarks, whose front-end
-	 * pushes its mappings, do not exercise.
+	 * A translation is missing at x.vr.miss_iova (kernel: vpci_stall), with
+	 * the driver's rules (core_miss.c): asked once per page, the chains
+	 * behind asked ahead.  True: stall and retry later; false: the miss
+	 * lasted longer than the timeout and the access is a fault now.
 	 */
-	bool stall(queue &x, std::uint64_t iova, std::uint32_t perm)
+	bool stall(queue &x)
 	{
-		const auto now = clock::now();
-		if (x.miss_pending && x.miss_iova == iova) {
-			if (now - x.miss_since > miss_timeout) {
-				x.miss_pending = false;
-				return false;
-			}
-			return true; // already asked
-		}
-		x.miss_pending = true;
-		x.miss_iova = iova;
-		x.miss_since = now;
-		x.st.iotlb_misses++;
-		send_miss(iova, perm);
-		return true;
+		miss_ctx ctx{this, &x};
+		return vpci_misses_stall(&x.miss, &x.vr, now_ms(),
+					 static_cast<std::uint64_t>(miss_timeout.count()), &miss_ops,
+					 &ctx) >= 0;
+	}
+	/** The clock of misses (core_miss.c): milliseconds. */
+	static std::uint64_t now_ms()
+	{
+		return static_cast<std::uint64_t>(
+			std::chrono::duration_cast<std::chrono::milliseconds>(
+				clock::now().time_since_epoch())
+				.count());
 	}
 
-	void send_miss(std::uint64_t iova, std::uint32_t perm)
+	/**
+	 * core_miss.c's way out.  False only when the message could not be
+	 * sent (asked again at the next stall); without a back-end channel
+	 * nobody answers, and the miss times out like an unanswered one.
+	 */
+	bool send_miss(queue &x, std::uint64_t iova, std::uint32_t perm)
 	{
 		if (!sess.has_backend_channel()) {
 			spdlog::warn("iotlb: miss for {:#x} but no back-end channel", iova);
-			return;
+			x.st.iotlb_misses++;
+			return true;
 		}
 		try {
 			sess.send_iotlb_miss(iova, 1, static_cast<std::uint8_t>(perm));
-			misses_sent++;
 		} catch (const std::system_error &e) {
 			spdlog::warn("iotlb: sending a miss failed: {}", e.what());
+			return false;
 		}
+		misses_sent++;
+		x.st.iotlb_misses++;
+		return true;
 	}
+	struct miss_ctx {
+		impl *self;
+		queue *x;
+	};
+	static constexpr vpci_miss_ops miss_ops = {
+		.post =
+			[](void *c, std::uint64_t iova, std::uint32_t perm, bool) {
+				auto *n = static_cast<miss_ctx *>(c);
+				return n->self->send_miss(*n->x, iova, perm);
+			},
+	};
 
 	/**
 	 * Publish used entries and interrupt VM1 if it asked (kernel:
@@ -385,7 +400,7 @@ struct device::impl final : vu::device_iface {
 			return;
 		}
 		if (x.pub_stalled)
-			x.miss_pending = false; // the miss it waited for is answered
+			x.miss.pending = false; // the miss it waited for is answered
 		x.pub_stalled = false;
 		if (ret < 0)
 			return; // q_break() through net_ops
@@ -417,8 +432,13 @@ struct device::impl final : vu::device_iface {
 			while (left) {
 				int err = vpci_iotlb_translate(&iotlb, iova, left, perm, &off, &contig);
 				if (err == -ENOENT) {
-					if (ask && !stall(x, iova, perm))
-						stall(x, iova, perm); // timed out: ask again
+					if (ask) {
+						miss_ctx ctx{this, &x};
+						vpci_misses_ask(&x.miss, iova, perm, now_ms(),
+								static_cast<std::uint64_t>(
+									miss_timeout.count()),
+								&miss_ops, &ctx);
+					}
 					return rings::missing;
 				}
 				if (err) {
@@ -461,7 +481,7 @@ struct device::impl final : vu::device_iface {
 				continue;
 			}
 			x.mrg_rxbuf = features & virtio_net::bit(virtio_net::f_mrg_rxbuf);
-			x.miss_pending = false;
+			vpci_misses_reset(&x.miss);
 			x.pub_stalled = false;
 			x.running = true;
 			// Busy polling: VM1 need not kick (a no-op with EVENT_IDX).
@@ -502,7 +522,7 @@ struct device::impl final : vu::device_iface {
 		.stall =
 			[](void *c) {
 				auto *n = static_cast<net_ctx *>(c);
-				return n->self->stall(*n->x, n->x->vr.miss_iova, n->x->vr.miss_perm);
+				return n->self->stall(*n->x);
 			},
 		.ring_fault =
 			[](void *c, int err) {
@@ -559,7 +579,7 @@ struct device::impl final : vu::device_iface {
 				x.st.csum_completed++;
 			}
 		}
-		x.miss_pending = false;
+		x.miss.pending = false;
 		x.st.packets++;
 		x.st.bytes += static_cast<std::uint32_t>(len);
 		if (&f == &scratch) {
@@ -595,7 +615,7 @@ struct device::impl final : vu::device_iface {
 		case VPCI_NET_RX_DONE:
 			// Cleared so that a later miss at the same IOVA (transient:
 			// the same slot mapped again) is asked.
-			x.miss_pending = false;
+			x.miss.pending = false;
 			return 0;
 		case VPCI_NET_RX_NOBUFS:
 		case VPCI_NET_RX_STALLED:
@@ -623,7 +643,7 @@ struct device::impl final : vu::device_iface {
 		int err = vpci_vring_avail_idx(&x.vr, &avail);
 		if (err) {
 			if (err == -ENOENT) {
-				stall(x, x.vr.miss_iova, x.vr.miss_perm);
+				stall(x);
 			} else {
 				if (err == -EPROTO)
 					spdlog::error("queue {}: avail idx {} but last_avail {} (num {})",
@@ -748,6 +768,9 @@ struct device::impl final : vu::device_iface {
 				return {false, false};
 			}
 			iotlb_updates++;
+			// The misses it answers (kernel: vpci_dp_misses_forget).
+			for (queue &x : q)
+				vpci_misses_forget(&x.miss, t.iova, t.size);
 			return {};
 		}
 		// INVALIDATE: applied before the ack (the caller sends it): the
@@ -761,10 +784,12 @@ struct device::impl final : vu::device_iface {
 		// A miss asked there may never be answered now (VM1's IOMMU looked
 		// it up after the unmap): the queue asks again when it meets the
 		// address (kernel: vpci_dp_misses_forget).
-		for (queue &x : q)
-			if (x.miss_pending && x.miss_iova >= t.iova &&
-			    (to_end || x.miss_iova - t.iova < t.size))
-				x.miss_pending = false;
+		for (queue &x : q) {
+			if (x.miss.pending && x.miss.wait >= t.iova &&
+			    (to_end || x.miss.wait - t.iova < t.size))
+				x.miss.pending = false;
+			vpci_misses_forget(&x.miss, t.iova, to_end ? 0 : t.size);
+		}
 		// A running queue whose rings no longer translate: a ring fault,
 		// stopped until VM1 disables the ring (kernel: vpci_dp_sync).
 		for (queue &x : q)
