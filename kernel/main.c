@@ -561,6 +561,21 @@ static void vpci_remove(struct pci_dev *pdev)
 	/* BAR mappings, regions and the device enable are devres-managed. */
 }
 
+/**
+ * vpci_shutdown() - reboot, power-off or kexec: let go of VM1 first
+ * @pdev: the function
+ *
+ * As remove: the queues stop, nothing in this guest touches VM1's memory
+ * any more, and BOUND is cleared, so the backend answers VM1's
+ * invalidations itself at once instead of waiting for acks from a guest
+ * that went away (up to its --inval-timeout-ms), and a kexec'd kernel
+ * finds the function quiet.
+ */
+static void vpci_shutdown(struct pci_dev *pdev)
+{
+	vpci_remove(pdev);
+}
+
 static const struct pci_device_id vpci_ids[] = {
 	{ PCI_VDEVICE(REDHAT_QUMRANET, PCI_DEVICE_ID_IVSHMEM) },
 	{ PCI_VDEVICE(REDHAT_QUMRANET, PCI_DEVICE_ID_VHOST_PCI) },
@@ -573,6 +588,7 @@ static struct pci_driver vpci_driver = {
 	.id_table	= vpci_ids,
 	.probe		= vpci_probe,
 	.remove		= vpci_remove,
+	.shutdown	= vpci_shutdown,
 };
 
 /*

@@ -640,6 +640,23 @@ def main():
         end = min(deadline, time.monotonic() + 30)
         while any(g.proc.alive() for g in guests) and time.monotonic() < end:
             time.sleep(0.1)
+        # "# vpci-after-log: SERVICE REGEX": what a guest's power-off must
+        # leave in a service's log (the driver's .shutdown, seen by the
+        # backend); a few seconds for the service to get there.
+        for name, pattern in re.findall(r"^# vpci-after-log:\s*(\S+)\s+(.+?)\s*$",
+                                        header, re.M):
+            svc = next((p for p in services if p.name == name), None)
+            if svc is None:
+                raise RunnerError(f"vpci-after-log: no service {name}")
+            until = time.monotonic() + 5
+            while not log_has(svc.log_path, pattern) and time.monotonic() < until:
+                time.sleep(0.1)
+            if log_has(svc.log_path, pattern):
+                print(f"# [runner] after power-off, {name}'s log has /{pattern}/", flush=True)
+            else:
+                print(f"not ok runner # after power-off, {name}'s log has no line "
+                      f"matching /{pattern}/", flush=True)
+                status = 1
     except (RunnerError, OSError, subprocess.CalledProcessError) as e:
         print(f"not ok runner # {e}", flush=True)
         status = 1
