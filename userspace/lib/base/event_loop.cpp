@@ -15,17 +15,6 @@
 
 namespace vpci {
 
-event_loop::watch &event_loop::watch::operator=(watch &&o) noexcept
-{
-	if (this != &o) {
-		reset();
-		loop_ = o.loop_;
-		id_ = o.id_;
-		o.loop_ = nullptr;
-	}
-	return *this;
-}
-
 void event_loop::watch::pause()
 {
 	if (loop_)
@@ -48,17 +37,6 @@ void event_loop::watch::reset() noexcept
 	if (loop_)
 		loop_->unwatch(id_);
 	loop_ = nullptr;
-}
-
-event_loop::timer &event_loop::timer::operator=(timer &&o) noexcept
-{
-	if (this != &o) {
-		reset();
-		loop_ = o.loop_;
-		id_ = o.id_;
-		o.loop_ = nullptr;
-	}
-	return *this;
 }
 
 void event_loop::timer::arm(clock::time_point when)
@@ -92,14 +70,17 @@ event_loop::watch event_loop::add(int fd, std::uint32_t events, callback cb,
 {
 	const std::uint64_t id = next_id_++;
 	epoll_add(epoll_.get(), fd, events, id);
-	entries_.emplace(id, entry{fd, events, false, std::move(cb), std::move(on_error)});
+	entries_.emplace(id, entry{fd, events, false,
+				   std::make_shared<const callbacks>(
+					   callbacks{std::move(cb), std::move(on_error)})});
 	return watch(this, id);
 }
 
 event_loop::timer event_loop::add_timer(std::function<void()> cb)
 {
 	const std::uint64_t id = next_id_++;
-	timers_.emplace(id, timer_entry{std::nullopt, std::move(cb)});
+	timers_.emplace(id, timer_entry{std::nullopt, std::make_shared<const std::function<void()>>(
+							     std::move(cb))});
 	return timer(this, id);
 }
 
@@ -183,11 +164,10 @@ unsigned event_loop::run_once(int timeout_ms)
 		auto it = entries_.find(evs[i].data.u64);
 		if (it == entries_.end() || it->second.paused)
 			continue;
-		// Copies: the callback may drop its own handle.
-		const callback cb = it->second.cb;
-		const error_callback on_error = it->second.on_error;
+		// Held: the callback may drop its own handle.
+		const std::shared_ptr<const callbacks> fns = it->second.fns;
 		const std::uint32_t ev = evs[i].events;
-		isolate([&] { cb(ev); }, on_error);
+		isolate([&] { fns->cb(ev); }, fns->on_error);
 		ran++;
 	}
 	const auto after = clock::now();
@@ -200,8 +180,8 @@ unsigned event_loop::run_once(int timeout_ms)
 		if (it == timers_.end() || !it->second.when || *it->second.when > after)
 			continue;
 		it->second.when.reset(); // one shot; the callback may arm it again
-		const std::function<void()> cb = it->second.cb;
-		isolate(cb, {});
+		const std::shared_ptr<const std::function<void()>> cb = it->second.cb;
+		isolate(*cb, {});
 		ran++;
 	}
 	return ran;

@@ -31,18 +31,45 @@ public:
 	using error_callback = std::function<void(const std::exception &)>;
 
 	/**
+	 * What a watch and a timer share: the loop and an id, moved (the
+	 * moved-from handle owns nothing), released by @p Handle::reset().
+	 */
+	template <typename Handle> class handle {
+	public:
+		handle(const handle &) = delete;
+		handle &operator=(const handle &) = delete;
+		explicit operator bool() const noexcept { return loop_ != nullptr; }
+
+	protected:
+		handle() = default;
+		handle(event_loop *l, std::uint64_t id) noexcept : loop_(l), id_(id) {}
+		handle(handle &&o) noexcept : loop_(o.loop_), id_(o.id_) { o.loop_ = nullptr; }
+		handle &operator=(handle &&o) noexcept
+		{
+			if (this != &o) {
+				static_cast<Handle *>(this)->reset();
+				loop_ = o.loop_;
+				id_ = o.id_;
+				o.loop_ = nullptr;
+			}
+			return *this;
+		}
+		~handle() = default;
+		event_loop *loop_ = nullptr;
+		std::uint64_t id_ = 0;
+	};
+
+	/**
 	 * An fd the loop watches, for as long as the handle lives.  Paused, it
 	 * is out of the epoll set (an empty mask would still report hang-ups
 	 * on every wait); resumed, what came meanwhile is reported
 	 * (level-triggered).
 	 */
-	class watch {
+	class watch : public handle<watch> {
 	public:
 		watch() = default;
-		watch(watch &&o) noexcept : loop_(o.loop_), id_(o.id_) { o.loop_ = nullptr; }
-		watch &operator=(watch &&o) noexcept;
-		watch(const watch &) = delete;
-		watch &operator=(const watch &) = delete;
+		watch(watch &&) noexcept = default;
+		watch &operator=(watch &&) noexcept = default;
 		~watch() { reset(); }
 
 		void pause();
@@ -50,23 +77,18 @@ public:
 		bool paused() const;
 		/** Stop watching (also what the destructor does). */
 		void reset() noexcept;
-		explicit operator bool() const noexcept { return loop_ != nullptr; }
 
 	private:
 		friend class event_loop;
-		watch(event_loop *l, std::uint64_t id) : loop_(l), id_(id) {}
-		event_loop *loop_ = nullptr;
-		std::uint64_t id_ = 0;
+		watch(event_loop *l, std::uint64_t id) noexcept : handle(l, id) {}
 	};
 
 	/** A deadline the loop wakes for; disarmed when the handle goes. */
-	class timer {
+	class timer : public handle<timer> {
 	public:
 		timer() = default;
-		timer(timer &&o) noexcept : loop_(o.loop_), id_(o.id_) { o.loop_ = nullptr; }
-		timer &operator=(timer &&o) noexcept;
-		timer(const timer &) = delete;
-		timer &operator=(const timer &) = delete;
+		timer(timer &&) noexcept = default;
+		timer &operator=(timer &&) noexcept = default;
 		~timer() { reset(); }
 
 		/** Run the callback once at @p when (replaces an earlier arming). */
@@ -74,13 +96,10 @@ public:
 		void disarm();
 		bool armed() const;
 		void reset() noexcept;
-		explicit operator bool() const noexcept { return loop_ != nullptr; }
 
 	private:
 		friend class event_loop;
-		timer(event_loop *l, std::uint64_t id) : loop_(l), id_(id) {}
-		event_loop *loop_ = nullptr;
-		std::uint64_t id_ = 0;
+		timer(event_loop *l, std::uint64_t id) noexcept : handle(l, id) {}
 	};
 
 	event_loop();
@@ -105,16 +124,24 @@ public:
 	std::uint64_t errors() const noexcept { return errors_; }
 
 private:
+	/*
+	 * The callbacks are shared: a callback may drop its own handle, and
+	 * the loop keeps them alive through the call by a reference count
+	 * instead of copying each std::function per event.
+	 */
+	struct callbacks {
+		callback cb;
+		error_callback on_error;
+	};
 	struct entry {
 		int fd;
 		std::uint32_t events;
 		bool paused = false;
-		callback cb;
-		error_callback on_error;
+		std::shared_ptr<const callbacks> fns;
 	};
 	struct timer_entry {
 		std::optional<clock::time_point> when;
-		std::function<void()> cb;
+		std::shared_ptr<const std::function<void()>> cb;
 	};
 	void unwatch(std::uint64_t id) noexcept;
 	void set_paused(std::uint64_t id, bool paused);
