@@ -4,6 +4,7 @@
 #include <chrono>
 #include <csignal>
 #include <stdexcept>
+#include <string>
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,6 +36,39 @@ TEST(EventLoop, WatchFiresUntilItsHandleGoes)
 	eventfd_signal(ev.get());
 	EXPECT_EQ(loop.run_once(20), 0u) << "a dropped handle still fired";
 	EXPECT_EQ(fired, 1);
+}
+
+// A callback may drop its own handle (a client that hung up, a one-shot
+// timer that is done): the loop keeps what it runs alive through the call
+// (the sanitizer build sees a use after free otherwise), and a handle moved
+// before keeps working from its new place.
+TEST(EventLoop, CallbackMayDropItsOwnHandle)
+{
+	event_loop loop;
+	unique_fd ev = make_eventfd();
+	std::string seen;
+	event_loop::watch w;
+	event_loop::timer t;
+	{
+		event_loop::watch first = loop.add(ev.get(), EPOLLIN, [&, tag = std::string(64, 'w')](
+								      std::uint32_t) {
+			w.reset(); // the handle of this very callback
+			seen += tag.substr(0, 1);
+		});
+		w = std::move(first);
+		EXPECT_FALSE(first) << "a moved-from handle owns nothing";
+	}
+	t = loop.add_timer([&, tag = std::string(64, 't')] {
+		t = event_loop::timer(); // assigning over it drops it
+		seen += tag.substr(0, 1);
+	});
+	t.arm(event_loop::clock::now());
+	eventfd_signal(ev.get());
+	EXPECT_EQ(loop.run_once(100), 2u);
+	EXPECT_EQ(seen, "wt");
+	EXPECT_FALSE(w);
+	EXPECT_FALSE(t);
+	EXPECT_EQ(loop.run_once(20), 0u) << "both are gone";
 }
 
 // A peer's hang-up on a paused socket must not wake the loop (an empty
