@@ -159,7 +159,10 @@ static bool vpci_stall(struct vpci_queue *q)
 		vpci_ring_backend(vdev, VPCI_VEC_CONFIG);
 	/*
 	 * No answer comes for an unmapped IOVA: look again after the
-	 * timeout, or shortly if the miss could not even be posted.
+	 * timeout, or shortly if the miss could not even be posted.  A miss
+	 * asked before still needs a look once it is due: retry_work is one
+	 * per device, and another queue's repost may have used it up early
+	 * (queue_delayed_work() leaves an earlier one queued as it is).
 	 */
 	if (ret & VPCI_MISS_LOST)
 		mod_delayed_work(system_wq, &vdev->retry_work,
@@ -167,6 +170,9 @@ static bool vpci_stall(struct vpci_queue *q)
 	else if (ret & VPCI_MISS_POSTED)
 		mod_delayed_work(system_wq, &vdev->retry_work,
 				 vdev->miss_timeout + 1);
+	else
+		queue_delayed_work(system_wq, &vdev->retry_work,
+				   vdev->miss_timeout + 1);
 	return true;
 }
 
@@ -705,7 +711,10 @@ int vpci_poll(struct napi_struct *napi, int budget)
 		 * Re-arm kicks, then catch what raced with it.  A miss on
 		 * the request stalls the queue (the update schedules NAPI
 		 * again, vpci_dp_sync()); before, it was ignored and the
-		 * queue slept with no kick requested.
+		 * queue slept with no kick requested.  One VM1 never answers
+		 * is asked again after each miss timeout (retry_work polls,
+		 * the poll finds nothing and clears miss.pending): VM1's own
+		 * queue waits, VM2 spends one miss per timeout on it.
 		 */
 		spin_lock(&vdev->dp_lock);
 		if (vpci_q_live(q) && !q->miss.pending &&

@@ -522,7 +522,13 @@ err_destroy_iotlb:
 	return err;
 }
 
-static void vpci_remove(struct pci_dev *pdev)
+/*
+ * Remove, or with @shutdown the part of it a reboot, power-off or kexec
+ * needs: everything stops and BOUND is cleared, but the netdev is only
+ * detached and closed (unregistering it could wait forever on a reference
+ * held elsewhere, and power-off would hang) and nothing is freed.
+ */
+static void vpci_teardown(struct pci_dev *pdev, bool shutdown)
 {
 	struct vpci_dev *vdev = pci_get_drvdata(pdev);
 
@@ -546,7 +552,15 @@ static void vpci_remove(struct pci_dev *pdev)
 	vpci_cpuhp_del(vdev);
 	vpci_free_queue_irqs(vdev);
 
-	unregister_netdev(vdev->netdev);
+	if (shutdown) {
+		/* ndo_stop as unregister would run it; the stack sends no more */
+		rtnl_lock();
+		netif_device_detach(vdev->netdev);
+		dev_close(vdev->netdev);
+		rtnl_unlock();
+	} else {
+		unregister_netdev(vdev->netdev);
+	}
 	vpci_napi(vdev, false);
 	cancel_delayed_work_sync(&vdev->retry_work);
 	vpci_dp_stop_all(vdev);
@@ -556,24 +570,37 @@ static void vpci_remove(struct pci_dev *pdev)
 
 	pci_free_irq_vectors(pdev);
 	pci_clear_master(pdev);
+	if (shutdown) {
+		/* Nothing may tear it down twice (see vpci_remove()). */
+		pci_set_drvdata(pdev, NULL);
+		return;
+	}
 	free_netdev(vdev->netdev);
 	vpci_iotlb_destroy(&vdev->iotlb);
 	/* BAR mappings, regions and the device enable are devres-managed. */
+}
+
+static void vpci_remove(struct pci_dev *pdev)
+{
+	/* Shut down already (vpci_shutdown()): nothing left to stop. */
+	if (!pci_get_drvdata(pdev))
+		return;
+	vpci_teardown(pdev, false);
 }
 
 /**
  * vpci_shutdown() - reboot, power-off or kexec: let go of VM1 first
  * @pdev: the function
  *
- * As remove: the queues stop, nothing in this guest touches VM1's memory
- * any more, and BOUND is cleared, so the backend answers VM1's
- * invalidations itself at once instead of waiting for acks from a guest
- * that went away (up to its --inval-timeout-ms), and a kexec'd kernel
- * finds the function quiet.
+ * The queues stop, nothing in this guest touches VM1's memory any more,
+ * and BOUND is cleared, so the backend answers VM1's invalidations itself
+ * at once instead of waiting for acks from a guest that went away (up to
+ * its --inval-timeout-ms), and a kexec'd kernel finds the function quiet.
+ * As NIC drivers do, the netdev is detached and closed, not unregistered.
  */
 static void vpci_shutdown(struct pci_dev *pdev)
 {
-	vpci_remove(pdev);
+	vpci_teardown(pdev, true);
 }
 
 static const struct pci_device_id vpci_ids[] = {
