@@ -15,9 +15,12 @@
 /**
  * vpci_misses_reset() - a queue (re)starts: nothing asked, nothing waited for
  * @m: the queue's misses
+ * @ahead: chains behind a stalled one to ask for ahead (at most
+ *	VPCI_PREFETCH_CHAINS; 0: one miss at a time)
  */
-void vpci_misses_reset(struct vpci_misses *m)
+void vpci_misses_reset(struct vpci_misses *m, unsigned int ahead)
 {
+	m->ahead = min_t(unsigned int, ahead, VPCI_PREFETCH_CHAINS);
 	m->n = 0;
 	m->pending = false;
 	m->wait = 0;
@@ -163,9 +166,9 @@ static bool vpci_misses_prefetch(struct vpci_misses *m, struct vpci_vring *vr,
 	 * found, all asked for already: a queue that stalls again (poll mode
 	 * looks every poll) does not walk again.
 	 */
-	if (m->n < VPCI_MISS_SLOTS && !vpci_vring_avail_idx(vr, &avail) &&
+	if (m->ahead && m->n < VPCI_MISS_SLOTS && !vpci_vring_avail_idx(vr, &avail) &&
 	    (avail != m->pf_avail || gen != m->pf_gen)) {
-		n = vpci_vring_prefetch(vr, avail, VPCI_PREFETCH_CHAINS,
+		n = vpci_vring_prefetch(vr, avail, m->ahead,
 					&m->pchain, pf, VPCI_PREFETCH_CHAINS);
 		m->pf_avail = avail;
 		m->pf_gen = gen;

@@ -882,7 +882,7 @@ void vpci_dp_sync(struct vpci_dev *vdev)
 							     VIRTIO_NET_F_GUEST_CSUM);
 			/* vpci_features_check() reads it without dp_lock */
 			WRITE_ONCE(q->gso, q->csum ? vpci_gso_types(features, i) : 0);
-			vpci_misses_reset(&q->miss);
+			vpci_misses_reset(&q->miss, VPCI_PREFETCH_CHAINS);
 			q->pub_stalled = false;
 			q->rings_gone = false;
 			q->rx_seen = q->vr.last_avail;

@@ -361,6 +361,7 @@ struct vpci_miss {
  * @n: entries in @slot
  * @pending: the queue waits for the miss at @wait
  * @wait: the address it waits for
+ * @ahead: chains behind the stalled one asked for ahead (0: none)
  * @pchain: scratch chain for looking ahead (vpci_vring_prefetch())
  * @pf_avail: avail index of the last look ahead
  * @pf_gen: IOTLB generation of the last look ahead (~0: none)
@@ -370,6 +371,7 @@ struct vpci_misses {
 	unsigned int n;
 	bool pending;
 	u64 wait;
+	unsigned int ahead;
 	struct vpci_chain pchain;
 	u16 pf_avail;
 	u64 pf_gen;
@@ -388,7 +390,7 @@ struct vpci_miss_ops {
 /* vpci_misses_stall() returns these (ored), or -ETIMEDOUT */
 #define VPCI_MISS_POSTED	1	/* something was sent: ring the backend */
 #define VPCI_MISS_LOST		2	/* the stall's own miss was not sent */
-void vpci_misses_reset(struct vpci_misses *m);
+void vpci_misses_reset(struct vpci_misses *m, unsigned int ahead);
 void vpci_misses_forget(struct vpci_misses *m, u64 iova, u64 size);
 bool vpci_misses_ask(struct vpci_misses *m, u64 iova, u32 perm, u64 now,
 		     u64 timeout, const struct vpci_miss_ops *ops, void *ctx);

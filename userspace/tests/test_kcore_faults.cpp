@@ -485,7 +485,7 @@ private:
 					q.broken = true;
 					continue;
 				}
-				vpci_misses_reset(&q.miss);
+				vpci_misses_reset(&q.miss, VPCI_PREFETCH_CHAINS);
 				q.running = true;
 			}
 			if (!q.enabled)

@@ -918,7 +918,7 @@ TEST(KcoreMiss, AskedOncePerPageTimesOutAndIsAskedAgainWhenSettled)
 {
 	Vm1 v;
 	vpci_misses m;
-	vpci_misses_reset(&m);
+	vpci_misses_reset(&m, VPCI_PREFETCH_CHAINS);
 	MissOps o;
 	constexpr u64 kTimeout = 10;
 	const u64 iova = kIova + 0x20010;
@@ -975,7 +975,7 @@ TEST(KcoreMiss, ChainsBehindAreAskedAheadAndTheWaitedMissAlwaysFits)
 	EXPECT_EQ(vpci_chain_write(&v.vr, &c, 0, "x", 1), -ENOENT);
 	vpci_vring_unpop(&v.vr);
 	vpci_misses m;
-	vpci_misses_reset(&m);
+	vpci_misses_reset(&m, VPCI_PREFETCH_CHAINS);
 	MissOps o;
 	EXPECT_EQ(vpci_misses_stall(&m, &v.vr, 0, 100, &MissOps::ops, &o), VPCI_MISS_POSTED);
 	const std::vector<std::pair<u64, bool>> want = {
@@ -986,8 +986,14 @@ TEST(KcoreMiss, ChainsBehindAreAskedAheadAndTheWaitedMissAlwaysFits)
 		<< "same avail, same IOTLB: no second walk";
 	EXPECT_EQ(o.sent.size(), 3u);
 
+	// Without look-ahead (hostdp): only the waited miss is asked.
+	vpci_misses_reset(&m, 0);
+	o.sent.clear();
+	EXPECT_EQ(vpci_misses_stall(&m, &v.vr, 2, 100, &MissOps::ops, &o), VPCI_MISS_POSTED);
+	EXPECT_EQ(o.sent, (std::vector<std::pair<u64, bool>>{{kIova + 0x20000, false}}));
+
 	// A full table: asks ahead are dropped, the waited one takes the oldest place.
-	vpci_misses_reset(&m);
+	vpci_misses_reset(&m, VPCI_PREFETCH_CHAINS);
 	for (unsigned i = 0; i < VPCI_MISS_SLOTS; i++) {
 		m.slot[i] = {(kIova >> 12) + 0x100 + i, i};
 		m.n++;
