@@ -645,11 +645,13 @@ def main():
                     sel.register(g.conn, selectors.EVENT_READ, g)
         status = max(g.exit_code for g in tested)
         # Guests that only serve others (VM1's command loop) are told to
-        # stop; then let all power off so their consoles are complete.
+        # stop, and answered the "@exit" they report next at once (the
+        # logs' sizes are noted already); then let all power off so their
+        # consoles are complete.
         for g in guests:
             if g not in tested and g.conn is not None:
                 try:
-                    g.conn.sendall(b"@quit\n")
+                    g.conn.sendall(b"@quit\n@bye\n")
                 except OSError:
                     pass
         end = min(deadline, time.monotonic() + 30)
