@@ -393,6 +393,183 @@ TEST(SimTraffic, PartialChecksumPassedOnCompletedOrBad)
 	EXPECT_EQ(take_csum(hdr, g), csum_seen::bad) << "a flipped byte";
 }
 
+// --gso frames: TCP/IPv4 as a guest's stack hands them to virtio-net with
+// TSO, and what the device may return: whole and still partial, completed
+// (not for TSO frames), or anything else as bad.
+TEST(SimTraffic, TcpFramesAsAGuestStackSendsThem)
+{
+	for (std::size_t size : {tcp_frame_min, gso_frame_max, gso_frame_max + 1, tcp_frame_max}) {
+		SCOPED_TRACE(size);
+		std::vector<std::uint8_t> f(size);
+		build_tcp_frame(f, pair_seq(3, 9), 77);
+		std::uint8_t h[net_hdr_size];
+		tcp_net_hdr(h, size);
+		frame_info fi{};
+		ASSERT_TRUE(parse_frame(f, fi));
+		EXPECT_EQ(fi.seq, pair_seq(3, 9));
+		EXPECT_EQ(frame_pair(f), 3);
+		EXPECT_EQ(vpci::net::csum_fold(f.data() + 14, 20), 0xffff) << "IPv4 header checksum";
+		const bool gso = size > gso_frame_max;
+		EXPECT_EQ(h[1], gso ? 1 : 0);
+		auto t = take_tcp(h, f);
+		EXPECT_EQ(t.csum, csum_seen::partial);
+		EXPECT_EQ(t.gso, gso);
+
+		auto g = f;
+		g[tcp_csum_start + tcp_csum_offset] ^= 1;
+		EXPECT_EQ(take_tcp(h, g).csum, csum_seen::bad) << "partial field changed";
+		auto hb = std::to_array(h);
+		hb[1] = gso ? 0 : 1;
+		EXPECT_EQ(take_tcp(hb.data(), f).csum, csum_seen::bad) << "GSO type changed";
+		if (gso) {
+			hb = std::to_array(h);
+			hb[4]--;
+			EXPECT_EQ(take_tcp(hb.data(), f).csum, csum_seen::bad) << "gso_size changed";
+		}
+		g = f;
+		g[14 + 8]--; // TTL
+		EXPECT_FALSE(parse_frame(g, fi)) << "IPv4 header changed";
+		g = f;
+		g[tcp_csum_start + 1] ^= 1; // source port
+		EXPECT_FALSE(parse_frame(g, fi)) << "TCP header changed";
+
+		// Completed by the device (a VM1 without GUEST_CSUM), then
+		// checked with the pseudo-header and set back to the seed.
+		ASSERT_TRUE(vpci::net::csum_complete(f.data(), size, tcp_csum_start, tcp_csum_offset));
+		h[0] = 0;
+		g = f;
+		t = take_tcp(h, f);
+		EXPECT_EQ(t.csum, csum_seen::complete);
+		EXPECT_TRUE(parse_frame(f, fi)) << "field set back to the seed";
+		g[size - 1] ^= 0x10;
+		EXPECT_EQ(take_tcp(h, g).csum, csum_seen::bad) << "a flipped byte";
+	}
+	std::vector<std::uint8_t> f(tcp_frame_max + 1);
+	EXPECT_THROW(build_tcp_frame(f, 0, 0), std::invalid_argument);
+	EXPECT_THROW(build_tcp_frame(std::span(f).first(tcp_frame_min - 1), 0, 0),
+		     std::invalid_argument);
+}
+
+// Segments of a TCP frame as Linux's tcp_gso_segment() makes them: the
+// headers copied, the IPv4 length, ID and checksum and the TCP sequence
+// number per segment, PSH on the last only, each checksum partial.
+std::vector<std::vector<std::uint8_t>> segment_tcp(std::span<const std::uint8_t> f)
+{
+	std::vector<std::vector<std::uint8_t>> out;
+	const std::size_t payload = f.size() - tcp_hdrs;
+	for (std::size_t off = 0; off < payload; off += gso_mss) {
+		const std::size_t n = std::min<std::size_t>(gso_mss, payload - off);
+		std::vector<std::uint8_t> s(f.begin(), f.begin() + tcp_hdrs);
+		s.insert(s.end(), f.begin() + tcp_hdrs + off, f.begin() + tcp_hdrs + off + n);
+		const std::size_t tot = s.size() - 14;
+		s[16] = static_cast<std::uint8_t>(tot >> 8);
+		s[17] = static_cast<std::uint8_t>(tot);
+		s[19] = static_cast<std::uint8_t>(s[19] + out.size());
+		s[24] = s[25] = 0;
+		const std::uint16_t ipc = static_cast<std::uint16_t>(~vpci::net::csum_fold(&s[14], 20));
+		s[24] = static_cast<std::uint8_t>(ipc >> 8);
+		s[25] = static_cast<std::uint8_t>(ipc);
+		const std::uint32_t seq = (static_cast<std::uint32_t>(s[38]) << 24 | s[39] << 16 |
+					   s[40] << 8 | s[41]) + static_cast<std::uint32_t>(off);
+		for (int i = 0; i < 4; i++)
+			s[38 + i] = static_cast<std::uint8_t>(seq >> (24 - 8 * i));
+		if (off + n < payload)
+			s[47] &= static_cast<std::uint8_t>(~0x08);
+		const std::uint16_t seed = tcp_seed(s.size());
+		s[50] = static_cast<std::uint8_t>(seed >> 8);
+		s[51] = static_cast<std::uint8_t>(seed);
+		out.push_back(std::move(s));
+	}
+	return out;
+}
+
+// --gso without GUEST_TSO4: what a device segmented is put back together
+// exactly, and segments out of place are refused, not glued.
+TEST(SimTraffic, SegmentsOfATsoFrameReassembled)
+{
+	std::vector<std::uint8_t> f(tcp_frame_max);
+	build_tcp_frame(f, pair_seq(2, 11), 5);
+	const std::uint8_t partial[net_hdr_size] = {1, 0, 0, 0, 0, 0, tcp_csum_start, 0,
+						    tcp_csum_offset, 0};
+	const std::uint8_t none[net_hdr_size] = {};
+	auto segs = segment_tcp(f);
+	ASSERT_EQ(segs.size(), 46u);
+	tcp_reassembler r;
+	for (std::size_t i = 0; i + 1 < segs.size(); i++)
+		ASSERT_EQ(r.add(partial, segs[i]), tcp_reassembler::result::more) << i;
+	ASSERT_EQ(r.add(partial, segs.back()), tcp_reassembler::result::frame);
+	ASSERT_EQ(r.frame().size(), f.size());
+	EXPECT_EQ(std::memcmp(r.frame().data(), f.data(), f.size()), 0) << "byte for byte";
+	EXPECT_EQ(r.partial, 46u);
+	EXPECT_EQ(r.bad, 0u);
+
+	// Checksums completed by the device verify and count as such.
+	segs = segment_tcp(f);
+	for (std::size_t i = 0; i < segs.size(); i++) {
+		ASSERT_TRUE(vpci::net::csum_complete(segs[i].data(), segs[i].size(), tcp_csum_start,
+						     tcp_csum_offset));
+		EXPECT_EQ(r.add(none, segs[i]), i + 1 < segs.size() ? tcp_reassembler::result::more
+								     : tcp_reassembler::result::frame);
+	}
+	EXPECT_EQ(r.complete, 46u);
+	EXPECT_EQ(std::memcmp(r.frame().data(), f.data(), f.size()), 0);
+
+	// A lost segment: the next one is out of place; the frame is dropped
+	// and the next frame starts clean.
+	segs = segment_tcp(f);
+	EXPECT_EQ(r.add(partial, segs[0]), tcp_reassembler::result::more);
+	EXPECT_EQ(r.add(partial, segs[2]), tcp_reassembler::result::bad);
+	EXPECT_EQ(r.add(partial, segs[3]), tcp_reassembler::result::bad) << "no frame in progress";
+	std::vector<std::uint8_t> small(1000);
+	build_tcp_frame(small, 3, 0);
+	auto one = segment_tcp(small);
+	ASSERT_EQ(one.size(), 1u);
+	EXPECT_EQ(one[0], small) << "a frame of one segment is itself";
+	ASSERT_EQ(r.add(partial, one[0]), tcp_reassembler::result::frame);
+	frame_info fi{};
+	EXPECT_TRUE(parse_frame(r.frame(), fi));
+	EXPECT_EQ(fi.seq, 3u);
+
+	// What a segment may not be: with a GSO header, over the MTU, with a
+	// wrong checksum, of another flow, with a changed header.
+	auto bad = [&](std::vector<std::uint8_t> s, const std::uint8_t *h, const char *what) {
+		tcp_reassembler x;
+		EXPECT_EQ(x.add(h, s), tcp_reassembler::result::bad) << what;
+	};
+	std::uint8_t gso[net_hdr_size];
+	std::memcpy(gso, partial, net_hdr_size);
+	gso[1] = 1;
+	bad(segs[0], gso, "GSO header on a segment");
+	bad(std::vector<std::uint8_t>(f.begin(), f.begin() + 1515), partial, "over the MTU");
+	auto s = segs[0];
+	s[51] ^= 1;
+	bad(s, partial, "partial field changed");
+	bad(segs[0], none, "checksum neither partial nor complete");
+	s = segs[0];
+	s[14 + 8]--;
+	bad(s, partial, "TTL changed");
+	s = segs[0];
+	s[34 + 3] ^= 1;
+	bad(s, partial, "destination port changed");
+	// A segment of pair 1's flow in the middle of pair 2's frame.
+	std::vector<std::uint8_t> other(tcp_frame_max);
+	build_tcp_frame(other, pair_seq(1, 11), 5);
+	auto osegs = segment_tcp(other);
+	tcp_reassembler x;
+	EXPECT_EQ(x.add(partial, segs[0]), tcp_reassembler::result::more);
+	EXPECT_EQ(x.add(partial, osegs[1]), tcp_reassembler::result::bad) << "another flow's";
+	// A flipped payload byte passes as a segment; the frame's own check fails.
+	segs = segment_tcp(f);
+	segs[7][100] ^= 1;
+	const std::uint16_t seed = tcp_seed(segs[7].size());
+	EXPECT_EQ(segs[7][50] << 8 | segs[7][51], seed);
+	tcp_reassembler y;
+	for (auto &g : segs)
+		y.add(partial, g);
+	ASSERT_EQ(y.frame().size(), f.size());
+	EXPECT_FALSE(parse_frame(y.frame(), fi));
+}
+
 TEST(SimTraffic, ValidatorCountsLossReorderDuplicates)
 {
 	rx_validator v(10);
@@ -459,17 +636,18 @@ struct recording_port : iotlb_port {
 };
 
 struct vm1_fixture {
-	explicit vm1_fixture(iova_policy p, std::uint16_t num = 16)
-		: tm(min_ram_size(num)), vm(tm.gm, cfg(p, num), port),
+	explicit vm1_fixture(iova_policy p, std::uint16_t num = 16, bool gso = false)
+		: tm(min_ram_size(num)), vm(tm.gm, cfg(p, num, gso), port),
 		  rxdev{tm.gm, vm.mmu, vm.layout(rxq), true}, txdev{tm.gm, vm.mmu, vm.layout(txq), true}
 	{
 		vm.map_static();
 	}
-	static vm1_config cfg(iova_policy p, std::uint16_t num)
+	static vm1_config cfg(iova_policy p, std::uint16_t num, bool gso = false)
 	{
 		vm1_config c;
 		c.policy = p;
 		c.ring_size = num;
+		c.gso = gso;
 		return c;
 	}
 	test_mem tm;
@@ -513,6 +691,45 @@ TEST(SimVm1, TransientMapsBeforePostAndInvalidatesAfterUse)
 	ASSERT_EQ(data.size(), 72u);
 	EXPECT_TRUE(parse_frame(data.subspan(net_hdr_size), fi));
 	EXPECT_EQ(fi.seq, 3u);
+}
+
+// A TSO frame is one chain of 4 KiB TX slots, each its own descriptor and
+// (transient) its own mapping; completing it frees and unmaps them all.
+TEST(SimVm1, TsoFrameIsOneChainOfSlots)
+{
+	vm1_fixture f(iova_policy::transient, 32, true);
+	const std::size_t total = net_hdr_size + tcp_frame_max, ndesc = (total + P - 1) / P;
+	ASSERT_EQ(ndesc, 17u);
+	ASSERT_TRUE(f.vm.send(5, tcp_frame_max, now_ns()));
+	EXPECT_FALSE(f.vm.send(6, tcp_frame_max, now_ns())) << "15 slots left of 32";
+	ASSERT_TRUE(f.vm.send(6, 1000, now_ns())) << "a short frame still fits";
+	f.vm.tx.kick_prepare();
+	std::vector<vring_desc> d;
+	std::uint16_t head;
+	ASSERT_EQ(f.txdev.pop(d, &head), "");
+	ASSERT_EQ(d.size(), ndesc);
+	std::vector<std::uint8_t> bytes;
+	for (const auto &x : d) {
+		EXPECT_FALSE(x.flags & desc_f_write);
+		const std::uint8_t *b = f.txdev.buf(x, perm_ro);
+		bytes.insert(bytes.end(), b, b + x.len);
+	}
+	ASSERT_EQ(bytes.size(), total);
+	std::uint8_t want[net_hdr_size];
+	tcp_net_hdr(want, tcp_frame_max);
+	EXPECT_EQ(std::memcmp(bytes.data(), want, net_hdr_size), 0);
+	frame_info fi{};
+	ASSERT_TRUE(parse_frame(std::span(bytes).subspan(net_hdr_size), fi));
+	EXPECT_EQ(fi.seq, 5u);
+	f.txdev.push_used(head, 0);
+	const std::size_t inval0 = f.port.inval.size();
+	f.vm.complete_tx(*f.vm.tx.get_used());
+	EXPECT_EQ(f.port.inval.size() - inval0, ndesc) << "each slot unmapped";
+	EXPECT_TRUE(f.vm.send(7, tcp_frame_max, now_ns())) << "the slots are free again";
+
+	vm1_fixture plain(iova_policy::identity, 32);
+	EXPECT_THROW(plain.vm.send(1, 5000, now_ns()), std::invalid_argument)
+		<< "only --gso frames span slots";
 }
 
 TEST(SimVm1, IdentityAndStaticPoolMappings)
@@ -823,6 +1040,27 @@ TEST(SimCli, QueuePairOptionsAreChecked)
 	e = cli_parse()({"-s", "x", "--queue-pairs", "8"});
 	EXPECT_TRUE(has(e, "--ram-size: 8 queue pairs of ring size 256 need at least")) << e;
 	EXPECT_EQ(cli_parse()({"-s", "x", "--queue-pairs", "8", "--ram-size", "32M"}), "");
+}
+
+TEST(SimCli, GsoOptionsAreChecked)
+{
+	auto has = [](const std::string &msg, const std::string &part) {
+		return msg.find(part) != std::string::npos;
+	};
+	EXPECT_EQ(cli_parse()({"-s", "x", "--gso", "--size", "80-65535"}), "");
+	EXPECT_EQ(cli_parse()({"-s", "x", "--gso", "--no-guest-tso", "--size", "80"}), "");
+	std::string e = cli_parse()({"-s", "x", "--gso"});
+	EXPECT_TRUE(has(e, "--size: 80..65535 with --gso")) << "60 is too short a TCP frame: " << e;
+	e = cli_parse()({"-s", "x", "--gso", "--size", "80-65536"});
+	EXPECT_TRUE(has(e, "--size: 80..65535")) << e;
+	e = cli_parse()({"-s", "x", "--size", "5000"});
+	EXPECT_TRUE(has(e, "--size: 60..4084")) << "only --gso frames span buffers: " << e;
+	e = cli_parse()({"-s", "x", "--no-guest-tso"});
+	EXPECT_TRUE(has(e, "--no-guest-tso: only with --gso")) << e;
+	for (const char *o : {"--tx-csum", "--no-guest-csum", "--no-mrg-rxbuf"}) {
+		e = cli_parse()({"-s", "x", "--gso", "--size", "100", o});
+		EXPECT_TRUE(has(e, "--gso: its frames carry")) << o << ": " << e;
+	}
 }
 
 TEST(SimVm1, OnePairKeepsItsLayout)

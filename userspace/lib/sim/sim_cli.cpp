@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "sim_traffic.hpp"
+
 namespace vpci::sim {
 
 void add_cli_options(CLI::App &app, cli_options &o)
@@ -42,7 +44,8 @@ void add_cli_options(CLI::App &app, cli_options &o)
 		->capture_default_str();
 	app.add_option("-n,--count", o.run.count, "frames to send")->capture_default_str();
 	app.add_option("--duration", o.run.duration_s, "stop sending after this many seconds (0: none)");
-	app.add_option("--size", o.sizes, "frame size N or MIN-MAX (mixed), 60..4084")
+	app.add_option("--size", o.sizes,
+		       "frame size N or MIN-MAX (mixed), 60..4084; with --gso 80..65535")
 		->capture_default_str();
 	app.add_option("--rate", o.run.rate_pps, "pacing in frames per second (0: unpaced)");
 	app.add_option("--mode", o.mode, "poll | interrupt (wait on the call eventfds)")
@@ -56,6 +59,13 @@ void add_cli_options(CLI::App &app, cli_options &o)
 	app.add_flag("--tx-csum", o.run.vm.tx_csum,
 		     "leave every frame's checksum partial (needs the device's CSUM); check what "
 		     "comes back: still partial, or completed");
+	app.add_flag("--gso", o.run.vm.gso,
+		     "send TCP/IPv4 frames with partial checksums, those over 1514 bytes as TSO "
+		     "frames (gso_size 1448) in chains of 4 KiB buffers; needs CSUM, HOST_TSO4, "
+		     "GUEST_CSUM, GUEST_TSO4 and MRG_RXBUF, and every TSO frame back whole");
+	app.add_flag("--no-guest-tso", [&](std::int64_t) { o.run.vm.guest_tso = false; },
+		     "with --gso: do not negotiate GUEST_TSO4; the device must then segment "
+		     "TSO frames, which come back as segments and are put back together");
 	app.add_flag("--no-guest-csum", [&](std::int64_t) { o.run.vm.guest_csum = false; },
 		     "do not negotiate GUEST_CSUM (the device must then complete checksums)");
 	auto *fault = app.add_option("--fault", o.run.fault,
@@ -118,8 +128,17 @@ void finish_cli_options(cli_options &o)
 	} else {
 		o.run.size_min = o.run.size_max = static_cast<std::uint32_t>(std::stoul(o.sizes));
 	}
-	if (o.run.size_min < 60 || o.run.size_max > 4084 || o.run.size_min > o.run.size_max)
-		throw CLI::ValidationError("--size: 60..4084");
+	const std::size_t lo = o.run.vm.gso ? tcp_frame_min : frame_min,
+			  hi = o.run.vm.gso ? tcp_frame_max : page_size - net_hdr_size;
+	if (o.run.size_min < lo || o.run.size_max > hi || o.run.size_min > o.run.size_max)
+		throw CLI::ValidationError(
+			fmt::format("--size: {}..{}{}", lo, hi, o.run.vm.gso ? " with --gso" : ""));
+	if (!o.run.vm.guest_tso && !o.run.vm.gso)
+		throw CLI::ValidationError("--no-guest-tso: only with --gso");
+	if (o.run.vm.gso && (o.run.vm.tx_csum || !o.run.vm.guest_csum || !o.run.vm.mrg_rxbuf))
+		throw CLI::ValidationError(
+			"--gso: its frames carry their own partial checksums and come back whole "
+			"(not with --tx-csum, --no-guest-csum or --no-mrg-rxbuf)");
 	if (o.ring == 0 || o.ring > 1024 || (o.ring & (o.ring - 1)))
 		throw CLI::ValidationError("--ring-size: a power of two up to 1024");
 	o.run.vm.ring_size = static_cast<std::uint16_t>(o.ring);

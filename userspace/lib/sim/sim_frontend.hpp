@@ -31,7 +31,7 @@ namespace vpci::sim {
 
 /** Virtio feature bits the simulator knows. */
 namespace vf {
-constexpr unsigned csum = 0, guest_csum = 1, mac = 5, host_tso4 = 11, host_tso6 = 12,
+constexpr unsigned csum = 0, guest_csum = 1, mac = 5, guest_tso4 = 7, host_tso4 = 11, host_tso6 = 12,
 		   mrg_rxbuf = 15, status = 16, mq = 22, event_idx = 29, version_1 = 32,
 		   access_platform = 33;
 }

@@ -119,6 +119,8 @@ struct pair_run {
 	rx_validator val;
 	size_picker sizes;
 	std::uint64_t sent = 0, tx_done = 0, tx_bytes = 0, merged = 0;
+	/** --gso: TSO frames sent, and back whole with their GSO header. */
+	std::uint64_t gso_sent = 0, gso_back = 0;
 	/** Frames completed on this pair's RX ring, whichever flow. */
 	std::uint64_t rx_frames = 0;
 	/** Frames of this pair's flow back, on whichever RX ring (the window). */
@@ -128,6 +130,8 @@ struct pair_run {
 	/** Frames of other pairs' flows on this pair's RX ring. */
 	std::uint64_t from_other_pairs = 0;
 	std::vector<std::uint8_t> pkt;
+	/** --gso without GUEST_TSO4: the segments of the frame in progress. */
+	tcp_reassembler reasm;
 	std::uint8_t rx_hdr[net_hdr_size] = {};
 	int pending_bufs = 0;
 	std::uint64_t fault_sent_at = 0, fault_rx_at = 0;
@@ -166,7 +170,8 @@ nlohmann::json run(const run_config &c)
 	set_phase("negotiate");
 	// (the real IOMMU lives in the vm1 below; rebind by constructing after)
 	// HOST_TSO4/6: the device must then take GSO headers, and check them
-	// (the gso-* faults); the simulator's own frames carry none.
+	// (the gso-* faults); the simulator's own frames carry none unless
+	// --gso, which needs TSO both ways (GUEST_TSO4: frames come back whole).
 	std::uint64_t want = bit(vf::version_1) | bit(vf::event_idx) | bit(vf::mrg_rxbuf) |
 			     bit(vf::csum) | bit(vf::guest_csum) | bit(vf::mac) | bit(vf::status) |
 			     bit(vf::host_tso4) | bit(vf::host_tso6);
@@ -178,8 +183,16 @@ nlohmann::json run(const run_config &c)
 		want &= ~bit(vf::mrg_rxbuf);
 	if (!c.vm.guest_csum)
 		want &= ~bit(vf::guest_csum);
+	const std::uint64_t gso_need = bit(vf::csum) | bit(vf::host_tso4) | bit(vf::guest_csum) |
+				       (c.vm.guest_tso ? bit(vf::guest_tso4) : 0) |
+				       bit(vf::mrg_rxbuf);
+	if (c.vm.gso)
+		want |= gso_need;
+	const bool segmented = c.vm.gso && !c.vm.guest_tso;
 	const std::uint64_t acked = fe.negotiate(
-		want, bit(vf::version_1) | (c.vm.tx_csum ? bit(vf::csum) : 0), npairs);
+		want,
+		bit(vf::version_1) | (c.vm.tx_csum ? bit(vf::csum) : 0) | (c.vm.gso ? gso_need : 0),
+		npairs);
 	vc.event_idx = acked & bit(vf::event_idx);
 	vc.mrg_rxbuf = acked & bit(vf::mrg_rxbuf);
 	vc.pairs = npairs;
@@ -329,13 +342,25 @@ nlohmann::json run(const run_config &c)
 				reposted = true;
 				if (--pr.pending_bufs == 0) {
 					pr.rx_frames++;
-					if (vc.tx_csum)
+					std::span<const std::uint8_t> whole = pr.pkt;
+					if (segmented) {
+						// A segment: on once its frame is whole.
+						if (pr.reasm.add(pr.rx_hdr, pr.pkt) !=
+						    tcp_reassembler::result::frame)
+							continue;
+						whole = pr.reasm.frame();
+					} else if (vc.gso) {
+						const tcp_seen ts = take_tcp(pr.rx_hdr, pr.pkt);
+						csum[static_cast<unsigned>(ts.csum)]++;
+						pr.gso_back += ts.gso;
+					} else if (vc.tx_csum) {
 						csum[static_cast<unsigned>(take_csum(pr.rx_hdr, pr.pkt))]++;
+					}
 					// Each pair's flow is validated as one, on
 					// whichever RX ring its frames come back.
 					pair_run *owner = &pr;
 					if (npairs > 1) {
-						const int t = frame_pair(pr.pkt);
+						const int t = frame_pair(whole);
 						if (t >= 0 && static_cast<unsigned>(t) < npairs)
 							owner = &pairs[static_cast<unsigned>(t)];
 					}
@@ -344,7 +369,7 @@ nlohmann::json run(const run_config &c)
 						pr.from_other_pairs++;
 					}
 					owner->back++;
-					owner->val.on_frame(pr.pkt, now_ns());
+					owner->val.on_frame(whole, now_ns());
 				}
 			}
 			if (reposted && vm.rx.kick_prepare())
@@ -386,6 +411,7 @@ nlohmann::json run(const run_config &c)
 				if (!vm.send(pair_seq(pr.index, pr.sent), sz, now_ns()))
 					break;
 				pr.tx_bytes += sz;
+				pr.gso_sent += vc.gso && sz > gso_frame_max;
 				pr.sent++;
 				added = progress = true;
 			}
@@ -474,6 +500,13 @@ nlohmann::json run(const run_config &c)
 		unmaps += pr.vm->unmaps;
 	}
 	const bool canaries_ok = damaged.empty() && rx_tail_damaged == 0;
+	std::uint64_t segments = 0;
+	for (const auto &pr : pairs) {
+		segments += pr.reasm.segments;
+		csum[0] += pr.reasm.partial;
+		csum[1] += pr.reasm.complete;
+		csum[2] += pr.reasm.bad;
+	}
 	nlohmann::json damaged_json = nlohmann::json::array();
 	for (std::size_t i = 0; i < damaged.size() && i < 16; i++)
 		damaged_json.push_back(fmt::format("{:#x}", damaged[i]));
@@ -490,6 +523,8 @@ nlohmann::json run(const run_config &c)
 			pok = pok && pr.val.duplicates == 0 && pr.val.out_of_range == 0 &&
 			      vm.rx.counters().bad_used == 0 && vm.tx.counters().bad_used == 0 &&
 			      lost == 0 && pr.val.reordered == 0 && pr.tx_done == pr.sent &&
+			      (!vc.gso || !receiving || !sending ||
+			       pr.gso_back == (segmented ? 0 : pr.gso_sent)) &&
 			      (!sending || pr.sent == c.count || c.duration_s > 0);
 		ok = ok && pok;
 		nlohmann::json fault_json = nullptr;
@@ -525,8 +560,8 @@ nlohmann::json run(const run_config &c)
 			{"tx", {{"sent", pr.sent}, {"completed", pr.tx_done}, {"bytes", pr.tx_bytes},
 				{"pps", pps(pr.sent)}, {"kicks", vm.tx.counters().kicks},
 				{"kicks_suppressed", vm.tx.counters().kicks_suppressed},
-				{"bad_used", vm.tx.counters().bad_used}}},
-			{"rx", {{"frames", pr.rx_frames}, {"unique", pr.val.unique}, {"lost", lost},
+				{"bad_used", vm.tx.counters().bad_used}, {"gso", pr.gso_sent}}},
+			{"rx", {{"frames", pr.rx_frames}, {"gso", pr.gso_back}, {"unique", pr.val.unique}, {"lost", lost},
 				{"duplicates", pr.val.duplicates}, {"reordered", pr.val.reordered},
 				{"corrupt", pr.val.corrupt}, {"out_of_range", pr.val.out_of_range},
 				{"on_other_rings", pr.on_other_rings},
@@ -557,20 +592,23 @@ nlohmann::json run(const run_config &c)
 		{"ring_size", vc.ring_size},
 		{"event_idx", vc.event_idx},
 		{"mrg_rxbuf", vc.mrg_rxbuf},
+		{"gso", vc.gso},
+		{"guest_tso", vc.gso && !segmented},
 		{"queue_pairs", npairs},
 		{"seconds", secs},
 		{"tx", {{"sent", sent}, {"completed", sum("tx", "completed")},
 			{"bytes", sum("tx", "bytes")}, {"pps", pps(sent)},
 			{"kicks", sum("tx", "kicks")}, {"kicks_suppressed", sum("tx", "kicks_suppressed")},
-			{"bad_used", sum("tx", "bad_used")}}},
-		{"rx", {{"frames", sum("rx", "frames")}, {"unique", unique}, {"lost", lost_all},
+			{"bad_used", sum("tx", "bad_used")}, {"gso", sum("tx", "gso")}}},
+		{"rx", {{"frames", sum("rx", "frames")}, {"gso", sum("rx", "gso")}, {"unique", unique}, {"lost", lost_all},
 			{"duplicates", sum("rx", "duplicates")}, {"reordered", sum("rx", "reordered")},
 			{"corrupt", sum("rx", "corrupt")}, {"out_of_range", sum("rx", "out_of_range")},
 			{"merged", sum("rx", "merged")}, {"bytes", sum("rx", "bytes")},
 			{"pps", pps(unique)},
 			{"bad_used", sum("rx", "bad_used")},
+			{"segments", segments},
 			{"latency", lat_all.latency_json()},
-			{"csum", vc.tx_csum ? nlohmann::json{{"partial", csum[0]},
+			{"csum", vc.tx_csum || vc.gso ? nlohmann::json{{"partial", csum[0]},
 							     {"complete", csum[1]},
 							     {"bad", csum[2]}}
 					    : nlohmann::json()}}},

@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <time.h>
 
+#include <fmt/format.h>
+
 #include "net_csum.hpp"
 
 namespace vpci::sim {
@@ -40,6 +42,99 @@ std::uint64_t now_ns()
 	       static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
+namespace {
+
+/*
+ * The test header at @p off (14: after the Ethernet header; tcp_hdrs: after
+ * the TCP header): magic, sequence, frame length, send time, then an FNV-1a
+ * of those and of the payload that follows.
+ */
+constexpr std::size_t th_seq = 4, th_len = 12, th_tx = 14, th_fnv = 22, th_size = 26;
+static_assert(14 + th_size == frame_hdr);
+
+void fill_test(std::span<std::uint8_t> out, std::size_t off, std::uint64_t seq,
+	       std::uint64_t tx_ns, bool zero_csum)
+{
+	std::uint8_t *p = out.data();
+	put<std::uint32_t>(p + off, frame_magic);
+	put<std::uint64_t>(p + off + th_seq, seq);
+	put<std::uint16_t>(p + off + th_len, static_cast<std::uint16_t>(out.size()));
+	put<std::uint64_t>(p + off + th_tx, tx_ns);
+	for (std::size_t i = off + th_size; i < out.size(); i++)
+		p[i] = static_cast<std::uint8_t>(seq * 31 + i);
+	if (zero_csum)
+		p[csum_start + csum_offset] = p[csum_start + csum_offset + 1] = 0;
+	std::uint32_t h = fnv1a(p + off + th_seq, th_fnv - th_seq);
+	put<std::uint32_t>(p + off + th_fnv,
+			   fnv1a(p + off + th_size, out.size() - off - th_size, h));
+}
+
+bool check_test(std::span<const std::uint8_t> in, std::size_t off, frame_info &out)
+{
+	const std::uint8_t *p = in.data();
+	if (in.size() < off + th_size || get<std::uint32_t>(p + off) != frame_magic ||
+	    get<std::uint16_t>(p + off + th_len) != in.size())
+		return false;
+	std::uint32_t h = fnv1a(p + off + th_seq, th_fnv - th_seq);
+	if (get<std::uint32_t>(p + off + th_fnv) !=
+	    fnv1a(p + off + th_size, in.size() - off - th_size, h))
+		return false;
+	out.seq = get<std::uint64_t>(p + off + th_seq);
+	out.tx_ns = get<std::uint64_t>(p + off + th_tx);
+	return true;
+}
+
+template <typename T> void put_be(std::uint8_t *p, T v)
+{
+	for (std::size_t i = sizeof(T); i-- > 0; v = static_cast<T>(v >> 8))
+		p[i] = static_cast<std::uint8_t>(v);
+}
+
+constexpr std::uint8_t tcp_saddr[4] = {10, 99, 0, 1}, tcp_daddr[4] = {10, 99, 0, 2};
+
+/**
+ * Ethernet, IPv4 and TCP headers of TCP frame @p seq of @p size bytes, the
+ * checksum field holding the seed.  Each pair's flow has its own source
+ * port; the TCP sequence number moves by 64 KiB a frame.
+ */
+void tcp_headers(std::uint8_t *p, std::size_t size, std::uint64_t seq)
+{
+	std::memset(p, 0, tcp_hdrs);
+	std::memcpy(p, dst_mac, 6);
+	std::memcpy(p + 6, src_mac, 6);
+	p[12] = 0x08; // ETH_P_IP
+	std::uint8_t *ip = p + 14;
+	ip[0] = 0x45;
+	put_be<std::uint16_t>(ip + 2, static_cast<std::uint16_t>(size - 14));
+	put_be<std::uint16_t>(ip + 4, static_cast<std::uint16_t>(seq));
+	put_be<std::uint16_t>(ip + 6, 0x4000); // DF
+	ip[8] = 64;
+	ip[9] = 6;
+	std::memcpy(ip + 12, tcp_saddr, 4);
+	std::memcpy(ip + 16, tcp_daddr, 4);
+	put_be<std::uint16_t>(ip + 10, static_cast<std::uint16_t>(~net::csum_fold(ip, 20)));
+	std::uint8_t *th = p + tcp_csum_start;
+	put_be<std::uint16_t>(th, static_cast<std::uint16_t>(40000 + (seq >> seq_pair_shift)));
+	put_be<std::uint16_t>(th + 2, 5201);
+	put_be<std::uint32_t>(th + 4, static_cast<std::uint32_t>((seq & seq_mask) << 16));
+	th[12] = 5 << 4;
+	th[13] = 0x18; // ACK | PSH: GRO passes every frame on as it came
+	put_be<std::uint16_t>(th + 14, 0xffff);
+	put_be<std::uint16_t>(th + tcp_csum_offset, tcp_seed(size));
+}
+
+} // namespace
+
+std::uint16_t tcp_seed(std::size_t size)
+{
+	std::uint8_t ph[12] = {};
+	std::memcpy(ph, tcp_saddr, 4);
+	std::memcpy(ph + 4, tcp_daddr, 4);
+	ph[9] = 6; // IPPROTO_TCP
+	put_be<std::uint16_t>(ph + 10, static_cast<std::uint16_t>(size - tcp_csum_start));
+	return net::csum_fold(ph, sizeof(ph));
+}
+
 void build_frame(std::span<std::uint8_t> out, std::uint64_t seq, std::uint64_t tx_ns)
 {
 	if (out.size() < frame_min || out.size() > 0xffff)
@@ -49,15 +144,57 @@ void build_frame(std::span<std::uint8_t> out, std::uint64_t seq, std::uint64_t t
 	std::memcpy(p + 6, src_mac, 6);
 	p[12] = 0x88;
 	p[13] = 0xb5;
-	put<std::uint32_t>(p + 14, frame_magic);
-	put<std::uint64_t>(p + 18, seq);
-	put<std::uint16_t>(p + 26, static_cast<std::uint16_t>(out.size()));
-	put<std::uint64_t>(p + 28, tx_ns);
-	for (std::size_t i = frame_hdr; i < out.size(); i++)
-		p[i] = static_cast<std::uint8_t>(seq * 31 + i);
-	p[csum_start + csum_offset] = p[csum_start + csum_offset + 1] = 0;
-	std::uint32_t h = fnv1a(p + 18, 18);
-	put<std::uint32_t>(p + 36, fnv1a(p + frame_hdr, out.size() - frame_hdr, h));
+	fill_test(out, 14, seq, tx_ns, true);
+}
+
+void build_tcp_frame(std::span<std::uint8_t> out, std::uint64_t seq, std::uint64_t tx_ns)
+{
+	if (out.size() < tcp_frame_min || out.size() > tcp_frame_max)
+		throw std::invalid_argument(fmt::format("build_tcp_frame: size {} outside {}..{}",
+							out.size(), tcp_frame_min, tcp_frame_max));
+	tcp_headers(out.data(), out.size(), seq);
+	fill_test(out, tcp_hdrs, seq, tx_ns, false);
+}
+
+void tcp_net_hdr(std::uint8_t *h, std::size_t size)
+{
+	const bool gso = size > gso_frame_max;
+	std::memset(h, 0, net_hdr_size);
+	h[0] = 1;		// VIRTIO_NET_HDR_F_NEEDS_CSUM
+	h[1] = gso ? 1 : 0;	// VIRTIO_NET_HDR_GSO_TCPV4
+	put<std::uint16_t>(h + 2, tcp_hdrs);
+	put<std::uint16_t>(h + 4, gso ? gso_mss : 0);
+	put<std::uint16_t>(h + 6, tcp_csum_start);
+	put<std::uint16_t>(h + 8, tcp_csum_offset);
+}
+
+tcp_seen take_tcp(const std::uint8_t *h, std::span<std::uint8_t> frame)
+{
+	const std::size_t at = tcp_csum_start + tcp_csum_offset;
+	if (frame.size() < tcp_hdrs)
+		return {csum_seen::bad, false};
+	const bool gso = frame.size() > gso_frame_max;
+	const bool gso_ok = gso ? h[1] == 1 && get<std::uint16_t>(h + 4) == gso_mss : h[1] == 0;
+	if (!gso_ok)
+		return {csum_seen::bad, false};
+	std::uint8_t seed[2];
+	put_be<std::uint16_t>(seed, tcp_seed(frame.size()));
+	if (h[0] & 1) {
+		const bool same = get<std::uint16_t>(h + 6) == tcp_csum_start &&
+				  get<std::uint16_t>(h + 8) == tcp_csum_offset;
+		return {same && !std::memcmp(frame.data() + at, seed, 2) ? csum_seen::partial
+									  : csum_seen::bad,
+			gso};
+	}
+	// Completed: the sum over the segment and the pseudo-header verifies.
+	std::uint32_t sum = net::csum_fold(frame.data() + tcp_csum_start,
+					   frame.size() - tcp_csum_start) +
+			    tcp_seed(frame.size());
+	sum = (sum & 0xffff) + (sum >> 16);
+	if (sum != 0xffff)
+		return {csum_seen::bad, false};
+	std::memcpy(frame.data() + at, seed, 2);
+	return {csum_seen::complete, gso};
 }
 
 csum_seen take_csum(const std::uint8_t *net_hdr, std::span<std::uint8_t> frame)
@@ -76,19 +213,89 @@ csum_seen take_csum(const std::uint8_t *net_hdr, std::span<std::uint8_t> frame)
 	return csum_seen::complete;
 }
 
+tcp_reassembler::result tcp_reassembler::add(const std::uint8_t *h, std::span<std::uint8_t> seg)
+{
+	segments++;
+	auto fail = [this] {
+		bad++;
+		have_ = want_ = 0;
+		return result::bad;
+	};
+	const std::size_t len = seg.size(), at = tcp_csum_start + tcp_csum_offset;
+	std::uint8_t *p = seg.data();
+	if (len < tcp_hdrs || len > gso_frame_max || h[1] != 0)
+		return fail();
+	// Its checksum: still partial, or completed (then set back to the seed).
+	std::uint8_t seed[2];
+	put_be<std::uint16_t>(seed, tcp_seed(len));
+	if (h[0] & 1) {
+		if (get<std::uint16_t>(h + 6) != tcp_csum_start ||
+		    get<std::uint16_t>(h + 8) != tcp_csum_offset || std::memcmp(p + at, seed, 2))
+			return fail();
+		partial++;
+	} else {
+		std::uint32_t sum = net::csum_fold(p + tcp_csum_start, len - tcp_csum_start) +
+				    tcp_seed(len);
+		if ((sum & 0xffff) + (sum >> 16) != 0xffff)
+			return fail();
+		std::memcpy(p + at, seed, 2);
+		complete++;
+	}
+	// The flow's headers, but for what segmentation changes (the IPv4
+	// ID and checksum, the TCP sequence number, PSH on the last) and the
+	// pair's source port (the same in every segment of a frame).
+	if (net::csum_fold(p + 14, 20) != 0xffff || (p[34 + 13] & ~0x08) != 0x10)
+		return fail();
+	std::uint8_t want[tcp_hdrs];
+	tcp_headers(want, len, 0);
+	for (std::size_t i : {14 + 4, 14 + 5, 14 + 10, 14 + 11, 34, 34 + 1, 34 + 4, 34 + 5, 34 + 6,
+			      34 + 7, 34 + 13})
+		want[i] = p[i];
+	if (std::memcmp(want, p, at))
+		return fail();
+	const std::uint32_t tseq = static_cast<std::uint32_t>(p[38] << 24 | p[39] << 16 |
+							      p[40] << 8 | p[41]);
+	const std::size_t off = tseq & 0xffff, n = len - tcp_hdrs;
+	if (off == 0) {
+		// A frame starts: its test header says how long it is.
+		if (n < frame_hdr - 14)
+			return fail();
+		const std::size_t size = get<std::uint16_t>(p + tcp_hdrs + 12);
+		if (size < tcp_frame_min || size - tcp_hdrs < n)
+			return fail();
+		frame_.assign(size, 0);
+		have_ = 0;
+		want_ = size - tcp_hdrs;
+		std::memcpy(sport_, p + tcp_csum_start, 2);
+	}
+	if (!want_ || off != have_ || n > want_ - have_ || std::memcmp(sport_, p + tcp_csum_start, 2))
+		return fail();
+	std::memcpy(frame_.data() + tcp_hdrs + have_, p + tcp_hdrs, n);
+	have_ += n;
+	if (have_ < want_)
+		return result::more;
+	// The frame's own headers are those of its sequence number.
+	tcp_headers(frame_.data(), frame_.size(), get<std::uint64_t>(frame_.data() + tcp_hdrs + 4));
+	have_ = want_ = 0;
+	if (std::memcmp(sport_, frame_.data() + tcp_csum_start, 2)) {
+		bad++;
+		return result::bad;
+	}
+	return result::frame;
+}
+
 bool parse_frame(std::span<const std::uint8_t> in, frame_info &out)
 {
 	if (in.size() < frame_min)
 		return false;
-	const std::uint8_t *p = in.data();
-	if (get<std::uint32_t>(p + 14) != frame_magic || get<std::uint16_t>(p + 26) != in.size())
+	if (in[12] != 0x08 || in[13] != 0)
+		return check_test(in, 14, out);
+	// A TCP frame: its headers exactly as built for its sequence number.
+	if (in.size() < tcp_frame_min || !check_test(in, tcp_hdrs, out))
 		return false;
-	std::uint32_t h = fnv1a(p + 18, 18);
-	if (get<std::uint32_t>(p + 36) != fnv1a(p + frame_hdr, in.size() - frame_hdr, h))
-		return false;
-	out.seq = get<std::uint64_t>(p + 18);
-	out.tx_ns = get<std::uint64_t>(p + 28);
-	return true;
+	std::uint8_t want[tcp_hdrs];
+	tcp_headers(want, in.size(), out.seq);
+	return !std::memcmp(want, in.data(), tcp_hdrs);
 }
 
 std::uint32_t size_picker::next()

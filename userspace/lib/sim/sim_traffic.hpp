@@ -6,6 +6,11 @@
  * number, its own length, a send timestamp and an FNV-1a checksum of the
  * rest; the receiver counts loss, reordering, duplicates and corruption and
  * keeps latency samples.
+ *
+ * With --gso a frame is a TCP/IPv4 segment instead (Ethernet, IPv4 and TCP
+ * headers without options, then the same test header), up to 64 KiB: what
+ * a guest's TCP stack hands its virtio-net with TSO, partial checksum and
+ * GSO header included.
  */
 #pragma once
 
@@ -45,10 +50,79 @@ enum class csum_seen {
  */
 csum_seen take_csum(const std::uint8_t *net_hdr, std::span<std::uint8_t> frame);
 
+/**
+ * TCP/IPv4 test frames (--gso).  The TCP checksum is left partial as a
+ * guest's stack leaves it for a device with CSUM: the field holds the
+ * pseudo-header sum, NEEDS_CSUM names it (tcp_csum_start, tcp_csum_offset).
+ * Frames longer than gso_frame_max carry a TCPv4 GSO header of segment
+ * size gso_mss (a TSO frame); the sizes are Linux's for a 1500-byte MTU.
+ */
+constexpr std::size_t tcp_hdrs = 54, tcp_frame_min = tcp_hdrs + frame_hdr - 14,
+		      tcp_frame_max = 65535;
+constexpr std::uint16_t tcp_csum_start = 34, tcp_csum_offset = 16, gso_mss = 1448;
+constexpr std::size_t gso_frame_max = 1514;
+/** Fill @p out (tcp_frame_min..tcp_frame_max bytes) as TCP frame @p seq. */
+void build_tcp_frame(std::span<std::uint8_t> out, std::uint64_t seq, std::uint64_t tx_ns);
+/** The virtio-net header (net_hdr_size bytes) VM1 sends a TCP frame of @p size bytes with. */
+void tcp_net_hdr(std::uint8_t *net_hdr, std::size_t size);
+
+/** What a device did with a TCP frame received (--gso). */
+struct tcp_seen {
+	csum_seen csum;
+	/** Whole with a GSO header as sent (frames over gso_frame_max). */
+	bool gso;
+};
+/**
+ * Check a received TCP frame's virtio-net header @p net_hdr against the
+ * frame: a frame over gso_frame_max must come whole with the TCPv4 GSO
+ * type and gso_mss, a shorter one without GSO; the checksum still partial
+ * (same start and offset, the field untouched) or completed (it verifies,
+ * and is set back to the seed, so that parse_frame() sees the frame as
+ * built).  Anything else is csum_seen::bad.
+ */
+tcp_seen take_tcp(const std::uint8_t *net_hdr, std::span<std::uint8_t> frame);
+
+/** The TCP checksum seed (pseudo-header sum) of a TCP frame or segment of @p size bytes. */
+std::uint16_t tcp_seed(std::size_t size);
+
+/**
+ * The frames a device sends VM1 in segments (--gso without GUEST_TSO4:
+ * VM2's stack segments each TSO frame to gso_mss), put back together.
+ * Segments of one frame come in order on one ring; each is checked as a
+ * segment (IPv4 and TCP headers of the flow, its length, no GSO header,
+ * its checksum still partial or completed), its TCP sequence number says
+ * where its payload goes, the first one's test header how long the frame
+ * is.  A frame whose segments do not add up is dropped (the validator
+ * counts it lost); a shorter frame is one segment of itself.
+ */
+class tcp_reassembler {
+public:
+	enum class result {
+		more,  ///< a segment taken, the frame not complete yet
+		frame, ///< the frame is complete: frame()
+		bad,   ///< not a segment of a test frame, or out of place
+	};
+	/** Take one received segment and its virtio-net header. */
+	result add(const std::uint8_t *net_hdr, std::span<std::uint8_t> seg);
+	/** The frame completed by the last add() (as build_tcp_frame() made it). */
+	std::span<const std::uint8_t> frame() const { return frame_; }
+	std::uint64_t segments = 0, bad = 0, partial = 0, complete = 0;
+
+private:
+	std::vector<std::uint8_t> frame_;
+	/** Payload bytes gathered of the frame in progress, of want_ (0: none). */
+	std::size_t have_ = 0, want_ = 0;
+	/** The frame's source port (its pair's flow), from its first segment. */
+	std::uint8_t sport_[2] = {};
+};
+
 struct frame_info {
 	std::uint64_t seq, tx_ns;
 };
-/** Check a received frame; nullopt-equivalent (false) if not a valid test frame. */
+/**
+ * Check a received frame, either kind (a TCP frame's headers must be
+ * exactly as built); false if not a valid test frame.
+ */
 bool parse_frame(std::span<const std::uint8_t> in, frame_info &out);
 
 /**

@@ -2,6 +2,7 @@
 #include "sim_vm1.hpp"
 
 #include <algorithm>
+#include <array>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -131,6 +132,7 @@ vm1::vm1(const guest_mem &m, const vm1_config &cfg, iotlb_port &port, std::uniqu
 	for (std::uint16_t s = cfg.ring_size; s-- > 0;)
 		tx_free_.push_back(s);
 	rx_posted_.assign(cfg.ring_size, false);
+	tx_chain_.resize(cfg.ring_size);
 }
 
 bool vm1::ring_page(std::uint64_t gpa) const
@@ -295,25 +297,52 @@ std::uint16_t vm1::take_tx_slot()
 
 bool vm1::send(std::uint64_t seq, std::uint32_t size, std::uint64_t tx_ns)
 {
-	if (tx_free_.empty() || !tx.free_count() || !tx.avail_room())
-		return false;
-	if (size + net_hdr_size > page_size)
+	const std::size_t total = net_hdr_size + size;
+	const std::size_t nslots = (total + page_size - 1) / page_size;
+	if (!cfg_.gso && nslots > 1)
 		throw std::invalid_argument(fmt::format("frame size {} exceeds a buffer slot", size));
-	const std::uint16_t slot = take_tx_slot();
-	const std::uint64_t gpa = slot_gpa(txq, slot);
-	std::uint8_t *p = mem.ptr(gpa, page_size);
+	if (tx_free_.size() < nslots || tx.free_count() < nslots || !tx.avail_room())
+		return false;
+	// A frame of one slot is built in place; a longer one is spread over
+	// its slots after.
+	const std::uint16_t first = take_tx_slot();
+	std::uint8_t *p = mem.ptr(slot_gpa(txq, first), page_size);
+	if (nslots > 1) {
+		tx_scratch_.resize(total);
+		p = tx_scratch_.data();
+	}
 	std::memset(p, 0, net_hdr_size);
-	build_frame(std::span(p + net_hdr_size, size), seq, tx_ns);
-	if (cfg_.tx_csum) {
+	if (cfg_.gso) {
+		build_tcp_frame(std::span(p + net_hdr_size, size), seq, tx_ns);
+		tcp_net_hdr(p, size);
+	} else {
+		build_frame(std::span(p + net_hdr_size, size), seq, tx_ns);
+	}
+	if (cfg_.tx_csum && !cfg_.gso) {
 		p[0] = 1; // VIRTIO_NET_HDR_F_NEEDS_CSUM
 		std::memcpy(p + 6, &csum_start, 2);
 		std::memcpy(p + 8, &csum_offset, 2);
 	}
-	if (cfg_.policy == iova_policy::transient)
-		map(gpa, page_size, perm_ro);
-	vring_driver::seg s{dev_addr(gpa), static_cast<std::uint32_t>(net_hdr_size + size), false};
-	if (!tx.add(std::span(&s, 1), slot))
-		throw std::logic_error("vm1::send: descriptor checked free but add failed");
+	// One descriptor per slot, as a guest's skb frags each get one; the
+	// chain's slots are kept under its first (no allocation once warm).
+	constexpr std::size_t max_slots = (net_hdr_size + tcp_frame_max + page_size - 1) / page_size;
+	std::array<vring_driver::seg, max_slots> segs;
+	std::vector<std::uint16_t> &chain = tx_chain_[first];
+	chain.clear();
+	for (std::size_t off = 0, i = 0; off < total; off += page_size, i++) {
+		const std::uint16_t slot = off ? take_tx_slot() : first;
+		const std::uint64_t gpa = slot_gpa(txq, slot);
+		const std::size_t n = std::min<std::size_t>(page_size, total - off);
+		if (nslots > 1) {
+			std::memcpy(mem.ptr(gpa, n), p + off, n);
+			chain.push_back(slot);
+		}
+		if (cfg_.policy == iova_policy::transient)
+			map(gpa, page_size, perm_ro);
+		segs[i] = {dev_addr(gpa), static_cast<std::uint32_t>(n), false};
+	}
+	if (!tx.add(std::span(segs).first(nslots), first))
+		throw std::logic_error("vm1::send: descriptors checked free but add failed");
 	return true;
 }
 
@@ -321,10 +350,16 @@ void vm1::complete_tx(const vring_driver::completion &c)
 {
 	if (c.token & fault_token)
 		return;
-	const std::uint16_t slot = slot_of(c);
-	if (cfg_.policy == iova_policy::transient)
-		unmap(slot_gpa(txq, slot), page_size);
-	tx_free_.push_back(slot);
+	const std::uint16_t first = slot_of(c);
+	std::vector<std::uint16_t> &chain = tx_chain_[first];
+	const std::span<const std::uint16_t> slots =
+		chain.empty() ? std::span<const std::uint16_t>(&first, 1) : std::span(chain);
+	for (std::uint16_t slot : slots) {
+		if (cfg_.policy == iova_policy::transient)
+			unmap(slot_gpa(txq, slot), page_size);
+		tx_free_.push_back(slot);
+	}
+	chain.clear();
 }
 
 std::span<const std::uint8_t> vm1::complete_rx(const vring_driver::completion &c)

@@ -66,6 +66,17 @@ struct vm1_config {
 	bool tx_csum = false;
 	/** Negotiate GUEST_CSUM: the device may pass partial checksums on. */
 	bool guest_csum = true;
+	/**
+	 * Send TCP/IPv4 frames (build_tcp_frame()) with their virtio-net
+	 * header (tcp_net_hdr()): partial checksums, TSO frames over 1514
+	 * bytes in chains of one descriptor per 4 KiB TX slot.
+	 */
+	bool gso = false;
+	/**
+	 * With gso: negotiate GUEST_TSO4, so TSO frames come back whole;
+	 * without it the device segments them (tcp_reassembler).
+	 */
+	bool guest_tso = true;
 	/** Permission RX buffers are mapped with (Linux: DMA_FROM_DEVICE = WO). */
 	std::uint8_t rx_perm = perm_rw;
 	/**
@@ -139,8 +150,9 @@ public:
 	/** Post RX slots 0..num-2 (one descriptor stays free for RX faults). */
 	unsigned fill_rx();
 	/**
-	 * Build frame @p seq of @p size bytes in a free TX slot and add it.
-	 * false if no slot or descriptor is free.
+	 * Build frame @p seq of @p size bytes in free TX slots (one, or with
+	 * gso as many as header and frame fill) and add it as one chain.
+	 * false if not enough slots or descriptors are free.
 	 */
 	bool send(std::uint64_t seq, std::uint32_t size, std::uint64_t tx_ns);
 	/** A TX completion: free (and unmap when transient) its slot. */
@@ -233,6 +245,10 @@ private:
 	vm1_config cfg_;
 	iotlb_port &port_;
 	std::vector<std::uint16_t> tx_free_;
+	/** Slots of the TX chain whose token is its first slot (gso). */
+	std::vector<std::vector<std::uint16_t>> tx_chain_;
+	/** A frame being built before it is spread over its slots. */
+	std::vector<std::uint8_t> tx_scratch_;
 	std::vector<bool> rx_posted_;
 	std::uint64_t rx_bufs_posted_ = 0;
 	std::string fault_name_;
