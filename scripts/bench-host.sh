@@ -15,6 +15,13 @@
 # going first alternating.  Each run is a fresh device process, unpaced,
 # poll mode, DURATION seconds of sending.
 #
+# Besides frames/s (which the simulator may set, not the device), each
+# device's busy time per frame: vpci-hostdp's busy_ns (its polling turns
+# that found work) over the frames it took, testpmd's cycles of the bursts
+# that received something (--record-core-cycles) over its received frames,
+# at its TSC clock.  A run is simulator-bound when its device was busy less
+# than half of the run: then only the busy time per frame measures it.
+#
 #   scripts/bench-host.sh OUTDIR
 #
 # Writes OUTDIR/host.json ({"memcpy_gbytes_per_s", "runs": [...]}), the
@@ -90,7 +97,7 @@ run_one() {
 		setsid timeout -k 2 $((DURATION + 60)) "$TESTPMD" --no-huge -m 1024 --no-pci \
 			--file-prefix="vpcibench$$-$n" --vdev "net_vhost0,iface=$sock,iommu-support=1" \
 			--lcores="0@$SIM_CPU,1@$FWD_CPU" -- --stats-period 1 --forward-mode=io \
-			--nb-cores=1 </dev/null >"$log.device.log" 2>&1 &
+			--nb-cores=1 --record-core-cycles </dev/null >"$log.device.log" 2>&1 &
 	fi
 	DEV=$!
 	for _ in $(seq 200); do
@@ -147,40 +154,64 @@ done
 echo "$n runs in $(($(date +%s) - start)) s"
 
 python3 - "$OUT" "$MANIFEST" "$OUT/runs/memcpy.json" <<'EOF' || failed=1
-import json, statistics, sys
+import json, re, statistics, sys
 
 out, manifest, memcpy_file = sys.argv[1:4]
 bench = json.load(open(memcpy_file))
 bps = [b["bytes_per_second"] for b in bench["benchmarks"] if b.get("run_type") != "aggregate"]
 memcpy = bps[0] / 1e9
-runs, idle = [], {}
+# testpmd --record-core-cycles, at exit: cycles of the bursts that received.
+CYCLES = re.compile(r"CPU cycles/packet=([\d.]+) \(total cycles=(\d+) / total \w+ "
+                    r"packets=(\d+)\) at (\d+) MHz")
+
+
+def busy(path, dev, log, seconds):
+    """(busy ns per frame, busy share of the run) of a device, or (None, None)."""
+    try:
+        if path == "vhost-pci-core":
+            d = json.load(open(dev))
+            taken = sum(q["packets"] for q in d["queues"] if q["index"] % 2)
+            if not taken or not d["active_ns"]:
+                return None, None
+            return d["busy_ns"] / taken, d["busy_ns"] / d["active_ns"]
+        m = CYCLES.search(open(log, errors="replace").read())
+        if not m or not int(m.group(3)) or not seconds:
+            return None, None
+        mhz = int(m.group(4))
+        return float(m.group(1)) * 1e3 / mhz, int(m.group(2)) / (mhz * 1e6) / seconds
+    except (OSError, ValueError, KeyError):
+        return None, None
+
+
+runs = []
 for line in open(manifest):
     path, iommu, size, it, f, dev = line.rstrip("\n").split("\t")
     j = json.load(open(f))
-    try:  # vpci-hostdp's counters: how often its polling found nothing to do
-        d = json.load(open(dev))
-        if d["active_ns"]:
-            idle.setdefault((iommu, int(size)), []).append(1 - d["busy_ns"] / d["active_ns"])
-    except (OSError, ValueError, KeyError):
-        pass
     size, it = int(size), int(it)
     pps = float(j["rx"]["pps"])
+    ns, share = busy(path, dev, dev[:-len(".device.json")] + ".device.log",
+                     float(j["seconds"]))
     runs.append({"path": path, "iommu": iommu, "size": size, "iter": it,
                  "pps": pps, "gbps": pps * size * 8 / 1e9,
                  "sent": int(j["tx"]["sent"]), "received": int(j["rx"]["unique"]),
-                 "lost": int(j["rx"]["lost"]), "corrupt": int(j["rx"]["corrupt"])})
+                 "lost": int(j["rx"]["lost"]), "corrupt": int(j["rx"]["corrupt"]),
+                 "busy_ns_per_frame": ns, "busy_share": share})
 json.dump({"memcpy_gbytes_per_s": memcpy, "runs": runs}, open(out + "/host.json", "w"), indent=1)
 
 A, B = "vhost-pci-core", "dpdk-vhost-pmd"
 print(f"\nmemcpy (1 MiB blocks): {memcpy:.2f} GB/s\n")
 hdr = (f"{'iommu':<10}{'size':>5}  {'A: vhost-pci-core kpps':>24}  {'B: dpdk-vhost-pmd kpps':>24}"
-       f"  {'A lost':>7} {'B lost':>7}  {'A/B min':>7} {'median':>7} {'max':>7}  {'A idle':>6}")
+       f"  {'A lost':>7} {'B lost':>7}  {'A/B min':>7} {'median':>7} {'max':>7}"
+       f"  {'busy ns/frame A':>15} {'B':>6} {'A/B':>5}  {'busy A':>6} {'B':>4}")
 print(hdr)
 print("-" * len(hdr))
 def fmt(v):
     if not v:
         return "-"
     return f"{statistics.median(v)/1e3:.1f} ({min(v)/1e3:.1f}-{max(v)/1e3:.1f})"
+def med(rs, key):
+    v = [r[key] for r in rs if r[key] is not None]
+    return statistics.median(v) if v else None
 for iommu in ("off", "transient", "pool"):
     for size in (64, 1500):
         sel = lambda p: {r["iter"]: r for r in runs
@@ -189,16 +220,22 @@ for iommu in ("off", "transient", "pool"):
         ratios = [a[i]["pps"] / b[i]["pps"] for i in sorted(a) if i in b and b[i]["pps"] > 0]
         rs = (f"{min(ratios):7.2f} {statistics.median(ratios):7.2f} {max(ratios):7.2f}"
               if ratios else f"{'-':>7} {'-':>7} {'-':>7}")
+        an, bn = med(a.values(), "busy_ns_per_frame"), med(b.values(), "busy_ns_per_frame")
+        ash, bsh = med(a.values(), "busy_share"), med(b.values(), "busy_share")
+        nsr = f"{an / bn:5.2f}" if an and bn else f"{'-':>5}"
+        pct = lambda v: f"{v * 100:3.0f}%" if v is not None else "   -"
         print(f"{iommu:<10}{size:>5}  {fmt([r['pps'] for r in a.values()]):>24}  "
               f"{fmt([r['pps'] for r in b.values()]):>24}  "
               f"{sum(r['lost'] for r in a.values()):>7} {sum(r['lost'] for r in b.values()):>7}  {rs}"
-              f"  {statistics.median(idle[(iommu, size)]) * 100 if (iommu, size) in idle else 0:5.1f}%")
+              f"  {an or 0:15.0f} {bn or 0:6.0f} {nsr}  {pct(ash):>6} {pct(bsh):>4}")
 bad = [r for r in runs if r["corrupt"]]
 if bad:
     print(f"\nCORRUPT frames in {len(bad)} run(s): " +
           ", ".join(f"{r['path']} {r['iommu']} {r['size']} iter {r['iter']}" for r in bad))
 print(f"\npps: frames back at the simulator per second (median (min-max) of the rounds); "
-      f"A/B: per-round ratios;\nA idle: share of vpci-hostdp's polling time in turns that found "
-      f"nothing to do (high: the front-end,\nnot the device, sets the rate).\n{out}/host.json")
+      f"A/B: per-round ratios;\nbusy ns/frame: the device's time in polls that found work "
+      f"per frame it took (A: vpci-hostdp busy_ns,\nB: testpmd --record-core-cycles); busy: "
+      f"that time's share of the run (under 50 % for both:\nsimulator-bound, the front-end "
+      f"sets the rate).\n{out}/host.json")
 EOF
 exit $failed

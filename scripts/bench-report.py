@@ -554,11 +554,35 @@ def host_section(host):
                     fmt(med([r["gbps"] for r in rs]), 2) if rs else "—",
                     f"{sum(r['lost'] for r in rs):,} / {sum(r['corrupt'] for r in rs):,}" if rs else "—"]
         row.append(mmm(ratios))
+        # Busy time per frame (bench-host.sh): what each device spent in
+        # polls that found work, per frame; paired per round.
+        def busy(rs, k):
+            return med([r[k] for r in rs if r.get(k) is not None])
+        an, bn = busy(a, "busy_ns_per_frame"), busy(b, "busy_ns_per_frame")
+        nratios = [r["busy_ns_per_frame"] / bi[r["iter"]]["busy_ns_per_frame"] for r in a
+                   if r.get("busy_ns_per_frame") and r["iter"] in bi and
+                   bi[r["iter"]].get("busy_ns_per_frame")]
+        ash, bsh = busy(a, "busy_share"), busy(b, "busy_share")
+        bound = ("—" if ash is None or bsh is None else
+                 "simulator" if ash < 0.5 and bsh < 0.5 else "device")
+        pct = lambda v: "—" if v is None else f"{v * 100:.0f} %"
+        row += [fmt(an, 0), fmt(bn, 0), mmm(nratios), f"{pct(ash)} / {pct(bsh)}", bound]
         rows.append(row)
     text = (f"memcpy: {fmt(host.get('memcpy_gbytes_per_s'))} GB/s.\n\n" +
             table(("IOMMU", "size (B)", "vhost-pci core kpkt/s", "Gbit/s", "lost / corrupt",
                    "DPDK vhost PMD kpkt/s", "Gbit/s", "lost / corrupt",
-                   "core/PMD min / median / max"), rows))
+                   "core/PMD min / median / max", "core busy ns/frame", "PMD busy ns/frame",
+                   "core/PMD busy min / median / max", "busy core / PMD", "rate set by"),
+                  rows) +
+            "\n\nBusy ns/frame: each device's time in polls that found work, per frame it "
+            "took (the core: `vpci-hostdp`'s `busy_ns`; the PMD: testpmd "
+            "`--record-core-cycles`, the cycles of bursts that received, at its TSC clock); "
+            "lower is better, and it measures the device even where the simulator sets the "
+            "rate. Busy: that time's share of the run; a row where both devices were busy "
+            "less than half of it is simulator-bound (its packets/s say little about the "
+            "devices). The two busy times are not the same instrument: hostdp times whole "
+            "polling turns (its IOTLB work and notifications included), testpmd the receive "
+            "and transmit bursts of its io forwarding.")
     return by, text
 
 
