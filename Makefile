@@ -46,7 +46,7 @@ DESTDIR    ?=
 
 export VPCI_BUILD := $(BUILD)
 
-.PHONY: ynl all deps module module-612 userspace unit unit-sanitize unit-tsan fuzz bench bench-insn bench-smoke bench-tcp tcg-plugin selftests selftests-612 \
+.PHONY: ynl all deps module module-612 userspace unit unit-sanitize unit-tsan fuzz bench bench-retry bench-insn bench-smoke bench-tcp tcg-plugin selftests selftests-612 \
 	check demo style clean help install install-test dkms-install qemu qemu-test selftests-dev
 
 all: module userspace
@@ -148,6 +148,11 @@ bench: module userspace $(if $(filter-out 0,$(BENCH_INSN)),tcg-plugin)
 # Instructions per frame of the driver core under callgrind (about 1 min).
 bench-insn: userspace
 	@$(REPO)/scripts/bench-insn.py
+
+# The VM-to-VM matrix with B as testpmd's io forwarding with retry
+# ("B-retry"), into docs/benchmarks-retry.md (BENCH_* knobs as for bench).
+bench-retry: module userspace $(if $(filter-out 0,$(BENCH_INSN)),tcg-plugin)
+	@$(REPO)/scripts/bench.sh --retry $(BUILD)/bench-retry
 
 bench-smoke: module userspace tcg-plugin
 	@$(REPO)/scripts/bench.sh --smoke $(BUILD)/bench-smoke

@@ -26,8 +26,19 @@ import sys
 import tempfile
 
 REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), ".."))
-PATHS = ("vhost-pci", "dpdk")       # A, B
-SWITCH = {"vhost-pci": "backend", "dpdk": "testpmd"}
+# A, B; B is "dpdk" (testpmd io forwarding) or "dpdk-retry" (io forwarding
+# with retry, "B-retry"), chosen by report --b-path.
+PATHS = ("vhost-pci", "dpdk")
+B_PATHS = {"dpdk": "`--forward-mode=io`",
+           "dpdk-retry": "io forwarding with retry (`--cmdline-file` with `set fwd io retry`: "
+                         "a burst VM2's RX ring cannot take is retried 64 times 1 µs apart "
+                         "before the rest is dropped)"}
+SWITCH = {"vhost-pci": "backend", "dpdk": "testpmd", "dpdk-retry": "testpmd"}
+
+
+def b_name():
+    """Path B's name in text and plots."""
+    return "DPDK testpmd" + (", io retry" if PATHS[1] == "dpdk-retry" else "")
 DIR_LABEL = {"vm1-vm2": "VM1 → VM2", "vm2-vm1": "VM2 → VM1"}
 MODE_ORDER = ("pt", "strict")
 MODE_LABEL = {"pt": "passthrough (`iommu=pt`)", "strict": "strict (`iommu.strict=1`)"}
@@ -306,7 +317,7 @@ class VmResults:
     def ratios_by_round(self, cell, field="pps"):
         """{round: A/B of field} for the rounds in which both ran."""
         a = self.tput.get(("vhost-pci",) + cell, {})
-        b = self.tput.get(("dpdk",) + cell, {})
+        b = self.tput.get((PATHS[1],) + cell, {})
         return {r: a[r][field] / b[r][field] for r in sorted(a)
                 if r in b and b[r].get(field)}
 
@@ -362,7 +373,7 @@ def section_headline(vm):
         rs = [x for v in by.values() for x in v]
         rows.append((MODE_LABEL.get(mode, mode), len(by), len(rs), mmm(rs), fmt_ci(by)))
     if rows:
-        out.append("Throughput ratio A/B (A = vhost-pci, B = DPDK testpmd), received packets/s, "
+        out.append(f"Throughput ratio A/B (A = vhost-pci, B = {b_name()}), received packets/s, "
                    "one ratio per size, direction and round (A and B booted back to back):\n")
         out.append(table(("VM1 IOMMU", "rounds", "pairs", "A/B min / median / max",
                           "median [95 % CI]"), rows))
@@ -379,8 +390,8 @@ CI_NOTE = (f"95 % CI: percentile bootstrap of the median over rounds ({BOOT_RESA
 def section_setup(vm):
     rows = []
     for path, who, field in (("vhost-pci", "A: VM1 (virtio-net ↔ vpci-backend)", "vm1_features"),
-                             ("dpdk", "B: VM1 (virtio-net ↔ testpmd port 0)", "vm1_features"),
-                             ("dpdk", "B: VM2 (virtio-net ↔ testpmd port 1)", "vm2_features")):
+                             (PATHS[1], "B: VM1 (virtio-net ↔ testpmd port 0)", "vm1_features"),
+                             (PATHS[1], "B: VM2 (virtio-net ↔ testpmd port 1)", "vm2_features")):
         s = vm.setup.get(path)
         v, names = features(s.get(field) if s else None)
         rows.append((who, "—" if v is None else f"`{v:#x}`", " ".join(names) or "—"))
@@ -390,8 +401,8 @@ def section_setup(vm):
 def section_throughput(vm):
     rows = []
     for c in vm.cells():
-        a, b = vm.values("vhost-pci", c, "pps"), vm.values("dpdk", c, "pps")
-        am, bm = vm.values("vhost-pci", c, "mbps"), vm.values("dpdk", c, "mbps")
+        a, b = vm.values("vhost-pci", c, "pps"), vm.values(PATHS[1], c, "pps")
+        am, bm = vm.values("vhost-pci", c, "mbps"), vm.values(PATHS[1], c, "mbps")
         by = {r: [x] for r, x in vm.ratios_by_round(c).items()}
         rows.append((c[0], c[1], DIR_LABEL.get(c[2], c[2]), fmt_int(med(a)), fmt_int(med(b)),
                      mmm(vm.ratios(c)), fmt_ci(by), fmt(med(am), 1), fmt(med(bm), 1)))
@@ -416,7 +427,7 @@ def section_ndr(vm):
             failed = len(recs) - len(nv[p])
             row.append(fmt_int(med(list(nv[p].values()))) + (f" ({failed} failed)" if failed else "")
                        if nv[p] else "failed" if recs else "—")
-        a, b = nv["vhost-pci"], nv["dpdk"]
+        a, b = nv["vhost-pci"], nv[PATHS[1]]
         by = {r: [a[r] / b[r]] for r in a if r in b and b[r] > 0}
         b0 = sum(1 for r in a if r in b and b[r] == 0 and a[r] > 0)
         ratio = fmt(med([v[0] for v in by.values()])) if by else "—"
@@ -507,7 +518,7 @@ def section_targets(vm):
                      "—" if not pct else ("met" if max(pct) < 1 else
                                           "met at the median, missed at the max"
                                           if med(pct) < 1 else "missed")))
-    for p, name in (("vhost-pci", "A"), ("dpdk", "B")):
+    for p, name in (("vhost-pci", "A"), (PATHS[1], "B")):
         fr, lost, sent = [], 0, 0
         for c in vm.cells():
             if c[0] != "strict":
@@ -673,7 +684,7 @@ def plots(vm, host_by, plotdir):
                 "VM to VM throughput (received packets/s, median of rounds)", "packets/s",
                 [(mtitle.get(m, m), panel_rows(m, lambda c: [
                     med(vm.values(p, c, "pps")) for p in PATHS])) for m in vm.modes()],
-                ["A: vhost-pci", "B: DPDK testpmd"], tmp)))
+                ["A: vhost-pci", f"B: {b_name()}"], tmp)))
             jobs.append(("vm-cpu.png", clustered(
                 os.path.join(plotdir, "vm-cpu.png"),
                 "Host CPU seconds per million packets: the switch (log scale)",
@@ -772,7 +783,7 @@ def report(args):
         "plane only) → VM2's `vhost_pci_net` driver, which copies between VM1's rings and its "
         "own netdev (topology `selftests/topologies/vm1vm2.json`).\n"
         "* **B, DPDK**: the same VM1 → `dpdk-testpmd` with two vhost-user ports "
-        "(`iommu-support=1`, `--forward-mode=io`, ports paired, `--no-huge -m 1024`, the "
+        "(`iommu-support=1`, " + B_PATHS[PATHS[1]] + ", ports paired, `--no-huge -m 1024`, the "
         "forwarding lcore on CPU 1) → VM2, an ordinary virtio-net guest " +
         ("behind intel-iommu in the same mode" if (env or {}).get("b_vm2_viommu")
          else "without a vIOMMU, as A's VM2 (the protection compared is VM1's)") +
@@ -942,6 +953,8 @@ def main():
     r.add_argument("--doc", help="write the document here (e.g. docs/benchmarks.md)")
     r.add_argument("--plots", help="PNG directory (default OUTDIR/plots)")
     r.add_argument("--elapsed", type=float, help="seconds the whole run took (for the header)")
+    r.add_argument("--b-path", choices=sorted(B_PATHS), default="dpdk",
+                   help="which DPDK path is B (dpdk-retry: testpmd io forwarding with retry)")
     r.add_argument("--require-traffic", action="store_true",
                    help="exit 1 unless both paths moved traffic in every run and the plots exist")
     r.add_argument("--require-ndr", action="store_true",
@@ -951,6 +964,8 @@ def main():
     if args.cmd == "env":
         capture_env(args.outdir)
         return 0
+    global PATHS
+    PATHS = ("vhost-pci", args.b_path)
     return report(args)
 
 

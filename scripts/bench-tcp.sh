@@ -1,48 +1,101 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# TCP over the vhost-pci path between two guests: iperf3 with TSO on and
-# off (same boot) and with 1, 2, 4 queue pairs, VM1 in passthrough and in
-# strict IOMMU mode (selftests/bench/tcp_pairs.sh in each).  Prints one
-# line per run and a table of medians with min and max over the rounds.
+# TCP between two guests: iperf3 with TSO on and off (same boot) and with
+# 1, 2, 4 queue pairs, VM1 in passthrough and in strict IOMMU mode
+# (selftests/bench/tcp_pairs.sh in each boot).  Over the vhost-pci path
+# (A), and with VPCI_BENCH_PATHS="vhost-pci dpdk" also over DPDK testpmd
+# (B: io forwarding with retry between two vhost-user ports, as DPDK's
+# vhost sample switches retry, so that a burst waits for the other guest's
+# RX ring instead of being dropped; VM2 an ordinary virtio-net guest
+# without a vIOMMU).  B runs with TSO off on both guests, stated:
+# testpmd's io forwarding with its default 2 KiB mbufs does not carry the
+# guests' 64 KiB TSO frames (iperf3 over B with TSO on carried 0.05
+# Mbit/s), so each guest segments in software as it would for a device
+# without TSO.  Prints one line per run and tables of medians with
+# min and max over the rounds (and A/B when both paths ran).
 #   scripts/bench-tcp.sh [OUTDIR]     default build/bench-tcp
-# Knobs: VPCI_BENCH_SECONDS, VPCI_BENCH_ROUNDS, VPCI_BENCH_STREAMS,
-# VPCI_BENCH_PAIRS (wired pairs, default 4), VPCI_BENCH_IOMMUS ("pt strict"),
-# VPCI_BENCH_SMP (vCPUs of each guest, default 2).
+# Knobs: VPCI_BENCH_SECONDS, VPCI_BENCH_ROUNDS, VPCI_BENCH_STREAMS (a list,
+# default "4"), VPCI_BENCH_PAIRS (A's wired pairs, default 4),
+# VPCI_BENCH_IOMMUS ("pt strict"), VPCI_BENCH_SMP (A's vCPUs per guest,
+# default 2; B's guests have 1), VPCI_BENCH_PATHS ("vhost-pci"),
+# VPCI_BENCH_PIN (a CPU list for every QEMU and the backend, testpmd's
+# forwarding lcore on CPU 1, as make bench pins; default: not pinned).
+# For A against B on equal terms: VPCI_BENCH_PAIRS=1 VPCI_BENCH_SMP=1
+# VPCI_BENCH_PIN=0 VPCI_BENCH_PATHS="vhost-pci dpdk".
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-${VPCI_BUILD:-$repo/build}/bench-tcp}
 pairs=${VPCI_BENCH_PAIRS:-4}
 smp=${VPCI_BENCH_SMP:-2}
+export VPCI_PIN_CPUS=${VPCI_BENCH_PIN:-}
 mkdir -p "$out"
 : >"$out/tcp.jsonl"
+n=0
 for mode in ${VPCI_BENCH_IOMMUS:-pt strict}; do
 	case $mode in
 	pt) iommu=iommu=pt ;;
 	strict) iommu=iommu.strict=1 ;;
 	*) echo "bench-tcp: unknown IOMMU mode $mode (pt, strict)" >&2; exit 2 ;;
 	esac
-	echo "bench-tcp: $mode, $pairs pairs wired, both guests $smp vCPUs"
-	rc=0
-	VPCI_BENCH_IOMMU=$mode "$repo/selftests/vm/run.py" --var "iommu=$iommu" \
-		--var "queues=$pairs" --var "vectors=$((2 * pairs + 1))" --var vm1_mq=on \
-		--var "vm1_smp=$smp" --var "vm2_smp=$smp" "$repo/selftests/bench/tcp_pairs.sh" \
-		>"$out/$mode.log" 2>&1 || rc=$?
-	sed -n 's/^# TCP //p' "$out/$mode.log" | tee -a "$out/tcp.jsonl"
-	[ $rc -eq 0 ] || { echo "bench-tcp: $mode run failed (exit $rc), see $out/$mode.log" >&2; exit 1; }
+	read -r -a paths <<<"${VPCI_BENCH_PATHS:-vhost-pci}"
+	# AB, then BA in the next mode: drift falls on both.
+	if [ $((n++ % 2)) = 1 ]; then
+		rev=()
+		for ((i = ${#paths[@]} - 1; i >= 0; i--)); do rev+=("${paths[$i]}"); done
+		paths=("${rev[@]}")
+	fi
+	for path in "${paths[@]}"; do
+		case $path in
+		vhost-pci)
+			args=(--var "queues=$pairs" --var "vectors=$((2 * pairs + 1))" --var vm1_mq=on
+			      --var "vm1_smp=$smp" --var "vm2_smp=$smp")
+			tso=${VPCI_BENCH_TSO:-on off}
+			echo "bench-tcp: $mode, vhost-pci, $pairs pairs wired, both guests $smp vCPUs"
+			;;
+		dpdk)
+			args=(--topology vm1dpdkvm2 --var vm2_viommu= --var vm2_viommu_cmdline=
+			      --var vm2_iommu_platform=off
+			      --var "fwd_cmds=$repo/selftests/topologies/testpmd-io-retry.cmds")
+			tso=off
+			echo "bench-tcp: $mode, dpdk (testpmd io retry), TSO off on both guests, 1 vCPU each"
+			;;
+		*) echo "bench-tcp: unknown path $path (vhost-pci, dpdk)" >&2; exit 2 ;;
+		esac
+		rc=0
+		VPCI_BENCH_IOMMU=$mode VPCI_BENCH_PATH=$path VPCI_BENCH_TSO=$tso \
+			"$repo/selftests/vm/run.py" --var "iommu=$iommu" "${args[@]}" \
+			"$repo/selftests/bench/tcp_pairs.sh" >"$out/$mode-$path.log" 2>&1 || rc=$?
+		sed -n 's/^# TCP //p' "$out/$mode-$path.log" | tee -a "$out/tcp.jsonl"
+		[ $rc -eq 0 ] || { echo "bench-tcp: $mode $path run failed (exit $rc), see $out/$mode-$path.log" >&2; exit 1; }
+	done
 done
 python3 - "$out/tcp.jsonl" <<'PY'
 import collections, json, statistics, sys
 runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    runs[(r["iommu"], r["dir"], r["pairs"], r["tso"])].append(r["mbps"])
+    runs[(r.get("path", "vhost-pci"), r["iommu"], r["dir"], r["pairs"], r.get("streams", 4),
+          r["tso"])].append(r["mbps"])
 keys = sorted(runs)
-print("\n| IOMMU | direction | pairs | TSO on Mbit/s | TSO off Mbit/s | on/off |")
-print("|---|---|---|---|---|---|")
 fmt = lambda v: f"{statistics.median(v):.0f} ({min(v)}-{max(v)})" if v and None not in v else "n/a"
-for iommu, d, p in sorted({k[:3] for k in keys}):
-    on, off = runs[(iommu, d, p, "on")], runs[(iommu, d, p, "off")]
-    ratio = (f"{statistics.median(on) / statistics.median(off):.2f}"
-             if on and off and None not in on + off and statistics.median(off) else "n/a")
-    print(f"| {iommu} | {d} | {p} | {fmt(on)} | {fmt(off)} | {ratio} |")
+good = lambda v: v and None not in v and statistics.median(v) > 0
+print("\n| path | IOMMU | direction | pairs | streams | TSO on Mbit/s | TSO off Mbit/s | on/off |")
+print("|---|---|---|---|---|---|---|---|")
+for path, iommu, d, p, st in sorted({k[:5] for k in keys}):
+    on, off = runs.get((path, iommu, d, p, st, "on")), runs.get((path, iommu, d, p, st, "off"))
+    ratio = f"{statistics.median(on) / statistics.median(off):.2f}" if good(on) and good(off) else "—"
+    print(f"| {path} | {iommu} | {d} | {p} | {st} | {fmt(on) if on else '—'} | "
+          f"{fmt(off) if off else '—'} | {ratio} |")
+if {k[0] for k in keys} >= {"vhost-pci", "dpdk"}:
+    print("\nA (vhost-pci, one pair) against B (DPDK testpmd io retry, TSO off on both guests); "
+          "medians over rounds:\n")
+    print("| IOMMU | direction | streams | A TSO on | A TSO off | B TSO off | A on / B | A off / B |")
+    print("|---|---|---|---|---|---|---|---|")
+    for iommu, d, st in sorted({(k[1], k[2], k[4]) for k in keys}):
+        a_on, a_off = runs.get(("vhost-pci", iommu, d, 1, st, "on")), runs.get(("vhost-pci", iommu, d, 1, st, "off"))
+        b = runs.get(("dpdk", iommu, d, 1, st, "off"))
+        r = lambda a: (f"{statistics.median(a) / statistics.median(b):.2f}"
+                       if good(a) and good(b) else "—")
+        print(f"| {iommu} | {d} | {st} | {fmt(a_on) if a_on else '—'} | "
+              f"{fmt(a_off) if a_off else '—'} | {fmt(b) if b else '—'} | {r(a_on)} | {r(a_off)} |")
 PY

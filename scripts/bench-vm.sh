@@ -16,7 +16,9 @@
 # record a boot) and keeps each boot's log there.  Knobs (environment):
 #   BENCH_ROUNDS=5  BENCH_IOMMU="pt strict"  BENCH_SECONDS=5
 #   BENCH_SIZES="64 512 1500"  BENCH_DIRS="vm1-vm2 vm2-vm1"  BENCH_RTT=200
-#   BENCH_PATHS="vhost-pci dpdk"  BENCH_BOOT_TIMEOUT=600
+#   BENCH_PATHS="vhost-pci dpdk"  BENCH_BOOT_TIMEOUT=600 (a path may also be
+#   dpdk-retry, "B-retry": testpmd's io forwarding with retry, which waits
+#   for VM2's RX ring instead of dropping a burst at once)
 #   BENCH_PIN=0: CPU list for every guest's QEMU and the backend (testpmd
 #   places its lcores itself: forwarding on CPU 1); empty: not pinned
 #   BENCH_B_VM2_VIOMMU=0: B's VM2 without a vIOMMU (1: behind one, as VM1)
@@ -66,10 +68,12 @@ run_one()
 	local vars=()
 	case $path in
 	vhost-pci) topo=vm1vm2; vars=(--var log_level=info) ;;
-	dpdk)
+	dpdk | dpdk-retry)
 		topo=vm1dpdkvm2
 		[ "${BENCH_B_VM2_VIOMMU:-0}" = 1 ] ||
 			vars=(--var vm2_viommu= --var vm2_viommu_cmdline= --var vm2_iommu_platform=off)
+		[ "$path" = dpdk ] ||
+			vars+=(--var "fwd_cmds=$repo/selftests/topologies/testpmd-io-retry.cmds")
 		;;
 	*) echo "unknown path $path" >&2; return 1 ;;
 	esac
@@ -83,7 +87,7 @@ run_one()
 	t0=$(date +%s)
 	# The runner kills its guests and services on its deadline and on
 	# SIGTERM; timeout(1) is the second line of defence.
-	VPCI_BENCH_IOMMU=$mode VPCI_BENCH_ROUND=$round \
+	VPCI_BENCH_IOMMU=$mode VPCI_BENCH_ROUND=$round VPCI_BENCH_PATH=$path \
 		timeout -k 10 $((limit + 30)) "$repo/selftests/vm/run.py" --timeout "$limit" \
 		--topology "$topo" --var "iommu=$cmdline" "${vars[@]}" \
 		"$repo/selftests/bench/vm2vm.sh" >"$log" 2>&1 &

@@ -7,16 +7,22 @@
 # matrix (scripts/bench-vm.sh), then docs/benchmarks.md and docs/bench/*.png
 # from what this run printed (scripts/bench-report.py).
 #
-# usage: scripts/bench.sh [--smoke] OUTDIR
+# usage: scripts/bench.sh [--smoke | --retry] OUTDIR
 #   --smoke  `make bench-smoke`: one short boot of each path (IOMMU pt, 64 B,
 #            both directions), the report into OUTDIR (docs/ untouched),
 #            and fail unless both paths moved traffic and the plots exist.
+#   --retry  `make bench-retry`: only (iii), with B-retry as path B (testpmd
+#            io forwarding with retry), into docs/benchmarks-retry.md and
+#            docs/bench-retry/*.png (the bench-vm.sh knobs apply).
 set -u
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-smoke=0
+smoke=0 retry=0
 if [ "${1:-}" = --smoke ]; then
 	smoke=1
+	shift
+elif [ "${1:-}" = --retry ]; then
+	retry=1
 	shift
 fi
 [ $# -eq 1 ] || { echo "usage: $0 [--smoke] OUTDIR" >&2; exit 2; }
@@ -35,6 +41,15 @@ rc=0
 t0=$(date +%s)
 
 "$report" env "$out" || exit 1
+
+if [ $retry -eq 1 ]; then
+	echo "== (iii) VM to VM: vhost-pci (A) against DPDK testpmd with io retry (B-retry)"
+	BENCH_PATHS=${BENCH_PATHS:-vhost-pci dpdk-retry} "$repo/scripts/bench-vm.sh" "$out" || rc=1
+	echo "== report: docs/benchmarks-retry.md, docs/bench-retry/*.png"
+	"$report" report "$out" --b-path dpdk-retry --doc "$repo/docs/benchmarks-retry.md" \
+		--plots "$repo/docs/bench-retry" --elapsed $(($(date +%s) - t0)) || rc=1
+	exit $rc
+fi
 
 if [ $smoke -eq 0 ]; then
 	echo "== (i) driver core micro-benchmark"

@@ -47,6 +47,12 @@ OUT=/tmp/bench
 read -r -a sizes <<<"${VPCI_BENCH_SIZES:-64 512 1500}"
 read -r -a dirs <<<"${VPCI_BENCH_DIRS:-vm1-vm2 vm2-vm1}"
 [ "$NIC" = virtio ] && path=dpdk || path=vhost-pci
+# bench-vm.sh names a variant of a path (dpdk-retry: testpmd io retry).
+case ${VPCI_BENCH_PATH:-} in
+"") ;;
+"$path" | "$path"-*) path=$VPCI_BENCH_PATH ;;
+*) echo "vm2vm.sh: VPCI_BENCH_PATH=$VPCI_BENCH_PATH is not a variant of $path" >&2; exit 1 ;;
+esac
 labels="\"path\":\"$path\",\"iommu\":\"${VPCI_BENCH_IOMMU:-}\",\"round\":${VPCI_BENCH_ROUND:-0}"
 vm1() { host vm vm1 "$1"; }
 bench() { echo "# BENCH {$labels,$1}"; }
