@@ -3,7 +3,7 @@
 # TCP between two guests: iperf3 with TSO on and off (same boot) and with
 # 1, 2, 4 queue pairs, VM1 in passthrough and in strict IOMMU mode
 # (selftests/bench/tcp_pairs.sh in each boot).  Over the vhost-pci path
-# (A), and with VPCI_BENCH_PATHS="vhost-pci dpdk" also over DPDK testpmd
+# (A), and with VPCI_BENCH_PATHS="vhost-pci dpdk-retry" also over DPDK testpmd
 # (B: io forwarding with retry between two vhost-user ports, as DPDK's
 # vhost sample switches retry, so that a burst waits for the other guest's
 # RX ring instead of being dropped; VM2 an ordinary virtio-net guest
@@ -21,7 +21,7 @@
 # VPCI_BENCH_PIN (a CPU list for every QEMU and the backend, testpmd's
 # forwarding lcore on CPU 1, as make bench pins; default: not pinned).
 # For A against B on equal terms: VPCI_BENCH_PAIRS=1 VPCI_BENCH_SMP=1
-# VPCI_BENCH_PIN=0 VPCI_BENCH_PATHS="vhost-pci dpdk".
+# VPCI_BENCH_PIN=0 VPCI_BENCH_PATHS="vhost-pci dpdk-retry".
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-${VPCI_BUILD:-$repo/build}/bench-tcp}
@@ -52,14 +52,14 @@ for mode in ${VPCI_BENCH_IOMMUS:-pt strict}; do
 			tso=${VPCI_BENCH_TSO:-on off}
 			echo "bench-tcp: $mode, vhost-pci, $pairs pairs wired, both guests $smp vCPUs"
 			;;
-		dpdk)
+		dpdk-retry)
 			args=(--topology vm1dpdkvm2 --var vm2_viommu= --var vm2_viommu_cmdline=
 			      --var vm2_iommu_platform=off
 			      --var "fwd_cmds=$repo/selftests/topologies/testpmd-io-retry.cmds")
 			tso=off
-			echo "bench-tcp: $mode, dpdk (testpmd io retry), TSO off on both guests, 1 vCPU each"
+			echo "bench-tcp: $mode, dpdk-retry (testpmd io retry), TSO off on both guests, 1 vCPU each"
 			;;
-		*) echo "bench-tcp: unknown path $path (vhost-pci, dpdk)" >&2; exit 2 ;;
+		*) echo "bench-tcp: unknown path $path (vhost-pci, dpdk-retry)" >&2; exit 2 ;;
 		esac
 		rc=0
 		VPCI_BENCH_IOMMU=$mode VPCI_BENCH_PATH=$path VPCI_BENCH_TSO=$tso \
@@ -91,14 +91,14 @@ for path, iommu, d, p, st in sorted({k[:5] for k in keys}):
     ratio = f"{statistics.median(on) / statistics.median(off):.2f}" if good(on) and good(off) else "—"
     print(f"| {path} | {iommu} | {d} | {p} | {st} | {fmt(on) if on else '—'} | "
           f"{fmt(off) if off else '—'} | {ratio} |")
-if {k[0] for k in keys} >= {"vhost-pci", "dpdk"}:
+if {k[0] for k in keys} >= {"vhost-pci", "dpdk-retry"}:
     print("\nA (vhost-pci, one pair) against B (DPDK testpmd io retry, TSO off on both guests); "
           "medians over rounds:\n")
     print("| IOMMU | direction | streams | A TSO on | A TSO off | B TSO off | A on / B | A off / B |")
     print("|---|---|---|---|---|---|---|---|")
     for iommu, d, st in sorted({(k[1], k[2], k[4]) for k in keys}):
         a_on, a_off = runs.get(("vhost-pci", iommu, d, 1, st, "on")), runs.get(("vhost-pci", iommu, d, 1, st, "off"))
-        b = runs.get(("dpdk", iommu, d, 1, st, "off"))
+        b = runs.get(("dpdk-retry", iommu, d, 1, st, "off"))
         r = lambda a: (f"{statistics.median(a) / statistics.median(b):.2f}"
                        if good(a) and good(b) else "—")
         print(f"| {iommu} | {d} | {st} | {fmt(a_on) if a_on else '—'} | "

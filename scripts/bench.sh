@@ -25,7 +25,7 @@ elif [ "${1:-}" = --retry ]; then
 	retry=1
 	shift
 fi
-[ $# -eq 1 ] || { echo "usage: $0 [--smoke] OUTDIR" >&2; exit 2; }
+[ $# -eq 1 ] || { echo "usage: $0 [--smoke | --retry] OUTDIR" >&2; exit 2; }
 out=$1
 # Equal footing: every guest's QEMU and the backend on CPU 0, testpmd's
 # forwarding lcore alone on CPU 1 (A leaves it idle); BENCH_PIN= (empty)
@@ -44,7 +44,7 @@ t0=$(date +%s)
 
 if [ $retry -eq 1 ]; then
 	echo "== (iii) VM to VM: vhost-pci (A) against DPDK testpmd with io retry (B-retry)"
-	BENCH_PATHS=${BENCH_PATHS:-vhost-pci dpdk-retry} "$repo/scripts/bench-vm.sh" "$out" || rc=1
+	BENCH_PATHS="vhost-pci dpdk-retry" "$repo/scripts/bench-vm.sh" "$out" || rc=1
 	echo "== report: docs/benchmarks-retry.md, docs/bench-retry/*.png"
 	"$report" report "$out" --b-path dpdk-retry --doc "$repo/docs/benchmarks-retry.md" \
 		--plots "$repo/docs/bench-retry" --elapsed $(($(date +%s) - t0)) || rc=1

@@ -61,7 +61,8 @@ timeout 40 iperf3 -c "$VPCI_VM1_IP" -t 2 >/dev/null 2>&1 || diag "warm-up run fa
 for ((round = 1; round <= ROUNDS; round++)); do
 	for tso in "${TSOS[@]}"; do
 		ethtool -K "$ifname" tso "$tso" >/dev/null 2>&1
-		vm1 "ethtool -K eth0 tso $tso"
+		vm1 "ethtool -K eth0 tso $tso; ethtool -k eth0 | awk '/^tcp-segmentation-offload:/ { print \$2 }'"
+		vm1_tso=$(echo "$HOST_OUT" | tail -n 1)
 		for k in "${counts[@]}"; do
 			if [ "$n" -gt 1 ]; then
 				vm1 "ethtool -L eth0 combined $k 2>&1; ethtool -l eth0 | awk '/^Combined:/ { print \$2 }' | tail -n 1" ||
@@ -82,10 +83,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
 				# under the wrong label fails its test.
 				have_tso=$(ethtool -k "$ifname" | awk '/^tcp-segmentation-offload:/ { print $2 }')
 				have_pairs=$(ntx)
-				echo "# TCP {\"path\":\"$PATH_LABEL\",\"iommu\":\"${VPCI_BENCH_IOMMU:-}\",\"round\":$round,\"tso\":\"$tso\",\"pairs\":$k,\"streams\":$streams,\"dir\":\"$dir\",\"mbps\":${mbps:-null},\"retransmits\":${retr:-null},\"vm2_tso\":\"$have_tso\",\"vm2_tx_queues\":${have_pairs:-null}}"
+				echo "# TCP {\"path\":\"$PATH_LABEL\",\"iommu\":\"${VPCI_BENCH_IOMMU:-}\",\"round\":$round,\"tso\":\"$tso\",\"pairs\":$k,\"streams\":$streams,\"dir\":\"$dir\",\"mbps\":${mbps:-null},\"retransmits\":${retr:-null},\"vm1_tso\":\"$vm1_tso\",\"vm2_tso\":\"$have_tso\",\"vm2_tx_queues\":${have_pairs:-null}}"
 				isnum "$mbps" && [ "$mbps" -gt 0 ] && [ "$have_tso" = "$tso" ] &&
-					[ "$have_pairs" = "$k" ]
-				log_test $? "round $round, $PATH_LABEL, TSO $tso (VM2: $have_tso), $k pair(s) (VM2: $have_pairs TX queues), $streams stream(s), $dir: ${mbps:-?} Mbit/s"
+					[ "$vm1_tso" = "$tso" ] && [ "$have_pairs" = "$k" ]
+				log_test $? "round $round, $PATH_LABEL, TSO $tso (VM1: $vm1_tso, VM2: $have_tso), $k pair(s) (VM2: $have_pairs TX queues), $streams stream(s), $dir: ${mbps:-?} Mbit/s"
 			done
 			done
 		done

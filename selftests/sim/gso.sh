@@ -87,8 +87,9 @@ if [ -s "$f" ]; then
 	sim_show "$f"
 	faults=$(($(sim_stat vq0_rx_fault_desc) - fault0))
 	diag "fault $(jq -r .fault.outcome "$f"); vq0_rx_fault_desc +$faults"
-	[ "$faults" -eq 1 ] && jq -e '.fault.outcome == "recovered" and .rx.unique == 600 and
-		.rx.lost == 0 and .rx.corrupt == 0 and .rx.csum.bad == 0 and
+	[ "$rc" -eq 0 ] && [ "$faults" -eq 1 ] && jq -e '.ok and .fault.outcome == "recovered" and
+		.rx.unique == 600 and .rx.lost == 0 and .rx.corrupt == 0 and
+		.rx.duplicates == 0 and .rx.csum.bad == 0 and .tx.gso > 0 and
 		.rx.gso == .tx.gso and .canaries.ok' "$f" >/dev/null
 	rc=$?
 else

@@ -394,8 +394,8 @@ TEST(SimTraffic, PartialChecksumPassedOnCompletedOrBad)
 }
 
 // --gso frames: TCP/IPv4 as a guest's stack hands them to virtio-net with
-// TSO, and what the device may return: whole and still partial, completed
-// (not for TSO frames), or anything else as bad.
+// TSO, and what the device may return: whole and still partial, completed,
+// or anything else as bad.
 TEST(SimTraffic, TcpFramesAsAGuestStackSendsThem)
 {
 	for (std::size_t size : {tcp_frame_min, gso_frame_max, gso_frame_max + 1, tcp_frame_max}) {
@@ -421,11 +421,9 @@ TEST(SimTraffic, TcpFramesAsAGuestStackSendsThem)
 		auto hb = std::to_array(h);
 		hb[1] = gso ? 0 : 1;
 		EXPECT_EQ(take_tcp(hb.data(), f).csum, csum_seen::bad) << "GSO type changed";
-		if (gso) {
-			hb = std::to_array(h);
-			hb[4]--;
-			EXPECT_EQ(take_tcp(hb.data(), f).csum, csum_seen::bad) << "gso_size changed";
-		}
+		hb = std::to_array(h);
+		hb[4] = static_cast<std::uint8_t>(hb[4] - 1);
+		EXPECT_EQ(take_tcp(hb.data(), f).csum, csum_seen::bad) << "gso_size changed";
 		g = f;
 		g[14 + 8]--; // TTL
 		EXPECT_FALSE(parse_frame(g, fi)) << "IPv4 header changed";
@@ -558,6 +556,24 @@ TEST(SimTraffic, SegmentsOfATsoFrameReassembled)
 	tcp_reassembler x;
 	EXPECT_EQ(x.add(partial, segs[0]), tcp_reassembler::result::more);
 	EXPECT_EQ(x.add(partial, osegs[1]), tcp_reassembler::result::bad) << "another flow's";
+	// A segment of another frame of the same flow, at the right offset.
+	std::vector<std::uint8_t> next(tcp_frame_max);
+	build_tcp_frame(next, pair_seq(2, 12), 5);
+	auto nsegs = segment_tcp(next);
+	tcp_reassembler z;
+	EXPECT_EQ(z.add(partial, segs[0]), tcp_reassembler::result::more);
+	EXPECT_EQ(z.add(partial, nsegs[1]), tcp_reassembler::result::bad) << "another frame's";
+	// A frame abandoned half way is counted when the next one starts.
+	tcp_reassembler w;
+	EXPECT_EQ(w.add(partial, segs[0]), tcp_reassembler::result::more);
+	EXPECT_EQ(w.add(partial, segs[1]), tcp_reassembler::result::more);
+	EXPECT_EQ(w.add(partial, nsegs[0]), tcp_reassembler::result::more);
+	EXPECT_EQ(w.bad, 1u) << "the abandoned frame";
+	for (std::size_t i = 1; i < nsegs.size(); i++)
+		w.add(partial, nsegs[i]);
+	EXPECT_EQ(w.bad, 1u);
+	ASSERT_EQ(w.frame().size(), next.size());
+	EXPECT_EQ(std::memcmp(w.frame().data(), next.data(), next.size()), 0);
 	// A flipped payload byte passes as a segment; the frame's own check fails.
 	segs = segment_tcp(f);
 	segs[7][100] ^= 1;
@@ -1060,6 +1076,15 @@ TEST(SimCli, GsoOptionsAreChecked)
 	for (const char *o : {"--tx-csum", "--no-guest-csum", "--no-mrg-rxbuf"}) {
 		e = cli_parse()({"-s", "x", "--gso", "--size", "100", o});
 		EXPECT_TRUE(has(e, "--gso: its frames carry")) << o << ": " << e;
+	}
+	e = cli_parse()({"-s", "x", "--gso", "--size", "80-65535", "--ring-size", "16"});
+	EXPECT_TRUE(has(e, "takes 17 TX descriptors")) << "a 16-entry ring cannot hold a chain: " << e;
+	EXPECT_EQ(cli_parse()({"-s", "x", "--gso", "--size", "80-65535", "--ring-size", "32"}), "");
+	e = cli_parse()({"-s", "x", "--gso", "--size", "80-65535", "--rx-buf-size", "512"});
+	EXPECT_TRUE(has(e, "129 RX buffers")) << "over 64 buffers a frame: " << e;
+	for (const char *v : {"abc", "60-", "-60", "60x", "99999999999"}) {
+		e = cli_parse()({"-s", "x", "--size", v});
+		EXPECT_TRUE(has(e, "--size")) << v << ": " << e;
 	}
 }
 

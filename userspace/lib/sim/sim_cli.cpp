@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 #include "sim_cli.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include <fmt/format.h>
@@ -122,11 +123,23 @@ void finish_cli_options(cli_options &o)
 	if (o.mode != "poll" && o.mode != "interrupt")
 		throw CLI::ValidationError("--mode: poll or interrupt");
 	o.run.interrupt = o.mode == "interrupt";
+	auto size = [](const std::string &v) {
+		std::size_t end = 0;
+		unsigned long n = 0;
+		try {
+			n = std::stoul(v, &end);
+		} catch (const std::logic_error &) {
+			end = 0;
+		}
+		if (!end || end != v.size() || n > 0xffffffffUL)
+			throw CLI::ValidationError(fmt::format("--size: '{}' is not a number", v));
+		return static_cast<std::uint32_t>(n);
+	};
 	if (auto dash = o.sizes.find('-'); dash != std::string::npos) {
-		o.run.size_min = static_cast<std::uint32_t>(std::stoul(o.sizes.substr(0, dash)));
-		o.run.size_max = static_cast<std::uint32_t>(std::stoul(o.sizes.substr(dash + 1)));
+		o.run.size_min = size(o.sizes.substr(0, dash));
+		o.run.size_max = size(o.sizes.substr(dash + 1));
 	} else {
-		o.run.size_min = o.run.size_max = static_cast<std::uint32_t>(std::stoul(o.sizes));
+		o.run.size_min = o.run.size_max = size(o.sizes);
 	}
 	const std::size_t lo = o.run.vm.gso ? tcp_frame_min : frame_min,
 			  hi = o.run.vm.gso ? tcp_frame_max : page_size - net_hdr_size;
@@ -142,6 +155,20 @@ void finish_cli_options(cli_options &o)
 	if (o.ring == 0 || o.ring > 1024 || (o.ring & (o.ring - 1)))
 		throw CLI::ValidationError("--ring-size: a power of two up to 1024");
 	o.run.vm.ring_size = static_cast<std::uint16_t>(o.ring);
+	if (o.run.vm.gso) {
+		// The longest frame's TX chain (4 KiB slots) and its RX buffers
+		// must fit a ring (one descriptor stays free for faults) and the
+		// 64 descriptors a chain may have.
+		const std::size_t bytes = net_hdr_size + o.run.size_max,
+				  tx = (bytes + page_size - 1) / page_size,
+				  rx = (bytes + o.run.vm.rx_buf_size - 1) / o.run.vm.rx_buf_size;
+		if (std::max(tx, rx) > std::min<std::size_t>(o.ring - 1, 64))
+			throw CLI::ValidationError(fmt::format(
+				"--gso: a {}-byte frame takes {} TX descriptors and {} RX buffers of {} "
+				"bytes; --ring-size {} allows {} (at most 64 a frame)",
+				o.run.size_max, tx, rx, o.run.vm.rx_buf_size, o.ring,
+				std::min<std::size_t>(o.ring - 1, 64)));
+	}
 	if (!o.run.fault.empty() && !find_fault(o.run.fault))
 		throw CLI::ValidationError("--fault: unknown (see --list-faults)");
 	if (o.run.fault_pair >= o.run.queue_pairs)

@@ -119,7 +119,7 @@ struct pair_run {
 	rx_validator val;
 	size_picker sizes;
 	std::uint64_t sent = 0, tx_done = 0, tx_bytes = 0, merged = 0;
-	/** --gso: TSO frames sent, and back whole with their GSO header. */
+	/** --gso: TSO frames of this flow sent, and back whole with their GSO header. */
 	std::uint64_t gso_sent = 0, gso_back = 0;
 	/** Frames completed on this pair's RX ring, whichever flow. */
 	std::uint64_t rx_frames = 0;
@@ -343,6 +343,7 @@ nlohmann::json run(const run_config &c)
 				if (--pr.pending_bufs == 0) {
 					pr.rx_frames++;
 					std::span<const std::uint8_t> whole = pr.pkt;
+					bool tso_whole = false;
 					if (segmented) {
 						// A segment: on once its frame is whole.
 						if (pr.reasm.add(pr.rx_hdr, pr.pkt) !=
@@ -352,7 +353,7 @@ nlohmann::json run(const run_config &c)
 					} else if (vc.gso) {
 						const tcp_seen ts = take_tcp(pr.rx_hdr, pr.pkt);
 						csum[static_cast<unsigned>(ts.csum)]++;
-						pr.gso_back += ts.gso;
+						tso_whole = ts.gso;
 					} else if (vc.tx_csum) {
 						csum[static_cast<unsigned>(take_csum(pr.rx_hdr, pr.pkt))]++;
 					}
@@ -369,6 +370,7 @@ nlohmann::json run(const run_config &c)
 						pr.from_other_pairs++;
 					}
 					owner->back++;
+					owner->gso_back += tso_whole;
 					owner->val.on_frame(whole, now_ns());
 				}
 			}

@@ -174,7 +174,9 @@ tcp_seen take_tcp(const std::uint8_t *h, std::span<std::uint8_t> frame)
 	if (frame.size() < tcp_hdrs)
 		return {csum_seen::bad, false};
 	const bool gso = frame.size() > gso_frame_max;
-	const bool gso_ok = gso ? h[1] == 1 && get<std::uint16_t>(h + 4) == gso_mss : h[1] == 0;
+	// hdr_len is a hint (Linux fills in the skb's head length), not checked.
+	const bool gso_ok = gso ? h[1] == 1 && get<std::uint16_t>(h + 4) == gso_mss
+				: h[1] == 0 && get<std::uint16_t>(h + 4) == 0;
 	if (!gso_ok)
 		return {csum_seen::bad, false};
 	std::uint8_t seed[2];
@@ -257,7 +259,12 @@ tcp_reassembler::result tcp_reassembler::add(const std::uint8_t *h, std::span<st
 							      p[40] << 8 | p[41]);
 	const std::size_t off = tseq & 0xffff, n = len - tcp_hdrs;
 	if (off == 0) {
-		// A frame starts: its test header says how long it is.
+		// A frame starts (one in progress is dropped, and counted): its
+		// test header says how long it is.
+		if (want_) {
+			bad++;
+			have_ = want_ = 0;
+		}
 		if (n < frame_hdr - 14)
 			return fail();
 		const std::size_t size = get<std::uint16_t>(p + tcp_hdrs + 12);
@@ -267,8 +274,11 @@ tcp_reassembler::result tcp_reassembler::add(const std::uint8_t *h, std::span<st
 		have_ = 0;
 		want_ = size - tcp_hdrs;
 		std::memcpy(sport_, p + tcp_csum_start, 2);
+		base_ = tseq >> 16;
 	}
-	if (!want_ || off != have_ || n > want_ - have_ || std::memcmp(sport_, p + tcp_csum_start, 2))
+	// In order, of the frame in progress (its flow, its sequence number).
+	if (!want_ || off != have_ || n > want_ - have_ ||
+	    std::memcmp(sport_, p + tcp_csum_start, 2) || tseq >> 16 != base_)
 		return fail();
 	std::memcpy(frame_.data() + tcp_hdrs + have_, p + tcp_hdrs, n);
 	have_ += n;

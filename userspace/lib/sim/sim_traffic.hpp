@@ -92,8 +92,10 @@ std::uint16_t tcp_seed(std::size_t size);
  * segment (IPv4 and TCP headers of the flow, its length, no GSO header,
  * its checksum still partial or completed), its TCP sequence number says
  * where its payload goes, the first one's test header how long the frame
- * is.  A frame whose segments do not add up is dropped (the validator
- * counts it lost); a shorter frame is one segment of itself.
+ * is; every later one must be of the same flow and frame (the high half
+ * of its sequence number) at the next offset.  A frame whose segments do
+ * not add up is dropped and counted bad (the validator counts it lost); a
+ * shorter frame is one segment of itself.
  */
 class tcp_reassembler {
 public:
@@ -114,6 +116,8 @@ private:
 	std::size_t have_ = 0, want_ = 0;
 	/** The frame's source port (its pair's flow), from its first segment. */
 	std::uint8_t sport_[2] = {};
+	/** The high half of its TCP sequence numbers (the frame's own). */
+	std::uint32_t base_ = 0;
 };
 
 struct frame_info {

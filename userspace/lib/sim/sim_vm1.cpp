@@ -301,6 +301,8 @@ bool vm1::send(std::uint64_t seq, std::uint32_t size, std::uint64_t tx_ns)
 	const std::size_t nslots = (total + page_size - 1) / page_size;
 	if (!cfg_.gso && nslots > 1)
 		throw std::invalid_argument(fmt::format("frame size {} exceeds a buffer slot", size));
+	if (size < (cfg_.gso ? tcp_frame_min : frame_min) || size > tcp_frame_max)
+		throw std::invalid_argument(fmt::format("frame size {} out of range", size));
 	if (tx_free_.size() < nslots || tx.free_count() < nslots || !tx.avail_room())
 		return false;
 	// A frame of one slot is built in place; a longer one is spread over
