@@ -361,7 +361,8 @@ def header(env, vm, elapsed):
             ("date", e.get("date", "?")),
             ("commit", f"`{e.get('commit', '?')}`")]
     if elapsed is not None:
-        rows.append(("`make bench` took", f"{elapsed / 60:.1f} min"))
+        rows.append((("`make bench-retry`" if PATHS[1] == "dpdk-retry" else "`make bench`") + " took",
+                     f"{elapsed / 60:.1f} min"))
     return table(("", ""), rows)
 
 
