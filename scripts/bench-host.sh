@@ -19,8 +19,10 @@
 # device's busy time per frame: vpci-hostdp's busy_ns (its polling turns
 # that found work) over the frames it took, testpmd's cycles of the bursts
 # that received something (--record-core-cycles) over its received frames,
-# at its TSC clock.  A run is simulator-bound when its device was busy less
-# than half of the run: then only the busy time per frame measures it.
+# at its TSC clock (two TSC reads a burst, as vpci-hostdp reads its clock
+# twice a turn for busy_ns).  A row is simulator-bound when both devices
+# were busy less than half of the run: then only the busy time per frame
+# measures them.
 #
 #   scripts/bench-host.sh OUTDIR
 #

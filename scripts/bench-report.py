@@ -34,11 +34,6 @@ B_PATHS = {"dpdk": "`--forward-mode=io`",
                          "a burst VM2's RX ring cannot take is retried 64 times 1 µs apart "
                          "before the rest is dropped)"}
 SWITCH = {"vhost-pci": "backend", "dpdk": "testpmd", "dpdk-retry": "testpmd"}
-
-
-def b_name():
-    """Path B's name in text and plots."""
-    return "DPDK testpmd" + (", io retry" if PATHS[1] == "dpdk-retry" else "")
 DIR_LABEL = {"vm1-vm2": "VM1 → VM2", "vm2-vm1": "VM2 → VM1"}
 MODE_ORDER = ("pt", "strict")
 MODE_LABEL = {"pt": "passthrough (`iommu=pt`)", "strict": "strict (`iommu.strict=1`)"}
@@ -54,6 +49,11 @@ FEATURES = {0: "CSUM", 1: "GUEST_CSUM", 2: "CTRL_GUEST_OFFLOADS", 3: "MTU", 5: "
             20: "CTRL_RX_EXTRA", 21: "GUEST_ANNOUNCE", 22: "MQ", 23: "CTRL_MAC_ADDR",
             28: "RING_INDIRECT_DESC", 29: "RING_EVENT_IDX", 32: "VERSION_1",
             33: "ACCESS_PLATFORM", 34: "RING_PACKED", 35: "IN_ORDER", 36: "ORDER_PLATFORM"}
+
+
+def b_name():
+    """Path B's name in text and plots."""
+    return "DPDK testpmd" + (", io retry" if PATHS[1] == "dpdk-retry" else "")
 
 
 def run(argv):

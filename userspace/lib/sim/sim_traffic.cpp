@@ -90,6 +90,14 @@ template <typename T> void put_be(std::uint8_t *p, T v)
 		p[i] = static_cast<std::uint8_t>(v);
 }
 
+template <typename T> T get_be(const std::uint8_t *p)
+{
+	T v = 0;
+	for (std::size_t i = 0; i < sizeof(T); i++)
+		v = static_cast<T>(v << 8 | p[i]);
+	return v;
+}
+
 constexpr std::uint8_t tcp_saddr[4] = {10, 99, 0, 1}, tcp_daddr[4] = {10, 99, 0, 2};
 
 /**
@@ -135,6 +143,34 @@ std::uint16_t tcp_seed(std::size_t size)
 	return net::csum_fold(ph, sizeof(ph));
 }
 
+namespace {
+
+/*
+ * The TCP checksum of a frame or segment (at least tcp_hdrs bytes) as the
+ * device returned it with header @p h: still partial (same start and
+ * offset, the seed untouched) or completed (it verifies with the
+ * pseudo-header; the field is set back to the seed); anything else bad.
+ */
+csum_seen take_tcp_csum(const std::uint8_t *h, std::span<std::uint8_t> frame)
+{
+	std::uint8_t *field = frame.data() + tcp_csum_start + tcp_csum_offset;
+	const std::uint16_t seed = tcp_seed(frame.size());
+	if (h[0] & 1) // VIRTIO_NET_HDR_F_NEEDS_CSUM
+		return get<std::uint16_t>(h + 6) == tcp_csum_start &&
+				       get<std::uint16_t>(h + 8) == tcp_csum_offset &&
+				       get_be<std::uint16_t>(field) == seed
+			       ? csum_seen::partial
+			       : csum_seen::bad;
+	std::uint32_t sum = net::csum_fold(frame.data() + tcp_csum_start,
+					   frame.size() - tcp_csum_start) + seed;
+	if ((sum & 0xffff) + (sum >> 16) != 0xffff)
+		return csum_seen::bad;
+	put_be<std::uint16_t>(field, seed);
+	return csum_seen::complete;
+}
+
+} // namespace
+
 void build_frame(std::span<std::uint8_t> out, std::uint64_t seq, std::uint64_t tx_ns)
 {
 	if (out.size() < frame_min || out.size() > 0xffff)
@@ -170,7 +206,6 @@ void tcp_net_hdr(std::uint8_t *h, std::size_t size)
 
 tcp_seen take_tcp(const std::uint8_t *h, std::span<std::uint8_t> frame)
 {
-	const std::size_t at = tcp_csum_start + tcp_csum_offset;
 	if (frame.size() < tcp_hdrs)
 		return {csum_seen::bad, false};
 	const bool gso = frame.size() > gso_frame_max;
@@ -179,24 +214,8 @@ tcp_seen take_tcp(const std::uint8_t *h, std::span<std::uint8_t> frame)
 				: h[1] == 0 && get<std::uint16_t>(h + 4) == 0;
 	if (!gso_ok)
 		return {csum_seen::bad, false};
-	std::uint8_t seed[2];
-	put_be<std::uint16_t>(seed, tcp_seed(frame.size()));
-	if (h[0] & 1) {
-		const bool same = get<std::uint16_t>(h + 6) == tcp_csum_start &&
-				  get<std::uint16_t>(h + 8) == tcp_csum_offset;
-		return {same && !std::memcmp(frame.data() + at, seed, 2) ? csum_seen::partial
-									  : csum_seen::bad,
-			gso};
-	}
-	// Completed: the sum over the segment and the pseudo-header verifies.
-	std::uint32_t sum = net::csum_fold(frame.data() + tcp_csum_start,
-					   frame.size() - tcp_csum_start) +
-			    tcp_seed(frame.size());
-	sum = (sum & 0xffff) + (sum >> 16);
-	if (sum != 0xffff)
-		return {csum_seen::bad, false};
-	std::memcpy(frame.data() + at, seed, 2);
-	return {csum_seen::complete, gso};
+	const csum_seen c = take_tcp_csum(h, frame);
+	return {c, c != csum_seen::bad && gso};
 }
 
 csum_seen take_csum(const std::uint8_t *net_hdr, std::span<std::uint8_t> frame)
@@ -227,21 +246,15 @@ tcp_reassembler::result tcp_reassembler::add(const std::uint8_t *h, std::span<st
 	std::uint8_t *p = seg.data();
 	if (len < tcp_hdrs || len > gso_frame_max || h[1] != 0)
 		return fail();
-	// Its checksum: still partial, or completed (then set back to the seed).
-	std::uint8_t seed[2];
-	put_be<std::uint16_t>(seed, tcp_seed(len));
-	if (h[0] & 1) {
-		if (get<std::uint16_t>(h + 6) != tcp_csum_start ||
-		    get<std::uint16_t>(h + 8) != tcp_csum_offset || std::memcmp(p + at, seed, 2))
-			return fail();
+	switch (take_tcp_csum(h, seg)) {
+	case csum_seen::partial:
 		partial++;
-	} else {
-		std::uint32_t sum = net::csum_fold(p + tcp_csum_start, len - tcp_csum_start) +
-				    tcp_seed(len);
-		if ((sum & 0xffff) + (sum >> 16) != 0xffff)
-			return fail();
-		std::memcpy(p + at, seed, 2);
+		break;
+	case csum_seen::complete:
 		complete++;
+		break;
+	case csum_seen::bad:
+		return fail();
 	}
 	// The flow's headers, but for what segmentation changes (the IPv4
 	// ID and checksum, the TCP sequence number, PSH on the last) and the
@@ -255,8 +268,7 @@ tcp_reassembler::result tcp_reassembler::add(const std::uint8_t *h, std::span<st
 		want[i] = p[i];
 	if (std::memcmp(want, p, at))
 		return fail();
-	const std::uint32_t tseq = static_cast<std::uint32_t>(p[38] << 24 | p[39] << 16 |
-							      p[40] << 8 | p[41]);
+	const std::uint32_t tseq = get_be<std::uint32_t>(p + tcp_csum_start + 4);
 	const std::size_t off = tseq & 0xffff, n = len - tcp_hdrs;
 	if (off == 0) {
 		// A frame starts (one in progress is dropped, and counted): its
