@@ -3,9 +3,11 @@
 // isolation of a failing callback, signals as an fd.
 #include <chrono>
 #include <csignal>
+#include <future>
 #include <stdexcept>
 #include <string>
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -187,3 +189,30 @@ TEST(SignalSet, SignalsArriveAsAnFdAndTheMaskFollowsTheShutdown)
 }
 
 } // namespace
+
+// O_NONBLOCK belongs to the open file, which every copy of an eventfd passed
+// over a socket shares, and QEMU clears it on each fd it receives
+// (tcp_chr_recv(): "O_NONBLOCK is preserved across SCM_RIGHTS so reset it").
+// Reading an empty eventfd must still not block: vpci-sim's wait once sat
+// for good in read() on a call fd VM2's QEMU had been given (seen in CI, a
+// sim/multiqueue.sh session stalled until its watchdog).
+TEST(Fd, EventfdConsumeNeverBlocksWhenAnotherHolderClearedNonblock)
+{
+	unique_fd efd = make_eventfd();
+	unique_fd qemu_copy = dup_fd(efd.get(), "eventfd");
+	const int fl = ::fcntl(qemu_copy.get(), F_GETFL);
+	ASSERT_GE(fl, 0);
+	ASSERT_EQ(::fcntl(qemu_copy.get(), F_SETFL, fl & ~O_NONBLOCK), 0);
+
+	auto read_empty = std::async(std::launch::async,
+				     [&] { return eventfd_consume(efd.get()); });
+	if (read_empty.wait_for(2s) != std::future_status::ready) {
+		eventfd_signal(efd.get()); // let the blocked read return
+		read_empty.wait();
+		FAIL() << "eventfd_consume() blocked on an empty eventfd";
+	}
+	EXPECT_FALSE(read_empty.get().has_value());
+	eventfd_signal(efd.get());
+	EXPECT_EQ(eventfd_consume(efd.get()), 1u);
+	EXPECT_FALSE(eventfd_consume(efd.get()).has_value());
+}

@@ -106,6 +106,18 @@ void eventfd_signal(int fd)
 
 std::optional<std::uint64_t> eventfd_consume(int fd)
 {
+	// O_NONBLOCK is a flag of the open file, shared by every copy of the
+	// fd passed over a socket, and QEMU clears it on each fd it receives
+	// (tcp_chr_recv()).  An eventfd VM1 or VM2's QEMU was given is then
+	// blocking for us too, and a read that finds it empty (another holder
+	// read first, or poll() did not report it) would wait for the next
+	// signal: set the flag again.  Every holder of these eventfds reads
+	// them only when they are readable, as QEMU's EventNotifiers do.
+	const int fl = ::fcntl(fd, F_GETFL);
+	if (fl < 0)
+		throw_errno("fcntl(eventfd " + std::to_string(fd) + ", F_GETFL)");
+	if (!(fl & O_NONBLOCK) && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		throw_errno("fcntl(eventfd " + std::to_string(fd) + ", F_SETFL, O_NONBLOCK)");
 	std::uint64_t v;
 	if (::read(fd, &v, sizeof(v)) != sizeof(v)) {
 		if (errno == EAGAIN)

@@ -81,7 +81,11 @@ private:
 unique_fd make_eventfd();
 /** Add 1 to an eventfd counter. */
 void eventfd_signal(int fd);
-/** Read and reset an eventfd counter; nullopt if it was zero (EAGAIN). */
+/**
+ * Read and reset an eventfd counter; nullopt if it was zero (EAGAIN).  Never
+ * blocks: O_NONBLOCK is set again if another holder of the open file (QEMU,
+ * on every fd it receives) cleared it.
+ */
 std::optional<std::uint64_t> eventfd_consume(int fd);
 
 /** fcntl(F_DUPFD_CLOEXEC): a second descriptor for the open file @p fd. */
