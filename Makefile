@@ -39,7 +39,7 @@ SELFTESTS_DEV ?= e2e/ping.sh:topology=vm1vm2-dev e2e/ping.sh:topology=vm1vm2-dev
 # iperf3/vpci-traffic behind virtio-iommu strict and in passthrough, and ping between a 6.12
 # and a 6.1 guest both ways round (VM2 on 6.1 needs the 6.1 module too).
 KVER_612   ?= $(shell $(REPO)/scripts/guest-kver.sh 6.12 2>/dev/null)
-SELFTESTS_612 ?= vm2/basic.sh vm2/ctrl_area.sh vm2/netlink.sh vm2/genl.sh vm2/drivers_net.sh sim/gso.sh e2e/ping.sh e2e/packet.sh e2e/ping.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on e2e/traffic.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on e2e/ping.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on:iommu=iommu.passthrough=1 e2e/traffic.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on:iommu=iommu.passthrough=1 e2e/ping.sh:vm2_kernel=6.1 e2e/ping.sh:vm1_kernel=6.1
+SELFTESTS_612 ?= vm2/basic.sh vm2/ctrl_area.sh vm2/netlink.sh vm2/genl.sh e2e/drivers_net.sh sim/gso.sh e2e/ping.sh e2e/packet.sh e2e/ping.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on e2e/traffic.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on e2e/ping.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on:iommu=iommu.passthrough=1 e2e/traffic.sh:viommu=virtio-iommu-pci:viommu_cmdline=:iommu_platform=on:iommu=iommu.passthrough=1 e2e/ping.sh:vm2_kernel=6.1 e2e/ping.sh:vm1_kernel=6.1
 # make install: module into /lib/modules/KVER/updates, tools into PREFIX/bin
 PREFIX     ?= /usr/local
 DESTDIR    ?=

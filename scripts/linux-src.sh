@@ -9,7 +9,7 @@
 #                       build it);
 #   linux-src.sh 6.12   linux-source-6.12 into build/linux-src-6.12: the
 #                       kernel's YNL CLI and netlink specs, and its
-#                       drivers/net selftests stats.py and queues.py with
+#                       drivers/net selftests stats.py, queues.py and ping.py with
 #                       their Python library, for the 6.12 guest tests
 #                       (qstats, queue/NAPI links).
 set -euo pipefail
@@ -32,8 +32,9 @@ case $ver in
 	       Documentation/netlink/specs/rt_link.yaml
 	       tools/testing/selftests/net/lib/py tools/testing/selftests/drivers/net/lib/py
 	       tools/testing/selftests/drivers/net/stats.py
-	       tools/testing/selftests/drivers/net/queues.py)
-	mark=.done-2 ;;
+	       tools/testing/selftests/drivers/net/queues.py
+	       tools/testing/selftests/drivers/net/ping.py)
+	mark=.done-3 ;;
 *)
 	echo "linux-src.sh: no such source: $ver (6.1 or 6.12)" >&2
 	exit 2 ;;

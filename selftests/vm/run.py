@@ -178,6 +178,18 @@ def parse_size(s):
     return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2)]
 
 
+class Asker:
+    """Who a host request came from: a guest, and its request's tag if any."""
+
+    def __init__(self, guest, tag=None):
+        self.guest = guest
+        self.name = guest.name
+        self.tag = tag
+
+    def reply(self, rc, out):
+        self.guest.reply(rc, out, self.tag)
+
+
 class Guest:
     """One VM: its QEMU process and its script channel."""
 
@@ -265,9 +277,16 @@ class Guest:
             raw, self.buf = self.buf.split(b"\n", 1)
             line = raw.decode(errors="replace").rstrip("\r")
             if line.startswith("@host "):
-                r = handle_host(self.name, line[6:])
+                # "@host #TAG CMD": a tagged request, answered with the tag
+                # and possibly out of order (a guest with several requests
+                # open at once, e.g. a remote class serving the kernel's
+                # drivers/net tests); untagged ones are answered in turn.
+                cmd, asker = line[6:], Asker(self)
+                if re.match(r"#[A-Za-z0-9_-]+ ", cmd):
+                    asker.tag, cmd = cmd[1:].split(" ", 1)
+                r = handle_host(asker, cmd)
                 if r is not None:   # None: answered later (forwarded to a VM)
-                    self.reply(*r)
+                    asker.reply(*r)
             elif line.startswith("@done "):
                 # A command forwarded to this VM finished: answer the asker.
                 _, rid, rc, *b64 = line.split(" ")
@@ -280,9 +299,10 @@ class Guest:
                 self.output.append(line)
                 print(line, flush=True)
 
-    def reply(self, rc, out):
+    def reply(self, rc, out, tag=None):
         reply = base64.b64encode(out).decode()
-        self.conn.sendall(f"@reply {rc} {reply}\n".encode())
+        tag = f"#{tag} " if tag else ""
+        self.conn.sendall(f"@reply {tag}{rc} {reply}\n".encode())
 
     def forward(self, asker, rid, cmd):
         """Run @cmd in this VM (its script serves @run requests)."""
@@ -494,13 +514,13 @@ def main():
 
         requests = iter(range(1, 1 << 30))
 
-        def handle_host(vm, cmd):
+        def handle_host(asker, cmd):
+            vm = asker.name
             argv = shlex.split(cmd)
             if len(argv) > 2 and argv[0] == "vm":
                 # "vm NAME CMD...": run CMD inside another guest.
                 target = next((g for g in guests if g.name == argv[1]), None)
-                asker = next(g for g in guests if g.name == vm)
-                if target is None or target is asker:
+                if target is None or target is asker.guest:
                     return 127, f"no other guest named {argv[1]}\n".encode()
                 cmd = argv[2]
                 if cmd.startswith("b64:") and len(argv) == 3:
@@ -519,7 +539,6 @@ def main():
                 except ValueError:
                     return 2, f"bad {argv[0]}\n".encode()
                 argv = argv[1:]
-            asker = next(g for g in guests if g.name == vm)
             if argv and argv[0] == "cpu":
                 # "cpu [NAME...]": CPU seconds of services and guests
                 # (their process groups) and the runner's monotonic clock.

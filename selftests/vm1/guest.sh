@@ -23,12 +23,19 @@ echo "# vm1: $ifname up, virtio status $(cat "/sys/bus/virtio/devices/$dev/statu
 echo "# vm1: iommu groups $(ls /sys/kernel/iommu_groups | wc -l), cmdline: $(grep -o 'iommu[^ ]*' /proc/cmdline | tr '\n' ' ')"
 # Serve commands other guests send through the runner ("vm vm1 CMD" from a
 # test's `host` helper): "@run ID BASE64" in, "@done ID RC BASE64" out,
-# until the runner sends "@quit" (the test is over: power off).
+# until the runner sends "@quit" (the test is over: power off).  Each runs
+# on its own: a remote endpoint's listener that waits for a connection
+# (the kernel's drivers/net ping.py) must not hold up the commands that
+# follow it; the @done lines go out one at a time (flock).
 while read -r tag id b64 <&3; do
 	[ "$tag" = "@quit" ] && exit 0
 	[ "$tag" = "@run" ] || continue
-	out=$(echo "$b64" | base64 -d | timeout 120 bash 2>&1)
-	rc=$?
-	echo "@done $id $rc $(printf '%s' "$out" | base64 -w0)" >&3
+	(
+		out=$(echo "$b64" | base64 -d | timeout 120 bash 2>&1)
+		rc=$?
+		line="@done $id $rc $(printf '%s' "$out" | base64 -w0)"
+		flock 9
+		echo "$line" >&3
+	) 9>/tmp/vpci-channel.lock &
 done
 sleep 600
