@@ -11,9 +11,11 @@ Usage: drivers_net.py TEST.py [ARGS...]  (NETIF, LOCAL_V4, ... in the
 environment, as the kernel's README.rst describes)
 """
 
+import faulthandler
 import importlib.util
 import os
 import runpy
+import signal
 import sys
 
 
@@ -21,7 +23,11 @@ def main():
     if len(sys.argv) < 2:
         sys.exit("usage: drivers_net.py TEST.py [ARGS...]")
     test = os.path.abspath(sys.argv[1])
+    # The library names the cases after argv[0] when it is imported.
+    sys.argv = [test] + sys.argv[2:]
     sys.path.insert(0, os.path.dirname(test))
+    # A test stopped by timeout(1) says where each thread was.
+    faulthandler.register(signal.SIGTERM, all_threads=True, chain=True)
     import lib.py  # noqa: F401  the kernel's library, as the test imports it
 
     name = "lib.py.remote_vpci"
@@ -31,7 +37,6 @@ def main():
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
 
-    sys.argv = [test] + sys.argv[2:]
     runpy.run_path(test, run_name="__main__")
 
 

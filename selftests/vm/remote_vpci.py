@@ -115,7 +115,11 @@ class _RemoteProc:
             raise subprocess.TimeoutExpired(self.args, timeout)
         return self.returncode
 
-    def communicate(self, timeout=None):
+    def communicate(self, input=None, timeout=None):
+        # Popen's signature: the library's communicate(5) is input=5 and
+        # waits without a limit, locally and here alike.
+        if input is not None and not isinstance(input, int):
+            raise ValueError("remote commands take no input")
         self.wait(timeout)
         return self._out, self._err
 

@@ -29,19 +29,19 @@ def child():
     r = rv.Remote("vm1", "/tmp")
     out = {}
     p = r.cmd("echo hi; echo err >&2; exit 3")
-    out["split"] = [*map(bytes.decode, p.communicate(5)), p.returncode]
+    out["split"] = [*map(bytes.decode, p.communicate(timeout=5)), p.returncode]
     t0 = time.monotonic()
     slow = r.cmd("sleep 2; echo late")
     quick = r.cmd("echo quick")
-    out["quick"] = [quick.communicate(5)[0].decode(), round(time.monotonic() - t0, 1),
+    out["quick"] = [quick.communicate(timeout=5)[0].decode(), round(time.monotonic() - t0, 1),
                     slow.poll()]
-    out["slow"] = [slow.communicate(5)[0].decode(), slow.returncode]
+    out["slow"] = [slow.communicate(timeout=5)[0].decode(), slow.returncode]
     k = r.cmd("sleep 30; echo never")
     time.sleep(0.5)
     k.terminate()
-    out["terminated"] = [k.communicate(5)[0].decode(), k.returncode]
+    out["terminated"] = [k.communicate(timeout=5)[0].decode(), k.returncode]
     try:
-        r.cmd("sleep 3").communicate(0.5)
+        r.cmd("sleep 3").communicate(timeout=0.5)
         out["timeout"] = "none"
     except subprocess.TimeoutExpired:
         out["timeout"] = "TimeoutExpired"
