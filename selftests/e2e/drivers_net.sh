@@ -43,7 +43,7 @@ v6_vm1=fd00:5650::1 v6_vm2=fd00:5650::2
 # (kept when stats.py's check_down takes the link down and up)
 sysctl -qw "net.ipv6.conf.$ifname.keep_addr_on_down=1"
 ip -6 addr add "$v6_vm2/64" dev "$ifname" nodad
-host vm vm1 "ip -6 addr add $v6_vm1/64 dev \$(ls /sys/bus/virtio/drivers/virtio_net/*/net | head -n1) nodad"
+host vm vm1 "set -- /sys/bus/virtio/drivers/virtio_net/*/net/*; ip -6 addr add $v6_vm1/64 dev \${1##*/} nodad"
 rc=$?
 wait_until 120 ping -c 1 -W 1 "$VPCI_VM1_IP" >/dev/null || rc=1
 wait_until 30 ping -6 -c 1 -W 1 "$v6_vm1" >/dev/null || rc=1

@@ -12,7 +12,7 @@ the commands that follow it.
 The kernel's test library uses what Remote.cmd() returns as a
 subprocess.Popen: communicate(timeout), returncode, stdout/stderr that it
 closes, terminate().  Both guests see the host's root at the same paths
-(9p), so deploy() copies nothing.
+(9p), so deploy() copies nothing (and refuses a guest's own tmpfs).
 """
 
 import base64
@@ -58,15 +58,26 @@ class _Channel:
                 view = view[os.write(CHANNEL_FD, view):]
 
     def _read(self):
-        for raw in self._rx:
-            parts = raw.decode(errors="replace").split()
-            # "@reply #TAG RC [BASE64]"; a line of anything else is not ours.
-            if len(parts) < 3 or parts[0] != "@reply" or not parts[1].startswith("#"):
-                continue
-            done = self._pending.pop(parts[1][1:], None)
-            if done:
-                out = base64.b64decode(parts[3]) if len(parts) > 3 else b""
-                done(int(parts[2]), out)
+        try:
+            for raw in self._rx:
+                parts = raw.decode(errors="replace").split()
+                # "@reply #TAG RC [BASE64]"; a line of anything else is not ours.
+                if len(parts) < 3 or parts[0] != "@reply" or not parts[1].startswith("#"):
+                    continue
+                done = self._pending.pop(parts[1][1:], None)
+                if done is None:
+                    continue
+                try:
+                    out = base64.b64decode(parts[3]) if len(parts) > 3 else b""
+                    rc = int(parts[2])
+                except ValueError:
+                    rc, out = 255, b"remote_vpci: bad reply: " + raw
+                done(rc, out)
+        finally:
+            # The channel is gone: nothing pending will be answered.
+            for done in list(self._pending.values()):
+                done(255, b"remote_vpci: the host channel closed")
+            self._pending.clear()
 
 
 class _RemoteProc:
@@ -82,15 +93,22 @@ class _RemoteProc:
         self._tok = secrets.token_hex(6)
         self._marker = f"@@vpci-stderr-{self._tok}@@"
         tmp = f"/tmp/vpci-remote-{self._tok}"
-        # A session of its own (killed as a group by terminate()), stdin
-        # from /dev/null (the script itself comes on the shell's stdin),
-        # stderr apart from stdout, as a Popen with two pipes gives them.
-        script = (f"setsid -w bash -c {shlex.quote(comm)} </dev/null 2>{tmp}.err &\n"
-                  f"echo $! > {tmp}.pid\n"
-                  "wait $!\n"
+        # A session of its own, whose leader records its pid (the group
+        # terminate() kills), stdin from /dev/null (the script itself comes
+        # on the shell's stdin), no host channel, stderr apart from stdout
+        # as a Popen with two pipes gives them.  VM1's timeout(1) stops
+        # the wrapper: the trap takes the session with it.  The wrapper's
+        # own messages (bash's "Terminated" notice) go nowhere.
+        script = ("setsid -w bash -c 'echo $$ > \"$1\"; exec bash -c \"$2\"' "
+                  f"_ {tmp}.pid {shlex.quote(comm)} </dev/null 2>{tmp}.err 3>&- &\n"
+                  "pid=$!\n"
+                  "exec 2>/dev/null\n"
+                  f"trap 'kill -TERM -- -$(cat {tmp}.pid); exit 143' TERM\n"
+                  "wait $pid\n"
                   "rc=$?\n"
                   f"printf '%s' {shlex.quote(self._marker)}\n"
                   f"cat {tmp}.err\n"
+                  f"touch {tmp}.done\n"
                   f"rm -f {tmp}.err {tmp}.pid\n"
                   "exit $rc\n")
         _Channel.get().request(remote.name, script, self._done)
@@ -126,10 +144,14 @@ class _RemoteProc:
     def terminate(self):
         if self.returncode is None:
             tmp = f"/tmp/vpci-remote-{self._tok}"
-            # Its own session: the group, by the pid it recorded.
-            _Channel.get().request(self._remote.name,
-                                   f"[ -s {tmp}.pid ] && kill -TERM -- -$(cat {tmp}.pid)",
-                                   lambda rc, out: None)
+            # Its own session, by the pid its leader recorded: the request
+            # may still be on its way, so wait for the pid (or the end).
+            _Channel.get().request(
+                self._remote.name,
+                f"for i in $(seq 200); do [ -e {tmp}.done ] && exit 0; "
+                f"[ -s {tmp}.pid ] && exec kill -TERM -- -$(cat {tmp}.pid); "
+                "sleep 0.05; done; exit 1",
+                lambda rc, out: None)
 
     kill = terminate
 
@@ -143,7 +165,10 @@ class Remote:
         return _RemoteProc(self, comm)
 
     def deploy(self, what):
-        # The other guest sees the same files at the same paths.
+        # The other guest sees the host's root at the same paths; its
+        # tmpfs (selftests/vm/initramfs-init) are its own.
         if not os.path.isabs(what):
             what = os.path.abspath(os.path.join(self.dir_path, what))
+        if what.startswith(("/tmp/", "/run/", "/var/tmp/", "/var/log/")):
+            raise ValueError(f"remote_vpci: {what} is on this guest's own tmpfs")
         return what

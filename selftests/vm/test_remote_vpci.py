@@ -8,6 +8,7 @@ answers "@reply #TAG RC B64" as each ends.  Run with --child for the side
 that uses the class (it needs the channel as its fd 3).
 """
 
+import ast
 import base64
 import importlib.util
 import os
@@ -26,26 +27,37 @@ def child():
                                                   os.path.join(HERE, "remote_vpci.py"))
     rv = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rv)
-    r = rv.Remote("vm1", "/tmp")
+    r = rv.Remote("vm1", "/opt/t")
     out = {}
     p = r.cmd("echo hi; echo err >&2; exit 3")
     out["split"] = [*map(bytes.decode, p.communicate(timeout=5)), p.returncode]
     t0 = time.monotonic()
-    slow = r.cmd("sleep 2; echo late")
+    slow = r.cmd("sleep 5; echo late")
     quick = r.cmd("echo quick")
     out["quick"] = [quick.communicate(timeout=5)[0].decode(), round(time.monotonic() - t0, 1),
                     slow.poll()]
-    out["slow"] = [slow.communicate(timeout=5)[0].decode(), slow.returncode]
+    out["slow"] = [slow.communicate(timeout=15)[0].decode(), slow.returncode]
+    # At once: the kill may reach VM1 before the command started.
     k = r.cmd("sleep 30; echo never")
+    k.terminate()
+    out["terminated"] = [*map(bytes.decode, k.communicate(timeout=10)), k.returncode]
+    # A session of its own: what the command started goes with it.
+    k = r.cmd("sleep 30 & sleep 31; echo never")
     time.sleep(0.5)
     k.terminate()
-    out["terminated"] = [k.communicate(timeout=5)[0].decode(), k.returncode]
+    out["group"] = [k.communicate(timeout=10)[0].decode(), k.returncode,
+                    subprocess.run(["pgrep", "-f", "^sleep 3[01]$"], capture_output=True).returncode]
     try:
         r.cmd("sleep 3").communicate(timeout=0.5)
         out["timeout"] = "none"
     except subprocess.TimeoutExpired:
         out["timeout"] = "TimeoutExpired"
     out["deploy"] = r.deploy("x.py")
+    try:
+        r.deploy("/tmp/x.py")
+        out["deploy_tmp"] = "taken"
+    except ValueError:
+        out["deploy_tmp"] = "refused"
     print(repr(out), flush=True)
 
 
@@ -59,9 +71,12 @@ class RemoteVpci(unittest.TestCase):
         bad = []
 
         def serve(tag, script):
-            r = subprocess.run(["bash"], input=script.encode(), capture_output=True, timeout=60)
+            # As selftests/vm1/guest.sh runs it: one output, $(...)'s.
+            r = subprocess.run(["bash", "-c", 'out=$(timeout 120 bash 2>&1 3>&-); rc=$?; '
+                                'printf "%s" "$out"; exit $rc'],
+                               input=script.encode(), capture_output=True, timeout=60)
             with lock:
-                b64 = base64.b64encode(r.stdout + r.stderr).decode()
+                b64 = base64.b64encode(r.stdout).decode()
                 runner.sendall(f"@reply #{tag} {r.returncode} {b64}\n".encode())
 
         def serve_all():
@@ -78,16 +93,20 @@ class RemoteVpci(unittest.TestCase):
         out, _ = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 0)
         self.assertEqual(bad, [])
-        got = eval(out.decode())  # the child's own repr()
-        self.assertEqual(got["split"], ["hi\n", "err\n", 3])
+        got = ast.literal_eval(out.decode())  # the child's own repr()
+        # (VM1's $(...) takes the last newline of the whole output)
+        self.assertEqual(got["split"], ["hi\n", "err", 3])
         # Answered while the slow one still ran, not after it.
         self.assertEqual(got["quick"][0], "quick\n")
-        self.assertLess(got["quick"][1], 1.5)
+        self.assertLess(got["quick"][1], 4)
         self.assertIsNone(got["quick"][2])
         self.assertEqual(got["slow"], ["late\n", 0])
-        self.assertEqual(got["terminated"], ["", 143])
+        # Killed by SIGTERM, and nothing of the wrapper's in either stream.
+        self.assertEqual(got["terminated"], ["", "", 143])
+        self.assertEqual(got["group"], ["", 143, 1])
+        self.assertEqual(got["deploy_tmp"], "refused")
         self.assertEqual(got["timeout"], "TimeoutExpired")
-        self.assertEqual(got["deploy"], "/tmp/x.py")
+        self.assertEqual(got["deploy"], "/opt/t/x.py")
 
 
 if __name__ == "__main__":

@@ -31,11 +31,12 @@ while read -r tag id b64 <&3; do
 	[ "$tag" = "@quit" ] && exit 0
 	[ "$tag" = "@run" ] || continue
 	(
-		out=$(echo "$b64" | base64 -d | timeout 120 bash 2>&1)
+		# The command gets neither the channel nor the lock's fd: a
+		# daemon it leaves (iperf3 -s -D) would hold the lock for good.
+		out=$(echo "$b64" | base64 -d | timeout 120 bash 2>&1 3>&-)
 		rc=$?
 		line="@done $id $rc $(printf '%s' "$out" | base64 -w0)"
-		flock 9
-		echo "$line" >&3
-	) 9>/tmp/vpci-channel.lock &
+		{ flock 9; printf '%s\n' "$line" >&3; } 9>/tmp/vpci-channel.lock
+	) &
 done
 sleep 600
