@@ -109,6 +109,23 @@ class RemoteVpci(unittest.TestCase):
         self.assertEqual(got["deploy"], "/opt/t/x.py")
 
 
+    def test_host_helper_passes_over_a_stray_tagged_reply(self):
+        # selftests/lib.sh's `host`: a tagged reply left over (a remote
+        # request nobody waited for) must not be taken for its own answer.
+        runner, chan = socket.socketpair()
+        lib = os.path.join(HERE, "..", "lib.sh")
+        proc = subprocess.Popen(["bash", "-c", f'source {lib}; host vpci-ctl status; '
+                                 'echo "rc=$? out=$HOST_OUT"'],
+                                stdout=subprocess.PIPE, pass_fds=(3,),
+                                preexec_fn=lambda: os.dup2(chan.fileno(), 3))
+        chan.close()
+        self.assertEqual(runner.makefile("rb").readline(), b"@host vpci-ctl status\n")
+        runner.sendall(b"@reply #0123abcd 0 " + base64.b64encode(b"stray") + b"\n")
+        runner.sendall(b"@reply 7 " + base64.b64encode(b"mine") + b"\n")
+        out, _ = proc.communicate(timeout=30)
+        self.assertEqual(out.decode().strip(), "rc=7 out=mine")
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--child"]:
         child()
