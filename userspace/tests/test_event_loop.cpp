@@ -73,25 +73,40 @@ TEST(EventLoop, CallbackMayDropItsOwnHandle)
 	EXPECT_EQ(loop.run_once(20), 0u) << "both are gone";
 }
 
-// A peer's hang-up on a paused socket must not wake the loop (an empty
-// epoll mask would report EPOLLHUP on every wait and spin).
-TEST(EventLoop, PausedSocketDoesNotSpinOnHangUp)
+// A paused socket reports no input, but a peer's hang-up once (so its owner
+// can end a session at once), and then nothing more: an empty epoll mask
+// would report EPOLLHUP on every wait and spin.
+TEST(EventLoop, PausedSocketReportsAHangUpOnceWithoutSpinning)
 {
 	event_loop loop;
 	int sv[2];
 	ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	unique_fd mine(sv[0]), peer(sv[1]);
 	int fired = 0;
-	event_loop::watch w = loop.add(mine.get(), EPOLLIN, [&](std::uint32_t) { fired++; });
+	std::uint32_t got = 0;
+	event_loop::watch w = loop.add(mine.get(), EPOLLIN, [&](std::uint32_t ev) {
+		fired++;
+		got = ev;
+	});
 	w.pause();
-	peer.reset();
-	const auto t0 = std::chrono::steady_clock::now();
-	EXPECT_EQ(loop.run_once(50), 0u);
+	ASSERT_EQ(::write(peer.get(), "x", 1), 1);
+	auto t0 = std::chrono::steady_clock::now();
+	EXPECT_EQ(loop.run_once(50), 0u) << "input on a paused socket";
 	EXPECT_GE(std::chrono::steady_clock::now() - t0, 45ms) << "woken while paused";
-	EXPECT_EQ(fired, 0);
+	peer.reset();
+	EXPECT_EQ(loop.run_once(1000), 1u) << "the hang-up is reported";
+	EXPECT_EQ(fired, 1);
+	EXPECT_FALSE(got & EPOLLIN) << "a paused watch never reports input";
+	EXPECT_TRUE(got & (EPOLLHUP | EPOLLRDHUP));
+	t0 = std::chrono::steady_clock::now();
+	for (int i = 0; i < 5; i++)
+		EXPECT_EQ(loop.run_once(10), 0u) << "reported again";
+	EXPECT_GE(std::chrono::steady_clock::now() - t0, 45ms) << "the loop spins";
+	EXPECT_EQ(fired, 1);
 	w.resume(); // what came meanwhile is reported
 	EXPECT_EQ(loop.run_once(100), 1u);
-	EXPECT_EQ(fired, 1);
+	EXPECT_EQ(fired, 2);
+	EXPECT_TRUE(got & EPOLLIN);
 }
 
 TEST(EventLoop, FailingCallbackIsCountedAndIsolated)

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -43,14 +44,16 @@ protected:
 		c.ram_size = kRam;
 		c.ctrl.max_queue_pairs = 2;
 		c.vhost_user_socket = d.path("vu.sock");
-		c.inval_timeout_ms = 200;
-		c.vring_base_timeout_ms = 200;
+		c.inval_timeout_ms = wait_timeout_ms;
+		c.vring_base_timeout_ms = wait_timeout_ms;
 		c.shadow_max = shadow_max;
 		c.reannounce_peer = reannounce_peer;
 		return c;
 	}
 	/** backend_config::reannounce_peer for the next fixture (default off). */
 	static inline bool reannounce_peer = false;
+	/** backend_config::inval_timeout_ms and vring_base_timeout_ms for the next fixture. */
+	static inline int wait_timeout_ms = 200;
 	/** backend_config::shadow_max for the next fixture. */
 	static inline std::size_t shadow_max = kShadowMax;
 
@@ -620,9 +623,63 @@ TEST_F(VhostUserTest, InvalidateWaitsForDriverAck)
 }
 
 // While VM1's reply waits for the driver, the backend stops reading VM1's
-// socket.  A hang-up meanwhile must not spin the event loop (an empty epoll
-// mask still reports EPOLLHUP): each run_once(5) still waits its 5 ms.
-TEST_F(VhostUserTest, HangUpWhileWaitingForTheDriverDoesNotSpin)
+// socket.  A hang-up meanwhile ends the session at once, not when the wait
+// times out (5 s here), without spinning the event loop on EPOLLHUP, and the
+// driver is still told to drop every translation (the security hinge: the
+// invalidation VM1 never got its reply for is covered by the flush).
+class VhostUserLongWait : public VhostUserTest {
+protected:
+	static void SetUpTestSuite() { wait_timeout_ms = 5000; }
+	static void TearDownTestSuite() { wait_timeout_ms = 200; }
+
+	/** This thread's CPU time (getrusage(RUSAGE_THREAD)). */
+	static std::chrono::microseconds cpu_time()
+	{
+		rusage ru{};
+		EXPECT_EQ(::getrusage(RUSAGE_THREAD, &ru), 0);
+		return std::chrono::seconds(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+		       std::chrono::microseconds(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+	}
+	/**
+	 * VM1 hangs up while its reply waits: the session must end well
+	 * before the 5 s wait would, with the loop near idle meanwhile.
+	 */
+	void hang_up_and_expect_the_end()
+	{
+		sock_.reset(); // VM1's QEMU goes away
+		const auto t0 = std::chrono::steady_clock::now();
+		const auto c0 = cpu_time();
+		while (be_.status()["frontend"]["connected"] == true &&
+		       std::chrono::steady_clock::now() - t0 < std::chrono::seconds(6))
+			be_.run_once(50);
+		const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+					std::chrono::steady_clock::now() - t0)
+					.count();
+		EXPECT_EQ(be_.status()["frontend"]["connected"], false);
+		EXPECT_LT(ms, 300) << "the hang-up was seen only when the wait ended";
+		EXPECT_FALSE(bstatus() & VPCI_BS_FRONTEND);
+		// Afterwards: 20 waits of 10 ms wait (no EPOLLHUP spin), near idle.
+		const auto t1 = std::chrono::steady_clock::now();
+		const auto c1 = cpu_time();
+		for (int i = 0; i < 20; i++)
+			be_.run_once(10);
+		const auto wall = std::chrono::steady_clock::now() - t1;
+		EXPECT_GE(wall, std::chrono::milliseconds(150)) << "the loop spins";
+		EXPECT_LT(cpu_time() - c1, wall / 4) << "CPU far from idle";
+		EXPECT_LT(c1 - c0, std::chrono::milliseconds(100)) << "CPU spent until the end";
+	}
+	/** The driver was told to drop everything (iova 0, size 0: to the end). */
+	void expect_driver_flushed()
+	{
+		bool flushed = false;
+		for (const vpci_msg &m : driver_drain())
+			flushed |= m.type == VPCI_MSG_IOTLB_INVALIDATE && le_load(m.iova) == 0 &&
+				   le_load(m.size) == 0;
+		EXPECT_TRUE(flushed) << "no IOTLB flush posted to the driver";
+	}
+};
+
+TEST_F(VhostUserLongWait, HangUpWhileAnInvalidationWaitsEndsTheSessionAtOnce)
 {
 	bind_driver();
 	negotiate(default_device_features);
@@ -632,18 +689,25 @@ TEST_F(VhostUserTest, HangUpWhileWaitingForTheDriverDoesNotSpin)
 	driver_drain();
 	iotlb(vu::iotlb_invalidate, 0x4000, 0x1000);
 	ASSERT_EQ(driver_wait(1).size(), 1u) << "the invalidation waits for the driver";
-	sock_.reset(); // VM1's QEMU goes away
-	const auto t0 = std::chrono::steady_clock::now();
-	for (int i = 0; i < 20; i++)
-		be_.run_once(5);
-	const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-				std::chrono::steady_clock::now() - t0)
-				.count();
-	EXPECT_GE(ms, 60) << "20 waits of 5 ms returned at once: the loop spins on EPOLLHUP";
-	// The wait ends (timeout 200 ms), then the hang-up is seen.
-	for (int i = 0; i < 100 && be_.status()["frontend"]["connected"] == true; i++)
-		be_.run_once(5);
-	EXPECT_EQ(be_.status()["frontend"]["connected"], false);
+	// A message behind it stays unread (the socket is paused) when VM1 goes.
+	send(static_cast<std::uint32_t>(vu::request::get_queue_num), nullptr, 0);
+	hang_up_and_expect_the_end();
+	expect_driver_flushed();
+	EXPECT_EQ(be_.status()["iotlb"]["shadow_entries"], 0);
+	EXPECT_EQ(be_.status()["iotlb"]["timeouts"], 0) << "ended by the hang-up, not the timeout";
+	// A new VM1 is served at once.
+	connect();
+	send(static_cast<std::uint32_t>(vu::request::get_queue_num), nullptr, 0);
+	EXPECT_EQ(ack(), 2u);
+}
+
+TEST_F(VhostUserLongWait, HangUpWhileGetVringBaseWaitsEndsTheSessionAtOnce)
+{
+	unique_fd mem = live_ring0();
+	send_p(vu::request::get_vring_base, vu::vring_state{0, 0}, false);
+	EXPECT_FALSE(recv_reply(50)) << "GET_VRING_BASE waits for the driver";
+	hang_up_and_expect_the_end();
+	expect_driver_flushed();
 }
 
 TEST_F(VhostUserTest, InvalidateWithoutDriverAckedAtOnce)

@@ -70,6 +70,7 @@ event_loop::watch event_loop::add(int fd, std::uint32_t events, callback cb,
 {
 	const std::uint64_t id = next_id_++;
 	epoll_add(epoll_.get(), fd, events, id);
+	registered_[fd] = id;
 	entries_.emplace(id, entry{fd, events, false,
 				   std::make_shared<const callbacks>(
 					   callbacks{std::move(cb), std::move(on_error)})});
@@ -90,16 +91,34 @@ void event_loop::unwatch(std::uint64_t id) noexcept
 	if (it == entries_.end())
 		return;
 	const int fd = it->second.fd;
-	const bool in_set = !it->second.paused;
 	entries_.erase(it);
 	// The fd may be closed already (closing removed it from the set), and
 	// its number taken by a newer fd another handle watches: that one
 	// stays.
-	for (const auto &[other, e] : entries_)
-		if (e.fd == fd && !e.paused)
-			return;
-	if (in_set)
-		epoll_del(epoll_.get(), fd);
+	auto r = registered_.find(fd);
+	if (r == registered_.end() || r->second != id)
+		return;
+	registered_.erase(r);
+	epoll_del(epoll_.get(), fd);
+}
+
+void event_loop::modify(std::uint64_t id, const entry &e, std::uint32_t events)
+{
+	// Not ours any more (closed, the number watched by a newer entry):
+	// the kernel reports nothing for it.
+	auto r = registered_.find(e.fd);
+	if (r == registered_.end() || r->second != id)
+		return;
+	epoll_event ev{};
+	ev.events = events;
+	ev.data.u64 = id;
+	if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, e.fd, &ev) == 0)
+		return;
+	if (errno == ENOENT || errno == EBADF) {
+		registered_.erase(r); // closed: the kernel dropped it
+		return;
+	}
+	throw_errno(fmt::format("epoll_ctl(MOD, fd {})", e.fd));
 }
 
 void event_loop::set_paused(std::uint64_t id, bool paused)
@@ -107,12 +126,9 @@ void event_loop::set_paused(std::uint64_t id, bool paused)
 	entry &e = entries_.at(id);
 	if (e.paused == paused)
 		return;
-	if (paused) {
-		if (::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, e.fd, nullptr) < 0)
-			throw_errno(fmt::format("epoll_ctl(DEL, fd {})", e.fd));
-	} else {
-		epoll_add(epoll_.get(), e.fd, e.events, id);
-	}
+	// Paused: in the set for a hang-up only, once (EPOLLHUP and EPOLLERR
+	// are always reported; ONESHOT disarms the fd after the first).
+	modify(id, e, paused ? EPOLLRDHUP | EPOLLONESHOT : e.events);
 	e.paused = paused;
 }
 
@@ -162,11 +178,15 @@ unsigned event_loop::run_once(int timeout_ms)
 		// Looked up afresh: an earlier callback may have dropped it (a
 		// stale event for a handle that is gone is skipped).
 		auto it = entries_.find(evs[i].data.u64);
-		if (it == entries_.end() || it->second.paused)
+		if (it == entries_.end())
+			continue;
+		std::uint32_t ev = evs[i].events;
+		// Paused: a hang-up only (the event may also have been collected
+		// before an earlier callback paused it).
+		if (it->second.paused && !(ev &= hangup_events))
 			continue;
 		// Held: the callback may drop its own handle.
 		const std::shared_ptr<const callbacks> fns = it->second.fns;
-		const std::uint32_t ev = evs[i].events;
 		isolate([&] { fns->cb(ev); }, fns->on_error);
 		ran++;
 	}

@@ -59,11 +59,16 @@ public:
 		std::uint64_t id_ = 0;
 	};
 
+	/** What a paused watch still reports (its callback gets only these bits). */
+	static constexpr std::uint32_t hangup_events = EPOLLHUP | EPOLLRDHUP | EPOLLERR;
+
 	/**
 	 * An fd the loop watches, for as long as the handle lives.  Paused, it
-	 * is out of the epoll set (an empty mask would still report hang-ups
-	 * on every wait); resumed, what came meanwhile is reported
-	 * (level-triggered).
+	 * reports no input, but a hang-up once (EPOLLRDHUP | EPOLLONESHOT: an
+	 * empty mask would report EPOLLHUP on every wait and spin), so a peer
+	 * that goes away while its socket waits is seen at once; the callback
+	 * then gets hangup_events bits only, never EPOLLIN.  Resumed, what came
+	 * meanwhile is reported (level-triggered).
 	 */
 	class watch : public handle<watch> {
 	public:
@@ -139,6 +144,8 @@ private:
 		bool paused = false;
 		std::shared_ptr<const callbacks> fns;
 	};
+	/** Ask epoll for @p events of entry @p id (EPOLL_CTL_MOD); throws naming it. */
+	void modify(std::uint64_t id, const entry &e, std::uint32_t events);
 	struct timer_entry {
 		std::optional<clock::time_point> when;
 		std::shared_ptr<const std::function<void()>> cb;
@@ -151,6 +158,12 @@ private:
 	unique_fd epoll_;
 	std::uint64_t next_id_ = 1;
 	std::map<std::uint64_t, entry> entries_;
+	/**
+	 * Which entry holds each fd number's registration in the epoll set:
+	 * an entry whose fd was closed (the kernel dropped it) may share its
+	 * number with a newer fd another entry watches.
+	 */
+	std::map<int, std::uint64_t> registered_;
 	std::map<std::uint64_t, timer_entry> timers_;
 	std::uint64_t errors_ = 0;
 };

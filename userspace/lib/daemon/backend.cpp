@@ -490,10 +490,11 @@ void backend::sync_frontend_watch()
 			watch(fd, tag::vu_client);
 	}
 	if (fd >= 0 && fe_->busy() != vu_paused_) {
-		// Paused (VM1's reply waits for VM2): out of the epoll set, not
-		// an empty mask, which still reports EPOLLHUP on every wait and
-		// spun the loop at 100% until the wait ended.  Back in, a hang-up
-		// or data that came meanwhile is reported (level-triggered).
+		// Paused (VM1's reply waits for VM2): no input is read, but a
+		// hang-up is reported once (on_vm1_hangup()), not on every wait
+		// as with an empty mask, which spun the loop at 100% until the
+		// wait ended.  Resumed, data that came meanwhile is reported
+		// (level-triggered).
 		vu_paused_ = fe_->busy();
 		if (vu_paused_)
 			watches_.at(fd).pause();
@@ -512,8 +513,36 @@ void backend::watch(int fd, tag t)
 	// the stale one (event_loop keeps the new fd in its set).
 	watches_.insert_or_assign(
 		fd, loop_.add(
-			    fd, EPOLLIN, [this, t, fd](std::uint32_t) { dispatch(t, fd); },
+			    fd, EPOLLIN,
+			    [this, t, fd](std::uint32_t ev) {
+				    // A paused watch reports a hang-up only (no EPOLLIN).
+				    auto it = watches_.find(fd);
+				    if (!(ev & EPOLLIN) && it != watches_.end() &&
+					it->second.paused()) {
+					    if (t == tag::vu_client)
+						    on_vm1_hangup(fd);
+					    return; // a resting listener: its resume reports
+				    }
+				    dispatch(t, fd);
+			    },
 			    std::move(on_error)));
+}
+
+void backend::on_vm1_hangup(int fd)
+{
+	if (!fe_ || fd != fe_->fd())
+		return;
+	// VM1's QEMU went away while its reply waits for VM2's driver: the
+	// session ends now, not when the wait times out.  What a disconnect
+	// does, it does here (session_reset(): the pending reply is dropped,
+	// the driver's IOTLB flushed, VM2's windows follow), so VM2 can still
+	// reach nothing VM1 invalidated.  Unwatched before the fd closes: its
+	// number may come back.
+	unwatch(fd);
+	vu_watched_fd_ = -1;
+	vu_paused_ = false;
+	fe_->disconnect("hang-up while a reply was pending");
+	sync_frontend_watch();
 }
 
 void backend::unwatch(int fd)

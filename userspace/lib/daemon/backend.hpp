@@ -137,6 +137,8 @@ private:
 	void notify_driver() override;
 	void queue_fds_changed(unsigned q) override;
 	void sync_frontend_watch();
+	/** VM1's socket hung up while paused (a reply waits for VM2). */
+	void on_vm1_hangup(int fd);
 	void on_kick(int fd);
 	void on_queue_doorbell(int fd);
 	/** Bring the notification wiring in line with VM1's fds and VM2. */
