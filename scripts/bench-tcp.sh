@@ -14,7 +14,10 @@
 # without TSO.  Prints one line per run and tables of medians with
 # min and max over the rounds (and A/B when both paths ran).
 #   scripts/bench-tcp.sh [OUTDIR]     default build/bench-tcp
-# Knobs: VPCI_BENCH_SECONDS, VPCI_BENCH_ROUNDS, VPCI_BENCH_STREAMS (a list,
+# Knobs: VPCI_BENCH_SECONDS, VPCI_BENCH_ROUNDS (runs of each kind within a
+# boot), VPCI_BENCH_BOOTS (default 1: boots of each path and mode, the
+# paths' order alternating over boots, ABBA; with 3 or more, every A/B
+# ratio gets a 95 % bootstrap interval over boots), VPCI_BENCH_STREAMS (a list,
 # default "4"), VPCI_BENCH_PAIRS (A's wired pairs, default 4),
 # VPCI_BENCH_IOMMUS ("pt strict"), VPCI_BENCH_SMP (A's vCPUs per guest,
 # default 2; B's guests have 1), VPCI_BENCH_PATHS ("vhost-pci"),
@@ -30,7 +33,11 @@ smp=${VPCI_BENCH_SMP:-2}
 export VPCI_PIN_CPUS=${VPCI_BENCH_PIN:-}
 mkdir -p "$out"
 : >"$out/tcp.jsonl"
-n=0 failed=0
+boots=${VPCI_BENCH_BOOTS:-1}
+[[ $boots =~ ^[1-9][0-9]*$ ]] || { echo "bench-tcp: VPCI_BENCH_BOOTS must be a positive number, not '$boots'" >&2; exit 2; }
+failed=0
+for ((boot = 1; boot <= boots; boot++)); do
+m=0
 for mode in ${VPCI_BENCH_IOMMUS:-pt strict}; do
 	case $mode in
 	pt) iommu=iommu=pt ;;
@@ -38,8 +45,9 @@ for mode in ${VPCI_BENCH_IOMMUS:-pt strict}; do
 	*) echo "bench-tcp: unknown IOMMU mode $mode (pt, strict)" >&2; exit 2 ;;
 	esac
 	read -r -a paths <<<"${VPCI_BENCH_PATHS:-vhost-pci}"
-	# AB, then BA in the next mode: drift falls on both.
-	if [ $((n++ % 2)) = 1 ]; then
+	# AB, then BA in the next mode and in the next boot of this mode
+	# (ABBA over boots): drift falls on both.
+	if [ $(((boot - 1 + m++) % 2)) = 1 ]; then
 		rev=()
 		for ((i = ${#paths[@]} - 1; i >= 0; i--)); do rev+=("${paths[$i]}"); done
 		paths=("${rev[@]}")
@@ -64,23 +72,29 @@ for mode in ${VPCI_BENCH_IOMMUS:-pt strict}; do
 		rc=0
 		VPCI_BENCH_IOMMU=$mode VPCI_BENCH_PATH=$path VPCI_BENCH_TSO=$tso \
 			"$repo/selftests/vm/run.py" --var "iommu=$iommu" "${args[@]}" \
-			"$repo/selftests/bench/tcp_pairs.sh" >"$out/$mode-$path.log" 2>&1 || rc=$?
-		sed -n 's/^# TCP //p' "$out/$mode-$path.log" | tee -a "$out/tcp.jsonl"
+			"$repo/selftests/bench/tcp_pairs.sh" >"$out/$mode-$path-$boot.log" 2>&1 || rc=$?
+		sed -n "s/^# TCP {/{\"boot\": $boot, /p" "$out/$mode-$path-$boot.log" | tee -a "$out/tcp.jsonl"
 		# A run that carried nothing is a result too: say so, go on,
 		# and fail at the end.
 		[ $rc -eq 0 ] || {
-			echo "bench-tcp: $mode $path run failed (exit $rc), see $out/$mode-$path.log" >&2
+			echo "bench-tcp: $mode $path boot $boot failed (exit $rc), see $out/$mode-$path-$boot.log" >&2
 			failed=$((failed + 1))
 		}
 	done
 done
-python3 - "$out/tcp.jsonl" <<'PY'
-import collections, json, statistics, sys
+done
+python3 - "$out/tcp.jsonl" "$repo/scripts/bench-report.py" <<'PY'
+import collections, importlib.util, json, statistics, sys
+spec = importlib.util.spec_from_file_location("bench_report", sys.argv[2])
+report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report)
 runs = collections.defaultdict(list)
+by_boot = collections.defaultdict(lambda: collections.defaultdict(list))
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    runs[(r.get("path", "vhost-pci"), r["iommu"], r["dir"], r["pairs"], r.get("streams", 4),
-          r["tso"])].append(r["mbps"])
+    k = (r.get("path", "vhost-pci"), r["iommu"], r["dir"], r["pairs"], r.get("streams", 4), r["tso"])
+    runs[k].append(r["mbps"])
+    by_boot[k][r.get("boot", 1)].append(r["mbps"])
 keys = sorted(runs)
 fmt = lambda v: f"{statistics.median(v):.0f} ({min(v)}-{max(v)})" if v and None not in v else "n/a"
 good = lambda v: v and None not in v and statistics.median(v) > 0
@@ -94,14 +108,25 @@ for path, iommu, d, p, st in sorted({k[:5] for k in keys}):
 if {k[0] for k in keys} >= {"vhost-pci", "dpdk-retry"}:
     print("\nA (vhost-pci, one pair) against B (DPDK testpmd io retry, TSO off on both guests); "
           "medians over rounds:\n")
+    print("A/B: the median of A over B over the runs; [95 % CI]: percentile bootstrap over "
+          "boots of the ratio of a boot's medians (A's and B's boots paired in ABBA order), "
+          f"none from fewer than {report.BOOT_MIN_ROUNDS} boots.\n")
     print("| IOMMU | direction | streams | A TSO on | A TSO off | B TSO off | A on / B | A off / B |")
     print("|---|---|---|---|---|---|---|---|")
     for iommu, d, st in sorted({(k[1], k[2], k[4]) for k in keys}):
-        a_on, a_off = runs.get(("vhost-pci", iommu, d, 1, st, "on")), runs.get(("vhost-pci", iommu, d, 1, st, "off"))
-        b = runs.get(("dpdk-retry", iommu, d, 1, st, "off"))
-        r = lambda a: (f"{statistics.median(a) / statistics.median(b):.2f}"
-                       if good(a) and good(b) else "—")
+        ka_on, ka_off = ("vhost-pci", iommu, d, 1, st, "on"), ("vhost-pci", iommu, d, 1, st, "off")
+        kb = ("dpdk-retry", iommu, d, 1, st, "off")
+        a_on, a_off, b = runs.get(ka_on), runs.get(ka_off), runs.get(kb)
+
+        def r(ka, a):
+            if not (good(a) and good(b)):
+                return "—"
+            per_boot = {i: [statistics.median(v) / statistics.median(by_boot[kb][i])]
+                        for i, v in by_boot[ka].items()
+                        if good(v) and good(by_boot[kb].get(i))}
+            return f"{statistics.median(a) / statistics.median(b):.2f} {report.ci_only(per_boot)}"
         print(f"| {iommu} | {d} | {st} | {fmt(a_on) if a_on else '—'} | "
-              f"{fmt(a_off) if a_off else '—'} | {fmt(b) if b else '—'} | {r(a_on)} | {r(a_off)} |")
+              f"{fmt(a_off) if a_off else '—'} | {fmt(b) if b else '—'} | {r(ka_on, a_on)} | "
+              f"{r(ka_off, a_off)} |")
 PY
 [ "$failed" -eq 0 ] || { echo "bench-tcp: $failed boot(s) had a run that carried nothing or failed" >&2; exit 1; }
