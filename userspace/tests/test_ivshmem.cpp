@@ -242,6 +242,26 @@ TEST_F(IvshmemTest, SecondConcurrentClientClosed)
 	EXPECT_TRUE(readable(c1.own[0].get()));
 }
 
+// VM2's QEMU sends nothing after connecting; a client that floods its
+// socket anyway is read in chunks of read_budget bytes, one a call, so
+// the daemon's loop (level-triggered) serves everything else in between.
+TEST_F(IvshmemTest, ClientFloodIsReadInBoundedChunks)
+{
+	fake_client c = connect_client();
+	const std::size_t budget = ivshmem_server::read_budget;
+	const std::size_t sent = flood(c.sock.get(), std::string(4096, 'x'), 4 * budget);
+	ASSERT_GT(sent, 2 * budget) << "the socket took too little to tell";
+	srv_.handle_client();
+	EXPECT_TRUE(srv_.client_connected());
+	EXPECT_TRUE(readable(srv_.client_fd())) << "one call read the whole flood";
+	std::size_t calls = 1;
+	for (; readable(srv_.client_fd()) && calls < 1000; calls++)
+		srv_.handle_client();
+	EXPECT_GE(calls, sent / (budget + 256)) << "a call read more than its budget";
+	EXPECT_FALSE(readable(srv_.client_fd())) << "the rest is read on later calls";
+	EXPECT_TRUE(srv_.client_connected());
+}
+
 TEST_F(IvshmemTest, BusyPathRefused)
 {
 	try {

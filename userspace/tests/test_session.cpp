@@ -230,6 +230,30 @@ TYPED_TEST(SessionTest, DirtyLoggingRefused)
 // The blocking reader the simulator and the tests use (vu::recv_raw()): a
 // reset in the middle of a message is the reset, errno and all, not a
 // "truncated" message.
+// hostdp's control thread takes a bounded share of a front-end streaming
+// messages per poll_control() (its socket is watched level-triggered: the
+// rest wakes it again), and every message is answered over the next calls.
+TEST(HostdpControl, WorkPerCallIsBounded)
+{
+	hostdp_device d;
+	unique_fd sock = d.connect();
+	constexpr unsigned n = 200;
+	for (unsigned i = 0; i < n; i++)
+		vu::send_message(sock.get(), static_cast<std::uint32_t>(vu::request::get_queue_num),
+				 vu::version, nullptr, 0);
+	const unsigned first = d.dev.poll_control();
+	EXPECT_GT(first, 0u);
+	EXPECT_LE(first, hostdp::device::control_budget) << "one call took the whole stream";
+	unsigned handled = first;
+	for (int i = 0; i < 100 && handled < n; i++)
+		handled += d.dev.poll_control();
+	EXPECT_EQ(handled, n);
+	unsigned replies = 0;
+	while (vu::recv_raw(sock.get(), 0))
+		replies++;
+	EXPECT_EQ(replies, n);
+}
+
 TEST(VhostUserReader, ResetMidMessageKeepsItsErrno)
 {
 	int sv[2];

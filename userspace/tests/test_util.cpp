@@ -65,6 +65,26 @@ bool readable(int fd)
 	return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
+std::size_t flood(int fd, const std::string &unit, std::size_t at_most)
+{
+	const int big = 4 << 20; // capped at net.core.wmem_max
+	if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big)) < 0)
+		throw_errno("setsockopt(SO_SNDBUF)");
+	std::size_t sent = 0;
+	while (sent + unit.size() <= at_most) {
+		// One unit a call: a stream socket takes a small one whole or not at all.
+		const ssize_t n = ::send(fd, unit.data(), unit.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0)
+			throw_errno("send(flood)");
+		sent += static_cast<std::size_t>(n);
+	}
+	return sent;
+}
+
 std::vector<fault_param> fault_params()
 {
 	std::vector<fault_param> v;

@@ -39,6 +39,13 @@ std::optional<ivshmem_msg> recv_ivshmem_msg(int sock);
 /** True if @p fd is readable right now. */
 bool readable(int fd);
 
+/**
+ * A peer flooding stream socket @p fd: copies of @p unit (whole ones only)
+ * sent without waiting until @p at_most bytes went or the socket is full
+ * (its send buffer raised first).  Returns the bytes sent.
+ */
+std::size_t flood(int fd, const std::string &unit, std::size_t at_most);
+
 /** A fault of the peer simulator's catalogue under one IOVA policy. */
 using fault_param = std::tuple<std::string, sim::iova_policy>;
 /** Every fault of vpci::sim::faults() under every policy (for ::testing::ValuesIn). */

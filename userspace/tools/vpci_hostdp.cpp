@@ -148,9 +148,15 @@ int main(int argc, char **argv)
 						on_frontend.reset();
 				});
 		};
+		// Level-triggered, as the front-end's socket: a bounded share each
+		// wakeup, the rest on the next.
 		auto on_listen = loop.add(listener.fd(), EPOLLIN, [&](std::uint32_t) {
-			while (auto s = listener.accept())
+			for (int i = 0; i < 16; i++) {
+				auto s = listener.accept();
+				if (!s)
+					break;
 				dev.attach(std::move(*s)); // a second one is refused and closed
+			}
 			follow_frontend();
 		});
 		// The timeout only notices a failed polling thread.

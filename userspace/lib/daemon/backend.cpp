@@ -23,6 +23,11 @@ namespace vpci {
 
 /** Control clients at once; more are told so and closed. */
 static constexpr std::size_t max_ctl_clients = 64;
+/**
+ * Connections a listener takes per wakeup: a storm of connects waits its
+ * turn (the listeners are level-triggered: the rest wakes the loop again).
+ */
+static constexpr unsigned accept_budget = 16;
 /** A listener whose accept() failed (EMFILE...) rests this long. */
 static constexpr auto listener_rest = std::chrono::milliseconds(200);
 /** How often VM2's config vector is raised again while a call peer's probe waits. */
@@ -655,7 +660,10 @@ void backend::dispatch(tag t, int fd)
 		on_config_doorbell();
 		break;
 	case tag::ctl_listen:
-		while (auto s = ctl_listener_->accept()) {
+		for (unsigned i = 0; i < accept_budget; i++) {
+			auto s = ctl_listener_->accept();
+			if (!s)
+				break;
 			int cfd = s->get();
 			if (ctl_clients_.size() >= max_ctl_clients) {
 				static constexpr char busy[] =
@@ -672,10 +680,13 @@ void backend::dispatch(tag t, int fd)
 		on_ctl_client(fd);
 		break;
 	case tag::vu_listen:
-		while (auto s = vu_listener_->accept()) {
-			// Non-blocking: a message arriving in pieces waits in its connection.
-			if (!fe_->attach(std::move(*s)))
-				continue; // closed
+		for (unsigned i = 0; i < accept_budget; i++) {
+			auto s = vu_listener_->accept();
+			if (!s)
+				break;
+			// Non-blocking: a message arriving in pieces waits in its
+			// connection.  A second one is refused (closed).
+			fe_->attach(std::move(*s));
 		}
 		sync_frontend_watch();
 		break;

@@ -196,7 +196,10 @@ void device_server::setup_client(unique_fd sock)
 bool device_server::handle_listen()
 {
 	bool added = false;
-	while (auto sock = listener_.accept()) {
+	for (unsigned i = 0; i < accept_budget; i++) {
+		auto sock = listener_.accept();
+		if (!sock)
+			break;
 		if (client_) {
 			spdlog::warn("vhost-pci device: rejecting a second client");
 			continue;
@@ -269,9 +272,11 @@ void device_server::handle_client()
 	if (!client_)
 		return;
 	char buf[4096];
-	for (;;) {
+	// A partial message stays in rx for the next call.
+	for (std::size_t got = 0; got < read_budget;) {
 		const ssize_t n = ::recv(client_->sock.get(), buf, sizeof(buf), MSG_DONTWAIT);
 		if (n > 0) {
+			got += static_cast<std::size_t>(n);
 			client_->rx.append(buf, static_cast<std::size_t>(n));
 			while (client_ && client_->rx.size() >= sizeof(vhost_pci_msg)) {
 				on_reply(reinterpret_cast<const unsigned char *>(client_->rx.data()));

@@ -63,6 +63,14 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(device_server_stats, maps, unmaps, errors, co
 class device_server {
 public:
 	/**
+	 * Work per call, as ivshmem_server: bytes handle_client() reads and
+	 * connections handle_listen() accepts at most; the caller watches both
+	 * fds level-triggered, so the rest wakes it again.
+	 */
+	static constexpr std::size_t read_budget = 64 * 1024;
+	static constexpr unsigned accept_budget = 16;
+
+	/**
 	 * Listen on @p socket_path; serve the memory file @p mem_fd (dup'ed)
 	 * of @p file_size bytes with the control area at @p ctrl_offset.
 	 */
@@ -81,9 +89,9 @@ public:
 	/** The device's window limit from READY (0 before). */
 	std::uint64_t max_windows() const noexcept { return max_windows_; }
 
-	/** Accept a pending connection (one client; others closed). */
+	/** Accept pending connections (one client; others closed), accept_budget at most. */
 	bool handle_listen();
-	/** The client socket is readable or hung up: replies, EOF. */
+	/** The client socket is readable or hung up: replies (read_budget bytes at most), EOF. */
 	void handle_client();
 
 	/** The backend's own doorbell eventfd of @p vector (always watched). */

@@ -845,8 +845,10 @@ void device::disconnect(const std::string &why) { p_->disconnect(why); }
 
 unsigned device::poll_control()
 {
+	// Bounded: a front-end streaming messages does not keep this thread
+	// (signals, the listener) waiting.
 	unsigned n = 0;
-	while (p_->sess.handle_one())
+	while (n < control_budget && p_->sess.handle_one())
 		n++;
 	return n;
 }

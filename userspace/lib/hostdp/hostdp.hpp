@@ -84,7 +84,13 @@ public:
 	/** Drop the front-end and everything of its session. */
 	void disconnect(const std::string &why);
 
-	/** Control thread: handle the messages waiting on the socket (never blocks). */
+	/** Messages poll_control() handles per call at most. */
+	static constexpr unsigned control_budget = 32;
+	/**
+	 * Control thread: handle the messages waiting on the socket, at most
+	 * control_budget (never blocks).  Watch the socket level-triggered:
+	 * what is left wakes the loop again.
+	 */
 	unsigned poll_control();
 	/** Polling thread: one turn; chains taken from TX plus frames delivered to RX. */
 	unsigned poll_datapath();

@@ -131,7 +131,10 @@ bool ivshmem_server::handle_listen()
 {
 	bool added = false;
 
-	while (auto sock = listener_.accept()) {
+	for (unsigned i = 0; i < accept_budget; i++) {
+		auto sock = listener_.accept();
+		if (!sock)
+			break;
 		if (client_) {
 			spdlog::warn("ivshmem: rejecting a second client while client {} is connected",
 				     client_->id);
@@ -153,9 +156,10 @@ void ivshmem_server::handle_client()
 
 	if (!client_)
 		return;
-	for (;;) {
+	for (std::size_t got = 0; got < read_budget;) {
 		ssize_t n = ::recv(client_->sock.get(), buf, sizeof(buf), MSG_DONTWAIT);
 		if (n > 0) {
+			got += static_cast<std::size_t>(n);
 			spdlog::debug("ivshmem: ignoring {} unexpected bytes from client {}", n,
 				      client_->id);
 			continue;

@@ -34,6 +34,15 @@ namespace vpci {
 
 class ivshmem_server {
 public:
+	/**
+	 * Work per call, so that a client flooding its socket or a storm of
+	 * connections cannot starve the caller's loop: bytes handle_client()
+	 * reads and connections handle_listen() accepts at most.  The caller
+	 * watches both fds level-triggered, so the rest wakes it again.
+	 */
+	static constexpr std::size_t read_budget = 64 * 1024;
+	static constexpr unsigned accept_budget = 16;
+
 	/** Listen on @p socket_path; serve @p shm_fd (duplicated) to clients. */
 	ivshmem_server(const std::string &socket_path, int shm_fd, unsigned num_vectors);
 
@@ -51,12 +60,17 @@ public:
 	std::uint16_t client_id() const noexcept { return client_ ? client_->id : 0; }
 
 	/**
-	 * Accept pending connections.  The first becomes the client and gets
-	 * the full setup sequence; while one is connected others are closed.
+	 * Accept pending connections (accept_budget at most).  The first
+	 * becomes the client and gets the full setup sequence; while one is
+	 * connected others are closed.
 	 * @return true if a new client was set up.
 	 */
 	bool handle_listen();
-	/** The client socket is readable or hung up: drop the client on EOF. */
+	/**
+	 * The client socket is readable or hung up: drop the client on EOF;
+	 * bytes it sends (nothing is expected) are read and dropped,
+	 * read_budget at most.
+	 */
 	void handle_client();
 
 	/**
