@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 // The backend's control-socket protocol and event loop, driven in-process.
 #include <algorithm>
+#include <stdexcept>
 #include <string>
 
 #include <sys/socket.h>
@@ -22,18 +23,20 @@ using ::testing::HasSubstr;
 
 namespace {
 
+/** A daemon in @p d with a control socket, no VM1. */
+backend_config config(const temp_dir &d)
+{
+	backend_config c;
+	c.ivshmem_socket = d.path("ivs.sock");
+	c.mem_file = d.path("mem");
+	c.ram_size = 4 << 20;
+	c.control_socket = d.path("ctl.sock");
+	c.ctrl.max_queue_pairs = 2;
+	return c;
+}
+
 class BackendTest : public ::testing::Test {
 protected:
-	static backend_config config(const temp_dir &d)
-	{
-		backend_config c;
-		c.ivshmem_socket = d.path("ivs.sock");
-		c.mem_file = d.path("mem");
-		c.ram_size = 4 << 20;
-		c.control_socket = d.path("ctl.sock");
-		c.ctrl.max_queue_pairs = 2;
-		return c;
-	}
 
 	json call(const std::string &line) { return json::parse(be_.handle_control_line(line)); }
 
@@ -206,6 +209,65 @@ TEST_F(BackendTest, AcceptFailureIsCountedAndTheListenerRests)
 		<< "the client is served once fds are free again";
 }
 
+namespace {
+/**
+ * A daemon whose status fails the next @c failures times with a message
+ * that is not UTF-8, so that even the error reply cannot be made: the
+ * exception leaves the control client's handler.
+ */
+class failing_status_backend : public backend {
+public:
+	using backend::backend;
+	nlohmann::json status() const override
+	{
+		if (failures > 0) {
+			failures--;
+			throw std::runtime_error("status failed: \xff\xfe");
+		}
+		return backend::status();
+	}
+	mutable int failures = 0;
+};
+} // namespace
+
+// A control client whose handler throws is dropped (closed and forgotten),
+// not left registered with its state unknown; the other clients and the
+// daemon go on.
+TEST(BackendControl, ClientWhoseHandlerThrowsIsDropped)
+{
+	temp_dir d;
+	failing_status_backend be(config(d));
+	unique_fd bad = unix_connect(d.path("ctl.sock"));
+	unique_fd good = unix_connect(d.path("ctl.sock"));
+	be.run_once(0); // accept both
+	be.run_once(0);
+	be.failures = 1;
+	const std::string req = "{\"cmd\":\"status\"}\n";
+	ASSERT_EQ(::send(bad.get(), req.data(), req.size(), MSG_NOSIGNAL),
+		  static_cast<ssize_t>(req.size()));
+	bool closed = false;
+	for (int i = 0; i < 20 && !closed; i++) {
+		be.run_once(10);
+		char buf[256];
+		closed = ::recv(bad.get(), buf, sizeof(buf), MSG_DONTWAIT) == 0;
+	}
+	EXPECT_EQ(be.failures, 0) << "the handler did not run";
+	EXPECT_TRUE(closed) << "the failing client is still connected";
+	EXPECT_GE(be.status()["handler_errors"].get<int>(), 1);
+	ASSERT_EQ(::send(good.get(), req.data(), req.size(), MSG_NOSIGNAL),
+		  static_cast<ssize_t>(req.size()));
+	std::string in;
+	for (int i = 0; i < 50 && in.find('\n') == std::string::npos; i++) {
+		be.run_once(10);
+		char buf[65536];
+		const ssize_t n = ::recv(good.get(), buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0)
+			in.append(buf, static_cast<std::size_t>(n));
+	}
+	ASSERT_NE(in.find('\n'), std::string::npos) << "the other client is not served";
+	EXPECT_EQ(json::parse(in.substr(0, in.find('\n')))["ok"], true);
+}
+
 TEST_F(BackendTest, LinkChangeRaisesVm2ConfigVector)
 {
 	unique_fd c = unix_connect(dir_.path("ivs.sock"));
@@ -243,11 +305,7 @@ TEST_F(BackendTest, ConfigDoorbellReadsDriverState)
 TEST(BackendSetup, SocketsRemovedOnDestruction)
 {
 	temp_dir d;
-	backend_config c;
-	c.ivshmem_socket = d.path("ivs.sock");
-	c.mem_file = d.path("mem");
-	c.ram_size = 1 << 20;
-	c.control_socket = d.path("ctl.sock");
+	backend_config c = config(d);
 	{
 		backend be(c);
 		EXPECT_EQ(::access(c.ivshmem_socket.c_str(), F_OK), 0);

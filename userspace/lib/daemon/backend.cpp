@@ -514,6 +514,10 @@ void backend::watch(int fd, tag t)
 	if (t == tag::ctl_listen || t == tag::vu_listen || t == tag::ivs_listen ||
 	    t == tag::dev_listen)
 		on_error = [this, fd](const std::exception &) { rest_listener(fd); };
+	else if (t == tag::ctl_client)
+		// Its state is unknown after a throw: it goes, the others stay
+		// (the loop logged and counted the error).
+		on_error = [this, fd](const std::exception &) { drop_ctl_client(fd); };
 	// A number a closed fd left may be taken again: the new watch replaces
 	// the stale one (event_loop keeps the new fd in its set).
 	watches_.insert_or_assign(
@@ -584,9 +588,7 @@ void backend::run_once(int timeout_ms)
 		} catch (const std::exception &e) {
 			handler_errors_++;
 			spdlog::error("control client fd {}: {}", fd, e.what());
-			ctl_more_.erase(fd);
-			unwatch(fd);
-			ctl_clients_.erase(fd);
+			drop_ctl_client(fd);
 		}
 	}
 	if (fe_) {
@@ -831,6 +833,14 @@ nlohmann::json backend::status() const
 std::string backend::handle_control_line(const std::string &line)
 {
 	return control_request(line, *this);
+}
+
+void backend::drop_ctl_client(int fd)
+{
+	spdlog::warn("control: client fd {} dropped after a failure", fd);
+	ctl_more_.erase(fd);
+	unwatch(fd); // before the fd closes: its number may come back
+	ctl_clients_.erase(fd);
 }
 
 void backend::on_ctl_client(int fd)

@@ -133,6 +133,8 @@ private:
 	void dispatch(tag t, int fd);
 	void on_config_doorbell();
 	void on_ctl_client(int fd);
+	/** A control client whose handler threw: closed and forgotten. */
+	void drop_ctl_client(int fd);
 	// vm1_session_events
 	void notify_driver() override;
 	void queue_fds_changed(unsigned q) override;
