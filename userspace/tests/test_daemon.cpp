@@ -7,10 +7,12 @@
 #include <cstring>
 #include <csignal>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +20,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "abi.hpp"
 #include "test_util.hpp"
 #include "vhost_user.hpp"
 #include <poll.h>
@@ -30,8 +33,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-/** Start @p args; @p extra_env ("NAME=value") is added to this process's environment. */
-pid_t spawn(std::vector<std::string> args, std::vector<std::string> extra_env = {})
+/**
+ * Start @p args; @p extra_env ("NAME=value") is added to this process's
+ * environment; with @p log its stdout and stderr go to that file.
+ */
+pid_t spawn(std::vector<std::string> args, std::vector<std::string> extra_env = {},
+	    const std::string &log = {})
 {
 	std::vector<char *> argv, envp;
 	for (auto &a : args)
@@ -42,10 +49,17 @@ pid_t spawn(std::vector<std::string> args, std::vector<std::string> extra_env = 
 	for (auto &e : extra_env)
 		envp.push_back(e.data());
 	envp.push_back(nullptr);
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	if (!log.empty()) {
+		posix_spawn_file_actions_addopen(&fa, 1, log.c_str(),
+						 O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	}
 	pid_t pid = -1;
-	if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), envp.data()) != 0)
-		return -1;
-	return pid;
+	const int err = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data());
+	posix_spawn_file_actions_destroy(&fa);
+	return err ? -1 : pid;
 }
 
 /** Wait up to @p timeout for @p pid; kill it (by pid) if it does not exit. */
@@ -297,6 +311,69 @@ TEST_F(Daemon, DirectKicksCostTheBackendNothing)
 	EXPECT_EQ(after["frontend"]["queues"][0]["kicks_relayed"], 0);
 	EXPECT_EQ(after["frontend"]["queues"][1]["kicks_relayed"], 0);
 
+	ASSERT_EQ(::kill(pid, SIGTERM), 0);
+	EXPECT_EQ(wait_exit(pid), 0);
+	pid = -1;
+}
+
+/** The control area's bytes in memory file @p path (its last VPCI_CTRL_SIZE). */
+std::string control_area_bytes(const std::string &path)
+{
+	std::ifstream f(path, std::ios::binary);
+	f.seekg(0, std::ios::end);
+	const auto size = static_cast<std::streamoff>(f.tellg());
+	f.seekg(size - VPCI_CTRL_SIZE);
+	std::string bytes(VPCI_CTRL_SIZE, '\0');
+	f.read(bytes.data(), VPCI_CTRL_SIZE);
+	return f ? bytes : std::string();
+}
+
+// A second daemon on the same memory file (other sockets, so only the
+// file's lock can refuse it) exits non-zero at once with a message naming
+// the lock; the first keeps serving and its control area is untouched (a
+// second one used to rewrite it before finding its sockets busy).
+TEST_F(Daemon, SecondDaemonOnTheSameMemoryFileIsRefused)
+{
+	const std::string ready = dir.path("ready"), ctl = dir.path("ctl.sock"),
+			  mem = dir.path("mem");
+	pid = spawn({VPCI_BACKEND_BIN, "--ivshmem-socket", dir.path("ivs.sock"), "--mem-file",
+		     mem, "--ram-size", "1M", "--control-socket", ctl, "--ready-file", ready,
+		     "--log-level", "warn"});
+	ASSERT_GT(pid, 0);
+	for (int i = 0; i < 500 && ::access(ready.c_str(), F_OK) != 0; i++)
+		std::this_thread::sleep_for(10ms);
+	ASSERT_EQ(::access(ready.c_str(), F_OK), 0) << "ready file never appeared";
+	// A state a fresh control area does not have: link down, generation moved.
+	ASSERT_EQ(ctl_request(ctl, R"({"cmd":"link","state":"down"})").value("ok", false), true);
+	const auto before = ctl_request(ctl, R"({"cmd":"status"})");
+	ASSERT_TRUE(before.is_object());
+	const std::string area = control_area_bytes(mem);
+	ASSERT_EQ(area.size(), VPCI_CTRL_SIZE);
+
+	const std::string log = dir.path("second.log");
+	const pid_t second =
+		spawn({VPCI_BACKEND_BIN, "--ivshmem-socket", dir.path("ivs2.sock"), "--mem-file",
+		       mem, "--ram-size", "1M", "--control-socket", dir.path("ctl2.sock"),
+		       "--ready-file", dir.path("ready2"), "--log-level", "warn"},
+		      {}, log);
+	ASSERT_GT(second, 0);
+	const int rc = wait_exit(second); // killed by its pid if it hangs
+	EXPECT_NE(rc, 0) << "the second daemon ran";
+	EXPECT_NE(rc, -1) << "the second daemon did not exit";
+	std::ifstream lf(log);
+	const std::string out((std::istreambuf_iterator<char>(lf)), std::istreambuf_iterator<char>());
+	EXPECT_NE(out.find("memory file " + mem + " is in use by another vpci-backend"),
+		  std::string::npos)
+		<< out;
+	EXPECT_NE(out.find("flock"), std::string::npos) << "the message does not name the lock: "
+							 << out;
+	EXPECT_NE(::access(dir.path("ctl2.sock").c_str(), F_OK), 0) << "the second one listened";
+
+	EXPECT_TRUE(control_area_bytes(mem) == area) << "the control area was touched";
+	const auto after = ctl_request(ctl, R"({"cmd":"status"})");
+	ASSERT_TRUE(after.is_object()) << "the first daemon stopped serving";
+	EXPECT_EQ(after["link"], "down");
+	EXPECT_EQ(after["generation"], before["generation"]);
 	ASSERT_EQ(::kill(pid, SIGTERM), 0);
 	EXPECT_EQ(wait_exit(pid), 0);
 	pid = -1;

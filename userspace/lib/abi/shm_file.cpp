@@ -48,7 +48,8 @@ shm_file::shm_file(std::string path, std::uint64_t ram_size)
 	if (::flock(fd_.get(), LOCK_EX | LOCK_NB) < 0) {
 		if (errno == EWOULDBLOCK)
 			throw std::runtime_error("memory file " + path_ +
-						 " is in use by another vpci-backend");
+						 " is in use by another vpci-backend "
+						 "(it holds the file's exclusive flock)");
 		throw_errno("flock(" + path_ + ")");
 	}
 	if (::fstat(fd_.get(), &st) < 0)
