@@ -262,6 +262,20 @@ TEST_F(IvshmemTest, ClientFloodIsReadInBoundedChunks)
 	EXPECT_TRUE(srv_.client_connected());
 }
 
+// A storm of second clients (each refused and closed) costs a few log lines.
+TEST_F(IvshmemTest, SecondClientStormLogsABoundedNumberOfLines)
+{
+	fake_client c = connect_client();
+	log_capture log;
+	for (int i = 0; i < 50; i++) {
+		unique_fd extra = unix_connect(dir_.path("ivs.sock"));
+		EXPECT_FALSE(srv_.handle_listen());
+	}
+	EXPECT_EQ(srv_.client_id(), c.id);
+	EXPECT_LE(log.count(spdlog::level::warn), 10u) << log.text();
+	EXPECT_GE(log.count(spdlog::level::warn, "second client"), 1u) << log.text();
+}
+
 TEST_F(IvshmemTest, BusyPathRefused)
 {
 	try {

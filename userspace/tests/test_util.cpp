@@ -11,6 +11,8 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <spdlog/sinks/ostream_sink.h>
+
 #include "sim_vm1.hpp"
 
 namespace vpci::test {
@@ -57,6 +59,32 @@ std::optional<ivshmem_msg> recv_ivshmem_msg(int sock)
 		}
 	}
 	return m;
+}
+
+log_capture::log_capture() : old_(spdlog::default_logger())
+{
+	auto sink = std::make_shared<spdlog::sinks::ostream_sink_st>(out_);
+	auto logger = std::make_shared<spdlog::logger>("capture", std::move(sink));
+	logger->set_pattern("%l %v");
+	logger->set_level(spdlog::level::trace);
+	spdlog::set_default_logger(std::move(logger));
+}
+
+log_capture::~log_capture()
+{
+	spdlog::set_default_logger(old_);
+}
+
+std::size_t log_capture::count(spdlog::level::level_enum level, const std::string &part) const
+{
+	const std::string prefix =
+		std::string(spdlog::level::to_string_view(level).data(),
+			    spdlog::level::to_string_view(level).size()) + " ";
+	std::istringstream in(out_.str());
+	std::size_t n = 0;
+	for (std::string line; std::getline(in, line);)
+		n += line.starts_with(prefix) && line.find(part) != std::string::npos;
+	return n;
 }
 
 bool readable(int fd)

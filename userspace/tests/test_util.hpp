@@ -3,10 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
+
+#include <spdlog/spdlog.h>
 
 #include "abi.hpp"
 #include "fd.hpp"
@@ -25,6 +29,25 @@ public:
 
 private:
 	std::string dir_;
+};
+
+/**
+ * What is logged while it lives (spdlog's default logger swapped for one
+ * writing "<level> <message>" lines here; the old one back after).
+ */
+class log_capture {
+public:
+	log_capture();
+	~log_capture();
+	log_capture(const log_capture &) = delete;
+	log_capture &operator=(const log_capture &) = delete;
+	/** Lines logged at @p level that contain @p part. */
+	std::size_t count(spdlog::level::level_enum level, const std::string &part = {}) const;
+	std::string text() const { return out_.str(); }
+
+private:
+	std::ostringstream out_;
+	std::shared_ptr<spdlog::logger> old_;
 };
 
 /** One ivshmem protocol message as a client sees it. */

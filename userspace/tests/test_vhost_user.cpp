@@ -1543,6 +1543,28 @@ TEST_F(VhostUserTest, BadInputRejected)
 	EXPECT_EQ(ack(), 2u);
 }
 
+// Every warning VM1 can cause goes through the session's rate limit: a
+// burst of rejected messages costs a bounded number of lines, and each
+// message is still answered.
+TEST_F(VhostUserTest, RejectionBurstLogsABoundedNumberOfLines)
+{
+	log_capture log;
+	constexpr int n = 100;
+	for (int i = 0; i < n; i++) {
+		// An unknown request, NAKed; and a refused one (two warnings each before).
+		vu::send_message(sock_.get(), 9999, vu::version | vu::flag_need_reply, nullptr, 0);
+		const std::uint64_t base = 0;
+		vu::send_message(sock_.get(), static_cast<std::uint32_t>(vu::request::set_log_base),
+				 vu::version | vu::flag_need_reply, &base, sizeof(base));
+	}
+	unsigned naks = 0;
+	for (int i = 0; i < 2 * n; i++)
+		naks += ack() == 1;
+	EXPECT_EQ(naks, 2u * n) << "every rejected message answered";
+	EXPECT_LE(log.count(spdlog::level::warn), 10u) << log.text();
+	EXPECT_GE(log.count(spdlog::level::warn, "rejected"), 1u) << log.text();
+}
+
 // The front-end side refuses a message whose fds the kernel cut off, and
 // the stream stays in step for the next one.
 TEST(VhostUserRecvRaw, TooManyFdsIsAnErrorAndTheNextMessageReads)

@@ -8,6 +8,11 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <string>
+#include <utility>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 namespace vpci {
 
@@ -39,6 +44,21 @@ public:
 		suppressed = dropped_;
 		dropped_ = 0;
 		return true;
+	}
+
+	/**
+	 * spdlog::warn() a line if allow(): one that follows refused ones
+	 * says how many were suppressed.  A refused line is not formatted.
+	 */
+	template <typename... Args> void warn(fmt::format_string<Args...> f, Args &&...args)
+	{
+		std::uint64_t suppressed = 0;
+		if (!allow(suppressed))
+			return;
+		std::string line = fmt::format(f, std::forward<Args>(args)...);
+		if (suppressed)
+			line += fmt::format(" ({} similar messages suppressed)", suppressed);
+		spdlog::warn("{}", line);
 	}
 
 private:

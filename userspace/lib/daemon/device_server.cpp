@@ -201,7 +201,7 @@ bool device_server::handle_listen()
 		if (!sock)
 			break;
 		if (client_) {
-			spdlog::warn("vhost-pci device: rejecting a second client");
+			peer_log_.warn("vhost-pci device: rejecting a second client");
 			continue;
 		}
 		setup_client(std::move(*sock));
@@ -260,7 +260,7 @@ void device_server::on_reply(const unsigned char *raw)
 			      aux, seq, offset, size, err_name(arg));
 		break;
 	default:
-		spdlog::warn("vhost-pci device: unexpected message type {:#x}", type);
+		peer_log_.warn("vhost-pci device: unexpected message type {:#x}", type);
 		return;
 	}
 	if (it != outstanding_.end())

@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fd.hpp"
+#include "log_limit.hpp"
 
 namespace vpci {
 
@@ -157,6 +158,8 @@ private:
 	std::uint64_t epoch_ = 0;
 	std::uint64_t max_windows_ = 0;
 	device_server_stats stats_;
+	/** What a peer can cause (second clients, unexpected messages): a few lines a burst. */
+	log_limit peer_log_;
 };
 
 } // namespace vpci

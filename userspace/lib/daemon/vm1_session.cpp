@@ -206,18 +206,18 @@ std::optional<std::vector<vu::region>> vm1_session::memory_table(vu::message &m)
 		if (::fstat(m.fds[i].get(), &st) < 0 ||
 		    static_cast<std::uint64_t>(st.st_dev) != cfg_.mem_dev ||
 		    static_cast<std::uint64_t>(st.st_ino) != cfg_.mem_ino) {
-			spdlog::warn("vhost-user: SET_MEM_TABLE region {}: region fd is not the "
-				     "shared memory file",
-				     i);
+			vm1_log_.warn("vhost-user: SET_MEM_TABLE region {}: region fd is not "
+				      "the shared memory file",
+				      i);
 			return std::nullopt;
 		}
 		const char *why = vu::region_error(r);
 		if (why || r.mmap_offset + r.memory_size > cfg_.peer_mem_size) {
-			spdlog::warn("vhost-user: SET_MEM_TABLE region {} (offset {:#x} size {:#x}): {}",
-				     i, r.mmap_offset, r.memory_size,
-				     why ? why
-					 : fmt::format("reaches past peer_mem_size {:#x}",
-						       cfg_.peer_mem_size));
+			vm1_log_.warn("vhost-user: SET_MEM_TABLE region {} (offset {:#x} size {:#x}): {}",
+				      i, r.mmap_offset, r.memory_size,
+				      why ? why
+					  : fmt::format("reaches past peer_mem_size {:#x}",
+							cfg_.peer_mem_size));
 			return std::nullopt;
 		}
 		regs.push_back(vu::region{r.guest_phys_addr, r.memory_size, r.userspace_addr,
@@ -411,7 +411,7 @@ vu::iotlb_result vm1_session::iotlb_message(const vu::message &m, const vu::iotl
 {
 	// The session counts what is refused (counters()).
 	auto reject = [&](const std::string &why) {
-		spdlog::warn("iotlb: rejected {}: {}", m.to_string(), why);
+		vm1_log_.warn("iotlb: rejected {}: {}", m.to_string(), why);
 		return vu::iotlb_result{false, false};
 	};
 	// An INVALIDATE of size 0 (QEMU's global device-IOTLB flush, VM1 in
@@ -555,16 +555,16 @@ void vm1_session::drain_d2b()
 						finish_windows_flush("driver acked");
 				}
 				else
-					d2b_warn("stale or unexpected INV_ACK seq {}", m->seq);
+					d2b_log_.warn("iotlb: stale or unexpected INV_ACK seq {}", m->seq);
 			}
 			break;
 		case VPCI_MSG_IOTLB_MISS: {
 			if (m->perm < VPCI_PERM_RO || m->perm > VPCI_PERM_RW) {
-				d2b_warn("driver miss with bad perm {}", m->perm);
+				d2b_log_.warn("iotlb: driver miss with bad perm {}", m->perm);
 				break;
 			}
 			if (!sess_.has_backend_channel()) {
-				d2b_warn("miss for {:#x} but no backend channel", m->iova);
+				d2b_log_.warn("iotlb: miss for {:#x} but no backend channel", m->iova);
 				break;
 			}
 			try {
@@ -573,16 +573,16 @@ void vm1_session::drain_d2b()
 				spdlog::debug("iotlb: miss iova {:#x} perm {} queue {} forwarded",
 					      m->iova, m->perm, m->queue);
 			} catch (const std::system_error &e) {
-				d2b_warn("sending miss failed: {}", e.what());
+				d2b_log_.warn("iotlb: sending miss failed: {}", e.what());
 			}
 			break;
 		}
 		default:
-			d2b_warn("unknown d2b message type {}", m->type);
+			d2b_log_.warn("iotlb: unknown d2b message type {}", m->type);
 		}
 	}
 	if (corrupt)
-		d2b_warn("d2b producer index is corrupt; skipped");
+		d2b_log_.warn("iotlb: d2b producer index is corrupt; skipped");
 	// A full budget: more may wait; deadline() brings the loop back at once.
 	d2b_more_ = n == d2b_budget;
 }

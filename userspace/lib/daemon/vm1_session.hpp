@@ -220,17 +220,6 @@ private:
 	void continue_replay();
 	/** Handle up to d2b_budget messages of the d2b ring (acks, misses). */
 	void drain_d2b();
-	/** A warning about what VM2's driver sent: rate-limited (d2b_log_). */
-	template <typename... Args>
-	void d2b_warn(fmt::format_string<Args...> f, Args &&...args)
-	{
-		std::uint64_t suppressed = 0;
-		if (!d2b_log_.allow(suppressed))
-			return;
-		spdlog::warn("iotlb: {}{}", fmt::format(f, std::forward<Args>(args)...),
-			     suppressed ? fmt::format(" ({} similar messages suppressed)", suppressed)
-					: std::string());
-	}
 	void complete_pending(bool ok, std::uint64_t value);
 	void go_broken(const std::string &why);
 	void publish_vq(unsigned q);
@@ -255,7 +244,10 @@ private:
 	bool d2b_more_ = false;
 	/** Where the shadow replay goes on (IOVA), while one is under way. */
 	std::optional<std::uint64_t> replay_next_;
+	/** Warnings about what VM2's driver sent (the d2b ring). */
 	log_limit d2b_log_;
+	/** Warnings about what VM1 sent that the session passed on (IOTLB, memory table). */
+	log_limit vm1_log_;
 	std::uint32_t next_seq_ = 1;
 	std::uint32_t flush_seq_ = 0; // last fire-and-forget flush
 	std::optional<pending_op> pending_;

@@ -136,8 +136,9 @@ bool ivshmem_server::handle_listen()
 		if (!sock)
 			break;
 		if (client_) {
-			spdlog::warn("ivshmem: rejecting a second client while client {} is connected",
-				     client_->id);
+			reject_log_.warn("ivshmem: rejecting a second client while client {} is "
+					 "connected",
+					 client_->id);
 			continue; // closed by unique_fd
 		}
 		try {

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "fd.hpp"
+#include "log_limit.hpp"
 
 namespace vpci {
 
@@ -142,6 +143,8 @@ private:
 	std::uint64_t epoch_ = 0;
 	std::optional<client> client_;
 	std::uint16_t next_id_ = 1;
+	/** Second clients refused: a storm of them costs a few lines. */
+	log_limit reject_log_;
 	std::uint16_t take_id() noexcept;
 };
 

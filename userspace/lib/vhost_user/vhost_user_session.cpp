@@ -28,7 +28,7 @@ session::session(device_iface &dev, unsigned rings) : dev_(dev), nrings_(rings)
 bool session::attach(unique_fd sock)
 {
 	if (conn_) {
-		spdlog::warn("vhost-user: rejecting a second front-end connection");
+		log_.warn("vhost-user: rejecting a second front-end connection");
 		return false;
 	}
 	conn_.emplace(std::move(sock));
@@ -70,7 +70,7 @@ void session::reply_u64(std::uint32_t req, std::uint64_t v)
 	try {
 		conn_->reply_u64(req, v);
 	} catch (const std::system_error &e) {
-		spdlog::warn("vhost-user: reply to {} failed: {}", request_name(req), e.what());
+		log_.warn("vhost-user: reply to {} failed: {}", request_name(req), e.what());
 	}
 }
 
@@ -88,7 +88,7 @@ void session::reply_vring_base(std::uint32_t req, unsigned q, std::uint16_t pos)
 	try {
 		conn_->send_reply(req, &s, sizeof(s));
 	} catch (const std::system_error &e) {
-		spdlog::warn("vhost-user: GET_VRING_BASE reply failed: {}", e.what());
+		log_.warn("vhost-user: GET_VRING_BASE reply failed: {}", e.what());
 	}
 }
 
@@ -119,8 +119,8 @@ bool session::handle_one()
 	}
 	if (auto *e = std::get_if<parse_error>(&r)) {
 		stats_.rejected++;
-		spdlog::warn("vhost-user: rejected {} (flags {:#x}): {}", request_name(e->request),
-			     e->flags, e->reason);
+		log_.warn("vhost-user: rejected {} (flags {:#x}): {}", request_name(e->request),
+			  e->flags, e->reason);
 		if (e->fatal) {
 			disconnect("framing error: " + e->reason);
 			return false;
@@ -149,7 +149,7 @@ bool session::handle_one()
 		return false;
 	if (!ok) {
 		stats_.rejected++;
-		spdlog::warn("vhost-user: rejected {}", m.to_string());
+		log_.warn("vhost-user: rejected {}", m.to_string());
 	}
 	if (!replied && m.need_reply())
 		reply_u64(static_cast<std::uint32_t>(m.req()), ok ? 0 : 1);
@@ -159,7 +159,7 @@ bool session::handle_one()
 bool session::check_ring(std::uint32_t idx, const char *what) const
 {
 	if (idx >= nrings_) {
-		spdlog::warn("vhost-user: {}: queue {} out of range (have {})", what, idx, nrings_);
+		log_.warn("vhost-user: {}: queue {} out of range (have {})", what, idx, nrings_);
 		return false;
 	}
 	return true;
@@ -177,8 +177,8 @@ bool session::set_ring_fd(message &m, std::uint64_t u, unique_fd ring::*which, c
 {
 	const auto i = vring_fd_index(u, nrings_);
 	if (!i) {
-		spdlog::warn("vhost-user: {}: bad index or unknown bits in {:#x} (have {} queues)",
-			     what, u, nrings_);
+		log_.warn("vhost-user: {}: bad index or unknown bits in {:#x} (have {} queues)", what,
+			  u, nrings_);
 		return false;
 	}
 	ring &r = rings_[*i];
@@ -210,7 +210,7 @@ bool session::dispatch(message &m, bool &replied)
 	};
 	auto offered = [&] { return f_protocol_features | dev_.offered_features(); };
 	auto refuse = [&](std::string_view why) {
-		spdlog::warn("vhost-user: {}: {}", request_name(req), why);
+		log_.warn("vhost-user: {}: {}", request_name(req), why);
 		return false;
 	};
 
@@ -348,7 +348,7 @@ bool session::dispatch(message &m, bool &replied)
 			[&](const iotlb &x) {
 				auto reject = [&](std::string_view why) {
 					stats_.iotlb_rejected++;
-					spdlog::warn("iotlb: rejected {}: {}", m.to_string(), why);
+					log_.warn("iotlb: rejected {}: {}", m.to_string(), why);
 					return false;
 				};
 				if (!iommu())

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fd.hpp"
+#include "log_limit.hpp"
 #include "vhost_user.hpp"
 
 namespace vpci::vu {
@@ -175,6 +176,12 @@ private:
 	std::array<ring, max_rings> rings_;
 	std::uint64_t fd_seq_ = 0;
 	session_counters stats_;
+	/**
+	 * Every warning the front-end can cause (a rejected message, a second
+	 * connection, a failed reply) goes through it: a burst costs a few
+	 * lines, the rest are counted.
+	 */
+	mutable log_limit log_;
 };
 
 } // namespace vpci::vu
