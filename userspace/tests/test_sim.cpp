@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <fcntl.h>
@@ -26,6 +27,14 @@
 #include "sim_vring.hpp"
 #include "test_util.hpp"
 #include "vhost_user_session.hpp"
+
+// sim::vm1 holds references (its IOMMU, its IOTLB port): a copy or a move
+// would leave the new object's mmu pointing into the old one's own_mmu_.
+static_assert(!std::is_copy_constructible_v<vpci::sim::vm1> &&
+		      !std::is_move_constructible_v<vpci::sim::vm1> &&
+		      !std::is_copy_assignable_v<vpci::sim::vm1> &&
+		      !std::is_move_assignable_v<vpci::sim::vm1>,
+	      "sim::vm1 is neither copyable nor movable");
 
 using namespace vpci;
 using namespace vpci::sim;

@@ -136,6 +136,9 @@ public:
 	vm1(const guest_mem &mem, const vm1_config &cfg, iotlb_port &port);
 	/** Pair cfg.pair of cfg.pairs, sharing @p shared (it must outlive this object). */
 	vm1(const guest_mem &mem, const vm1_config &cfg, iotlb_port &port, iommu &shared);
+	/** It holds references (mmu may be its own own_mmu_, port_): neither copied nor moved. */
+	vm1(const vm1 &) = delete;
+	vm1 &operator=(const vm1 &) = delete;
 
 	/** Map what the policy maps up front (rings; identity: all RAM; pool: all buffers). */
 	void map_static();
