@@ -75,9 +75,9 @@ backend::backend(const backend_config &cfg)
 		fc.inval_timeout_ms = cfg.inval_timeout_ms;
 		fc.shadow_max = cfg.shadow_max;
 		fc.vring_base_timeout_ms = cfg.vring_base_timeout_ms;
-		fe_ = std::make_unique<vm1_session>(ctrl_, static_cast<vm1_session_events &>(*this), fc);
+		vm1_ = std::make_unique<vm1_session>(ctrl_, static_cast<vm1_session_events &>(*this), fc);
 		if (dev_)
-			fe_->set_window_port(static_cast<window_port *>(this));
+			vm1_->set_window_port(static_cast<window_port *>(this));
 		vu_listener_.emplace(cfg.vhost_user_socket);
 		watch(vu_listener_->fd(), tag::vu_listen);
 		spdlog::info("vhost-user: listening on {}", cfg.vhost_user_socket);
@@ -127,14 +127,14 @@ void backend::rewire_device()
 	// The device's vectors and doorbells can be replaced at any time: VM2's
 	// vector 1+q is VM1's kick fd of queue q, doorbell 1+q VM1's call fd,
 	// each sent again whenever VM1 sets a new one.  No relay, no peers.
-	if (!fe_)
+	if (!vm1_)
 		return;
 	if (dev_epoch_ != dev_->epoch()) {
 		// A new connection got the current set in its setup.
 		dev_epoch_ = dev_->epoch();
 	}
-	for (unsigned q = 0; q < fe_->num_queues(); q++) {
-		const vu::ring &v = fe_->queue(q);
+	for (unsigned q = 0; q < vm1_->num_queues(); q++) {
+		const vu::ring &v = vm1_->queue(q);
 		const unsigned vec = VPCI_VEC_QUEUE(q);
 		if (vec >= dev_->num_vectors())
 			break;
@@ -154,7 +154,7 @@ void backend::rewire_device()
 		}
 		const std::uint16_t kick = v.kick ? VPCI_NOTIFY_DIRECT : VPCI_NOTIFY_NONE;
 		const std::uint16_t call = v.call ? VPCI_NOTIFY_DIRECT : VPCI_NOTIFY_NONE;
-		fe_->set_notify_modes(q, kick, call);
+		vm1_->set_notify_modes(q, kick, call);
 	}
 }
 
@@ -164,9 +164,9 @@ void backend::on_device_client()
 	dev_->handle_client();
 	if (dev_->epoch() != epoch)
 		spdlog::info("vhost-pci device: VM2's QEMU went away");
-	if (fe_) {
-		fe_->on_windows_progress();
-		sync_frontend_watch();
+	if (vm1_) {
+		vm1_->on_windows_progress();
+		sync_vm1_watch();
 	}
 }
 
@@ -194,9 +194,9 @@ void backend::rewire()
 		if (dev_)
 			return rewire_device();
 		wire_own_vectors();
-		if (!fe_)
+		if (!vm1_)
 			return;
-		for (unsigned q = 0; q < fe_->num_queues(); q++)
+		for (unsigned q = 0; q < vm1_->num_queues(); q++)
 			wire_kick(q);
 		// VM1's QEMU sends SET_VRING_CALL for each queue back to back:
 		// while more of its messages wait (and are going to be read),
@@ -205,8 +205,8 @@ void backend::rewire()
 		// doorbell meanwhile is relayed.  Bounded: a steady stream (IOTLB
 		// traffic in strict mode) must not hold it back for long.
 		const auto now = std::chrono::steady_clock::now();
-		if (reannounce_peer_ && ivs_->client_connected() && !fe_->busy() &&
-		    input_pending(fe_->fd())) {
+		if (reannounce_peer_ && ivs_->client_connected() && !vm1_->busy() &&
+		    input_pending(vm1_->fd())) {
 			if (!holding_since_)
 				holding_since_ = now;
 			if (now - *holding_since_ < std::chrono::milliseconds(50))
@@ -219,19 +219,19 @@ void backend::rewire()
 			reset_call_peer();
 		}
 		wire_peer_vectors();
-		for (unsigned q = 0; q < fe_->num_queues(); q++)
+		for (unsigned q = 0; q < vm1_->num_queues(); q++)
 			wire_stale_call(q);
-		for (unsigned q = 0; q < fe_->num_queues(); q++) {
-			const vu::ring &v = fe_->queue(q);
+		for (unsigned q = 0; q < vm1_->num_queues(); q++) {
+			const vu::ring &v = vm1_->queue(q);
 			std::uint16_t call = VPCI_NOTIFY_NONE;
 			if (v.call)
 				call = ivs_->client_connected() &&
 						       wire_[q].announced_call_seq == v.call_seq
 					       ? VPCI_NOTIFY_DIRECT
 					       : VPCI_NOTIFY_RELAY;
-			if (call != fe_->notify(q).call_mode)
+			if (call != vm1_->notify(q).call_mode)
 				spdlog::info("notify: queue {} call {}", q, mode_name(call));
-			fe_->set_notify_modes(q, wire_[q].kick, call);
+			vm1_->set_notify_modes(q, wire_[q].kick, call);
 		}
 	} catch (const std::system_error &e) {
 		spdlog::error("notify: rewiring failed: {}", e.what());
@@ -249,21 +249,21 @@ void backend::wire_own_vectors()
 	const unsigned nvec = ivs_->num_vectors();
 	while (ivs_->client_connected() && ivs_->own_vectors_sent() < nvec) {
 		const unsigned v = ivs_->own_vectors_sent(), q = v - 1;
-		if (fe_ && fe_->queue(q).kick) {
-			if (!ivs_->add_own_vector(fe_->queue(q).kick.get()))
+		if (vm1_ && vm1_->queue(q).kick) {
+			if (!ivs_->add_own_vector(vm1_->queue(q).kick.get()))
 				return;
 			spdlog::info("notify: VM2 vector {} = VM1's kick of queue {}", v, q);
 			continue;
 		}
-		bool fill = !fe_; // no front-end: no kick will ever come
-		for (unsigned h = q + 1; fe_ && !fill && h < fe_->num_queues(); h++)
-			fill = fe_->queue(h).kick && fe_->queue(h).live();
+		bool fill = !vm1_; // no front-end: no kick will ever come
+		for (unsigned h = q + 1; vm1_ && !fill && h < vm1_->num_queues(); h++)
+			fill = vm1_->queue(h).kick && vm1_->queue(h).live();
 		if (!fill)
 			return;
 		unique_fd placeholder = make_eventfd();
 		if (!ivs_->add_own_vector(placeholder.get()))
 			return;
-		if (fe_)
+		if (vm1_)
 			spdlog::info("notify: VM2 vector {} = backend eventfd (queue {} has no kick "
 				     "yet, a higher queue is live); queue {} will be relayed",
 				     v, q, q);
@@ -276,10 +276,10 @@ void backend::wire_peer_vectors()
 	// known, else the backend's doorbell eventfd; vector 0 is always the
 	// backend's doorbell.  A change is announced as "peer 0 gone" + all
 	// vectors again.
-	const unsigned nq = fe_->num_queues();
+	const unsigned nq = vm1_->num_queues();
 	bool differs = false;
 	for (unsigned q = 0; q < nq; q++) {
-		const vu::ring &v = fe_->queue(q);
+		const vu::ring &v = vm1_->queue(q);
 		queue_wiring &w = wire_[q];
 		const std::uint64_t want = v.call ? v.call_seq : 0;
 		if (w.announced_call_seq == want)
@@ -305,8 +305,8 @@ void backend::wire_peer_vectors()
 	std::vector<int> fds;
 	for (unsigned vec = 0; vec < ivs_->num_vectors(); vec++) {
 		const unsigned q = vec - 1;
-		if (vec != VPCI_VEC_CONFIG && q < nq && fe_->queue(q).call)
-			fds.push_back(fe_->queue(q).call.get());
+		if (vec != VPCI_VEC_CONFIG && q < nq && vm1_->queue(q).call)
+			fds.push_back(vm1_->queue(q).call.get());
 		else
 			fds.push_back(ivs_->doorbell_fd(vec));
 	}
@@ -316,7 +316,7 @@ void backend::wire_peer_vectors()
 	}
 	ivs_->set_peer_vectors(fds);
 	for (unsigned q = 0; q < nq; q++)
-		wire_[q].announced_call_seq = fe_->queue(q).call ? fe_->queue(q).call_seq : 0;
+		wire_[q].announced_call_seq = vm1_->queue(q).call ? vm1_->queue(q).call_seq : 0;
 }
 
 void backend::wire_stale_call(unsigned q)
@@ -326,7 +326,7 @@ void backend::wire_stale_call(unsigned q)
 	// old eventfd, so read it and write VM1's current call fd.  If VM1's
 	// QEMU still reads the old one too, whoever reads first interrupts VM1.
 	queue_wiring &w = wire_[q];
-	const vu::ring &v = fe_->queue(q);
+	const vu::ring &v = vm1_->queue(q);
 	const unsigned vec = VPCI_VEC_QUEUE(q);
 	const bool need = ivs_->client_connected() && w.announced_call_seq != 0 &&
 			  w.announced_call_seq != v.call_seq;
@@ -344,8 +344,8 @@ void backend::start_call_peer(const std::vector<int> &fds)
 {
 	// Already waiting for a peer with exactly these call fds?
 	bool same = probe_peer_ != 0;
-	for (unsigned q = 0; same && q < fe_->num_queues(); q++)
-		same = probe_seq_[q] == (fe_->queue(q).call ? fe_->queue(q).call_seq : 0);
+	for (unsigned q = 0; same && q < vm1_->num_queues(); q++)
+		same = probe_seq_[q] == (vm1_->queue(q).call ? vm1_->queue(q).call_seq : 0);
 	if (same)
 		return;
 	if (probe_fd_)
@@ -359,8 +359,8 @@ void backend::start_call_peer(const std::vector<int> &fds)
 		return;
 	}
 	watch(probe_fd_.get(), tag::call_probe);
-	for (unsigned q = 0; q < fe_->num_queues(); q++)
-		probe_seq_[q] = fe_->queue(q).call ? fe_->queue(q).call_seq : 0;
+	for (unsigned q = 0; q < vm1_->num_queues(); q++)
+		probe_seq_[q] = vm1_->queue(q).call ? vm1_->queue(q).call_seq : 0;
 	// A new VM2 gets the current set as peer 0 at connect.
 	ivs_->set_peer_vectors_for_next_client(fds);
 	spdlog::info("notify: VM1's call fds announced as peer {}; waiting for VM2 to ring it",
@@ -376,7 +376,7 @@ void backend::on_call_probe()
 	probe_fd_.reset();
 	call_peer_ = probe_peer_;
 	probe_peer_ = 0;
-	for (unsigned q = 0; fe_ && q < fe_->num_queues(); q++)
+	for (unsigned q = 0; vm1_ && q < vm1_->num_queues(); q++)
 		wire_[q].announced_call_seq = probe_seq_[q];
 	spdlog::info("notify: VM2 attached peer {}: VM2 rings VM1's call fds directly", call_peer_);
 	publish_call_peer();
@@ -411,9 +411,9 @@ void backend::on_stale_call(int fd)
 	for (unsigned q = 0; q < VPCI_MAX_QUEUES; q++) {
 		if (wire_[q].stale_call.get() != fd)
 			continue;
-		if (eventfd_consume(fd) && fe_->queue(q).call) {
-			eventfd_signal(fe_->queue(q).call.get());
-			fe_->notify(q).calls_relayed++;
+		if (eventfd_consume(fd) && vm1_->queue(q).call) {
+			eventfd_signal(vm1_->queue(q).call.get());
+			vm1_->notify(q).calls_relayed++;
 		}
 		return;
 	}
@@ -421,7 +421,7 @@ void backend::on_stale_call(int fd)
 
 void backend::wire_kick(unsigned q)
 {
-	const vu::ring &v = fe_->queue(q);
+	const vu::ring &v = vm1_->queue(q);
 	queue_wiring &w = wire_[q];
 	const unsigned vec = VPCI_VEC_QUEUE(q);
 	const bool sent = vec < ivs_->own_vectors_sent();
@@ -460,7 +460,7 @@ void backend::on_kick(int fd)
 		if (wire_[q].relay_kick.get() != fd)
 			continue;
 		if (eventfd_consume(fd)) {
-			fe_->notify(q).kicks_relayed++;
+			vm1_->notify(q).kicks_relayed++;
 			ivs_->notify_vm2(VPCI_VEC_QUEUE(q));
 		}
 		return;
@@ -474,33 +474,33 @@ void backend::on_queue_doorbell(int fd)
 			continue;
 		// VM2 rang a backend eventfd for a queue: VM1's call fd was not
 		// (yet) peer 0's vector when VM2 rang.
-		if (eventfd_consume(fd) && fe_ && v - 1 < fe_->num_queues() &&
-		    fe_->queue(v - 1).call) {
-			eventfd_signal(fe_->queue(v - 1).call.get());
-			fe_->notify(v - 1).calls_relayed++;
+		if (eventfd_consume(fd) && vm1_ && v - 1 < vm1_->num_queues() &&
+		    vm1_->queue(v - 1).call) {
+			eventfd_signal(vm1_->queue(v - 1).call.get());
+			vm1_->notify(v - 1).calls_relayed++;
 		}
 		return;
 	}
 }
 
-void backend::sync_frontend_watch()
+void backend::sync_vm1_watch()
 {
-	if (!fe_)
+	if (!vm1_)
 		return;
-	const int fd = fe_->fd();
+	const int fd = vm1_->fd();
 	if (fd != vu_watched_fd_) {
 		vu_watched_fd_ = fd;
 		vu_paused_ = false;
 		if (fd >= 0)
 			watch(fd, tag::vu_client);
 	}
-	if (fd >= 0 && fe_->busy() != vu_paused_) {
+	if (fd >= 0 && vm1_->busy() != vu_paused_) {
 		// Paused (VM1's reply waits for VM2): no input is read, but a
 		// hang-up is reported once (on_vm1_hangup()), not on every wait
 		// as with an empty mask, which spun the loop at 100% until the
 		// wait ended.  Resumed, data that came meanwhile is reported
 		// (level-triggered).
-		vu_paused_ = fe_->busy();
+		vu_paused_ = vm1_->busy();
 		if (vu_paused_)
 			watches_.at(fd).pause();
 		else
@@ -539,7 +539,7 @@ void backend::watch(int fd, tag t)
 
 void backend::on_vm1_hangup(int fd)
 {
-	if (!fe_ || fd != fe_->fd())
+	if (!vm1_ || fd != vm1_->fd())
 		return;
 	// VM1's QEMU went away while its reply waits for VM2's driver: the
 	// session ends now, not when the wait times out.  What a disconnect
@@ -550,8 +550,8 @@ void backend::on_vm1_hangup(int fd)
 	unwatch(fd);
 	vu_watched_fd_ = -1;
 	vu_paused_ = false;
-	fe_->disconnect("hang-up while a reply was pending");
-	sync_frontend_watch();
+	vm1_->disconnect("hang-up while a reply was pending");
+	sync_vm1_watch();
 }
 
 void backend::unwatch(int fd)
@@ -591,15 +591,15 @@ void backend::run_once(int timeout_ms)
 			drop_ctl_client(fd);
 		}
 	}
-	if (fe_) {
-		fe_->check_timeout();
-		sync_frontend_watch();
+	if (vm1_) {
+		vm1_->check_timeout();
+		sync_vm1_watch();
 		// The session's next deadline wakes the loop; check_timeout()
 		// above runs after every wait.
-		if (auto dl = fe_->deadline())
-			fe_timer_.arm(*dl);
+		if (auto dl = vm1_->deadline())
+			vm1_timer_.arm(*dl);
 		else
-			fe_timer_.disarm();
+			vm1_timer_.disarm();
 	}
 	rewire();
 }
@@ -639,9 +639,9 @@ void backend::dispatch(tag t, int fd)
 	case tag::dev_listen:
 		if (dev_->handle_listen())
 			watch(dev_->client_fd(), tag::dev_client);
-		if (fe_) {
-			fe_->on_windows_progress();
-			sync_frontend_watch();
+		if (vm1_) {
+			vm1_->on_windows_progress();
+			sync_vm1_watch();
 		}
 		break;
 	case tag::dev_client:
@@ -688,14 +688,14 @@ void backend::dispatch(tag t, int fd)
 				break;
 			// Non-blocking: a message arriving in pieces waits in its
 			// connection.  A second one is refused (closed).
-			fe_->attach(std::move(*s));
+			vm1_->attach(std::move(*s));
 		}
-		sync_frontend_watch();
+		sync_vm1_watch();
 		break;
 	case tag::vu_client:
-		if (fd == fe_->fd()) {
-			fe_->handle_readable();
-			sync_frontend_watch();
+		if (fd == vm1_->fd()) {
+			vm1_->handle_readable();
+			sync_vm1_watch();
 		}
 		break;
 	case tag::kick:
@@ -759,9 +759,9 @@ void backend::on_config_doorbell()
 		spdlog::debug("driver: generation seen {} (backend at {})", d.generation_seen,
 			      ctrl_.generation());
 	last_driver_ = d;
-	if (fe_) {
-		fe_->on_driver_doorbell();
-		sync_frontend_watch();
+	if (vm1_) {
+		vm1_->on_driver_doorbell();
+		sync_vm1_watch();
 	}
 }
 
@@ -801,10 +801,11 @@ nlohmann::json backend::status() const
 		  {"call_peer_probe", probe_peer_},
 		  {"reannounce_peer", reannounce_peer_}}},
 	};
-	if (fe_) {
-		r["frontend"] = fe_->status();
-		r["iotlb"] = fe_->counters();
-		r["iotlb"]["shadow_entries"] = fe_->shadow().size();
+	if (vm1_) {
+		// VM1's session; "frontend" is what selftests/ and scripts/ read.
+		r["frontend"] = vm1_->status();
+		r["iotlb"] = vm1_->counters();
+		r["iotlb"]["shadow_entries"] = vm1_->shadow().size();
 	}
 	if (dev_) {
 		const device_server_stats &st = dev_->stats();

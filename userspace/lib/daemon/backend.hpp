@@ -11,6 +11,8 @@
  *         "features":N,"mtu":N},"mem_file":S,"file_size":N,
  *         "peer_mem_size":N,"cpu_seconds":X,"notify":{...}, with a
  *         front-end also "frontend":{...},"iotlb":{...}}
+ *     ("frontend" is VM1's session; the key stays: scripts and selftests
+ *     read it)
  *   {"cmd":"link","state":"up"|"down"}  -> {"ok":true}
  *   anything else -> {"ok":false,"error":"..."}; the connection stays open.
  */
@@ -108,7 +110,7 @@ public:
 	bool device_mode() const noexcept { return dev_.has_value(); }
 	const shm_file &memory() const noexcept { return shm_; }
 	/** The vhost-user session; null without --vhost-user-socket. */
-	vm1_session *vhost_user() noexcept { return fe_.get(); }
+	vm1_session *vhost_user() noexcept { return vm1_.get(); }
 
 private:
 	enum class tag : std::uint32_t {
@@ -138,7 +140,7 @@ private:
 	// vm1_session_events
 	void notify_driver() override;
 	void queue_fds_changed(unsigned q) override;
-	void sync_frontend_watch();
+	void sync_vm1_watch();
 	/** VM1's socket hung up while paused (a reply waits for VM2). */
 	void on_vm1_hangup(int fd);
 	void on_kick(int fd);
@@ -182,7 +184,8 @@ private:
 	std::optional<signal_set> signals_;
 	driver_state last_driver_;
 	std::optional<unix_listener> vu_listener_;
-	std::unique_ptr<vm1_session> fe_;
+	/** VM1's session (vhost-user front-end); null without --vhost-user-socket. */
+	std::unique_ptr<vm1_session> vm1_;
 	int vu_watched_fd_ = -1;
 	bool vu_paused_ = false;
 	/** Listeners paused after a failed accept, resumed by rest_timer_. */
@@ -237,8 +240,8 @@ private:
 	event_loop::timer rest_timer_ = loop_.add_timer([this] { end_rest(); });
 	/** Raises VM2's config vector again while the probe waits. */
 	event_loop::timer probe_timer_ = loop_.add_timer([this] { nudge_probe(); });
-	/** The VM1 session's next deadline (vm1_session::deadline()). */
-	event_loop::timer fe_timer_ = loop_.add_timer([] {});
+	/** VM1's session's next deadline (vm1_session::deadline()). */
+	event_loop::timer vm1_timer_ = loop_.add_timer([] {});
 };
 
 } // namespace vpci
