@@ -11,7 +11,7 @@
 # traffic goes on; when VM1 enables them all again, every pair resumes
 # where it stopped (no ring fault) and carries traffic again.  The queue
 # vectors and the XPS maps are spread as virtio_net spreads its virtqueues
-# (run with vm2_smp=2 to see two CPUs used).
+# (run with vm2_smp=2 or 4 to see the CPUs used).
 source "$(dirname "$0")/../lib.sh"
 
 tap_begin 13
@@ -124,13 +124,34 @@ fi
 # 16 flows per extra pair each way: that some pair carries none of them by
 # chance is 2^-15 with 2 pairs, about 4 in a million with 4.
 flows=$((16 * (n - 1)))
-# iperf SECONDS [iperf3 args...]
+# iperf SECONDS [-R]: $flows TCP flows, VM2 -> VM1 (-R: VM1 -> VM2).
+# VM2 -> VM1 from every CPU, one pinned client each, VM1 serving each on
+# a port of its own: XPS sends a CPU's frames on that CPU's pair, so one
+# client leaves the other pairs to wherever ACKs happen to be processed
+# (with 4 vCPUs one pair then carried nothing to VM1, seen).  VM1 -> VM2:
+# one client; VM1 spreads the flows by hash.
+vm1 "for c in $(seq -s ' ' 0 $((ncpu - 1))); do iperf3 -s -D -B $VPCI_VM1_IP -p \$((5211 + c)); done"
 iperf() {
-	local out secs=$1
+	local secs=$1 c rc=0 pids=() clients=1
 	shift
-	out=$(iperf3 -c "$VPCI_VM1_IP" -t "$secs" -P "$flows" -f m "$@" 2>&1)
-	echo "$out" | grep -E 'SUM.*(sender|receiver)|error' | sed 's/^/# /'
-	echo "$out" | grep -q 'SUM.*receiver' && ! echo "$out" | grep -q error
+	[ "${1:-}" = -R ] || clients=$ncpu
+	for ((c = 0; c < clients; c++)); do
+		if [ "$clients" = 1 ]; then
+			set -- -p 5201 "$@"
+		else
+			set -- -p $((5211 + c)) "$@"
+		fi
+		timeout $((secs + 60)) taskset -c $((c % ncpu)) iperf3 -c "$VPCI_VM1_IP" -t "$secs" \
+			-P $(((flows + clients - 1) / clients)) -f m "$@" >"/tmp/iperf-$c.out" 2>&1 &
+		pids+=($!)
+		shift 2
+	done
+	for c in "${!pids[@]}"; do
+		wait "${pids[$c]}" || rc=1
+		grep -E 'SUM.*(sender|receiver)|error' "/tmp/iperf-$c.out" | sed "s/^/# client $c: /"
+		grep -q 'SUM.*receiver' "/tmp/iperf-$c.out" && ! grep -q error "/tmp/iperf-$c.out" || rc=1
+	done
+	return $rc
 }
 # all_pairs_moved: every pair's TX and RX packets grew since the last call.
 declare -A last
