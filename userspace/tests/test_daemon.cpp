@@ -12,8 +12,11 @@
 #include <thread>
 #include <vector>
 
+#include <endian.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -201,8 +204,9 @@ nlohmann::json ctl_request(const std::string &path, const std::string &req)
 }
 
 // A vhost-user peer that writes a message a byte at a time holds up only its
-// own connection: the control socket keeps answering at once, and the message
-// is taken whole once its last byte is there.
+// own connection: the control socket and VM2's doorbells keep answering at
+// once (a miss VM2's driver posts reaches VM1's back-end channel), and the
+// message is taken whole once its last byte is there.
 TEST_F(Daemon, SlowVhostUserPeerHoldsUpOnlyItself)
 {
 	const std::string ready = dir.path("ready"), vus = dir.path("vu.sock"),
@@ -218,8 +222,72 @@ TEST_F(Daemon, SlowVhostUserPeerHoldsUpOnlyItself)
 	vpci::unique_fd vm1 = vpci::unix_connect(vus);
 	const timeval tv{5, 0}; // a missing reply fails the test, not hangs it
 	ASSERT_EQ(::setsockopt(vm1.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	// VM1's back-end channel (SET_SLAVE_REQ_FD), where VM2's misses go.
+	int sv[2];
+	ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	vpci::unique_fd channel(sv[0]), theirs(sv[1]);
+	{
+		const std::uint32_t h[3] = {21, vpci::vu::version | vpci::vu::flag_need_reply, 0};
+		vpci::vu::send_raw(vm1.get(), h, sizeof(h), {theirs.get()});
+		theirs.reset();
+		std::uint32_t rh[3] = {};
+		std::uint64_t ack = ~0ULL;
+		ASSERT_EQ(::recv(vm1.get(), rh, sizeof(rh), MSG_WAITALL), 12);
+		ASSERT_EQ(::recv(vm1.get(), &ack, sizeof(ack), MSG_WAITALL), 8);
+		ASSERT_EQ(ack, 0u) << "SET_SLAVE_REQ_FD refused";
+	}
+	// VM2: version, id, shm, peer 0's 3 vectors (the backend's doorbells),
+	// own vector 0.  Its driver's side of the control area is the memory
+	// file's last VPCI_CTRL_SIZE bytes.
+	vpci::unique_fd vm2 = vpci::unix_connect(dir.path("ivs.sock"));
+	vpci::unique_fd shm, doorbell;
+	for (int i = 0; i < 7; i++) {
+		auto m = vpci::test::recv_ivshmem_msg(vm2.get());
+		ASSERT_TRUE(m) << "setup message " << i;
+		if (i == 2)
+			shm = std::move(m->fd);
+		if (i == 3 + static_cast<int>(VPCI_VEC_CONFIG))
+			doorbell = std::move(m->fd);
+	}
+	ASSERT_TRUE(shm && doorbell);
+	struct stat sb{};
+	ASSERT_EQ(::fstat(shm.get(), &sb), 0);
+	void *area = ::mmap(nullptr, VPCI_CTRL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, shm.get(),
+			    sb.st_size - VPCI_CTRL_SIZE);
+	ASSERT_NE(area, MAP_FAILED);
+	struct unmap {
+		void *p;
+		~unmap() { ::munmap(p, VPCI_CTRL_SIZE); }
+	} unmap_area{area};
+	auto &d2b = static_cast<vpci_ctrl *>(area)->d2b;
+	auto worst_vm2 = std::chrono::steady_clock::duration::zero();
+
+	// VM2's driver reports a miss for page @p i and rings the config
+	// doorbell; how long until VM1's back-end channel has it.
+	auto vm2_miss = [&](std::size_t i) {
+		vpci_msg miss{};
+		miss.type = VPCI_MSG_IOTLB_MISS;
+		miss.perm = VPCI_PERM_RO;
+		miss.iova = htole64(0x1000 * (i + 1));
+		miss.size = htole64(1);
+		const std::uint32_t prod = vpci::le_load(d2b.prod);
+		d2b.ent[prod % VPCI_MSG_RING_SIZE] = miss;
+		vpci::le_store(d2b.prod, prod + 1, std::memory_order_release);
+		const auto t1 = std::chrono::steady_clock::now();
+		vpci::eventfd_signal(doorbell.get());
+		const auto r = vpci::vu::recv_raw(channel.get(), 5000);
+		worst_vm2 = std::max(worst_vm2, std::chrono::steady_clock::now() - t1);
+		ASSERT_TRUE(r) << "VM2's miss after byte " << i << " never reached VM1";
+		vpci::vu::iotlb_msg t{};
+		ASSERT_EQ(r->payload.size(), sizeof(t));
+		std::memcpy(&t, r->payload.data(), sizeof(t));
+		EXPECT_EQ(t.iova, 0x1000u * (i + 1));
+	};
+
 	// SET_FEATURES (VERSION_1) with NEED_REPLY: 12 header and 8 payload
-	// bytes, one every 150 ms, each followed by a status request.
+	// bytes, one every 150 ms, each followed by a status request and a
+	// miss from VM2's driver (in turns first: either may be the one that
+	// comes while the daemon would wait for the next byte).
 	std::uint8_t msg[20];
 	const std::uint32_t hdr[3] = {2, vpci::vu::version | vpci::vu::flag_need_reply, 8};
 	const std::uint64_t features = 1ULL << 32;
@@ -228,15 +296,24 @@ TEST_F(Daemon, SlowVhostUserPeerHoldsUpOnlyItself)
 	auto worst = std::chrono::steady_clock::duration::zero();
 	for (std::size_t i = 0; i < sizeof(msg); i++) {
 		vpci::vu::send_raw(vm1.get(), msg + i, 1, {});
+		if (i % 2) {
+			ASSERT_NO_FATAL_FAILURE(vm2_miss(i));
+		}
 		const auto t0 = std::chrono::steady_clock::now();
 		const auto st = ctl_request(ctl, R"({"cmd":"status"})");
 		worst = std::max(worst, std::chrono::steady_clock::now() - t0);
 		ASSERT_TRUE(st.is_object() && st.value("ok", false)) << "after byte " << i;
+		if (i % 2 == 0) {
+			ASSERT_NO_FATAL_FAILURE(vm2_miss(i));
+		}
 		std::this_thread::sleep_for(150ms);
 	}
 	EXPECT_LT(worst, 100ms) << "the control socket waited for a vhost-user peer: "
 				<< std::chrono::duration_cast<std::chrono::milliseconds>(worst).count()
 				<< " ms";
+	EXPECT_LT(worst_vm2, 100ms)
+		<< "VM2's doorbell waited for a vhost-user peer: "
+		<< std::chrono::duration_cast<std::chrono::milliseconds>(worst_vm2).count() << " ms";
 	// The dripped message was applied (acked 0) and the session goes on.
 	std::uint32_t rh[3] = {};
 	std::uint64_t v = 1;
