@@ -136,29 +136,22 @@ TEST_F(BackendTest, ControlClientWorkPerWakeupIsBounded)
 	unique_fd other = unix_connect(dir_.path("ctl.sock"));
 	be_.run_once(0); // accept both
 	be_.run_once(0);
-	constexpr int n = 1000;
+	constexpr std::size_t n = 1000;
 	std::string reqs;
-	for (int i = 0; i < n; i++)
+	for (std::size_t i = 0; i < n; i++)
 		reqs += "{\"cmd\":\"nope\"}\n"; // a short error reply each
 	ASSERT_EQ(::send(flood.get(), reqs.data(), reqs.size(), MSG_NOSIGNAL),
 		  static_cast<ssize_t>(reqs.size()));
 	ASSERT_EQ(::send(other.get(), "{\"cmd\":\"status\"}\n", 17, MSG_NOSIGNAL), 17);
 	be_.run_once(100);
-	auto replies = [](int fd, std::string &acc) {
-		char buf[65536];
-		ssize_t r;
-		while ((r = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
-			acc.append(buf, static_cast<std::size_t>(r));
-		return std::count(acc.begin(), acc.end(), '\n');
-	};
 	std::string a, b;
-	const auto first = replies(flood.get(), a);
-	EXPECT_GT(first, 0);
-	EXPECT_LE(first, 32) << "one wakeup answered the whole stream";
-	EXPECT_EQ(replies(other.get(), b), 1) << "the other client waited behind the stream";
-	for (int i = 0; i < 200 && replies(flood.get(), a) < n; i++)
+	const auto first = lines_so_far(flood.get(), a);
+	EXPECT_GT(first, 0u);
+	EXPECT_LE(first, 32u) << "one wakeup answered the whole stream";
+	EXPECT_EQ(lines_so_far(other.get(), b), 1u) << "the other client waited behind the stream";
+	for (int i = 0; i < 200 && lines_so_far(flood.get(), a) < n; i++)
 		be_.run_once(0);
-	EXPECT_EQ(replies(flood.get(), a), n) << "every request answered, in later turns";
+	EXPECT_EQ(lines_so_far(flood.get(), a), n) << "every request answered, in later turns";
 }
 
 // Control clients are bounded: the 65th is told so and closed, the daemon

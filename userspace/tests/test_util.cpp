@@ -93,6 +93,15 @@ bool readable(int fd)
 	return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
+std::size_t lines_so_far(int fd, std::string &acc)
+{
+	char buf[65536];
+	ssize_t r;
+	while ((r = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		acc.append(buf, static_cast<std::size_t>(r));
+	return static_cast<std::size_t>(std::count(acc.begin(), acc.end(), '\n'));
+}
+
 std::size_t flood(int fd, const std::string &unit, std::size_t at_most)
 {
 	const int big = 4 << 20; // capped at net.core.wmem_max

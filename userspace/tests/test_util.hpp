@@ -63,6 +63,12 @@ std::optional<ivshmem_msg> recv_ivshmem_msg(int sock);
 bool readable(int fd);
 
 /**
+ * Append what stream socket @p fd holds now (without waiting) to @p acc;
+ * returns the lines @p acc holds (its newlines).
+ */
+std::size_t lines_so_far(int fd, std::string &acc);
+
+/**
  * A peer flooding stream socket @p fd: copies of @p unit (whole ones only)
  * sent without waiting until @p at_most bytes went or the socket is full
  * (its send buffer raised first).  Returns the bytes sent.

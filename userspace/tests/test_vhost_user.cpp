@@ -48,8 +48,12 @@ protected:
 		c.vring_base_timeout_ms = wait_timeout_ms;
 		c.shadow_max = shadow_max;
 		c.reannounce_peer = reannounce_peer;
+		if (control_socket)
+			c.control_socket = d.path("ctl.sock");
 		return c;
 	}
+	/** The next fixture's backend has a control socket too (default not). */
+	static inline bool control_socket = false;
 	/** backend_config::reannounce_peer for the next fixture (default off). */
 	static inline bool reannounce_peer = false;
 	/** backend_config::inval_timeout_ms and vring_base_timeout_ms for the next fixture. */
@@ -587,6 +591,114 @@ TEST_F(VhostUserTest, D2bWorkPerWakeupIsBounded)
 	const std::size_t warned = log.count(spdlog::level::warn, "bad perm");
 	EXPECT_GE(warned, 1u) << "the malformed entries were not reported";
 	EXPECT_LE(warned, 10u) << "one warning per malformed d2b entry: " << warned;
+}
+
+// A backend with a control socket, for what control clients must not hold up.
+class VhostUserWithControl : public VhostUserTest {
+protected:
+	static void SetUpTestSuite() { control_socket = true; }
+	static void TearDownTestSuite() { control_socket = false; }
+};
+
+// EMFILE and a flood of control clients: while the control listener rests
+// after accept4() failed (no fd left), with the most control clients there
+// may be (64) connected, a quarter of them streaming requests, and one more
+// waiting to be accepted, VM1's request is answered and a miss VM2's driver
+// posts reaches VM1's back-end channel, both within 100 ms; the flood is
+// still being worked off meanwhile, and answered in full once fds are free.
+TEST_F(VhostUserWithControl, EmfileAndAControlFloodLeaveVm1AndVm2Served)
+{
+	using clock = std::chrono::steady_clock;
+	bind_driver();
+	negotiate(default_device_features);
+	unique_fd ours = slave_channel();
+	ASSERT_TRUE(ours);
+	const std::string ctl = dir_.path("ctl.sock");
+	constexpr std::size_t clients = 64, streaming = clients / 4, each = 200;
+	std::vector<unique_fd> flood;
+	for (std::size_t i = 0; i < clients; i++) {
+		flood.push_back(unix_connect(ctl));
+		be_.run_once(0);
+	}
+	std::string reqs;
+	for (std::size_t i = 0; i < each; i++)
+		reqs += "{\"cmd\":\"nope\"}\n"; // a short error reply each
+	for (std::size_t i = 0; i < streaming; i++)
+		ASSERT_EQ(::send(flood[i].get(), reqs.data(), reqs.size(), MSG_NOSIGNAL),
+			  static_cast<ssize_t>(reqs.size()));
+	std::vector<std::string> got(streaming);
+	auto answered = [&] {
+		std::size_t n = 0;
+		for (std::size_t i = 0; i < streaming; i++)
+			n += lines_so_far(flood[i].get(), got[i]);
+		return n;
+	};
+
+	// No fd left for accept4() (as in BackendTest's
+	// AcceptFailureIsCountedAndTheListenerRests), a 65th client waiting.
+	rlimit old{};
+	ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+	const int probe = ::dup(0); // the lowest free fd: everything below is in use
+	ASSERT_GE(probe, 0);
+	::close(probe);
+	unique_fd waiting = unix_connect(ctl); // takes fd `probe`
+	rlimit low = old;
+	low.rlim_cur = static_cast<rlim_t>(probe + 1);
+	ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+	struct restore {
+		rlimit r;
+		~restore() { ::setrlimit(RLIMIT_NOFILE, &r); }
+	} restore_limit{old};
+	const auto errors0 = be_.status()["handler_errors"].get<std::uint64_t>();
+	for (int i = 0; i < 50 && be_.status()["handler_errors"].get<std::uint64_t>() == errors0;
+	     i++)
+		be_.run_once(5);
+	ASSERT_GT(be_.status()["handler_errors"].get<std::uint64_t>(), errors0)
+		<< "accept4() did not fail";
+
+	// The listener rests; VM1 asks, VM2's driver reports a miss.
+	const auto t0 = clock::now();
+	vu::send_message(sock_.get(), static_cast<std::uint32_t>(vu::request::get_queue_num),
+			 vu::version, nullptr, 0);
+	vpci_msg miss{};
+	miss.type = VPCI_MSG_IOTLB_MISS;
+	miss.perm = VPCI_PERM_RO;
+	miss.iova = htole64(0xabc000);
+	miss.size = htole64(1);
+	driver_post(miss);
+	eventfd_signal(be_.ivshmem().doorbell_fd(VPCI_VEC_CONFIG));
+	std::optional<vu::raw_message> reply, to_vm1;
+	while ((!reply || !to_vm1) && clock::now() - t0 < std::chrono::seconds(3)) {
+		be_.run_once(5);
+		if (!reply)
+			reply = vu::recv_raw(sock_.get(), 0);
+		if (!to_vm1)
+			to_vm1 = vu::recv_raw(ours.get(), 0);
+	}
+	const auto took = clock::now() - t0;
+	const std::size_t flood_answered = answered();
+	ASSERT_TRUE(reply) << "VM1 was not answered";
+	EXPECT_EQ(reply->u64(), 2u) << "GET_QUEUE_NUM";
+	ASSERT_TRUE(to_vm1) << "VM2's miss did not reach VM1";
+	EXPECT_EQ(to_vm1->req, static_cast<std::uint32_t>(vu::slave_request::iotlb_msg));
+	EXPECT_LT(took, std::chrono::milliseconds(100))
+		<< "VM1 and VM2 waited for the control listener or its clients: "
+		<< std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+	EXPECT_LT(flood_answered, streaming * each)
+		<< "VM1 and VM2 were served only after the whole flood";
+
+	// fds free again: the waiting 65th client is told it is one too many,
+	// and every flood request is answered.
+	ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+	std::string busy;
+	std::size_t total = flood_answered;
+	for (int i = 0; i < 500 && (total < streaming * each || busy.empty()); i++) {
+		be_.run_once(5);
+		lines_so_far(waiting.get(), busy);
+		total = answered();
+	}
+	EXPECT_NE(busy.find("too many control clients"), std::string::npos) << busy;
+	EXPECT_EQ(total, streaming * each);
 }
 
 // The shadow IOTLB holds what the driver's IOTLB can (65,536 entries; this
