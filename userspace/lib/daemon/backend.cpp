@@ -772,35 +772,78 @@ void backend::set_link(bool up)
 	notify_vm2(VPCI_VEC_CONFIG);
 }
 
+namespace {
+
+// The reply to `status` (docs/backend.md; selftests/, scripts/ and
+// vpci-ctl read it by these names).
+struct driver_status {
+	std::uint32_t status = 0;
+	bool bound = false, up = false;
+	std::uint64_t features = 0;
+	std::uint16_t mtu = 0;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(driver_status, status, bound, up, features, mtu)
+
+struct notify_status {
+	std::uint64_t own_vectors_sent = 0, peer_reannouncements = 0;
+	std::uint16_t call_peer = 0, call_peer_probe = 0;
+	bool reannounce_peer = false;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(notify_status, own_vectors_sent, peer_reannouncements,
+				   call_peer, call_peer_probe, reannounce_peer)
+
+/** Always there; "frontend", "iotlb" and "device" are added when they exist. */
+struct status_reply {
+	bool ok = true;
+	bool vm2_connected = false;
+	std::string vm2_device;
+	int client_id = 0;
+	std::string link;
+	std::uint32_t generation = 0, backend_status = 0;
+	driver_status driver;
+	std::string mem_file;
+	std::uint64_t file_size = 0, peer_mem_size = 0;
+	double cpu_seconds = 0;
+	std::uint64_t handler_errors = 0;
+	notify_status notify;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(status_reply, ok, vm2_connected, vm2_device, client_id, link,
+				   generation, backend_status, driver, mem_file, file_size,
+				   peer_mem_size, cpu_seconds, handler_errors, notify)
+
+/** VM2's vhost-pci device, beside its device_server_stats. */
+struct device_status {
+	bool connected = false, ready = false;
+	std::uint64_t windows = 0;
+	std::vector<file_window> window_list;
+	std::uint64_t mapped_bytes = 0, max_windows = 0, outstanding = 0;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(device_status, connected, ready, windows, window_list,
+				   mapped_bytes, max_windows, outstanding)
+
+} // namespace
+
 nlohmann::json backend::status() const
 {
 	const driver_state d = ctrl_.read_driver();
-	nlohmann::json r = {
-		{"ok", true},
-		{"vm2_connected", vm2_connected()},
-		{"vm2_device", dev_ ? "vhost-pci" : "ivshmem"},
-		{"client_id", dev_ ? (dev_->client_connected() ? 1 : 0) : ivs_->client_id()},
-		{"link", ctrl_.link_up() ? "up" : "down"},
-		{"generation", ctrl_.generation()},
-		{"backend_status", le_load(ctrl_.raw().backend.status)},
-		{"driver",
-		 {{"status", d.status},
-		  {"bound", d.bound()},
-		  {"up", d.up()},
-		  {"features", d.device_features},
-		  {"mtu", d.mtu}}},
-		{"mem_file", shm_.path()},
-		{"file_size", shm_.file_size()},
-		{"peer_mem_size", shm_.ram_size()},
-		{"cpu_seconds", cpu_seconds()},
-		{"handler_errors", handler_errors_ + loop_.errors()},
-		{"notify",
-		 {{"own_vectors_sent", dev_ ? dev_->num_vectors() : ivs_->own_vectors_sent()},
-		  {"peer_reannouncements", dev_ ? 0 : ivs_->peer_reannouncements()},
-		  {"call_peer", call_peer_},
-		  {"call_peer_probe", probe_peer_},
-		  {"reannounce_peer", reannounce_peer_}}},
-	};
+	status_reply s;
+	s.vm2_connected = vm2_connected();
+	s.vm2_device = dev_ ? "vhost-pci" : "ivshmem";
+	s.client_id = dev_ ? (dev_->client_connected() ? 1 : 0) : ivs_->client_id();
+	s.link = ctrl_.link_up() ? "up" : "down";
+	s.generation = ctrl_.generation();
+	s.backend_status = le_load(ctrl_.raw().backend.status);
+	s.driver = {d.status, d.bound(), d.up(), d.device_features, d.mtu};
+	s.mem_file = shm_.path();
+	s.file_size = shm_.file_size();
+	s.peer_mem_size = shm_.ram_size();
+	s.cpu_seconds = cpu_seconds();
+	s.handler_errors = handler_errors_ + loop_.errors();
+	s.notify = {dev_ ? dev_->num_vectors() : ivs_->own_vectors_sent(),
+		    dev_ ? 0 : ivs_->peer_reannouncements(), call_peer_, probe_peer_,
+		    reannounce_peer_};
+	nlohmann::json r = s;
+	// The parts present only with VM1's socket or the vhost-pci device.
 	if (vm1_) {
 		// VM1's session; "frontend" is what selftests/ and scripts/ read.
 		r["frontend"] = vm1_->status();
@@ -808,24 +851,21 @@ nlohmann::json backend::status() const
 		r["iotlb"]["shadow_entries"] = vm1_->shadow().size();
 	}
 	if (dev_) {
-		const device_server_stats &st = dev_->stats();
-		std::uint64_t mapped = 0;
+		device_status ds;
 		// What VM2's BAR2 shows of VM1, and how: the first status_windows
 		// (one reply line stays small; max_windows may be 65536).
-		nlohmann::json list = nlohmann::json::array();
 		for (const file_window &w : dev_->windows()) {
-			mapped += w.size;
-			if (list.size() < status_windows)
-				list.push_back(w);
+			ds.mapped_bytes += w.size;
+			if (ds.window_list.size() < status_windows)
+				ds.window_list.push_back(w);
 		}
-		nlohmann::json dj = st; // maps, unmaps, errors, connects, the latencies
-		dj.update({{"connected", dev_->client_connected()},
-			   {"ready", dev_->ready()},
-			   {"windows", dev_->windows().size()},
-			   {"window_list", std::move(list)},
-			   {"mapped_bytes", mapped},
-			   {"max_windows", dev_->max_windows()},
-			   {"outstanding", dev_->outstanding()}});
+		ds.connected = dev_->client_connected();
+		ds.ready = dev_->ready();
+		ds.windows = dev_->windows().size();
+		ds.max_windows = dev_->max_windows();
+		ds.outstanding = dev_->outstanding();
+		nlohmann::json dj = dev_->stats(); // maps, unmaps, errors, connects, the latencies
+		dj.update(nlohmann::json(ds));
 		r["device"] = std::move(dj);
 	}
 	return r;

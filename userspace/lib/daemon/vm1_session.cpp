@@ -756,29 +756,48 @@ void vm1_session::go_broken(const std::string &why)
 	set_status(VPCI_BS_BROKEN, VPCI_BS_RUNNING);
 }
 
+namespace {
+
+// backend status's "frontend" (selftests/ and scripts/ read it by these names).
+struct queue_status {
+	std::uint16_t num = 0;
+	std::uint64_t desc = 0, avail = 0, used = 0;
+	bool enabled = false;
+	/** "none", "direct" or "relay" (VPCI_NOTIFY_*). */
+	std::string notify, kick, call;
+	std::uint64_t kicks_relayed = 0, calls_relayed = 0;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(queue_status, num, desc, avail, used, enabled, notify, kick,
+				   call, kicks_relayed, calls_relayed)
+
+struct session_status {
+	bool connected = false;
+	std::uint64_t features = 0, protocol_features = 0, mem_regions = 0;
+	std::vector<queue_status> queues;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(session_status, connected, features, protocol_features,
+				   mem_regions, queues)
+
+const char *notify_mode_name(std::uint16_t m)
+{
+	static const char *modes[] = {"none", "direct", "relay"};
+	return modes[m <= 2 ? m : 0];
+}
+
+} // namespace
+
 nlohmann::json vm1_session::status() const
 {
-	nlohmann::json queues = nlohmann::json::array();
-	static const char *modes[] = {"none", "direct", "relay"};
+	session_status s{connected(), sess_.features() & ~vu::f_protocol_features,
+			 sess_.protocol_features(), sess_.regions().size(), {}};
 	for (unsigned q = 0; q < num_queues(); q++) {
 		const vu::ring &v = sess_.queue(q);
 		const ring_notify &n = notify_[q];
-		queues.push_back({{"num", v.num},
-				  {"desc", v.desc},
-				  {"avail", v.avail},
-				  {"used", v.used},
-				  {"enabled", v.live()},
-				  {"notify", modes[n.notify <= 2 ? n.notify : 0]},
-				  {"kick", modes[n.kick_mode <= 2 ? n.kick_mode : 0]},
-				  {"call", modes[n.call_mode <= 2 ? n.call_mode : 0]},
-				  {"kicks_relayed", n.kicks_relayed},
-				  {"calls_relayed", n.calls_relayed}});
+		s.queues.push_back({v.num, v.desc, v.avail, v.used, v.live(),
+				    notify_mode_name(n.notify), notify_mode_name(n.kick_mode),
+				    notify_mode_name(n.call_mode), n.kicks_relayed, n.calls_relayed});
 	}
-	return {{"connected", connected()},
-		{"features", sess_.features() & ~vu::f_protocol_features},
-		{"protocol_features", sess_.protocol_features()},
-		{"mem_regions", sess_.regions().size()},
-		{"queues", queues}};
+	return s;
 }
 
 } // namespace vpci

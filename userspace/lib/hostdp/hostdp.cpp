@@ -82,6 +82,42 @@ struct queue_stats {
 	}
 };
 
+// stats(), as vpci-hostdp --stats and scripts/ read it.
+struct fault_report {
+	std::uint64_t perm = 0, miss_timeout = 0, chain = 0, head = 0, ring = 0, desc = 0;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(fault_report, perm, miss_timeout, chain, head, ring, desc)
+
+struct queue_report {
+	unsigned index = 0;
+	bool running = false, broken = false;
+	std::uint64_t last_avail = 0, used_idx = 0, packets = 0, bytes = 0, dropped = 0,
+		      notify_sent = 0, notify_suppressed = 0, iotlb_misses = 0, stalls = 0;
+	fault_report faults;
+	std::uint64_t csum_partial = 0, csum_completed = 0;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(queue_report, index, running, broken, last_avail, used_idx,
+				   packets, bytes, dropped, notify_sent, notify_suppressed,
+				   iotlb_misses, stalls, faults, csum_partial, csum_completed)
+
+struct iotlb_report {
+	std::uint64_t updates = 0, invalidations = 0, rejected = 0, misses_sent = 0, entries = 0,
+		      evictions = 0;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(iotlb_report, updates, invalidations, rejected, misses_sent,
+				   entries, evictions)
+
+struct device_report {
+	bool connected = false;
+	std::uint64_t sessions = 0, messages = 0, features = 0, pending_frames = 0, turns = 0,
+		      idle_turns = 0, active_ns = 0, busy_ns = 0;
+	iotlb_report iotlb;
+	std::vector<queue_report> queues;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(device_report, connected, sessions, messages, features,
+				   pending_frames, turns, idle_turns, active_ns, busy_ns, iotlb,
+				   queues)
+
 /** One of VM1's virtqueues as we serve it. */
 struct queue {
 	unsigned index = 0;
@@ -808,30 +844,25 @@ struct device::impl final : vu::device_iface {
 
 	void disconnect(const std::string &why) { sess.disconnect(why); }
 
-	nlohmann::json queue_json(const queue &x) const
+	static queue_report report(const queue &x)
 	{
 		const queue_stats &s = x.st;
-		return {{"index", x.index},
-			{"running", x.running},
-			{"broken", x.broken},
-			{"last_avail", x.vr.last_avail},
-			{"used_idx", x.vr.used_idx},
-			{"packets", s.packets},
-			{"bytes", s.bytes},
-			{"dropped", s.dropped},
-			{"notify_sent", s.notify_sent},
-			{"notify_suppressed", s.notify_suppressed},
-			{"iotlb_misses", s.iotlb_misses},
-			{"stalls", s.stalls},
-			{"faults",
-			 {{"perm", s.fault_perm},
-			  {"miss_timeout", s.fault_miss_timeout},
-			  {"chain", s.fault_chain},
-			  {"head", s.fault_head},
-			  {"ring", s.fault_ring},
-			  {"desc", s.fault_desc}}},
-			{"csum_partial", s.csum_partial},
-			{"csum_completed", s.csum_completed}};
+		return {x.index,
+			x.running,
+			x.broken,
+			x.vr.last_avail,
+			x.vr.used_idx,
+			s.packets,
+			s.bytes,
+			s.dropped,
+			s.notify_sent,
+			s.notify_suppressed,
+			s.iotlb_misses,
+			s.stalls,
+			{s.fault_perm, s.fault_miss_timeout, s.fault_chain, s.fault_head, s.fault_ring,
+			 s.fault_desc},
+			s.csum_partial,
+			s.csum_completed};
 	}
 };
 
@@ -888,27 +919,22 @@ nlohmann::json device::stats() const
 {
 	impl &d = *p_;
 	dp_lock::control_guard g(d.lock);
-	nlohmann::json queues = nlohmann::json::array();
-	for (const queue &x : d.q)
-		queues.push_back(d.queue_json(x));
 	const vu::session_counters &sc = d.sess.counters();
-	return {{"connected", d.sess.connected()},
-		{"sessions", sc.sessions},
-		{"messages", sc.messages},
-		{"features", d.features},
-		{"pending_frames", d.pend_n},
-		{"turns", d.turns},
-		{"idle_turns", d.idle_turns},
-		{"active_ns", d.active_ns},
-		{"busy_ns", d.busy_ns},
-		{"iotlb",
-		 {{"updates", d.iotlb_updates},
-		  {"invalidations", d.iotlb_invalidations},
-		  {"rejected", sc.iotlb_rejected},
-		  {"misses_sent", d.misses_sent},
-		  {"entries", d.iotlb.n},
-		  {"evictions", d.iotlb.evictions}}},
-		{"queues", queues}};
+	device_report r{d.sess.connected(),
+			sc.sessions,
+			sc.messages,
+			d.features,
+			d.pend_n,
+			d.turns,
+			d.idle_turns,
+			d.active_ns,
+			d.busy_ns,
+			{d.iotlb_updates, d.iotlb_invalidations, sc.iotlb_rejected, d.misses_sent,
+			 d.iotlb.n, d.iotlb.evictions},
+			{}};
+	for (const queue &x : d.q)
+		r.queues.push_back(impl::report(x));
+	return r;
 }
 
 } // namespace vpci::hostdp
