@@ -27,16 +27,11 @@ int main(int argc, char **argv)
 	CLI11_PARSE(app, argc, argv);
 
 	run_config &c = o.run;
-	const bool quiet = o.quiet, verbose = o.verbose, list_faults = o.list_faults;
+	const bool quiet = o.quiet, verbose = o.verbose;
 	const unsigned watchdog_s = o.watchdog_s;
 	const std::string &json_out = o.json_out;
 	spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info);
 	spdlog::set_default_logger(spdlog::stderr_color_mt("vpci-sim"));
-	if (list_faults) {
-		for (const auto &f : faults())
-			fmt::print("{:<18} {}  {}\n", f.name, f.queue == rxq ? "rx" : "tx", f.what);
-		return 0;
-	}
 	try {
 		finish_cli_options(o);
 		if (!quiet)

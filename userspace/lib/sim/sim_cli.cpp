@@ -2,7 +2,10 @@
 #include "sim_cli.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -10,9 +13,68 @@
 
 namespace vpci::sim {
 
+namespace {
+
+/** A decimal u32; nullopt if @p v is anything else. */
+std::optional<std::uint32_t> parse_u32(const std::string &v)
+{
+	std::size_t end = 0;
+	unsigned long n = 0;
+	try {
+		n = std::stoul(v, &end);
+	} catch (const std::logic_error &) {
+		return std::nullopt;
+	}
+	if (end != v.size() || n > 0xffffffffUL)
+		return std::nullopt;
+	return static_cast<std::uint32_t>(n);
+}
+
+/** --size: N or MIN-MAX with MIN <= MAX; CLI::ValidationError if not. */
+std::pair<std::uint32_t, std::uint32_t> parse_sizes(const std::string &v)
+{
+	const auto dash = v.find('-');
+	const std::string a = v.substr(0, dash), b = dash == std::string::npos ? a : v.substr(dash + 1);
+	const auto lo = parse_u32(a), hi = parse_u32(b);
+	if (!lo || !hi)
+		throw CLI::ValidationError(fmt::format("--size: '{}' is not a number", !lo ? a : b));
+	if (*lo > *hi)
+		throw CLI::ValidationError(fmt::format("--size: {} is more than {}", *lo, *hi));
+	return {*lo, *hi};
+}
+
+const CLI::Validator size_syntax(
+	[](std::string &v) -> std::string {
+		try {
+			(void)parse_sizes(v);
+		} catch (const CLI::ValidationError &e) {
+			return std::string(e.what()).substr(sizeof("--size: ") - 1);
+		}
+		return {};
+	},
+	"N or MIN-MAX");
+
+const CLI::Validator power_of_two_ring(
+	[](std::string &v) -> std::string {
+		const auto n = parse_u32(v);
+		if (!n || *n == 0 || *n > 1024 || (*n & (*n - 1)))
+			return "a power of two up to 1024";
+		return {};
+	},
+	"POWER OF 2 <= 1024");
+
+const CLI::Validator known_fault(
+	[](std::string &v) -> std::string {
+		return find_fault(v) ? std::string() : "unknown (see --list-faults)";
+	},
+	"FAULT");
+
+} // namespace
+
 void add_cli_options(CLI::App &app, cli_options &o)
 {
-	app.add_option("-s,--socket", o.run.socket, "vhost-user socket of the back-end (it listens)");
+	app.add_option("-s,--socket", o.run.socket, "vhost-user socket of the back-end (it listens)")
+		->required();
 	app.add_option("--mem-file", o.run.mem_file,
 		       "use this existing memory file (vpci-backend --mem-file); default: a memfd");
 	app.add_option("--ram-size", o.run.ram_size,
@@ -20,6 +82,7 @@ void add_cli_options(CLI::App &app, cli_options &o)
 		->transform(CLI::AsSizeValue(false))
 		->default_str("16M");
 	app.add_option("--iommu-policy", o.policy, "identity | transient | static-pool")
+		->check(CLI::IsMember({"identity", "transient", "static-pool"}))
 		->capture_default_str();
 	app.add_flag("--no-iommu", o.no_iommu, "do not negotiate ACCESS_PLATFORM (GPA mode)");
 	app.add_flag("--iotlb-push", o.run.push,
@@ -40,37 +103,48 @@ void add_cli_options(CLI::App &app, cli_options &o)
 		       "post at most this many RX buffers in the whole run (0: no limit; "
 		       "a VM1 that stops posting)");
 	app.add_option("--rx-perm", o.rx_perm, "permission of RX buffer mappings: rw | wo")
+		->check(CLI::IsMember({"rw", "wo"}))
 		->capture_default_str();
 	app.add_option("--direction", o.dir, "tx | rx | both (both: expects frames back)")
+		->check(CLI::IsMember({"tx", "rx", "both"}))
 		->capture_default_str();
 	app.add_option("-n,--count", o.run.count, "frames to send")->capture_default_str();
 	app.add_option("--duration", o.run.duration_s, "stop sending after this many seconds (0: none)");
 	app.add_option("--size", o.sizes,
 		       "frame size N or MIN-MAX (mixed), 60..4084; with --gso 80..65535")
+		->check(size_syntax)
 		->capture_default_str();
 	app.add_option("--rate", o.run.rate_pps, "pacing in frames per second (0: unpaced)");
 	app.add_option("--mode", o.mode, "poll | interrupt (wait on the call eventfds)")
+		->check(CLI::IsMember({"poll", "interrupt"}))
 		->capture_default_str();
 	app.add_option("--ring-size", o.ring, "virtqueue size (power of two, <= 1024)")
+		->check(power_of_two_ring)
 		->capture_default_str();
 	app.add_flag("--no-event-idx", [&](std::int64_t) { o.run.vm.event_idx = false; },
 		     "do not negotiate EVENT_IDX (use the flags)");
-	app.add_flag("--no-mrg-rxbuf", [&](std::int64_t) { o.run.vm.mrg_rxbuf = false; },
-		     "do not negotiate MRG_RXBUF");
-	app.add_flag("--tx-csum", o.run.vm.tx_csum,
+	auto *no_mrg = app.add_flag("--no-mrg-rxbuf", [&](std::int64_t) { o.run.vm.mrg_rxbuf = false; },
+				    "do not negotiate MRG_RXBUF");
+	auto *tx_csum = app.add_flag("--tx-csum", o.run.vm.tx_csum,
 		     "leave every frame's checksum partial (needs the device's CSUM); check what "
 		     "comes back: still partial, or completed");
-	app.add_flag("--gso", o.run.vm.gso,
+	auto *gso = app.add_flag("--gso", o.run.vm.gso,
 		     "send TCP/IPv4 frames with partial checksums, those over 1514 bytes as TSO "
 		     "frames (gso_size 1448) in chains of 4 KiB buffers; needs CSUM, HOST_TSO4, "
-		     "GUEST_CSUM, GUEST_TSO4 and MRG_RXBUF, and every TSO frame back whole");
+		     "GUEST_CSUM, GUEST_TSO4 and MRG_RXBUF, and every TSO frame back whole "
+		     "(its frames carry their own partial checksums: not with --tx-csum, "
+		     "--no-guest-csum or --no-mrg-rxbuf)");
 	app.add_flag("--no-guest-tso", [&](std::int64_t) { o.run.vm.guest_tso = false; },
 		     "with --gso: do not negotiate GUEST_TSO4; the device must then segment "
-		     "TSO frames, which come back as segments and are put back together");
-	app.add_flag("--no-guest-csum", [&](std::int64_t) { o.run.vm.guest_csum = false; },
-		     "do not negotiate GUEST_CSUM (the device must then complete checksums)");
+		     "TSO frames, which come back as segments and are put back together")
+		->needs(gso);
+	auto *no_guest_csum =
+		app.add_flag("--no-guest-csum", [&](std::int64_t) { o.run.vm.guest_csum = false; },
+			     "do not negotiate GUEST_CSUM (the device must then complete checksums)");
+	gso->excludes(tx_csum)->excludes(no_guest_csum)->excludes(no_mrg);
 	auto *fault = app.add_option("--fault", o.run.fault,
-				     "inject this fault half way (see --list-faults)");
+				     "inject this fault half way (see --list-faults)")
+			      ->check(known_fault);
 	app.add_option("--queue-pairs", o.run.queue_pairs,
 		       fmt::format("queue pairs (1..{}): VIRTIO_NET_F_MQ and PROTOCOL_F_MQ when more "
 				   "than one, the back-end must serve them (GET_QUEUE_NUM); each "
@@ -83,7 +157,16 @@ void add_cli_options(CLI::App &app, cli_options &o)
 		->check(CLI::Range(0u, max_queue_pairs - 1))
 		->needs(fault)
 		->capture_default_str();
-	app.add_flag("--list-faults", o.list_faults, "list the fault scenarios and exit");
+	// Before --socket is required: the list needs nothing else.
+	app.add_flag_callback(
+		"--list-faults",
+		[] {
+			for (const auto &f : faults())
+				fmt::print("{:<18} {}  {}\n", f.name, f.queue == rxq ? "rx" : "tx",
+					   f.what);
+			throw CLI::Success();
+		},
+		"list the fault scenarios and exit");
 	app.add_option("--drain-ms", o.run.drain_ms, "stop after this long without progress")
 		->capture_default_str();
 	app.add_option("--connect-wait-ms", o.run.connect_wait_ms, "retry connecting this long")
@@ -104,56 +187,24 @@ void add_cli_options(CLI::App &app, cli_options &o)
 
 void finish_cli_options(cli_options &o)
 {
-	if (o.run.socket.empty())
-		throw CLI::ValidationError("--socket is required");
-	auto p = parse_policy(o.policy);
-	if (!p)
-		throw CLI::ValidationError("--iommu-policy: identity, transient or static-pool");
-	o.run.vm.policy = *p;
+	// Each option's own syntax was checked while parsing; what is left
+	// relates several (--size's bounds depend on --gso, the chains on
+	// --ring-size and --rx-buf-size, --fault-pair on --queue-pairs, the
+	// RAM on the rings), which CLI11 has no check for.
+	o.run.vm.policy = parse_policy(o.policy).value();
 	o.run.iommu = !o.no_iommu;
-	if (o.rx_perm != "rw" && o.rx_perm != "wo")
-		throw CLI::ValidationError("--rx-perm: rw or wo");
 	o.run.vm.rx_perm = o.rx_perm == "rw" ? perm_rw : perm_wo;
 	if (o.dir == "tx")
 		o.run.dir = direction::tx;
 	else if (o.dir == "rx")
 		o.run.dir = direction::rx;
-	else if (o.dir != "both")
-		throw CLI::ValidationError("--direction: tx, rx or both");
-	if (o.mode != "poll" && o.mode != "interrupt")
-		throw CLI::ValidationError("--mode: poll or interrupt");
 	o.run.interrupt = o.mode == "interrupt";
-	auto size = [](const std::string &v) {
-		std::size_t end = 0;
-		unsigned long n = 0;
-		try {
-			n = std::stoul(v, &end);
-		} catch (const std::logic_error &) {
-			end = 0;
-		}
-		if (!end || end != v.size() || n > 0xffffffffUL)
-			throw CLI::ValidationError(fmt::format("--size: '{}' is not a number", v));
-		return static_cast<std::uint32_t>(n);
-	};
-	if (auto dash = o.sizes.find('-'); dash != std::string::npos) {
-		o.run.size_min = size(o.sizes.substr(0, dash));
-		o.run.size_max = size(o.sizes.substr(dash + 1));
-	} else {
-		o.run.size_min = o.run.size_max = size(o.sizes);
-	}
+	std::tie(o.run.size_min, o.run.size_max) = parse_sizes(o.sizes);
 	const std::size_t lo = o.run.vm.gso ? tcp_frame_min : frame_min,
 			  hi = o.run.vm.gso ? tcp_frame_max : page_size - net_hdr_size;
-	if (o.run.size_min < lo || o.run.size_max > hi || o.run.size_min > o.run.size_max)
+	if (o.run.size_min < lo || o.run.size_max > hi)
 		throw CLI::ValidationError(
 			fmt::format("--size: {}..{}{}", lo, hi, o.run.vm.gso ? " with --gso" : ""));
-	if (!o.run.vm.guest_tso && !o.run.vm.gso)
-		throw CLI::ValidationError("--no-guest-tso: only with --gso");
-	if (o.run.vm.gso && (o.run.vm.tx_csum || !o.run.vm.guest_csum || !o.run.vm.mrg_rxbuf))
-		throw CLI::ValidationError(
-			"--gso: its frames carry their own partial checksums and come back whole "
-			"(not with --tx-csum, --no-guest-csum or --no-mrg-rxbuf)");
-	if (o.ring == 0 || o.ring > 1024 || (o.ring & (o.ring - 1)))
-		throw CLI::ValidationError("--ring-size: a power of two up to 1024");
 	o.run.vm.ring_size = static_cast<std::uint16_t>(o.ring);
 	if (o.run.vm.gso) {
 		// The longest frame's TX chain (4 KiB slots) and its RX buffers
@@ -169,8 +220,6 @@ void finish_cli_options(cli_options &o)
 				o.run.size_max, tx, rx, o.run.vm.rx_buf_size, o.ring,
 				std::min<std::size_t>(o.ring - 1, 64)));
 	}
-	if (!o.run.fault.empty() && !find_fault(o.run.fault))
-		throw CLI::ValidationError("--fault: unknown (see --list-faults)");
 	if (o.run.fault_pair >= o.run.queue_pairs)
 		throw CLI::ValidationError(fmt::format(
 			"--fault-pair: {} is not a queue pair of --queue-pairs {} (0..{})",

@@ -19,7 +19,7 @@ struct cli_options {
 	run_config run;
 	std::string policy = "identity", dir = "both", mode = "poll", sizes = "60", json_out,
 		    rx_perm = "rw";
-	bool no_iommu = false, list_faults = false, quiet = false, verbose = false;
+	bool no_iommu = false, quiet = false, verbose = false;
 	unsigned ring = 256;
 	unsigned watchdog_s = 0;
 };
@@ -28,8 +28,10 @@ struct cli_options {
 void add_cli_options(CLI::App &app, cli_options &o);
 
 /**
- * After parsing: check what one option alone cannot (the socket, the
- * names, --fault-pair against --queue-pairs) and fill o.run.  Throws
+ * After parsing (which checked each option alone, and prints
+ * --list-faults): check what relates several options (--size against
+ * --gso, the chains against --ring-size, --fault-pair against
+ * --queue-pairs, the RAM against the rings) and fill o.run.  Throws
  * CLI::ValidationError naming the option.
  */
 void finish_cli_options(cli_options &o);
