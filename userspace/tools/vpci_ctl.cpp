@@ -59,32 +59,40 @@ nlohmann::json request(const std::string &sock_path, const nlohmann::json &req)
 	return reply;
 }
 
+using header_assignment = std::pair<const vpci::header_field *, std::uint64_t>;
+
+/** One --set FIELD=VALUE; std::invalid_argument saying what is wrong. */
+header_assignment parse_set(const std::string &a)
+{
+	auto eq = a.find('=');
+	if (eq == std::string::npos)
+		throw std::invalid_argument("'" + a + "': expected FIELD=VALUE");
+	std::string name = a.substr(0, eq), val = a.substr(eq + 1);
+	const vpci::header_field *f = vpci::find_header_field(name);
+	if (!f) {
+		std::string known;
+		for (const auto &h : vpci::header_fields())
+			known += std::string(known.empty() ? "" : ", ") + h.name;
+		throw std::invalid_argument("unknown header field '" + name + "' (known: " + known +
+					    ")");
+	}
+	auto v = parse_u64(val);
+	if (!v)
+		throw std::invalid_argument(name + ": '" + val +
+					    "' is not a decimal or 0x hex number");
+	if (f->size < 8 && *v >> (8 * f->size))
+		throw std::invalid_argument(
+			fmt::format("{}: {} does not fit in {} bytes", name, val, f->size));
+	return {f, *v};
+}
+
 int cmd_header(const std::string &mem_file, const std::vector<std::string> &sets, bool json)
 {
-	// Validate every assignment before the file is opened for writing.
-	std::vector<std::pair<const vpci::header_field *, std::uint64_t>> todo;
-	for (const auto &a : sets) {
-		auto eq = a.find('=');
-		if (eq == std::string::npos)
-			throw std::runtime_error("--set '" + a + "': expected FIELD=VALUE");
-		std::string name = a.substr(0, eq), val = a.substr(eq + 1);
-		const vpci::header_field *f = vpci::find_header_field(name);
-		if (!f) {
-			std::string known;
-			for (const auto &h : vpci::header_fields())
-				known += std::string(known.empty() ? "" : ", ") + h.name;
-			throw std::runtime_error("unknown header field '" + name + "' (known: " +
-						 known + ")");
-		}
-		auto v = parse_u64(val);
-		if (!v)
-			throw std::runtime_error("--set " + name + ": '" + val +
-						 "' is not a decimal or 0x hex number");
-		if (f->size < 8 && *v >> (8 * f->size))
-			throw std::runtime_error(fmt::format("--set {}: {} does not fit in {} bytes",
-							     name, val, f->size));
-		todo.emplace_back(f, *v);
-	}
+	// Every assignment was checked while parsing (before the file is
+	// opened for writing).
+	std::vector<header_assignment> todo;
+	for (const auto &a : sets)
+		todo.push_back(parse_set(a));
 
 	const bool rw = !todo.empty();
 	vpci::unique_fd fd(::open(mem_file.c_str(), (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC));
@@ -136,9 +144,28 @@ int main(int argc, char **argv)
 	header->add_option("--set", sets,
 			   "FIELD=VALUE (decimal or 0x hex), repeatable; FIELD is a header "
 			   "field name as printed")
-		->type_name("FIELD=VALUE");
+		->type_name("FIELD=VALUE")
+		->check(CLI::Validator(
+			[](std::string &a) -> std::string {
+				try {
+					(void)parse_set(a);
+				} catch (const std::invalid_argument &e) {
+					return e.what();
+				}
+				return {};
+			},
+			"FIELD=VALUE"));
 	header->add_flag("--json", json, "print JSON instead of text");
-	CLI11_PARSE(app, argc, argv);
+	try {
+		app.parse(argc, argv);
+	} catch (const CLI::ValidationError &e) {
+		// CLI11's message; exit 1 as every failure of this tool (a bad
+		// --set always has: tests/test_daemon.cpp).
+		(void)app.exit(e);
+		return 1;
+	} catch (const CLI::ParseError &e) {
+		return app.exit(e);
+	}
 
 	try {
 		if (*header)
