@@ -598,6 +598,7 @@ int main(int argc, char **argv)
 	recv->add_option("--bind", bind_to, "local IPV4:PORT")->required()->check(addr);
 	recv->add_option("-n,--count", count,
 			 "datagrams expected; 0 = open-ended, ends after --idle (default 1 s) of silence")
+		->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 32))
 		->capture_default_str();
 	recv->add_option("--timeout", timeout_s, "seconds to wait in all")->capture_default_str();
 	recv->add_option("--idle", idle, "stop after this many seconds without a datagram")
@@ -616,9 +617,17 @@ int main(int argc, char **argv)
 					      "JSON with min/p50/p99/max in microseconds");
 	rtt->add_option("--to", so.to, "echo IPV4:PORT")->required()->check(addr);
 	rtt->add_option("-n,--count", count, "round trips measured")->capture_default_str();
+	const CLI::Validator one_size = checked_by(
+		[](const std::string &v) {
+			auto [lo, hi] = parse_size(v);
+			if (lo != hi)
+				throw std::invalid_argument("rtt takes one --size: " + v);
+			return lo;
+		},
+		"N");
 	rtt->add_option("--size", size, "UDP payload bytes (>= 24)")
 		->capture_default_str()
-		->check(sizes);
+		->check(one_size);
 	rtt->add_option("--wait-ms", wait_ms, "give a datagram up as lost after this long")
 		->check(CLI::PositiveNumber)
 		->capture_default_str();
@@ -638,13 +647,9 @@ int main(int argc, char **argv)
 		if (*echo)
 			return do_echo(bind_to, count, timeout_s, idle);
 		if (*rtt) {
-			auto [lo, hi] = parse_size(size);
-			if (lo != hi)
-				throw std::invalid_argument("rtt takes one --size");
-			return do_rtt(so.to, count, lo, wait_ms, warmup, seconds);
+			const std::size_t one = parse_size(size).first; // checked: MIN == MAX
+			return do_rtt(so.to, count, one, wait_ms, warmup, seconds);
 		}
-		if (count > (1ULL << 32))
-			throw std::invalid_argument("--count must be 0..2^32");
 		if (!count && idle <= 0)
 			idle = 1;
 		return do_recv(bind_to, count, timeout_s, idle, json);
