@@ -21,6 +21,7 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -35,11 +36,13 @@
 #include <linux/vhost_pci_netlink.h>
 
 #include "event_loop.hpp"
+#include "cli_check.hpp"
 #include "parse.hpp"
 #include "genl.hpp"
 
 namespace {
 
+using vpci::checked_by;
 using vpci::parse_u64;
 
 using json = nlohmann::json;
@@ -316,35 +319,25 @@ int mode_set(const std::string &ifname, const std::map<int, std::uint32_t> &attr
 int cmd_mode(const std::string &ifname, const std::string &mode, const std::string &usecs,
 	     bool as_json)
 {
+	// MODE and USECS were checked while parsing; that hybrid needs USECS
+	// (a value of one positional requiring another) is checked here.
 	std::map<int, std::uint32_t> attrs;
 	if (mode == "poll")
 		attrs[VPCI_A_MODE] = VPCI_MODE_POLL;
 	else if (mode == "interrupt")
 		attrs[VPCI_A_MODE] = VPCI_MODE_INTERRUPT;
-	else if (mode == "hybrid")
-		attrs[VPCI_A_MODE] = VPCI_MODE_HYBRID;
 	else
-		throw CLI::ValidationError("MODE", "must be poll, interrupt or hybrid");
-	if (!usecs.empty()) {
-		auto v = parse_u64(usecs);
-		if (!v || *v > 0xffffffffULL)
-			throw CLI::ValidationError("USECS", "not a number: " + usecs);
-		attrs[VPCI_A_HYBRID_USECS] = static_cast<std::uint32_t>(*v);
-	} else if (mode == "hybrid") {
+		attrs[VPCI_A_MODE] = VPCI_MODE_HYBRID;
+	if (!usecs.empty())
+		attrs[VPCI_A_HYBRID_USECS] = static_cast<std::uint32_t>(*parse_u64(usecs));
+	else if (mode == "hybrid")
 		throw CLI::ValidationError("USECS", "hybrid mode needs USECS");
-	}
 	return mode_set(ifname, attrs, as_json, "mode");
 }
 
 int cmd_events(const std::string &ifname, const std::string &which, bool as_json)
 {
-	std::uint32_t mask;
-	if (which == "iotlb" || which == "all")
-		mask = VPCI_EVENTS_IOTLB;
-	else if (which == "none")
-		mask = 0;
-	else
-		throw CLI::ValidationError("EVENTS", "must be iotlb, all or none");
+	const std::uint32_t mask = which == "none" ? 0 : VPCI_EVENTS_IOTLB; // EVENTS checked
 	return mode_set(ifname, {{VPCI_A_EVENTS, mask}}, as_json, "events");
 }
 
@@ -458,34 +451,60 @@ int cmd_monitor(unsigned count, double timeout, bool as_json)
 	return 0;
 }
 
-/** Send a hand-built request (for tests of the kernel's policies). */
-int cmd_raw(const std::string &cmd, bool dump, const std::vector<std::string> &attrs, bool as_json)
+/** raw's CMD: a command name or number; std::invalid_argument if neither. */
+std::uint8_t parse_raw_cmd(const std::string &cmd)
 {
 	static const std::map<std::string, std::uint8_t> cmds = {
 		{"dev-get", VPCI_CMD_DEV_GET}, {"iotlb-dump", VPCI_CMD_IOTLB_DUMP},
 		{"mode-set", VPCI_CMD_MODE_SET}, {"fault-ntf", VPCI_CMD_FAULT_NTF},
 	};
-	auto c = cmds.find(cmd);
-	std::uint8_t cmd_id;
-	if (c != cmds.end()) {
-		cmd_id = c->second;
-	} else {
-		auto v = parse_u64(cmd);
-		if (!v || *v > 255)
-			throw CLI::ValidationError("CMD", "unknown command " + cmd);
-		cmd_id = static_cast<std::uint8_t>(*v);
-	}
+	if (auto c = cmds.find(cmd); c != cmds.end())
+		return c->second;
+	auto v = parse_u64(cmd);
+	if (!v || *v > 255)
+		throw std::invalid_argument("unknown command " + cmd);
+	return static_cast<std::uint8_t>(*v);
+}
+
+/** One raw --attr KIND:TYPE=VALUE. */
+struct raw_attr {
+	std::string kind, val;
+	int type;
+	std::uint64_t num; // u8..u64: VALUE
+};
+
+/** Parse one --attr; std::invalid_argument saying what is wrong. */
+raw_attr parse_raw_attr(const std::string &a)
+{
+	auto colon = a.find(':'), eq = a.find('=');
+	if (colon == std::string::npos || eq == std::string::npos || eq < colon)
+		throw std::invalid_argument("KIND:TYPE=VALUE expected: " + a);
+	raw_attr r{a.substr(0, colon), a.substr(eq + 1), 0, 0};
+	auto type = parse_u64(a.substr(colon + 1, eq - colon - 1));
+	if (!type || *type > 0x7fff)
+		throw std::invalid_argument("bad attribute type in " + a);
+	r.type = static_cast<int>(*type);
+	if (r.kind == "str" || r.kind == "flag")
+		return r;
+	if (r.kind != "u8" && r.kind != "u16" && r.kind != "u32" && r.kind != "u64")
+		throw std::invalid_argument("KIND is u8, u16, u32, u64, str or flag");
+	auto v = parse_u64(r.val);
+	if (!v)
+		throw std::invalid_argument("bad value in " + a);
+	r.num = *v;
+	return r;
+}
+
+/** Send a hand-built request (for tests of the kernel's policies). */
+int cmd_raw(const std::string &cmd, bool dump, const std::vector<std::string> &attrs, bool as_json)
+{
+	// CMD and every --attr were checked while parsing.
 	genl::family fam(VPCI_GENL_NAME);
-	auto m = fam.request(cmd_id, dump ? NLM_F_DUMP : 0);
+	auto m = fam.request(parse_raw_cmd(cmd), dump ? NLM_F_DUMP : 0);
 	for (const auto &a : attrs) {
-		auto colon = a.find(':'), eq = a.find('=');
-		if (colon == std::string::npos || eq == std::string::npos || eq < colon)
-			throw CLI::ValidationError("--attr", "KIND:TYPE=VALUE expected: " + a);
-		std::string kind = a.substr(0, colon), val = a.substr(eq + 1);
-		auto type = parse_u64(a.substr(colon + 1, eq - colon - 1));
-		if (!type || *type > 0x7fff)
-			throw CLI::ValidationError("--attr", "bad attribute type in " + a);
-		int t = static_cast<int>(*type);
+		const raw_attr r = parse_raw_attr(a);
+		const std::string &kind = r.kind, &val = r.val;
+		const int t = r.type;
 		if (kind == "str") {
 			nla_put_string(m.get(), t, val.c_str());
 			continue;
@@ -494,19 +513,14 @@ int cmd_raw(const std::string &cmd, bool dump, const std::vector<std::string> &a
 			nla_put_flag(m.get(), t);
 			continue;
 		}
-		auto v = parse_u64(val);
-		if (!v)
-			throw CLI::ValidationError("--attr", "bad value in " + a);
 		if (kind == "u8")
-			nla_put_u8(m.get(), t, static_cast<std::uint8_t>(*v));
+			nla_put_u8(m.get(), t, static_cast<std::uint8_t>(r.num));
 		else if (kind == "u16")
-			nla_put_u16(m.get(), t, static_cast<std::uint16_t>(*v));
+			nla_put_u16(m.get(), t, static_cast<std::uint16_t>(r.num));
 		else if (kind == "u32")
-			nla_put_u32(m.get(), t, static_cast<std::uint32_t>(*v));
-		else if (kind == "u64")
-			nla_put_u64(m.get(), t, *v);
+			nla_put_u32(m.get(), t, static_cast<std::uint32_t>(r.num));
 		else
-			throw CLI::ValidationError("--attr", "KIND is u8, u16, u32, u64, str or flag");
+			nla_put_u64(m.get(), t, r.num);
 	}
 	unsigned replies = 0;
 	try {
@@ -548,20 +562,33 @@ int main(int argc, char **argv)
 	iotlb->add_option("IFNAME", ifname, "Interface")->required();
 	auto *modec = app.add_subcommand("mode", "Set poll, interrupt or hybrid mode (root)");
 	modec->add_option("IFNAME", ifname, "Interface")->required();
-	modec->add_option("MODE", mode, "poll, interrupt or hybrid")->required();
-	modec->add_option("USECS", usecs, "Hybrid: microseconds to keep polling");
+	modec->add_option("MODE", mode, "poll, interrupt or hybrid")
+		->required()
+		->check(CLI::IsMember({"poll", "interrupt", "hybrid"}));
+	modec->add_option("USECS", usecs, "Hybrid: microseconds to keep polling")
+		->check(checked_by(
+			[](const std::string &v) {
+				auto n = parse_u64(v);
+				if (!n || *n > 0xffffffffULL)
+					throw std::invalid_argument("not a number: " + v);
+				return *n;
+			},
+			"USECS"));
 	auto *events = app.add_subcommand("events", "Enable optional events of IFNAME (root)");
 	events->add_option("IFNAME", ifname, "Interface")->required();
 	events->add_option("EVENTS", which, "iotlb (misses and invalidations), all or none")
-		->required();
+		->required()
+		->check(CLI::IsMember({"iotlb", "all", "none"}));
 	auto *monitor = app.add_subcommand("monitor", "Print events (faults; IOTLB if enabled)");
 	monitor->add_option("--count", count, "Exit after N events (status 1 if fewer by the timeout)");
 	monitor->add_option("--timeout", timeout, "Exit after S seconds");
 	auto *raw = app.add_subcommand("raw", "Send a hand-built request (testing the kernel's checks)");
 	raw->add_option("CMD", raw_cmd, "dev-get, iotlb-dump, mode-set, fault-ntf or a number")
-		->required();
+		->required()
+		->check(checked_by(parse_raw_cmd, "CMD"));
 	raw->add_flag("--dump", raw_dump, "Send as a dump request");
-	raw->add_option("--attr", raw_attrs, "KIND:TYPE=VALUE, KIND u8|u16|u32|u64|str|flag");
+	raw->add_option("--attr", raw_attrs, "KIND:TYPE=VALUE, KIND u8|u16|u32|u64|str|flag")
+		->check(checked_by(parse_raw_attr, "KIND:TYPE=VALUE"));
 
 	try {
 		app.parse(argc, argv);

@@ -34,12 +34,14 @@
 #include <thread>
 #include <vector>
 
+#include "cli_check.hpp"
 #include "event_loop.hpp"
 #include "fd.hpp"
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+using vpci::checked_by;
 constexpr std::uint32_t kMagic = 0x56504354; // "VPCT"
 constexpr std::size_t kMaxDatagram = 65507;
 constexpr unsigned kMaxBatch = 256;
@@ -546,21 +548,6 @@ std::pair<std::size_t, std::size_t> parse_size(const std::string &size)
 	if (*lo < kHdr || *hi < *lo || *hi > kMaxDatagram)
 		throw std::invalid_argument("size must be within 24..65507 and MIN <= MAX: " + size);
 	return {*lo, *hi};
-}
-
-/** A CLI11 check from a parser that throws: its message is the error. */
-template <typename F> CLI::Validator checked_by(F parse, const char *what)
-{
-	return CLI::Validator(
-		[parse](std::string &v) -> std::string {
-			try {
-				(void)parse(v);
-				return {};
-			} catch (const std::exception &e) {
-				return e.what();
-			}
-		},
-		what);
 }
 
 } // namespace
