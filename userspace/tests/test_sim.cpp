@@ -1112,6 +1112,11 @@ TEST(SimCli, BadValuesFailAtParse)
 		{{"-s", "x", "--fault", "nope"}, "--fault: unknown (see --list-faults)"},
 		{{"-s", "x", "--size", "100-60"}, "--size: 100 is more than 60"},
 		{{"-s", "x", "--size", "6x"}, "--size: '6x' is not a number"},
+		// Whole decimal numbers only: no sign, no blanks, no wrap.
+		{{"-s", "x", "--size", "+100"}, "--size: '+100' is not a number"},
+		{{"-s", "x", "--size", " 100"}, "--size: ' 100' is not a number"},
+		{{"-s", "x", "--size", "60-+100"}, "--size: '+100' is not a number"},
+		{{"-s", "x", "--size", "4294967396"}, "--size: '4294967396' is not a number"},
 	};
 	for (const auto &[args, want] : bad) {
 		CLI::App app;

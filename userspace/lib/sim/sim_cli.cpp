@@ -2,6 +2,7 @@
 #include "sim_cli.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -15,19 +16,19 @@ namespace vpci::sim {
 
 namespace {
 
-/** A decimal u32; nullopt if @p v is anything else. */
+/**
+ * A decimal u32, the whole string; nullopt if @p v is anything else (a
+ * sign, blanks, hex: std::stoul took " 8", "+8" and "-18446744073709551608",
+ * which wrapped to 8).
+ */
 std::optional<std::uint32_t> parse_u32(const std::string &v)
 {
-	std::size_t end = 0;
-	unsigned long n = 0;
-	try {
-		n = std::stoul(v, &end);
-	} catch (const std::logic_error &) {
+	std::uint32_t n = 0;
+	const char *b = v.data(), *e = v.data() + v.size();
+	const auto [p, ec] = std::from_chars(b, e, n);
+	if (b == e || ec != std::errc() || p != e)
 		return std::nullopt;
-	}
-	if (end != v.size() || n > 0xffffffffUL)
-		return std::nullopt;
-	return static_cast<std::uint32_t>(n);
+	return n;
 }
 
 /** --size: N or MIN-MAX with MIN <= MAX; CLI::ValidationError if not. */
