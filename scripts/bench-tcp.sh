@@ -35,7 +35,15 @@ mkdir -p "$out"
 : >"$out/tcp.jsonl"
 boots=${VPCI_BENCH_BOOTS:-1}
 [[ $boots =~ ^[1-9][0-9]*$ ]] || { echo "bench-tcp: VPCI_BENCH_BOOTS must be a positive number, not '$boots'" >&2; exit 2; }
+# host_steal: the host's steal time so far, all CPUs, in clock ticks
+# (/proc/stat's "cpu" line, 8th value).
+host_steal()
+{
+	awk '$1 == "cpu" { print $9; exit }' /proc/stat
+}
+
 failed=0
+: >"$out/host.txt"
 for ((boot = 1; boot <= boots; boot++)); do
 m=0
 for mode in ${VPCI_BENCH_IOMMUS:-pt strict}; do
@@ -70,10 +78,16 @@ for mode in ${VPCI_BENCH_IOMMUS:-pt strict}; do
 		*) echo "bench-tcp: unknown path $path (vhost-pci, dpdk-retry)" >&2; exit 2 ;;
 		esac
 		rc=0
+		st0=$(host_steal)
 		VPCI_BENCH_IOMMU=$mode VPCI_BENCH_PATH=$path VPCI_BENCH_TSO=$tso \
 			"$repo/selftests/vm/run.py" --var "iommu=$iommu" "${args[@]}" \
 			"$repo/selftests/bench/tcp_pairs.sh" >"$out/$mode-$path-$boot.log" 2>&1 || rc=$?
 		sed -n "s/^# TCP {/{\"boot\": $boot, /p" "$out/$mode-$path-$boot.log" | tee -a "$out/tcp.jsonl"
+		# What else ran on this machine during the boot: the hypervisor's
+		# steal time and the load average at its end.
+		echo "bench-tcp: $mode $path boot $boot: host steal $(awk -v t="$(($(host_steal) - st0))" \
+			-v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }') s," \
+			"load average $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/host.txt"
 		# A run that carried nothing is a result too: say so, go on,
 		# and fail at the end.
 		[ $rc -eq 0 ] || {
