@@ -30,9 +30,12 @@ REPO = os.path.realpath(os.path.join(os.path.dirname(__file__), ".."))
 # with retry, "B-retry"), chosen by report --b-path.
 PATHS = ("vhost-pci", "dpdk")
 B_PATHS = {"dpdk": "`--forward-mode=io`",
-           "dpdk-retry": "io forwarding with retry (`--cmdline-file` with `set fwd io retry`: "
-                         "a burst VM2's RX ring cannot take is retried 64 times 1 µs apart "
-                         "before the rest is dropped)"}
+           "dpdk-retry": "io forwarding with retry (`--cmdline-file` "
+                         "`selftests/topologies/testpmd-io-retry.cmds`: `set burst tx delay 50 "
+                         "retry 1000`, `set fwd io retry`: a burst the other guest's RX ring "
+                         "cannot take yet, or whose buffers miss in DPDK's IOTLB until VM1's "
+                         "QEMU answers, is retried every 50 µs for up to 50 ms before the rest "
+                         "is dropped)"}
 SWITCH = {"vhost-pci": "backend", "dpdk": "testpmd", "dpdk-retry": "testpmd"}
 DIR_LABEL = {"vm1-vm2": "VM1 → VM2", "vm2-vm1": "VM2 → VM1"}
 MODE_ORDER = ("pt", "strict")
@@ -84,6 +87,8 @@ def capture_env(outdir):
         "pin": os.environ.get("BENCH_PIN", "0"),
         "b_vm2_viommu": os.environ.get("BENCH_B_VM2_VIOMMU") == "1",
         "insn": os.environ.get("BENCH_INSN", "0") == "1",
+        # The knobs this run was given (what "make bench" alone would not do).
+        "knobs": {k: v for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")},
     }
     env["qemu"] = env["qemu"][0] if env["qemu"] else ""
     os.makedirs(outdir, exist_ok=True)
@@ -359,7 +364,8 @@ def header(env, vm, elapsed):
             ("QEMU", e.get("qemu", "?")),
             ("DPDK", e.get("dpdk", "?") + " (Debian `dpdk`, `dpdk-testpmd`)"),
             ("date", e.get("date", "?")),
-            ("commit", f"`{e.get('commit', '?')}`")]
+            ("commit", f"`{e.get('commit', '?')}`"),
+            ("knobs", " ".join(f"`{k}={v}`" for k, v in e.get("knobs", {}).items()) or "none")]
     if elapsed is not None:
         rows.append((("`make bench-retry`" if PATHS[1] == "dpdk-retry" else "`make bench`") + " took",
                      f"{elapsed / 60:.1f} min"))
@@ -541,8 +547,11 @@ def section_runs(vm):
     rows = []
     for r in vm.runs:
         probs = "; ".join(p.replace("|", "\\|") for p in r.get("problems", [])[:4]) or "—"
-        rows.append((r["round"], r["path"], r["iommu"], r["rc"], r["seconds"], probs))
-    return table(("round", "path", "IOMMU", "exit", "seconds", "problems"), rows)
+        steal = r.get("steal_s")
+        rows.append((r["round"], r["path"], r["iommu"], r["rc"], r["seconds"],
+                     "—" if steal is None else f"{steal:.2f}", r.get("loadavg", "—"), probs))
+    return table(("round", "path", "IOMMU", "exit", "seconds", "host steal s",
+                  "load average at the end (1, 5, 15 min)", "problems"), rows)
 
 
 def host_section(host):
@@ -813,7 +822,7 @@ def report(args):
         "at most 6 s a run. "
         f"Rounds: {len(rounds)}; in each, A and B boot back to back for each IOMMU mode, "
         "in ABBA order over rounds (`scripts/bench-vm.sh`), and every size and direction runs "
-        "inside one boot.\n"
+        "inside one boot, in an order drawn at random for each round (the same for A and B).\n"
         "* Host CPU: seconds on a CPU of the switch's process (`vpci-backend` or "
         "`testpmd`, all threads) and of both QEMU processes (a guest's CPU under TCG), read "
         "from `/proc/PID/task/TID/schedstat` (nanoseconds) by the runner just before and "
@@ -868,7 +877,11 @@ def report(args):
         "### Runs",
         "One line a boot; a non-zero exit is a failed TAP test (traffic did not move, or a "
         "kernel splat on a console — under heavy host load TCG guests can report RCU stalls "
-        "while booting) or a runner error. Records of a failed boot are still used." +
+        "while booting) or a runner error. Records of a failed boot are still used. Host "
+        "steal: CPU time, summed over the host's CPUs, that the hypervisor below this machine "
+        "gave to something else during the boot (`/proc/stat`); load average: "
+        "`/proc/loadavg` when the boot ended. A boot with steal or a load well above the "
+        "guests' own is one the machine disturbed." +
         (f" {vm.bad_lines} result line(s) could not be used." if vm.bad_lines else ""),
         section_runs(vm),
         "## Host-only matrix",

@@ -13,7 +13,8 @@
 #
 # usage: scripts/bench-vm.sh OUTDIR
 # Writes OUTDIR/vm/results.jsonl (the guests' BENCH records plus one "run"
-# record a boot) and keeps each boot's log there.  Knobs (environment):
+# record a boot, with the host's steal time and load average) and keeps
+# each boot's log there.  Knobs (environment):
 #   BENCH_ROUNDS=5  BENCH_IOMMU="pt strict"  BENCH_SECONDS=5
 #   BENCH_SIZES="64 512 1500"  BENCH_DIRS="vm1-vm2 vm2-vm1"  BENCH_RTT=200
 #   BENCH_PATHS="vhost-pci dpdk"  BENCH_BOOT_TIMEOUT=600 (a path may also be
@@ -61,7 +62,17 @@ trap 'exit 130' INT TERM
 
 failed=0
 
-# run_one PATH MODE ROUND: one boot, its records appended to $results.
+# host_steal: the host's steal time so far, all CPUs, in clock ticks (the
+# "cpu" line of /proc/stat, 8th value): time a hypervisor below this
+# machine ran something else while it wanted to run.
+host_steal()
+{
+	awk '$1 == "cpu" { print $9; exit }' /proc/stat
+}
+
+# run_one PATH MODE ROUND: one boot, its records appended to $results
+# (its "run" record with the host's steal time over the boot and the load
+# average at its end).
 run_one()
 {
 	local path=$1 mode=$2 round=$3 topo cmdline rc t0 log
@@ -85,6 +96,7 @@ run_one()
 	log=$out/r$round-$path-$mode.log
 	echo "bench-vm: round $round, $path, IOMMU $mode ($log)"
 	t0=$(date +%s)
+	st0=$(host_steal)
 	# The runner kills its guests and services on its deadline and on
 	# SIGTERM; timeout(1) is the second line of defence.
 	VPCI_BENCH_IOMMU=$mode VPCI_BENCH_ROUND=$round VPCI_BENCH_PATH=$path \
@@ -99,8 +111,10 @@ run_one()
 	grep -E '^not ok|^# vm[12]: kernel splat|^#   \[' "$log" | head -n 20 |
 		jq -R . | jq -cs --arg path "$path" --arg mode "$mode" --argjson round "$round" \
 			--argjson rc "$rc" --argjson s $(($(date +%s) - t0)) \
+			--argjson steal "$(($(host_steal) - st0))" --argjson hz "$(getconf CLK_TCK)" \
+			--arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
 			'{kind: "run", path: $path, iommu: $mode, round: $round, rc: $rc,
-			  seconds: $s, problems: .}' >>"$results"
+			  seconds: $s, steal_s: ($steal / $hz), loadavg: $load, problems: .}' >>"$results"
 	grep -E '^(ok|not ok) |^# (set up|measured) in' "$log" | sed 's/^/    /'
 	echo "    exit status $rc after $(($(date +%s) - t0)) s"
 	[ "$rc" -eq 0 ] || failed=$((failed + 1))

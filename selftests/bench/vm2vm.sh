@@ -104,6 +104,12 @@ for size in "${sizes[@]}"; do
 	done
 done
 
+# The throughput runs and the NDR searches go in a random order (seeded by
+# the round: A and B of a round run the same order, the rounds differ), so
+# that drift within a boot falls on no size or direction in particular.
+order=$(seq 0 $((${#runs[@]} - 1)) | shuf --random-source=<(yes "${VPCI_BENCH_ROUND:-0}") | xargs)
+diag "order of the runs: $(for i in $order; do printf '%s, ' "${runs[$i]}"; done)"
+
 mkdir -p "$OUT"
 serve="-n 0 --timeout 900"
 vm1_cmd=
@@ -128,7 +134,7 @@ sleep 1
 # cpu: the switch's and both VMs' CPU seconds and the runner's clock (JSON).
 cpu() { host cpu "$SWITCH" vm1 vm2 && echo "$HOST_OUT"; }
 
-for i in "${!runs[@]}"; do
+for i in $order; do
 	read -r dir size <<<"${runs[$i]}"
 	args="--seconds $RUN_S --size $((size - 28))"
 	c0=$(cpu)
@@ -223,7 +229,7 @@ ndr_probe()
 # that it changes none of the figures above.
 ndr_port=5600
 if [ "$NDR" = 1 ]; then
-	for i in "${!runs[@]}"; do
+	for i in $order; do
 		read -r dir size <<<"${runs[$i]}"
 		# The receiver's summary is its last line (as for the records).
 		goodput=$(tail -n 1 "$OUT/recv-$i" | jq -r '.pps // 0 | floor' 2>/dev/null)
