@@ -794,6 +794,18 @@ def report(args):
         "shared machine, so absolute rates are those of emulated CPUs and vary between runs; "
         "the ratios between paths measured back to back are the result.",
         header(env, vm, elapsed),
+        "What this measures, and what it does not:\n\n"
+        "* **Measured:** guests under QEMU TCG (no KVM) on a 2-core machine that both guests, "
+        "the switch and testpmd's polling lcore share. Packet rates are those of emulated "
+        "CPUs: compare the paths within one run, never these rates with a KVM host's.\n"
+        "* **Figures noise cannot move:** the driver core's instructions per frame "
+        "(callgrind, below) and, when counted (`BENCH_INSN=1`), the guests' instructions per "
+        "packet. Compare those across commits. Packets/s, zero-loss rates, CPU seconds and "
+        "round trips move with the machine's load: read their intervals and the host steal "
+        "and load average of each boot (Runs).\n"
+        "* **Not measured (they need a KVM machine with cores to spare):** absolute Mpps and "
+        "Gbit/s, VM exits, kicks and interrupts per packet, DPDK with a dedicated core per "
+        "port, and the device with KVM's irqfd and ioeventfd.",
         "## Headline",
         section_headline(vm) or "The VM-to-VM matrix did not run.",
         "## VM to VM: vhost-pci against DPDK",

@@ -6,13 +6,16 @@
 # (A), and with VPCI_BENCH_PATHS="vhost-pci dpdk-retry" also over DPDK testpmd
 # (B: io forwarding with retry between two vhost-user ports, as DPDK's
 # vhost sample switches retry, so that a burst waits for the other guest's
-# RX ring instead of being dropped; VM2 an ordinary virtio-net guest
-# without a vIOMMU).  B runs with TSO off on both guests, stated:
+# RX ring, or for the answer to an IOTLB miss, instead of being dropped:
+# every 50 us for up to 50 ms, selftests/topologies/testpmd-io-retry.cmds;
+# VM2 an ordinary virtio-net guest without a vIOMMU).  B runs with TSO off on both guests, stated:
 # testpmd's io forwarding with its default 2 KiB mbufs does not carry the
 # guests' 64 KiB TSO frames (iperf3 over B with TSO on carried 0.05
 # Mbit/s), so each guest segments in software as it would for a device
 # without TSO.  Prints one line per run and tables of medians with
-# min and max over the rounds (and A/B when both paths ran).
+# min and max over the rounds (and A/B when both paths ran); the host's
+# steal time over each boot and the load average at its end go to
+# OUTDIR/host.txt.
 #   scripts/bench-tcp.sh [OUTDIR]     default build/bench-tcp
 # Knobs: VPCI_BENCH_SECONDS, VPCI_BENCH_ROUNDS (runs of each kind within a
 # boot), VPCI_BENCH_BOOTS (default 1: boots of each path and mode, the
