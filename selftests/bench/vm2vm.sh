@@ -107,8 +107,16 @@ done
 # The throughput runs and the NDR searches go in a random order (seeded by
 # the round: A and B of a round run the same order, the rounds differ), so
 # that drift within a boot falls on no size or direction in particular.
-order=$(seq 0 $((${#runs[@]} - 1)) | shuf --random-source=<(yes "${VPCI_BENCH_ROUND:-0}") | xargs)
-diag "order of the runs: $(for i in $order; do printf '%s, ' "${runs[$i]}"; done)"
+# A Fisher-Yates shuffle on bash's own seeded RANDOM (the guest has no
+# /dev/fd for shuf --random-source=<(...)).
+order=("${!runs[@]}")
+RANDOM=$((${VPCI_BENCH_ROUND:-0} + 1))
+for ((k = ${#order[@]} - 1; k > 0; k--)); do
+	j=$((RANDOM % (k + 1)))
+	t=${order[k]} order[k]=${order[j]} order[j]=$t
+done
+diag "order of the runs: $(for i in "${order[@]}"; do printf '%s, ' "${runs[$i]}"; done)"
+[ ${#order[@]} -eq ${#runs[@]} ] || { echo "1..0 # vm2vm.sh: no order for the runs"; exit "$KSFT_FAIL"; }
 
 mkdir -p "$OUT"
 serve="-n 0 --timeout 900"
@@ -134,7 +142,7 @@ sleep 1
 # cpu: the switch's and both VMs' CPU seconds and the runner's clock (JSON).
 cpu() { host cpu "$SWITCH" vm1 vm2 && echo "$HOST_OUT"; }
 
-for i in $order; do
+for i in "${order[@]}"; do
 	read -r dir size <<<"${runs[$i]}"
 	args="--seconds $RUN_S --size $((size - 28))"
 	c0=$(cpu)
@@ -229,7 +237,7 @@ ndr_probe()
 # that it changes none of the figures above.
 ndr_port=5600
 if [ "$NDR" = 1 ]; then
-	for i in $order; do
+	for i in "${order[@]}"; do
 		read -r dir size <<<"${runs[$i]}"
 		# The receiver's summary is its last line (as for the records).
 		goodput=$(tail -n 1 "$OUT/recv-$i" | jq -r '.pps // 0 | floor' 2>/dev/null)
