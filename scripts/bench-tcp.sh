@@ -125,9 +125,10 @@ for path, iommu, d, p, st in sorted({k[:5] for k in keys}):
 if {k[0] for k in keys} >= {"vhost-pci", "dpdk-retry"}:
     print("\nA (vhost-pci, one pair) against B (DPDK testpmd io retry, TSO off on both guests); "
           "medians over rounds:\n")
-    print("A/B: the median of A over B over the runs; [95 % CI]: percentile bootstrap over "
-          "boots of the ratio of a boot's medians (A's and B's boots paired in ABBA order), "
-          f"none from fewer than {report.BOOT_MIN_ROUNDS} boots.\n")
+    print(f"A/B: with {report.BOOT_MIN_ROUNDS} boots or more, the median over boots of the "
+          "ratio of a boot's medians (A's and B's boots paired in ABBA order) and, in brackets, "
+          "its 95 % percentile bootstrap interval; with fewer, the ratio of the medians over "
+          "all runs, without an interval.\n")
     print("| IOMMU | direction | streams | A TSO on | A TSO off | B TSO off | A on / B | A off / B |")
     print("|---|---|---|---|---|---|---|---|")
     for iommu, d, st in sorted({(k[1], k[2], k[4]) for k in keys}):
@@ -141,7 +142,9 @@ if {k[0] for k in keys} >= {"vhost-pci", "dpdk-retry"}:
             per_boot = {i: [statistics.median(v) / statistics.median(by_boot[kb][i])]
                         for i, v in by_boot[ka].items()
                         if good(v) and good(by_boot[kb].get(i))}
-            return f"{statistics.median(a) / statistics.median(b):.2f} {report.ci_only(per_boot)}"
+            # The point and its interval are of the same statistic.
+            ci = report.fmt_ci(per_boot)
+            return ci if ci[:1].isdigit() else f"{statistics.median(a) / statistics.median(b):.2f}"
         print(f"| {iommu} | {d} | {st} | {fmt(a_on) if a_on else '—'} | "
               f"{fmt(a_off) if a_off else '—'} | {fmt(b) if b else '—'} | {r(ka_on, a_on)} | "
               f"{r(ka_off, a_off)} |")
