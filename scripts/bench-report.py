@@ -265,6 +265,8 @@ class VmResults:
             if sw is not None and t["received"]:
                 t["switch_per_mpkt"] = sw / t["received"] * 1e6
                 t["vms_per_mpkt"] = (d.get("vm1", 0) + d.get("vm2", 0)) / t["received"] * 1e6
+                # All the host CPU the path spent per packet: switch and guests.
+                t["host_per_mpkt"] = t["switch_per_mpkt"] + t["vms_per_mpkt"]
             # Guest instructions (the vpci-insn TCG plugin, VPCI_QEMU_INSN=1).
             i0, i1 = c0.get("insn"), c1.get("insn")
             if isinstance(i0, dict) and isinstance(i1, dict) and t["received"]:
@@ -330,12 +332,12 @@ class VmResults:
         """A/B of field per round in which both ran."""
         return list(self.ratios_by_round(cell, field).values())
 
-    def mode_ratios(self, mode):
-        """{round: [A/B of every size and direction]} of one IOMMU mode."""
+    def mode_ratios(self, mode, field="pps"):
+        """{round: [A/B of field, every size and direction]} of one IOMMU mode."""
         out = {}
         for c in self.cells():
             if c[0] == mode:
-                for r, x in self.ratios_by_round(c).items():
+                for r, x in self.ratios_by_round(c, field).items():
                     out.setdefault(r, []).append(x)
         return out
 
@@ -385,6 +387,19 @@ def section_headline(vm):
         out.append(table(("VM1 IOMMU", "rounds", "pairs", "A/B min / median / max",
                           "median [95 % CI]"), rows))
         out.append("\n" + CI_NOTE)
+    rows = []
+    for mode in vm.modes():
+        by = {r: v for r, v in vm.mode_ratios(mode, "host_per_mpkt").items() if v}
+        rs = [x for v in by.values() for x in v]
+        if rs:
+            rows.append((MODE_LABEL.get(mode, mode), len(by), len(rs), mmm(rs), fmt_ci(by)))
+    if rows:
+        out.append("\nHost CPU per packet A/B: CPU seconds of the switch and both guests' QEMU "
+                   "together, per packet received, over the unpaced throughput runs (each path at the "
+                   "rate it reached, B's polling lcore included); below 1, A spends less of the "
+                   "host per packet (Host CPU below has each part):\n")
+        out.append(table(("VM1 IOMMU", "rounds", "pairs", "A/B min / median / max",
+                          "median [95 % CI]"), rows))
     return "\n".join(out)
 
 
@@ -759,6 +774,23 @@ def report(args):
     insn = load_json(os.path.join(outdir, "insn.json"))
     host = load_json(os.path.join(outdir, "host.json"))
     vm = VmResults(os.path.join(outdir, "vm", "results.jsonl"))
+    # Guest instructions: from the matrix itself when it counted them
+    # (BENCH_INSN=1), else from bench.sh's separate counting pass (one
+    # round, its own boots), which leaves the matrix's timing alone.
+    insn_pass = VmResults(os.path.join(outdir, "insn-pass", "vm", "results.jsonl"))
+    insn_vm = vm if has_guest_insn(vm) else insn_pass if has_guest_insn(insn_pass) else None
+    insn_where = ("over the same window as the throughput runs above (this run counted them: "
+                  "`BENCH_INSN=1`, so its throughput understates A, whose switching is guest "
+                  "code)" if insn_vm is vm else
+                  f"in a separate pass after the matrix ({len(insn_pass.runs)} boots: "
+                  "one round, every path, mode, size and direction, no zero-loss search, "
+                  "`scripts/bench.sh`), so that the plugin slows none of the figures above; "
+                  "the window is each unpaced throughput run of that pass")
+    # A pass that ran and counted nothing is said, not left out.
+    insn_missing = None
+    if insn_vm is None and insn_pass.runs:
+        insn_missing = (f"The counting pass ran ({len(insn_pass.runs)} boots, Runs below) but "
+                        "recorded no counts: see `insn-pass/vm/*.log` in the run's directory.")
     elapsed = args.elapsed
     host_by, host_text = host_section(host)
 
@@ -799,8 +831,8 @@ def report(args):
         "the switch and testpmd's polling lcore share. Packet rates are those of emulated "
         "CPUs: compare the paths within one run, never these rates with a KVM host's.\n"
         "* **Figures noise cannot move:** the driver core's instructions per frame "
-        "(callgrind, below) and, when counted (`BENCH_INSN=1`), the guests' instructions per "
-        "packet. Compare those across commits. Packets/s, zero-loss rates, CPU seconds and "
+        "(callgrind, below); nearly so, the guests' instructions per packet (TCG's count, from "
+        "the counting round; they still follow batching). Compare those across commits. Packets/s, zero-loss rates, CPU seconds and "
         "round trips move with the machine's load: read their intervals and the host steal "
         "and load average of each boot (Runs).\n"
         "* **Not measured (they need a KVM machine with cores to spare):** absolute Mpps and "
@@ -834,7 +866,8 @@ def report(args):
         "at most 6 s a run. "
         f"Rounds: {len(rounds)}; in each, A and B boot back to back for each IOMMU mode, "
         "in ABBA order over rounds (`scripts/bench-vm.sh`), and every size and direction runs "
-        "inside one boot, in an order drawn at random for each round (the same for A and B).\n"
+        "inside one boot: the throughput runs and the zero-loss searches in an order drawn at "
+        "random for each round (the same for A and B), the round trips in a fixed order.\n"
         "* Host CPU: seconds on a CPU of the switch's process (`vpci-backend` or "
         "`testpmd`, all threads) and of both QEMU processes (a guest's CPU under TCG), read "
         "from `/proc/PID/task/TID/schedstat` (nanoseconds) by the runner just before and "
@@ -866,19 +899,23 @@ def report(args):
         img("vm-cpu.png", "CPU per packet"),
         section_cpu(vm),
         *(["### Guest instructions per packet",
-            "Instructions each guest executed over the same window, counted by the project's "
+            "Instructions each guest executed, counted " + (insn_where if insn_vm else "") +
+            ", by the project's "
             "TCG plugin (`qemu/plugins/vpci_insn.c`, loaded into every guest's QEMU with "
-            "`VPCI_QEMU_INSN=1`), per packet received; median over rounds. Under TCG these "
-            "do not move with the host's load, unlike the CPU seconds above; they include "
+            "`VPCI_QEMU_INSN=1`), per packet received" +
+            ("; median over rounds" if insn_vm is vm else "") + ". Under TCG these move far "
+            "less with the host's load than the CPU seconds above (they still follow batching: "
+            "a guest that takes more packets per interrupt runs fewer instructions per packet); "
+            "they include "
             "the guests' share of the measurement's own commands, spread over the packets. "
             "Guest code only: A's switching runs in VM2's kernel and is counted, B's switch "
             "(testpmd, native) is not (its cost is the switch CPU above). A `rep`-prefixed "
             "string instruction counts once per iteration (QEMU 7.2 re-enters the block), so "
             "copies count per byte moved. The window ends when the sender returns; packets "
             "still queued then are received after it, so figures lean low for the path with "
-            "the deeper backlog. The plugin slows guest code only: the throughput of a "
-            "counting run (`BENCH_INSN=1`) understates A, whose switching is guest code.",
-            section_guest_insn(vm)] if has_guest_insn(vm) else []),
+            "the deeper backlog.",
+            section_guest_insn(insn_vm)] if insn_vm else
+          ["### Guest instructions per packet", insn_missing] if insn_missing else []),
         "### Round-trip time",
         "Median over rounds of each run's p50 and p99 (of the runs that got any answer; "
         "\"—\": every round trip was lost); lost/sent summed." +
@@ -896,6 +933,8 @@ def report(args):
         "guests' own is one the machine disturbed." +
         (f" {vm.bad_lines} result line(s) could not be used." if vm.bad_lines else ""),
         section_runs(vm),
+        *(["The guest-instruction counting pass:", section_runs(insn_pass)]
+          if insn_pass.runs else []),
         "## Host-only matrix",
         "`scripts/bench-host.sh` ([host-datapath.md](host-datapath.md)): the same simulated "
         "VM1 (`vpci-sim`) against the driver's ring and IOTLB core as a host back-end "

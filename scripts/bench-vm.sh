@@ -15,8 +15,8 @@
 # Writes OUTDIR/vm/results.jsonl (the guests' BENCH records plus one "run"
 # record a boot, with the host's steal time and load average) and keeps
 # each boot's log there.  Knobs (environment):
-#   BENCH_ROUNDS=5  BENCH_IOMMU="pt strict"  BENCH_SECONDS=5
-#   BENCH_SIZES="64 512 1500"  BENCH_DIRS="vm1-vm2 vm2-vm1"  BENCH_RTT=200
+#   BENCH_ROUNDS=5  BENCH_IOMMU="pt strict"  BENCH_SECONDS=3
+#   BENCH_SIZES="64 1500"  BENCH_DIRS="vm1-vm2 vm2-vm1"  BENCH_RTT=100
 #   BENCH_PATHS="vhost-pci dpdk"  BENCH_BOOT_TIMEOUT=600 (a path may also be
 #   dpdk-retry, "B-retry": testpmd's io forwarding with retry, which waits
 #   for VM2's RX ring instead of dropping a burst at once)
@@ -24,7 +24,7 @@
 #   places its lcores itself: forwarding on CPU 1); empty: not pinned
 #   BENCH_B_VM2_VIOMMU=0: B's VM2 without a vIOMMU (1: behind one, as VM1)
 #   BENCH_NDR=1: also search each cell's zero-loss rate (0: skip it; knobs
-#   BENCH_NDR_SECONDS=2 per probe, BENCH_NDR_STEPS=5 probes)
+#   BENCH_NDR_SECONDS=2 per probe, BENCH_NDR_STEPS=4 probes)
 #   BENCH_INSN=0: 1 counts each guest's instructions with the project's TCG
 #   plugin (build/qemu/vpci-insn.so, make tcg-plugin); off by default: it
 #   slows guest code only, and A's switching is guest code, B's is not
@@ -41,13 +41,13 @@ rounds=${BENCH_ROUNDS:-5}
 read -r -a modes <<<"${BENCH_IOMMU:-pt strict}"
 read -r -a paths <<<"${BENCH_PATHS:-vhost-pci dpdk}"
 limit=${BENCH_BOOT_TIMEOUT:-600}
-export VPCI_BENCH_SECONDS=${BENCH_SECONDS:-5}
-export VPCI_BENCH_SIZES=${BENCH_SIZES:-64 512 1500}
+export VPCI_BENCH_SECONDS=${BENCH_SECONDS:-3}
+export VPCI_BENCH_SIZES=${BENCH_SIZES:-64 1500}
 export VPCI_BENCH_DIRS=${BENCH_DIRS:-vm1-vm2 vm2-vm1}
-export VPCI_BENCH_RTT=${BENCH_RTT:-200}
+export VPCI_BENCH_RTT=${BENCH_RTT:-100}
 export VPCI_BENCH_NDR=${BENCH_NDR:-1}
 export VPCI_BENCH_NDR_SECONDS=${BENCH_NDR_SECONDS:-2}
-export VPCI_BENCH_NDR_STEPS=${BENCH_NDR_STEPS:-5}
+export VPCI_BENCH_NDR_STEPS=${BENCH_NDR_STEPS:-4}
 export VPCI_QEMU_INSN=${BENCH_INSN:-0}
 export VPCI_PIN_CPUS=${BENCH_PIN-0}
 
@@ -75,7 +75,7 @@ host_steal()
 # average at its end).
 run_one()
 {
-	local path=$1 mode=$2 round=$3 topo cmdline rc t0 log
+	local path=$1 mode=$2 round=$3 topo cmdline rc t0 st0 st1 log
 	local vars=()
 	case $path in
 	vhost-pci) topo=vm1vm2; vars=(--var log_level=info) ;;
@@ -97,6 +97,7 @@ run_one()
 	echo "bench-vm: round $round, $path, IOMMU $mode ($log)"
 	t0=$(date +%s)
 	st0=$(host_steal)
+	st0=${st0:-0}
 	# The runner kills its guests and services on its deadline and on
 	# SIGTERM; timeout(1) is the second line of defence.
 	VPCI_BENCH_IOMMU=$mode VPCI_BENCH_ROUND=$round VPCI_BENCH_PATH=$path \
@@ -108,10 +109,11 @@ run_one()
 	rc=$?
 	runner=
 	sed -n 's/^# BENCH //p' "$log" >>"$results"
+	st1=$(host_steal)
 	grep -E '^not ok|^# vm[12]: kernel splat|^#   \[' "$log" | head -n 20 |
 		jq -R . | jq -cs --arg path "$path" --arg mode "$mode" --argjson round "$round" \
 			--argjson rc "$rc" --argjson s $(($(date +%s) - t0)) \
-			--argjson steal "$(($(host_steal) - st0))" --argjson hz "$(getconf CLK_TCK)" \
+			--argjson steal "$((${st1:-0} - st0))" --argjson hz "$(getconf CLK_TCK || echo 100)" \
 			--arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
 			'{kind: "run", path: $path, iommu: $mode, round: $round, rc: $rc,
 			  seconds: $s, steal_s: ($steal / $hz), loadavg: $load, problems: .}' >>"$results"

@@ -113,10 +113,11 @@ order=("${!runs[@]}")
 RANDOM=$((${VPCI_BENCH_ROUND:-0} + 1))
 for ((k = ${#order[@]} - 1; k > 0; k--)); do
 	j=$((RANDOM % (k + 1)))
-	t=${order[k]} order[k]=${order[j]} order[j]=$t
+	t=${order[k]}
+	order[k]=${order[j]}
+	order[j]=$t
 done
 diag "order of the runs: $(for i in "${order[@]}"; do printf '%s, ' "${runs[$i]}"; done)"
-[ ${#order[@]} -eq ${#runs[@]} ] || { echo "1..0 # vm2vm.sh: no order for the runs"; exit "$KSFT_FAIL"; }
 
 mkdir -p "$OUT"
 serve="-n 0 --timeout 900"
