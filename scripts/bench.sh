@@ -29,6 +29,10 @@ elif [ "${1:-}" = --retry ]; then
 fi
 [ $# -eq 1 ] || { echo "usage: $0 [--smoke | --retry] OUTDIR" >&2; exit 2; }
 out=$1
+us=${VPCI_BUILD:-$repo/build}/userspace
+report="$repo/scripts/bench-report.py"
+rc=0
+t0=$(date +%s)
 rm -rf "$out"
 mkdir -p "$out"
 # The machine, the commit and the knobs the caller gave (before the
@@ -40,10 +44,6 @@ mkdir -p "$out"
 # (BENCH_B_VM2_VIOMMU=1 puts it behind one in VM1's mode).
 export BENCH_PIN=${BENCH_PIN-0}
 export BENCH_B_VM2_VIOMMU=${BENCH_B_VM2_VIOMMU:-0}
-us=${VPCI_BUILD:-$repo/build}/userspace
-report="$repo/scripts/bench-report.py"
-rc=0
-t0=$(date +%s)
 
 if [ $retry -eq 1 ]; then
 	echo "== (iii) VM to VM: vhost-pci (A) against DPDK testpmd with io retry (B-retry)"
