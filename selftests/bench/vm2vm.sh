@@ -105,7 +105,8 @@ for size in "${sizes[@]}"; do
 done
 
 # The throughput runs and the NDR searches go in a random order (seeded by
-# the round: A and B of a round run the same order, the rounds differ), so
+# the round: A and B of a round run the same order, each round draws its
+# own), so
 # that drift within a boot falls on no size or direction in particular.
 # A Fisher-Yates shuffle on bash's own seeded RANDOM (the guest has no
 # /dev/fd for shuf --random-source=<(...)).

@@ -1117,6 +1117,7 @@ TEST(SimCli, BadValuesFailAtParse)
 		{{"-s", "x", "--size", " 100"}, "--size: ' 100' is not a number"},
 		{{"-s", "x", "--size", "60-+100"}, "--size: '+100' is not a number"},
 		{{"-s", "x", "--size", "4294967396"}, "--size: '4294967396' is not a number"},
+		{{"-s", "x", "--size", "0x40"}, "--size: '0x40' is not a number"},
 	};
 	for (const auto &[args, want] : bad) {
 		CLI::App app;

@@ -2,7 +2,6 @@
 #include "sim_cli.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -10,25 +9,20 @@
 
 #include <fmt/format.h>
 
+#include "parse.hpp"
 #include "sim_traffic.hpp"
 
 namespace vpci::sim {
 
 namespace {
 
-/**
- * A decimal u32, the whole string; nullopt if @p v is anything else (a
- * sign, blanks, hex: std::stoul took " 8", "+8" and "-18446744073709551608",
- * which wrapped to 8).
- */
+/** A decimal u32, the whole string (no sign, no blanks); nullopt otherwise. */
 std::optional<std::uint32_t> parse_u32(const std::string &v)
 {
-	std::uint32_t n = 0;
-	const char *b = v.data(), *e = v.data() + v.size();
-	const auto [p, ec] = std::from_chars(b, e, n);
-	if (b == e || ec != std::errc() || p != e)
+	const auto n = parse_u64(v, true);
+	if (!n || *n > 0xffffffffU)
 		return std::nullopt;
-	return n;
+	return static_cast<std::uint32_t>(*n);
 }
 
 /** --size: N or MIN-MAX with MIN <= MAX; CLI::ValidationError if not. */
