@@ -12,8 +12,8 @@
 # and keep the offload flags through io forwarding (tso=1,
 # legacy-ol-flags=1; without them a 64 KiB TSO frame was not carried:
 # iperf3 over B with TSO on moved 0.05 Mbit/s), and both paths run with
-# TSO on and off on both guests.  Prints one line per run and tables of medians with
-# min and max over the rounds (and A/B when both paths ran); the host's
+# TSO on and off on both guests.  Prints one line per run and tables of
+# medians with min and max over the rounds (and A/B when both paths ran); the host's
 # steal time over each boot and the load average at its end go to
 # OUTDIR/host.txt.
 #   scripts/bench-tcp.sh [OUTDIR]     default build/bench-tcp
